@@ -1,0 +1,331 @@
+/**
+ * The GPU runtime: buffer pool, pipeline / bind-group / uniform caches, and one command
+ * encoder that collects every dispatch until {@linkcode Gpu.submit}.
+ *
+ * Static shapes per run mean that a steady-state training step allocates and releases the
+ * same pooled buffers in the same order every step, so every bind group and uniform buffer it
+ * needs is already cached: a warm step creates no GPU objects (test/runtime_test.ts counts them).
+ */
+import { acquireDevice, type AcquireOptions, type AdapterSummary } from "./device.ts";
+
+/** A byte range of a GPU buffer: what a kernel binds. */
+export interface BufferView {
+  buffer: GPUBuffer;
+  /** Byte offset, a multiple of the device's storage offset alignment. */
+  offset: number;
+  /** Byte length. */
+  size: number;
+}
+
+/** How a kernel uses each binding, in binding order. */
+export type BindingKind = "read" | "write" | "uniform";
+
+/** A compiled-once compute kernel: WGSL source plus its binding signature. */
+export interface Program {
+  /** Unique cache key; programs with equal keys must have equal code. */
+  key: string;
+  code: string;
+  bindings: BindingKind[];
+  entryPoint?: string;
+}
+
+/** Counters used by tests and benchmarks to prove a warm step creates nothing. */
+export interface GpuStats {
+  buffersCreated: number;
+  buffersDestroyed: number;
+  bindGroupsCreated: number;
+  pipelinesCreated: number;
+  uniformsCreated: number;
+  submits: number;
+  readbacks: number;
+  dispatches: number;
+}
+
+const STORAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+
+/** Size classes: round up so buffers of near-equal sizes share a free list. */
+function sizeClass(bytes: number): number {
+  const b = Math.max(256, bytes);
+  if (b <= 4096) return Math.ceil(b / 256) * 256;
+  const step = 2 ** Math.max(12, Math.floor(Math.log2(b)) - 3);
+  return Math.ceil(b / step) * step;
+}
+
+let nextBufferId = 1;
+const bufferIds = new WeakMap<GPUBuffer, number>();
+function idOf(buffer: GPUBuffer): number {
+  let id = bufferIds.get(buffer);
+  if (id === undefined) {
+    id = nextBufferId++;
+    bufferIds.set(buffer, id);
+  }
+  return id;
+}
+
+/** The engine's handle on one GPU device. */
+export class Gpu {
+  readonly device: GPUDevice;
+  readonly adapter: AdapterSummary;
+  /** Alignment of storage-binding offsets, in bytes. */
+  readonly offsetAlignment: number;
+  readonly stats: GpuStats = {
+    buffersCreated: 0,
+    buffersDestroyed: 0,
+    bindGroupsCreated: 0,
+    pipelinesCreated: 0,
+    uniformsCreated: 0,
+    submits: 0,
+    readbacks: 0,
+    dispatches: 0,
+  };
+
+  #free = new Map<number, GPUBuffer[]>();
+  #live = new Set<GPUBuffer>();
+  #pipelines = new Map<string, { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout }>();
+  #bindGroups = new Map<string, GPUBindGroup>();
+  #uniforms = new Map<string, GPUBuffer>();
+  #encoder: GPUCommandEncoder | null = null;
+  #pass: GPUComputePassEncoder | null = null;
+  #destroyed = false;
+
+  constructor(device: GPUDevice, adapter: AdapterSummary) {
+    this.device = device;
+    this.adapter = adapter;
+    this.offsetAlignment = device.limits.minStorageBufferOffsetAlignment;
+  }
+
+  /** Acquires the default adapter's device (see {@linkcode acquireDevice}). */
+  static async create(options: AcquireOptions = {}): Promise<Gpu> {
+    const { device, summary } = await acquireDevice(options);
+    return new Gpu(device, summary);
+  }
+
+  /** Number of GPU buffers currently alive (pooled, in use, or cached uniforms). */
+  get liveBuffers(): number {
+    return this.#live.size + this.#uniforms.size;
+  }
+
+  // ---------------------------------------------------------------- buffers
+
+  /** Takes a storage buffer of at least `bytes` bytes from the pool. */
+  alloc(bytes: number): GPUBuffer {
+    const cls = sizeClass(bytes);
+    const list = this.#free.get(cls);
+    const reused = list?.pop();
+    if (reused) return reused;
+    const buffer = this.device.createBuffer({ size: cls, usage: STORAGE });
+    this.stats.buffersCreated++;
+    this.#live.add(buffer);
+    return buffer;
+  }
+
+  /** Returns a buffer from {@linkcode alloc} to the pool. */
+  release(buffer: GPUBuffer): void {
+    const cls = buffer.size;
+    let list = this.#free.get(cls);
+    if (!list) this.#free.set(cls, list = []);
+    list.push(buffer);
+  }
+
+  /** Destroys every pooled (free) buffer and forgets bind groups that used them. */
+  trim(): void {
+    for (const list of this.#free.values()) {
+      for (const b of list) this.#destroyBuffer(b);
+    }
+    this.#free.clear();
+  }
+
+  #destroyBuffer(buffer: GPUBuffer): void {
+    const id = `#${idOf(buffer)}@`;
+    for (const key of this.#bindGroups.keys()) {
+      if (key.includes(id)) this.#bindGroups.delete(key);
+    }
+    this.#live.delete(buffer);
+    buffer.destroy();
+    this.stats.buffersDestroyed++;
+  }
+
+  /** Destroys a buffer now (not back to the pool): for long-lived buffers being replaced. */
+  destroy(buffer: GPUBuffer): void {
+    this.#destroyBuffer(buffer);
+  }
+
+  /**
+   * Writes host data into a buffer at a byte offset. Work recorded so far is submitted first:
+   * queue writes take effect before any later submit, so a write into a buffer that recorded
+   * work still reads would otherwise be seen by that work.
+   */
+  write(view: BufferView, data: ArrayBufferView, byteOffset = 0): void {
+    this.submit();
+    this.device.queue.writeBuffer(
+      view.buffer,
+      view.offset + byteOffset,
+      data.buffer as ArrayBuffer,
+      data.byteOffset,
+      data.byteLength,
+    );
+  }
+
+  // ---------------------------------------------------------------- kernels
+
+  #pipeline(program: Program): { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout } {
+    let entry = this.#pipelines.get(program.key);
+    if (entry) return entry;
+    const module = this.device.createShaderModule({ label: program.key, code: program.code });
+    const layout = this.device.createBindGroupLayout({
+      label: program.key,
+      entries: program.bindings.map((kind, binding) => ({
+        binding,
+        visibility: GPUShaderStage.COMPUTE,
+        buffer: {
+          type: kind === "uniform" ? "uniform" : kind === "read" ? "read-only-storage" : "storage",
+        },
+      })),
+    });
+    const pipeline = this.device.createComputePipeline({
+      label: program.key,
+      layout: this.device.createPipelineLayout({ bindGroupLayouts: [layout] }),
+      compute: { module, entryPoint: program.entryPoint ?? "main" },
+    });
+    this.stats.pipelinesCreated++;
+    entry = { pipeline, layout };
+    this.#pipelines.set(program.key, entry);
+    return entry;
+  }
+
+  /** Builds (once) the pipeline of a program, e.g. to warm caches before timing. */
+  prepare(program: Program): void {
+    this.#pipeline(program);
+  }
+
+  /**
+   * A uniform buffer holding `data`, cached by content: shape constants repeat every step,
+   * so steady state creates none.
+   */
+  uniform(data: ArrayBuffer | ArrayBufferView): BufferView {
+    const bytes = data instanceof ArrayBuffer
+      ? new Uint8Array(data)
+      : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    let key = "";
+    for (let i = 0; i < bytes.length; i++) key += String.fromCharCode(bytes[i]);
+    let buffer = this.#uniforms.get(key);
+    if (!buffer) {
+      const size = Math.max(16, Math.ceil(bytes.length / 16) * 16);
+      buffer = this.device.createBuffer({
+        size,
+        usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+      });
+      const padded = new Uint8Array(size);
+      padded.set(bytes);
+      this.device.queue.writeBuffer(buffer, 0, padded);
+      this.#uniforms.set(key, buffer);
+      this.stats.uniformsCreated++;
+    }
+    return { buffer, offset: 0, size: buffer.size };
+  }
+
+  #bindGroup(program: Program, layout: GPUBindGroupLayout, views: BufferView[]): GPUBindGroup {
+    let key = program.key;
+    for (const v of views) key += `|#${idOf(v.buffer)}@${v.offset}:${v.size}`;
+    let group = this.#bindGroups.get(key);
+    if (!group) {
+      group = this.device.createBindGroup({
+        layout,
+        entries: views.map((v, binding) => ({
+          binding,
+          resource: { buffer: v.buffer, offset: v.offset, size: v.size },
+        })),
+      });
+      this.stats.bindGroupsCreated++;
+      this.#bindGroups.set(key, group);
+    }
+    return group;
+  }
+
+  /** Records one dispatch into the current command encoder. */
+  dispatch(program: Program, views: BufferView[], workgroups: [number, number?, number?]): void {
+    if (views.length !== program.bindings.length) {
+      throw new Error(
+        `${program.key}: expected ${program.bindings.length} bindings, got ${views.length}`,
+      );
+    }
+    const { pipeline, layout } = this.#pipeline(program);
+    const group = this.#bindGroup(program, layout, views);
+    if (!this.#pass) {
+      this.#encoder ??= this.device.createCommandEncoder();
+      this.#pass = this.#encoder.beginComputePass();
+    }
+    this.#pass.setPipeline(pipeline);
+    this.#pass.setBindGroup(0, group);
+    const [x, y = 1, z = 1] = workgroups;
+    if (x > 0 && y > 0 && z > 0) this.#pass.dispatchWorkgroups(x, y, z);
+    this.stats.dispatches++;
+  }
+
+  /** The open command encoder, with any compute pass closed, for copies. */
+  encoder(): GPUCommandEncoder {
+    if (this.#pass) {
+      this.#pass.end();
+      this.#pass = null;
+    }
+    this.#encoder ??= this.device.createCommandEncoder();
+    return this.#encoder;
+  }
+
+  /** Records a buffer-to-buffer copy. */
+  copy(src: BufferView, dst: BufferView, bytes = Math.min(src.size, dst.size)): void {
+    this.encoder().copyBufferToBuffer(src.buffer, src.offset, dst.buffer, dst.offset, bytes);
+  }
+
+  /** Submits everything recorded so far as one command buffer. */
+  submit(): void {
+    if (!this.#encoder && !this.#pass) return;
+    const encoder = this.encoder();
+    this.device.queue.submit([encoder.finish()]);
+    this.#encoder = null;
+    this.stats.submits++;
+  }
+
+  /** Submits pending work and reads `view` back (the one place the host waits for the GPU). */
+  async read(view: BufferView): Promise<ArrayBuffer> {
+    const staging = this.device.createBuffer({
+      size: Math.ceil(view.size / 4) * 4,
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+    });
+    this.encoder().copyBufferToBuffer(view.buffer, view.offset, staging, 0, staging.size);
+    this.submit();
+    await staging.mapAsync(GPUMapMode.READ);
+    const out = staging.getMappedRange().slice(0, view.size);
+    staging.unmap();
+    staging.destroy();
+    this.stats.readbacks++;
+    return out;
+  }
+
+  /** Waits until the GPU has finished all submitted work. */
+  async sync(): Promise<void> {
+    this.submit();
+    await this.device.queue.onSubmittedWorkDone();
+  }
+
+  /** Destroys every buffer and the device. */
+  dispose(): void {
+    if (this.#destroyed) return;
+    this.#destroyed = true;
+    this.submit();
+    for (const b of this.#live) b.destroy();
+    for (const b of this.#uniforms.values()) b.destroy();
+    this.#live.clear();
+    this.#uniforms.clear();
+    this.#bindGroups.clear();
+    this.#free.clear();
+    this.device.destroy();
+  }
+}
+
+/** Splits a 1-D dispatch of `groups` workgroups into x/y so neither exceeds the device limit. */
+export function grid1d(groups: number, maxPerDim = 65535): [number, number] {
+  if (groups <= maxPerDim) return [Math.max(1, groups), 1];
+  const y = Math.ceil(groups / maxPerDim);
+  return [Math.ceil(groups / y), y];
+}

@@ -1,0 +1,124 @@
+/**
+ * Parameters live in one flat GPU buffer, each at an offset aligned for binding. The same
+ * layout over other flat buffers gives gradients, momentum, look-ahead parameters and tangent
+ * directions, so every "for all parameters" operation is a single kernel.
+ */
+import type { Gpu } from "../gpu/runtime.ts";
+import { Tensor } from "../tensor.ts";
+
+/** Name and shape of one parameter or buffer, in PyTorch state_dict order. */
+export interface ParamSpec {
+  name: string;
+  shape: number[];
+}
+
+/** Where each named tensor sits in a flat buffer. */
+export class FlatLayout {
+  readonly specs: ParamSpec[];
+  /** Offsets in floats. */
+  readonly offsets: number[];
+  /** Total floats, including alignment gaps. */
+  readonly length: number;
+  readonly byName: Map<string, number>;
+
+  constructor(specs: ParamSpec[], alignBytes: number) {
+    this.specs = specs;
+    const align = Math.max(1, alignBytes / 4);
+    let at = 0;
+    this.offsets = specs.map((s) => {
+      const o = at;
+      const size = s.shape.reduce((a, b) => a * b, 1);
+      at = Math.ceil((at + size) / align) * align;
+      return o;
+    });
+    this.length = Math.max(at, 1);
+    this.byName = new Map(specs.map((s, i) => [s.name, i]));
+  }
+
+  /** Number of real values (no gaps). */
+  get count(): number {
+    return this.specs.reduce((n, s) => n + s.shape.reduce((a, b) => a * b, 1), 0);
+  }
+}
+
+/** A flat GPU buffer laid out by a {@linkcode FlatLayout}, with a tensor view per entry. */
+export class FlatTensors {
+  readonly layout: FlatLayout;
+  readonly buffer: GPUBuffer;
+  readonly tensors: Tensor[];
+  readonly #gpu: Gpu;
+
+  constructor(gpu: Gpu, layout: FlatLayout, requiresGrad = false) {
+    this.#gpu = gpu;
+    this.layout = layout;
+    this.buffer = gpu.device.createBuffer({
+      size: layout.length * 4,
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+    });
+    gpu.stats.buffersCreated++;
+    this.tensors = layout.specs.map((s, i) => {
+      const size = s.shape.reduce((a, b) => a * b, 1);
+      const t = new Tensor(s.shape, {
+        buffer: this.buffer,
+        offset: layout.offsets[i] * 4,
+        size: size * 4,
+      }, false);
+      t.name = s.name;
+      t.requiresGrad = requiresGrad;
+      return t;
+    });
+  }
+
+  /** The whole buffer as one binding. */
+  get all() {
+    return { buffer: this.buffer, offset: 0, size: this.layout.length * 4 };
+  }
+
+  /** Tensor of a named entry. */
+  get(name: string): Tensor {
+    const i = this.layout.byName.get(name);
+    if (i === undefined) throw new Error(`no parameter named ${name}`);
+    return this.tensors[i];
+  }
+
+  /** Uploads host values for every entry, gaps zero. */
+  upload(values: Map<string, Float32Array>): void {
+    const host = new Float32Array(this.layout.length);
+    this.layout.specs.forEach((s, i) => {
+      const v = values.get(s.name);
+      if (!v) throw new Error(`missing value for ${s.name}`);
+      const size = s.shape.reduce((a, b) => a * b, 1);
+      if (v.length !== size) throw new Error(`${s.name}: ${v.length} values for [${s.shape}]`);
+      host.set(v, this.layout.offsets[i]);
+    });
+    this.#gpu.submit();
+    this.#gpu.device.queue.writeBuffer(this.buffer, 0, host);
+  }
+
+  /** Reads every entry back, by name. */
+  async download(): Promise<Map<string, Float32Array>> {
+    const host = new Float32Array(await this.#gpu.read(this.all));
+    const out = new Map<string, Float32Array>();
+    this.layout.specs.forEach((s, i) => {
+      const size = s.shape.reduce((a, b) => a * b, 1);
+      out.set(s.name, host.slice(this.layout.offsets[i], this.layout.offsets[i] + size));
+    });
+    return out;
+  }
+
+  /** Sets every value to zero (recorded on the command encoder). */
+  clear(): void {
+    this.#gpu.encoder().clearBuffer(this.buffer);
+  }
+
+  /** Copies all values from another flat buffer of the same layout (recorded). */
+  copyFrom(other: FlatTensors): void {
+    this.#gpu.copy(other.all, this.all);
+  }
+
+  /** Frees the GPU buffer. */
+  destroy(): void {
+    this.buffer.destroy();
+    this.#gpu.stats.buffersDestroyed++;
+  }
+}

@@ -1,0 +1,189 @@
+/**
+ * batchnorm2d: forward, backward and JVP side by side, train mode (batch statistics, the
+ * gradient and tangent flow through them) and eval mode (running statistics).
+ *
+ * Train mode, with M = N*H*W per channel, xhat = (x - mean) * invstd:
+ *   backward  dx = gamma * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)),
+ *             dgamma = sum(dy * xhat), dbeta = sum(dy)
+ *   JVP       y' = gamma * invstd * (x' - mean(x') - xhat * mean(x' * xhat))
+ *                  + gamma' * xhat + beta'
+ * The two have the same form, so one reduction kernel and one elementwise kernel serve both.
+ * An optional fused ReLU masks the incoming gradient/outgoing tangent by y > 0.
+ */
+import { bind, Tensor } from "../tensor.ts";
+import type { Ctx } from "../autograd/tape.ts";
+import { type BufferView, type Gpu, grid1d, type Program } from "../gpu/runtime.ts";
+import {
+  bnApplySource,
+  bnEvalStatsSource,
+  bnGradSource,
+  bnStatsSource,
+  bnSumsSource,
+} from "../../shaders/batchnorm.ts";
+import { runMap } from "./elementwise.ts";
+
+/** How a batchnorm call normalises. */
+export interface BatchNormOptions {
+  /** "train": batch statistics; "eval": running statistics. */
+  mode: "train" | "eval";
+  /** In train mode, fold the batch statistics into the running ones (momentum 0.1). */
+  updateRunningStats: boolean;
+  /** Fuse a ReLU after the normalisation. */
+  relu?: boolean;
+  eps?: number;
+  momentum?: number;
+}
+
+const programs = new Map<string, Program>();
+function program(key: string, code: () => string, bindings: Program["bindings"]): Program {
+  let p = programs.get(key);
+  if (!p) programs.set(key, p = { key: `bn:${key}`, code: code(), bindings });
+  return p;
+}
+
+function params(gpu: Gpu, x: Tensor, update: boolean, eps: number, momentum: number): BufferView {
+  const [N, C, H, W] = x.shape.length === 4 ? x.shape : [x.shape[0], x.shape[1], 1, 1];
+  const buf = new ArrayBuffer(24);
+  new Uint32Array(buf, 0, 4).set([N, C, H * W, update ? 1 : 0]);
+  new Float32Array(buf, 16, 2).set([eps, momentum]);
+  return gpu.uniform(buf);
+}
+
+function channelSums(gpu: Gpu, a: Tensor, x: Tensor, stats: Tensor, uni: BufferView): Tensor {
+  const C = x.shape[1];
+  const sums = Tensor.empty(gpu, [2, C]);
+  gpu.dispatch(
+    program("sums", bnSumsSource, ["read", "read", "read", "write", "uniform"]),
+    [bind(a), bind(x), bind(stats), bind(sums), uni],
+    [C],
+  );
+  return sums;
+}
+
+function gradForm(
+  gpu: Gpu,
+  coupled: boolean,
+  a: Tensor,
+  x: Tensor,
+  stats: Tensor,
+  sums: Tensor,
+  gamma: Tensor,
+  tangents: [Tensor, Tensor] | null,
+  uni: BufferView,
+): Tensor {
+  const out = Tensor.empty(gpu, x.shape);
+  const tp = tangents !== null;
+  const prog = program(
+    `grad:${coupled}:${tp}`,
+    () => bnGradSource(coupled, tp),
+    [
+      "read",
+      "read",
+      "read",
+      "read",
+      "read",
+      ...(tp ? ["read", "read"] as const : []),
+      "write",
+      "uniform",
+    ],
+  );
+  const views = [bind(a), bind(x), bind(stats), bind(sums), bind(gamma)];
+  if (tangents) views.push(bind(tangents[0]), bind(tangents[1]));
+  gpu.dispatch(prog, [...views, bind(out), uni], grid1d(Math.ceil(x.size / 256)));
+  return out;
+}
+
+/**
+ * Batch normalisation over the channel axis of an NCHW (or [N, C]) tensor, with autograd.
+ * `runningMean`/`runningVar` are updated in place only when `updateRunningStats` is set.
+ */
+export function batchNorm(
+  ctx: Ctx,
+  x: Tensor,
+  gamma: Tensor,
+  beta: Tensor,
+  runningMean: Tensor,
+  runningVar: Tensor,
+  opts: BatchNormOptions,
+): Tensor {
+  const gpu = ctx.gpu;
+  const C = x.shape[1];
+  const eps = opts.eps ?? 1e-5;
+  const train = opts.mode === "train";
+  const uni = params(gpu, x, train && opts.updateRunningStats, eps, opts.momentum ?? 0.1);
+  const stats = ctx.empty([2, C]);
+  if (train) {
+    gpu.dispatch(
+      program("stats", bnStatsSource, ["read", "write", "write", "write", "uniform"]),
+      [bind(x), bind(stats), bind(runningMean), bind(runningVar), uni],
+      [C],
+    );
+  } else {
+    gpu.dispatch(
+      program("eval-stats", bnEvalStatsSource, ["read", "read", "write", "uniform"]),
+      [bind(runningMean), bind(runningVar), bind(stats), uni],
+      [Math.ceil(C / 64)],
+    );
+  }
+  const y = ctx.empty(x.shape);
+  gpu.dispatch(
+    program(`apply:${!!opts.relu}`, () => bnApplySource(!!opts.relu), [
+      "read",
+      "read",
+      "read",
+      "read",
+      "write",
+      "uniform",
+    ]),
+    [bind(x), bind(stats), bind(gamma), bind(beta), bind(y), uni],
+    grid1d(Math.ceil(x.size / 256)),
+  );
+  // With a fused relu, gradients and tangents are masked by y > 0 on the output side.
+  const maskByOutput = (g: Tensor): Tensor => {
+    const m = Tensor.empty(gpu, x.shape);
+    runMap(gpu, "relu-mask", "select(0.0, a[i], b[i] > 0.0)", [g, y], m);
+    return m;
+  };
+  ctx.record({
+    op: opts.relu ? "batchNorm+relu" : "batchNorm",
+    inputs: [x, gamma, beta],
+    output: y,
+    backward: (dyIn, needs) => {
+      const dy = opts.relu ? maskByOutput(dyIn) : dyIn;
+      const sums = channelSums(gpu, dy, x, stats, uni);
+      const dx = needs[0] ? gradForm(gpu, train, dy, x, stats, sums, gamma, null, uni) : null;
+      const dgamma = needs[1] ? Tensor.empty(gpu, [C]) : null;
+      const dbeta = needs[2] ? Tensor.empty(gpu, [C]) : null;
+      if (dbeta) gpu.copy(sums.view, dbeta.view, C * 4);
+      if (dgamma) {
+        gpu.copy({ ...sums.view, offset: sums.view.offset + C * 4 }, dgamma.view, C * 4);
+      }
+      sums.release(gpu);
+      if (dy !== dyIn) dy.release(gpu);
+      return [dx, dgamma, dbeta];
+    },
+    jvp: ([xDot, gammaDot, betaDot]) => {
+      const zeros: Tensor[] = [];
+      const orZero = (t: Tensor | null, shape: readonly number[]) => {
+        if (t) return t;
+        const z = Tensor.empty(gpu, shape);
+        gpu.encoder().clearBuffer(z.view.buffer, z.view.offset, z.size * 4);
+        zeros.push(z);
+        return z;
+      };
+      const a = orZero(xDot, x.shape);
+      const sums = channelSums(gpu, a, x, stats, uni);
+      const tangents: [Tensor, Tensor] = [orZero(gammaDot, [C]), orZero(betaDot, [C])];
+      let out = gradForm(gpu, train, a, x, stats, sums, gamma, tangents, uni);
+      sums.release(gpu);
+      for (const z of zeros) z.release(gpu);
+      if (opts.relu) {
+        const masked = maskByOutput(out);
+        out.release(gpu);
+        out = masked;
+      }
+      return out;
+    },
+  });
+  return y;
+}

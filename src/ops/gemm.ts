@@ -1,0 +1,205 @@
+/**
+ * Host side of the GEMM template (shaders/gemm.ts): tile choice per adapter and shape,
+ * split-K for tall-K products (conv dW), and the matmul instances used by `linear`.
+ */
+import { type BufferView, type Gpu, grid1d, type Program } from "../gpu/runtime.ts";
+import {
+  GEMM_BASE_PARAMS,
+  type GemmHooks,
+  gemmReduceSource,
+  gemmSource,
+  type GemmTile,
+} from "../../shaders/gemm.ts";
+
+/** Per-adapter GEMM policy; tests and benchmarks may override it. */
+export interface GemmPolicy {
+  /** Candidate tiles, largest first. */
+  tiles: GemmTile[];
+  /** Below this many workgroups, split K to create more. */
+  minWorkgroups: number;
+  /** Never give a split fewer than this many k steps. */
+  minKPerSplit: number;
+}
+
+/**
+ * llvmpipe runs a workgroup's invocations as SIMD lanes on one core and loads memory one lane
+ * at a time, so many outputs per thread (register blocking) and few workgroups pay; real GPUs
+ * want many workgroups and smaller per-thread blocks.
+ */
+export function defaultGemmPolicy(gpu: Gpu): GemmPolicy {
+  if (
+    gpu.adapter.isFallbackAdapter || /llvmpipe|lavapipe|swiftshader/i.test(gpu.adapter.description)
+  ) {
+    return {
+      tiles: [
+        { wx: 8, wy: 8, tm: 8, tn: 8 },
+        { wx: 8, wy: 8, tm: 4, tn: 4 },
+        { wx: 8, wy: 4, tm: 2, tn: 4 },
+      ],
+      minWorkgroups: 8,
+      minKPerSplit: 256,
+    };
+  }
+  return {
+    tiles: [
+      { wx: 16, wy: 16, tm: 4, tn: 4 },
+      { wx: 16, wy: 8, tm: 2, tn: 4 },
+      { wx: 16, wy: 4, tm: 1, tn: 2 },
+    ],
+    minWorkgroups: 512,
+    minKPerSplit: 64,
+  };
+}
+
+const policies = new WeakMap<Gpu, GemmPolicy>();
+
+/** The policy in force for a device. */
+export function gemmPolicy(gpu: Gpu): GemmPolicy {
+  let p = policies.get(gpu);
+  if (!p) policies.set(gpu, p = defaultGemmPolicy(gpu));
+  return p;
+}
+
+/** Replaces the GEMM policy of a device (benchmarks compare variants this way). */
+export function setGemmPolicy(gpu: Gpu, policy: GemmPolicy): void {
+  policies.set(gpu, policy);
+}
+
+/** Chooses a tile: the largest whose padding waste stays small for this M x N. */
+export function chooseTile(policy: GemmPolicy, M: number, N: number): GemmTile {
+  for (const t of policy.tiles) {
+    const tileM = t.wy * t.tm;
+    const tileN = t.wx * t.tn;
+    const waste = (Math.ceil(M / tileM) * tileM * Math.ceil(N / tileN) * tileN) / (M * N);
+    if (waste <= 1.3) return t;
+  }
+  return policy.tiles[policy.tiles.length - 1];
+}
+
+/** One GEMM instance to run: hooks plus a cache key that names them. */
+export interface GemmInstance {
+  key: string;
+  hooks: GemmHooks;
+}
+
+/** Longest k loop of one workgroup (see runGemm). */
+export const MAX_K_PER_SPLIT = 32768;
+
+const programCache = new Map<string, Program>();
+
+function program(key: string, make: () => Program): Program {
+  let p = programCache.get(key);
+  if (!p) programCache.set(key, p = make());
+  return p;
+}
+
+/**
+ * Runs C = A * B through the instance's hooks. `extras` bind in the order of
+ * `hooks.extraBindings`; `params` in the order of `hooks.params`.
+ */
+export function runGemm(
+  gpu: Gpu,
+  inst: GemmInstance,
+  dims: { M: number; N: number; K: number },
+  a: BufferView,
+  b: BufferView,
+  extras: BufferView[],
+  c: BufferView,
+  params: number[],
+): void {
+  const { M, N, K } = dims;
+  const policy = gemmPolicy(gpu);
+  const tile = chooseTile(policy, M, N);
+  const gx = Math.ceil(N / (tile.wx * tile.tn));
+  const gy = Math.ceil(M / (tile.wy * tile.tm));
+  // llvmpipe stops any shader loop after 65535 iterations (gallivm's loop limiter), so no
+  // split may run longer than that, on any adapter.
+  let splits = Math.ceil(K / MAX_K_PER_SPLIT);
+  if (gx * gy * splits < policy.minWorkgroups) {
+    splits = Math.max(
+      splits,
+      Math.min(
+        Math.ceil(policy.minWorkgroups / (gx * gy)),
+        Math.max(1, Math.floor(K / policy.minKPerSplit)),
+      ),
+    );
+  }
+  const kChunk = Math.ceil(K / splits);
+  splits = Math.ceil(K / kChunk);
+  const tileKey = `${tile.wx}x${tile.wy}x${tile.tm}x${tile.tn}`;
+  const split = splits > 1;
+  const prog = program(`gemm:${inst.key}:${tileKey}:${split}`, () => ({
+    key: `gemm:${inst.key}:${tileKey}:${split}`,
+    code: gemmSource(inst.hooks, tile, split),
+    bindings: [
+      "read",
+      "read",
+      ...(inst.hooks.extraBindings ?? []).map(([, mode]) => mode),
+      "write",
+      "uniform",
+    ],
+  }));
+  const uni = new Uint32Array([M, N, K, kChunk, ...params]);
+  if (!split) {
+    gpu.dispatch(prog, [a, b, ...extras, c, gpu.uniform(uni)], [gx, gy, 1]);
+    return;
+  }
+  const partialBytes = splits * M * N * 4;
+  const partial = gpu.alloc(partialBytes);
+  const pv = { buffer: partial, offset: 0, size: partialBytes };
+  gpu.dispatch(prog, [a, b, ...extras, pv, gpu.uniform(uni)], [gx, gy, splits]);
+  const reduce = program(`gemm-reduce:${inst.key}`, () => ({
+    key: `gemm-reduce:${inst.key}`,
+    code: gemmReduceSource(inst.hooks),
+    bindings: [
+      "read",
+      ...(inst.hooks.extraBindings ?? []).map(([, mode]) => mode),
+      "write",
+      "uniform",
+    ],
+  }));
+  const ru = new Uint32Array([M, N, K, kChunk, ...params, splits]);
+  gpu.dispatch(reduce, [pv, ...extras, c, gpu.uniform(ru)], grid1d(Math.ceil((M * N) / 64)));
+  gpu.release(partial);
+}
+
+/** Store modes shared by every instance. */
+export type StoreMode = "set" | "accumulate";
+
+/**
+ * Matmul instance: C[M,N] (row-major) = op(A) * op(B), where op transposes when asked;
+ * A is [M,K] or, transposed, stored [K,M]; B is [K,N] or stored [N,K]. With `bias`, adds
+ * bias[n] (an extra read binding).
+ */
+export function matmulInstance(
+  transA: boolean,
+  transB: boolean,
+  bias: boolean,
+  mode: StoreMode,
+): GemmInstance {
+  const value = `v${bias ? " + bias[n]" : ""}${mode === "accumulate" ? " + C[m * p.N + n]" : ""}`;
+  return {
+    key: `mm:${transA ? "T" : "N"}${transB ? "T" : "N"}:${bias ? "b" : ""}:${mode}`,
+    hooks: {
+      params: [],
+      extraBindings: bias ? [["bias", "read", "array<f32>"]] : [],
+      rowA: transA
+        ? "return vec4<i32>(i32(m), 0, 0, 0);"
+        : "return vec4<i32>(i32(m * p.K), 0, 0, 0);",
+      kA: transA
+        ? "return vec4<i32>(i32(k * p.M), 0, 0, 0);"
+        : "return vec4<i32>(i32(k), 0, 0, 0);",
+      loadA: "return A[u32(r.x + k.x)];",
+      colB: transB
+        ? "return vec4<i32>(i32(n * p.K), 0, 0, 0);"
+        : "return vec4<i32>(i32(n), 0, 0, 0);",
+      kB: transB
+        ? "return vec4<i32>(i32(k), 0, 0, 0);"
+        : "return vec4<i32>(i32(k * p.N), 0, 0, 0);",
+      loadB: "return B[u32(k.x + c.x)];",
+      store: `C[m * p.N + n] = ${value};`,
+    },
+  };
+}
+
+export { GEMM_BASE_PARAMS };

@@ -1,0 +1,99 @@
+/**
+ * Per-example classification losses (cross-entropy, focal, LDAM) returning the vector of
+ * per-example losses [B]. The seed of its backward is the vector of per-example weights, so
+ * `w_y + eps_i` weighting is just a different seed on the same tape.
+ */
+import { bind, Tensor } from "../tensor.ts";
+import type { Ctx } from "../autograd/tape.ts";
+import type { Gpu, Program } from "../gpu/runtime.ts";
+import { lossBackwardSource, lossForwardSource, lossJvpSource } from "../../shaders/loss.ts";
+
+/** Loss family parameters. */
+export interface LossOptions {
+  /** Focal exponent; 0 for cross-entropy. */
+  gamma?: number;
+  /** Logit scale (LDAM uses 30 with a cosine classifier); 1 otherwise. */
+  scale?: number;
+  /** Per-class margins subtracted from the true-class logit (LDAM), [C]; zeros otherwise. */
+  margins?: Tensor | null;
+}
+
+const programs = new Map<string, Program>();
+function program(kind: "forward" | "backward" | "jvp"): Program {
+  let p = programs.get(kind);
+  if (!p) {
+    const code = kind === "forward"
+      ? lossForwardSource()
+      : kind === "backward"
+      ? lossBackwardSource()
+      : lossJvpSource();
+    const bindings: Program["bindings"] = kind === "forward"
+      ? ["read", "read", "read", "write", "write", "uniform"]
+      : ["read", "read", "write", "uniform"];
+    programs.set(kind, p = { key: `loss:${kind}`, code, bindings });
+  }
+  return p;
+}
+
+function uniform(gpu: Gpu, B: number, C: number, s: number, gamma: number) {
+  const buf = new ArrayBuffer(16);
+  new Uint32Array(buf, 0, 2).set([B, C]);
+  new Float32Array(buf, 8, 2).set([s, gamma]);
+  return gpu.uniform(buf);
+}
+
+const zeroMargins = new WeakMap<Gpu, Map<number, Tensor>>();
+function zerosFor(gpu: Gpu, C: number): Tensor {
+  let m = zeroMargins.get(gpu);
+  if (!m) zeroMargins.set(gpu, m = new Map());
+  let t = m.get(C);
+  if (!t) {
+    t = Tensor.empty(gpu, [C]);
+    gpu.encoder().clearBuffer(t.view.buffer, t.view.offset, C * 4);
+    m.set(C, t);
+  }
+  return t;
+}
+
+/** Per-example losses [B] of logits [B, C] against u32 labels [B]. */
+export function classificationLoss(
+  ctx: Ctx,
+  logits: Tensor,
+  labels: Tensor,
+  opts: LossOptions = {},
+): Tensor {
+  const gpu = ctx.gpu;
+  const [B, C] = logits.shape;
+  if (labels.size !== B || labels.dtype !== "u32") {
+    throw new Error(
+      `classificationLoss: labels must be u32 [${B}], got [${labels.shape}] ${labels.dtype}`,
+    );
+  }
+  const uni = uniform(gpu, B, C, opts.scale ?? 1, opts.gamma ?? 0);
+  const loss = ctx.empty([B]);
+  const G = ctx.empty([B, C]);
+  const margins = opts.margins ?? zerosFor(gpu, C);
+  gpu.dispatch(
+    program("forward"),
+    [bind(logits), bind(labels), bind(margins), bind(loss), bind(G), uni],
+    [Math.ceil(B / 64)],
+  );
+  ctx.record({
+    op: "classificationLoss",
+    inputs: [logits],
+    output: loss,
+    backward: (weights) => {
+      const dz = Tensor.empty(gpu, [B, C]);
+      gpu.dispatch(program("backward"), [bind(G), bind(weights), bind(dz), uni], [
+        Math.ceil((B * C) / 256),
+      ]);
+      return [dz];
+    },
+    jvp: ([zDot]) => {
+      const out = Tensor.empty(gpu, [B]);
+      gpu.dispatch(program("jvp"), [bind(G), bind(zDot!), bind(out), uni], [Math.ceil(B / 64)]);
+      return out;
+    },
+  });
+  return loss;
+}
