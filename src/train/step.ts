@@ -1,0 +1,344 @@
+/**
+ * The training step on the GPU: a plain weighted step, and the paper's meta step computed
+ * exactly with one JVP instead of a double backward (DESIGN.md section 2):
+ *
+ *   1. forward batch B at theta (tape T, BN running stats updated: this is the real pass);
+ *      backward with the look-ahead weights -> g
+ *   2. theta' = theta - eta * g                                (one kernel over all params)
+ *   3. forward + backward of a dev batch at theta' (BN batch stats, running stats untouched) -> v
+ *   4. ldot = J v: the JVP of B's per-example losses along v, replayed on tape T
+ *      d L_dev(theta') / d eps_i = -eta * ldot_i (times 1/|B| for a mean look-ahead)
+ *   5. per-example weights from ldot (the method's rule); backward of the SAME tape T with them;
+ *      SGD-momentum update.
+ *
+ * Everything stays on the GPU: a step records its dispatches into one command encoder and
+ * submits once; losses accumulate in a GPU buffer read only when asked.
+ */
+import { Ctx, Tape } from "../autograd/tape.ts";
+import type { Gpu, Program } from "../gpu/runtime.ts";
+import { bind, Tensor } from "../tensor.ts";
+import { FlatTensors } from "../nn/params.ts";
+import type { ResNet } from "../nn/resnet.ts";
+import { classificationLoss, type LossOptions } from "../ops/loss.ts";
+import { runMap } from "../ops/elementwise.ts";
+import { type SgdOptions, sgdStep } from "../optim/sgd.ts";
+import { type MetaWeightRule, metaWeightSource } from "../../shaders/meta.ts";
+
+export type { MetaWeightRule };
+
+/** Static sizes of a run: every GPU buffer of a step is sized from these once. */
+export interface StepShapes {
+  batch: number;
+  devBatch: number;
+  /** [channels, height, width] of one image. */
+  image: [number, number, number];
+  numClasses: number;
+}
+
+/** How the meta step turns the dev-set signal into per-example weights. */
+export interface MetaOptions {
+  /** Look-ahead learning rate (the current lr in the reference code). */
+  eta: number;
+  /** eps = -tau * d L_dev / d eps. */
+  tau: number;
+  /** Look-ahead loss: "sum" (reference code) or "mean" (paper) over the batch. */
+  lookahead: "sum" | "mean";
+  /** Final weights from the class weights w and the meta signal. */
+  rule: MetaWeightRule;
+  /** Look-ahead per-example weights: the class weights ("w") or zeros (L2RW). */
+  lookaheadWeights: "w" | "zero";
+}
+
+/** What a meta step leaves behind for reporting (GPU tensors, read on demand). */
+export interface MetaStepResult {
+  /** eps_i = -tau * d L_dev / d eps_i, [B]. */
+  eps: Tensor;
+  /** Final per-example weights (before the 1/|B| of the mean), [B]. */
+  finalWeights: Tensor;
+}
+
+/**
+ * GPU state of one training run: parameters, BN buffers, gradients, momentum, look-ahead
+ * parameters, the meta direction, and fixed input tensors that the data pipeline writes into.
+ */
+export class TrainState {
+  readonly gpu: Gpu;
+  readonly model: ResNet;
+  readonly shapes: StepShapes;
+  readonly params: FlatTensors;
+  readonly buffers: FlatTensors;
+  readonly grads: FlatTensors;
+  readonly momentum: FlatTensors;
+  readonly lookahead: FlatTensors;
+  readonly direction: FlatTensors;
+  /** Batch inputs: images [B,C,H,W], u32 labels [B], per-example class weights w [B]. */
+  readonly x: Tensor;
+  readonly labels: Tensor;
+  readonly weights: Tensor;
+  /** Dev batch inputs. */
+  readonly devX: Tensor;
+  readonly devLabels: Tensor;
+  /** Running sums for logging: [0] sum of losses, [1] count of examples. */
+  readonly lossSum: Tensor;
+  /** Per-example eps and final weights of the last meta step. */
+  readonly eps: Tensor;
+  readonly finalWeights: Tensor;
+  /** Class weights [numClasses]: meta-learned in place by the "meta-update-wy" rule. */
+  readonly classWeights: Tensor;
+  readonly #fixed: Tensor[] = [];
+  #devSeed: Tensor;
+
+  constructor(gpu: Gpu, model: ResNet, shapes: StepShapes) {
+    this.gpu = gpu;
+    this.model = model;
+    this.shapes = shapes;
+    this.params = new FlatTensors(gpu, model.paramLayout, true);
+    this.buffers = new FlatTensors(gpu, model.bufferLayout, false);
+    this.grads = new FlatTensors(gpu, model.paramLayout, false);
+    this.momentum = new FlatTensors(gpu, model.paramLayout, false);
+    this.lookahead = new FlatTensors(gpu, model.paramLayout, true);
+    this.direction = new FlatTensors(gpu, model.paramLayout, false);
+    const [C, H, W] = shapes.image;
+    const fixed = (shape: number[], dtype: "f32" | "u32" = "f32") => {
+      const t = Tensor.empty(gpu, shape, dtype);
+      this.#fixed.push(t);
+      return t;
+    };
+    this.x = fixed([shapes.batch, C, H, W]);
+    this.labels = fixed([shapes.batch], "u32");
+    this.weights = fixed([shapes.batch]);
+    this.devX = fixed([shapes.devBatch, C, H, W]);
+    this.devLabels = fixed([shapes.devBatch], "u32");
+    this.lossSum = fixed([2]);
+    this.eps = fixed([shapes.batch]);
+    this.finalWeights = fixed([shapes.batch]);
+    this.classWeights = fixed([shapes.numClasses]);
+    this.#devSeed = fixed([shapes.devBatch]);
+    this.#devSeed.upload(gpu, new Float32Array(shapes.devBatch).fill(1 / shapes.devBatch));
+    this.momentum.clear();
+    gpu.encoder().clearBuffer(this.lossSum.view.buffer, this.lossSum.view.offset, 8);
+  }
+
+  /** Frees every GPU buffer of the state. */
+  destroy(): void {
+    for (
+      const f of [
+        this.params,
+        this.buffers,
+        this.grads,
+        this.momentum,
+        this.lookahead,
+        this.direction,
+      ]
+    ) {
+      f.destroy();
+    }
+    for (const t of this.#fixed) t.release(this.gpu);
+  }
+
+  /** Forward of the training batch at theta, recording onto `tape`; returns per-example losses. */
+  #forwardBatch(ctx: Ctx, loss: LossOptions): Tensor {
+    const logits = this.model.forward(ctx, this.x, this.params, this.buffers, {
+      bn: "train",
+      updateRunningStats: true,
+    });
+    return classificationLoss(ctx, logits, this.labels, loss);
+  }
+
+  /** Backward of `tape` with per-example seed, writing the parameter gradients into `into`. */
+  #backward(tape: Tape, root: Tensor, seed: Tensor, wrt: FlatTensors, into: FlatTensors): void {
+    const grads = tape.backward(this.gpu, root, seed, wrt.tensors);
+    wrt.tensors.forEach((p, i) => {
+      const g = grads.get(p)!;
+      this.gpu.copy(g.view, into.tensors[i].view, p.size * 4);
+      g.release(this.gpu);
+    });
+  }
+
+  /**
+   * A plain step: loss = sum_i seed_i * loss_i with seed = weights / |B|, one SGD update.
+   * `weights` must hold the per-example weights (1 for plain cross-entropy).
+   */
+  plainStep(loss: LossOptions, sgd: SgdOptions): void {
+    const gpu = this.gpu;
+    const tape = new Tape();
+    const ctx = new Ctx(gpu, tape);
+    const l = this.#forwardBatch(ctx, loss);
+    const seed = ctx.empty([this.shapes.batch]);
+    runMap(gpu, "scale", "p.s0 * a[i]", [this.weights], seed, 1 / this.shapes.batch);
+    this.#backward(tape, l, seed, this.params, this.grads);
+    sgdStep(
+      gpu,
+      this.params.all,
+      this.grads.all,
+      this.momentum.all,
+      this.params.layout.length,
+      sgd,
+    );
+    accumulateLoss(gpu, l, this.lossSum);
+    ctx.release();
+    gpu.submit();
+  }
+
+  /** One meta step (see the module comment); updates the real model once. */
+  metaStep(loss: LossOptions, sgd: SgdOptions, meta: MetaOptions): MetaStepResult {
+    const gpu = this.gpu;
+    const B = this.shapes.batch;
+    const tape = new Tape();
+    const ctx = new Ctx(gpu, tape);
+    // 1. the real forward, kept on the tape for steps 4 and 5
+    const l = this.#forwardBatch(ctx, loss);
+    // 2. theta' = theta - eta * grad of the look-ahead loss (theta' = theta for zero weights)
+    if (meta.lookaheadWeights === "w") {
+      const seed = ctx.empty([B]);
+      runMap(
+        gpu,
+        "scale",
+        "p.s0 * a[i]",
+        [this.weights],
+        seed,
+        meta.lookahead === "mean" ? 1 / B : 1,
+      );
+      this.#backward(tape, l, seed, this.params, this.grads);
+      runMap(
+        gpu,
+        "axpy",
+        "a[i] - p.s0 * b[i]",
+        [flat(this.params), flat(this.grads)],
+        flat(this.lookahead),
+        meta.eta,
+      );
+    } else {
+      this.lookahead.copyFrom(this.params);
+    }
+    // 3. dev gradient at theta'
+    const devTape = new Tape();
+    const devCtx = new Ctx(gpu, devTape);
+    const devLogits = this.model.forward(devCtx, this.devX, this.lookahead, this.buffers, {
+      bn: "train",
+      updateRunningStats: false,
+    });
+    const devLoss = classificationLoss(devCtx, devLogits, this.devLabels, {});
+    this.#backward(devTape, devLoss, this.#devSeed, this.lookahead, this.direction);
+    devCtx.release();
+    // 4. ldot_i = <v, grad loss_i(theta)> for every i at once
+    const tangents = new Map<Tensor, Tensor>();
+    this.params.tensors.forEach((p, i) => tangents.set(p, this.direction.tensors[i]));
+    const ldot = tape.jvp(gpu, tangents, l);
+    if (!ldot) throw new Error("meta step: the loss does not depend on the parameters");
+    // 5. final weights, backward of the same tape, update
+    const lookScale = meta.lookahead === "mean" ? 1 / B : 1;
+    const seed = ctx.empty([B]);
+    metaWeights(
+      gpu,
+      meta.rule,
+      this.weights,
+      ldot,
+      this.labels,
+      this.classWeights,
+      this.eps,
+      this.finalWeights,
+      seed,
+      {
+        c: meta.tau * meta.eta * lookScale,
+        batch: B,
+      },
+    );
+    ldot.release(gpu);
+    this.#backward(tape, l, seed, this.params, this.grads);
+    sgdStep(
+      gpu,
+      this.params.all,
+      this.grads.all,
+      this.momentum.all,
+      this.params.layout.length,
+      sgd,
+    );
+    accumulateLoss(gpu, l, this.lossSum);
+    ctx.release();
+    gpu.submit();
+    return { eps: this.eps, finalWeights: this.finalWeights };
+  }
+
+  /** Reads and resets the running loss: mean per-example (unweighted) loss since the last call. */
+  async takeMeanLoss(): Promise<number> {
+    const [sum, count] = await this.lossSum.read(this.gpu);
+    this.gpu.encoder().clearBuffer(this.lossSum.view.buffer, this.lossSum.view.offset, 8);
+    return count > 0 ? sum / count : NaN;
+  }
+}
+
+/** The whole flat buffer as one tensor (for the look-ahead axpy). */
+function flat(f: FlatTensors): Tensor {
+  return new Tensor([f.layout.length], f.all, false);
+}
+
+let lossSumProgram: Program | null = null;
+/** lossSum[0] += sum(loss), lossSum[1] += |B|, in index order (one thread). */
+function accumulateLoss(gpu: Gpu, loss: Tensor, into: Tensor): void {
+  lossSumProgram ??= {
+    key: "loss-sum",
+    code: `struct P { n: u32 }
+@group(0) @binding(0) var<storage, read> loss: array<f32>;
+@group(0) @binding(1) var<storage, read_write> acc: array<f32>;
+@group(0) @binding(2) var<uniform> p: P;
+@compute @workgroup_size(1)
+fn main() {
+  var s = 0.0;
+  for (var i = 0u; i < p.n; i++) { s += loss[i]; }
+  acc[0] += s;
+  acc[1] += f32(p.n);
+}`,
+    bindings: ["read", "write", "uniform"],
+  };
+  gpu.dispatch(
+    lossSumProgram,
+    [bind(loss), bind(into), gpu.uniform(new Uint32Array([loss.size]))],
+    [1],
+  );
+}
+
+const metaPrograms = new Map<string, Program>();
+/**
+ * eps_i = c * ldot_i; final weights by rule; seed = final / |B| (or the normalised weights
+ * for L2RW-style rules, whose loss is a weighted sum).
+ */
+function metaWeights(
+  gpu: Gpu,
+  rule: MetaWeightRule,
+  w: Tensor,
+  ldot: Tensor,
+  labels: Tensor,
+  classW: Tensor,
+  eps: Tensor,
+  final: Tensor,
+  seed: Tensor,
+  o: { c: number; batch: number },
+): void {
+  let prog = metaPrograms.get(rule);
+  if (!prog) {
+    prog = {
+      key: `meta-weights:${rule}`,
+      code: metaWeightSource(rule),
+      bindings: ["read", "read", "read", "write", "write", "write", "write", "uniform"],
+    };
+    metaPrograms.set(rule, prog);
+  }
+  const buf = new ArrayBuffer(8);
+  new Uint32Array(buf, 0, 1)[0] = o.batch;
+  new Float32Array(buf, 4, 1)[0] = o.c;
+  gpu.dispatch(
+    prog,
+    [
+      bind(w),
+      bind(ldot),
+      bind(labels),
+      bind(classW),
+      bind(eps),
+      bind(final),
+      bind(seed),
+      gpu.uniform(buf),
+    ],
+    [1],
+  );
+}
