@@ -1,0 +1,103 @@
+/** The GPU runtime: device errors, pooling, caches, ordering of writes and dispatches. */
+import assert from "node:assert/strict";
+import { acquireDevice, GpuUnavailableError } from "../src/gpu/device.ts";
+import { Gpu, grid1d } from "../src/gpu/runtime.ts";
+import { Tensor } from "../src/tensor.ts";
+import { runMap } from "../src/ops/elementwise.ts";
+
+const gpu = await Gpu.create();
+
+Deno.test("a missing navigator.gpu gives an error that says what to do", async () => {
+  const original = Object.getOwnPropertyDescriptor(navigator, "gpu");
+  Object.defineProperty(navigator, "gpu", { value: undefined, configurable: true });
+  try {
+    await assert.rejects(acquireDevice(), (e: Error) => {
+      assert.ok(e instanceof GpuUnavailableError);
+      assert.match(e.message, /navigator\.gpu is undefined/);
+      assert.match(e.message, /Deno/);
+      return true;
+    });
+  } finally {
+    if (original) Object.defineProperty(navigator, "gpu", original);
+    else delete (navigator as unknown as Record<string, unknown>).gpu;
+  }
+});
+
+Deno.test("no adapter gives an error naming the Vulkan software adapter", async () => {
+  const realGpu = navigator.gpu;
+  const fake = { requestAdapter: () => Promise.resolve(null) };
+  Object.defineProperty(navigator, "gpu", { value: fake, configurable: true });
+  try {
+    await assert.rejects(acquireDevice(), (e: Error) => {
+      assert.ok(e instanceof GpuUnavailableError);
+      assert.match(e.message, /no adapter/);
+      assert.match(e.message, /mesa-vulkan-drivers/);
+      return true;
+    });
+  } finally {
+    Object.defineProperty(navigator, "gpu", { value: realGpu, configurable: true });
+    delete (navigator as unknown as Record<string, unknown>).gpu;
+  }
+  assert.ok(navigator.gpu, "navigator.gpu restored");
+});
+
+Deno.test("adapter summary carries the adapter's name and its own limits", () => {
+  assert.ok(gpu.adapter.description.length > 0);
+  assert.ok(gpu.adapter.limits.maxStorageBufferBindingSize >= 128 * 1024 * 1024);
+  assert.equal(
+    gpu.device.limits.maxStorageBufferBindingSize,
+    gpu.adapter.limits.maxStorageBufferBindingSize,
+    "device requested with the adapter's limit",
+  );
+});
+
+Deno.test("the pool hands back released buffers of the same size class", () => {
+  const before = gpu.stats.buffersCreated;
+  const a = gpu.alloc(1000);
+  gpu.release(a);
+  const b = gpu.alloc(1020);
+  assert.equal(a, b);
+  gpu.release(b);
+  assert.equal(gpu.stats.buffersCreated - before, 1);
+  const live = gpu.liveBuffers;
+  gpu.trim();
+  assert.ok(gpu.liveBuffers < live, "trim destroys free buffers");
+});
+
+Deno.test("bind groups, uniforms and pipelines are cached across identical dispatches", async () => {
+  const x = Tensor.from(gpu, [1, 2, 3], [3]);
+  const y = Tensor.empty(gpu, [3]);
+  runMap(gpu, "scale-test", "p.s0 * a[i]", [x], y, 2);
+  await gpu.sync();
+  const s0 = { ...gpu.stats };
+  for (let i = 0; i < 5; i++) runMap(gpu, "scale-test", "p.s0 * a[i]", [x], y, 2);
+  assert.deepEqual(Array.from(await y.read(gpu)), [2, 4, 6]);
+  assert.equal(gpu.stats.bindGroupsCreated, s0.bindGroupsCreated);
+  assert.equal(gpu.stats.uniformsCreated, s0.uniformsCreated);
+  assert.equal(gpu.stats.pipelinesCreated, s0.pipelinesCreated);
+  assert.equal(gpu.stats.dispatches, s0.dispatches + 5);
+  x.release(gpu);
+  y.release(gpu);
+});
+
+Deno.test("a host write never overtakes recorded work that reads the buffer", async () => {
+  const x = Tensor.from(gpu, [1, 1, 1, 1], [4]);
+  const y = Tensor.empty(gpu, [4]);
+  runMap(gpu, "scale-test", "p.s0 * a[i]", [x], y, 3);
+  x.upload(gpu, [5, 5, 5, 5]); // must not be seen by the dispatch recorded above
+  assert.deepEqual(Array.from(await y.read(gpu)), [3, 3, 3, 3]);
+  assert.deepEqual(Array.from(await x.read(gpu)), [5, 5, 5, 5]);
+  x.release(gpu);
+  y.release(gpu);
+});
+
+Deno.test("grid1d splits large dispatches under the per-dimension limit", () => {
+  assert.deepEqual(grid1d(10), [10, 1]);
+  const [x, y] = grid1d(200000);
+  assert.ok(x <= 65535 && x * y >= 200000);
+});
+
+Deno.test("a wrong number of bindings is a clear error", () => {
+  const prog = { key: "bad", code: "", bindings: ["read" as const, "uniform" as const] };
+  assert.throws(() => gpu.dispatch(prog, [], [1]), /expected 2 bindings, got 0/);
+});
