@@ -273,7 +273,7 @@ export class Gpu {
   }
 
   /** Records a buffer-to-buffer copy. */
-  copy(src: BufferView, dst: BufferView, bytes = Math.min(src.size, dst.size)): void {
+  copy(src: BufferView, dst: BufferView, bytes: number = Math.min(src.size, dst.size)): void {
     this.encoder().copyBufferToBuffer(src.buffer, src.offset, dst.buffer, dst.offset, bytes);
   }
 

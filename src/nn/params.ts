@@ -3,7 +3,7 @@
  * layout over other flat buffers gives gradients, momentum, look-ahead parameters and tangent
  * directions, so every "for all parameters" operation is a single kernel.
  */
-import type { Gpu } from "../gpu/runtime.ts";
+import type { BufferView, Gpu } from "../gpu/runtime.ts";
 import { Tensor } from "../tensor.ts";
 
 /** Name and shape of one parameter or buffer, in PyTorch state_dict order. */
@@ -70,7 +70,7 @@ export class FlatTensors {
   }
 
   /** The whole buffer as one binding. */
-  get all() {
+  get all(): BufferView {
     return { buffer: this.buffer, offset: 0, size: this.layout.length * 4 };
   }
 
