@@ -16,15 +16,15 @@ export type MetaWeightRule = "meta" | "l2rw" | "l2rw-wy-eps" | "meta-update-wy";
 export function metaWeightSource(rule: MetaWeightRule): string {
   const body: Record<MetaWeightRule, string> = {
     "meta": `for (var i = 0u; i < p.B; i++) {
-    final[i] = w[i] + eps[i];
-    seed[i] = final[i] / f32(p.B);
+    finalW[i] = w[i] + eps[i];
+    seed[i] = finalW[i] / f32(p.B);
   }`,
     "l2rw": normalised("max(eps[i], 0.0)"),
     "l2rw-wy-eps": normalised("max(w[i] + eps[i], 0.0)"),
     "meta-update-wy": `for (var i = 0u; i < p.B; i++) { classW[labels[i]] += eps[i]; }
   for (var i = 0u; i < p.B; i++) {
-    final[i] = classW[labels[i]];
-    seed[i] = final[i] / f32(p.B);
+    finalW[i] = classW[labels[i]];
+    seed[i] = finalW[i] / f32(p.B);
   }`,
   };
   return `struct P { B: u32, c: f32 }
@@ -33,7 +33,7 @@ export function metaWeightSource(rule: MetaWeightRule): string {
 @group(0) @binding(2) var<storage, read> labels: array<u32>;
 @group(0) @binding(3) var<storage, read_write> classW: array<f32>;
 @group(0) @binding(4) var<storage, read_write> eps: array<f32>;
-@group(0) @binding(5) var<storage, read_write> final: array<f32>;
+@group(0) @binding(5) var<storage, read_write> finalW: array<f32>;
 @group(0) @binding(6) var<storage, read_write> seed: array<f32>;
 @group(0) @binding(7) var<uniform> p: P;
 @compute @workgroup_size(1)
@@ -48,10 +48,10 @@ fn main() {
 
 function normalised(raw: string): string {
   return `var total = 0.0;
-  for (var i = 0u; i < p.B; i++) { final[i] = ${raw}; total += final[i]; }
+  for (var i = 0u; i < p.B; i++) { finalW[i] = ${raw}; total += finalW[i]; }
   let inv = select(0.0, 1.0 / total, total > 0.0);
   for (var i = 0u; i < p.B; i++) {
-    final[i] = final[i] * inv;
-    seed[i] = final[i];
+    finalW[i] = finalW[i] * inv;
+    seed[i] = finalW[i];
   }`;
 }

@@ -88,10 +88,25 @@ export class Gpu {
   #pass: GPUComputePassEncoder | null = null;
   #destroyed = false;
 
+  /** Validation errors reported by the device, oldest first (see {@linkcode Gpu.sync}). */
+  readonly errors: string[] = [];
+
   constructor(device: GPUDevice, adapter: AdapterSummary) {
     this.device = device;
     this.adapter = adapter;
     this.offsetAlignment = device.limits.minStorageBufferOffsetAlignment;
+    // WebGPU reports invalid commands asynchronously and drops the whole command buffer:
+    // collect the messages so the next sync or read fails loudly instead of computing nothing.
+    device.addEventListener("uncapturederror", (event) => {
+      this.errors.push((event as GPUUncapturedErrorEvent).error.message);
+    });
+  }
+
+  /** Throws if the device has reported a validation error since the last check. */
+  throwIfFailed(): void {
+    if (this.errors.length === 0) return;
+    const messages = this.errors.splice(0);
+    throw new Error(`GPU validation failed: ${messages.join("\n")}`);
   }
 
   /** Acquires the default adapter's device (see {@linkcode acquireDevice}). */
@@ -295,6 +310,7 @@ export class Gpu {
     this.encoder().copyBufferToBuffer(view.buffer, view.offset, staging, 0, staging.size);
     this.submit();
     await staging.mapAsync(GPUMapMode.READ);
+    this.throwIfFailed();
     const out = staging.getMappedRange().slice(0, view.size);
     staging.unmap();
     staging.destroy();
@@ -306,6 +322,7 @@ export class Gpu {
   async sync(): Promise<void> {
     this.submit();
     await this.device.queue.onSubmittedWorkDone();
+    this.throwIfFailed();
   }
 
   /** Destroys every buffer and the device. */
