@@ -44,3 +44,4 @@ export type { ForwardMode, ResNetConfig } from "./src/nn/resnet.ts";
 export { Rng } from "./src/random.ts";
 export { TrainState } from "./src/train/step.ts";
 export type { MetaOptions, MetaStepResult, MetaWeightRule, StepShapes } from "./src/train/step.ts";
+export * from "./src/data/mod.ts";
