@@ -10,7 +10,7 @@
 import type { BufferView, Gpu, Program } from "../gpu/runtime.ts";
 import { grid1d } from "../gpu/runtime.ts";
 import { AUGMENT_WORKGROUP, augmentWgsl } from "../../shaders/augment.ts";
-import { Rng } from "./rng.ts";
+import { Rng } from "../random.ts";
 
 /** Image shape and normalisation of an augmentation pipeline. */
 export interface AugmentConfig {

@@ -6,7 +6,7 @@
  */
 export * from "./errors.ts";
 export * from "./dataset.ts";
-export * from "./rng.ts";
+export * from "../random.ts";
 export * from "./gzip.ts";
 export * from "./idx.ts";
 export * from "./cifar.ts";

@@ -2,7 +2,7 @@
  * Seeded batch order: per-epoch shuffles that are a pure function of `(seed, epoch)`, so a
  * resumed run reproduces the exact batches, and a balanced dev-batch sampler for the meta step.
  */
-import { Rng } from "./rng.ts";
+import { Rng } from "../random.ts";
 
 /** A permutation of `0..n-1` determined by `(seed, epoch)` alone. */
 export function epochPermutation(n: number, seed: number, epoch: number): Uint32Array {

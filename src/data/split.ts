@@ -13,7 +13,7 @@
  * has (never the case for balanced sources). IF = 1 keeps `n_max` per class. The test set is
  * untouched.
  */
-import { Rng } from "./rng.ts";
+import { Rng } from "../random.ts";
 
 /** Options for {@linkcode longTailSplit}. */
 export interface LongTailOptions {
