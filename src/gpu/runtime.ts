@@ -129,6 +129,7 @@ export class Gpu {
     const reused = list?.pop();
     if (reused) return reused;
     const buffer = this.device.createBuffer({ size: cls, usage: STORAGE });
+    idOf(buffer); // ids follow creation order (see release)
     this.stats.buffersCreated++;
     this.#live.add(buffer);
     return buffer;
@@ -139,7 +140,13 @@ export class Gpu {
     const cls = buffer.size;
     let list = this.#free.get(cls);
     if (!list) this.#free.set(cls, list = []);
-    list.push(buffer);
+    // Keep each free list sorted by descending id so alloc() pops the oldest free buffer: then
+    // which buffer an allocation gets depends only on the current step's own alloc/release
+    // sequence, not on what earlier steps (plain or meta) left behind, and bind groups repeat.
+    const id = idOf(buffer);
+    let i = list.length;
+    while (i > 0 && idOf(list[i - 1]) < id) i--;
+    list.splice(i, 0, buffer);
   }
 
   /** Destroys every pooled (free) buffer and forgets bind groups that used them. */

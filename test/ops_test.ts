@@ -1,0 +1,709 @@
+/**
+ * Every GPU op against the float64 CPU reference (test/reference, itself FD-verified in
+ * test/reference_test.ts): forward values, backward through the tape (vs the reference VJP and
+ * vs central finite differences of the reference at sampled coordinates) and JVP through the
+ * tape (all tangents, and each input's tangent alone; vs the reference JVP and vs FD of the
+ * reference along the tangent). Shapes are deliberately awkward: batch 3, 5x7 images, 3 and 17
+ * channels, odd sizes with stride 2, 1x1 and 3x3 kernels, pad 0 and 1, GEMM sizes that are not
+ * multiples of any tile, and cases that take the split-K path.
+ *
+ * Tolerance: errors are max-abs-normalised, max_i |gpu_i - ref_i| / max_i |ref_i|, and must
+ * stay <= TOL = 2e-5 (float32 kernels vs float64; measured on llvmpipe: 1e-10..7e-7 for the ops,
+ * 2.4e-6 for the K = 70000 GEMM; the last test prints the worst error per op).
+ */
+import assert from "node:assert/strict";
+import { Gpu } from "../src/gpu/runtime.ts";
+import { Tensor } from "../src/tensor.ts";
+import { Ctx, Tape } from "../src/autograd/tape.ts";
+import {
+  conv2d,
+  convBackwardInput,
+  convBackwardWeight,
+  convForwardInto,
+  type ConvOptions,
+} from "../src/ops/conv.ts";
+import { linear, matmulInto, rowNormalize } from "../src/ops/linear.ts";
+import { batchNorm, type BatchNormOptions } from "../src/ops/batchnorm.ts";
+import { add, addRelu, globalAvgPool, relu, shortcutA } from "../src/ops/elementwise.ts";
+import { classificationLoss } from "../src/ops/loss.ts";
+import { sgdStep } from "../src/optim/sgd.ts";
+import { defaultGemmPolicy, type GemmPolicy, setGemmPolicy } from "../src/ops/gemm.ts";
+import type { GemmTile } from "../shaders/gemm.ts";
+import * as ref from "./reference/mod.ts";
+
+const TOL = 2e-5;
+/** Central-difference step on the float64 reference. */
+const H = 1e-6;
+
+type Arr = Float64Array;
+
+// ------------------------------------------------------------------------------ harness
+
+let gpuPromise: Promise<Gpu> | null = null;
+function getGpu(): Promise<Gpu> {
+  gpuPromise ??= Gpu.create();
+  return gpuPromise;
+}
+
+/** A GPU test: one shared device, whose long-lived objects the sanitizers must not count. */
+function gpuTest(name: string, fn: (gpu: Gpu) => Promise<void>): void {
+  Deno.test({
+    name,
+    sanitizeResources: false,
+    sanitizeOps: false,
+    fn: async () => fn(await getGpu()),
+  });
+}
+
+/** Float32-representable float64 values (what both sides compute on). */
+function f32(a: ArrayLike<number>): Arr {
+  return Float64Array.from(Float32Array.from(a));
+}
+
+function randn(rng: ref.Rng, n: number, mean = 0, std = 1): Arr {
+  return f32(rng.normalArray(n, mean, std));
+}
+
+/** max |got - want| / max |want| (Infinity on a non-finite value). */
+function maxAbsErr(got: ArrayLike<number>, want: ArrayLike<number>, scale?: number): number {
+  assert.equal(got.length, want.length, "length mismatch");
+  let d = 0, m = 0;
+  for (let i = 0; i < got.length; i++) {
+    if (!Number.isFinite(got[i])) return Infinity;
+    d = Math.max(d, Math.abs(got[i] - want[i]));
+    m = Math.max(m, Math.abs(want[i]));
+  }
+  return d / Math.max(scale ?? m, 1e-30);
+}
+
+/** Largest error seen per test, for the report. */
+const worst = new Map<string, number>();
+function expectClose(
+  label: string,
+  got: ArrayLike<number>,
+  want: ArrayLike<number>,
+  tol = TOL,
+  scale?: number,
+): number {
+  const err = maxAbsErr(got, want, scale);
+  const key = label.split(": ")[0];
+  worst.set(key, Math.max(worst.get(key) ?? 0, err));
+  assert.ok(err <= tol, `${label}: max-abs-normalised error ${err.toExponential(3)} > ${tol}`);
+  return err;
+}
+
+function report(prefix: string): void {
+  const lines = [...worst].filter(([k]) => k.startsWith(prefix)).map(([k, v]) =>
+    `${k}: ${v.toExponential(2)}`
+  );
+  console.log(lines.join("\n"));
+}
+
+/** One differentiable op: its inputs, the GPU call, and the reference's three functions. */
+interface OpCase {
+  label: string;
+  shapes: number[][];
+  inputs: Arr[];
+  run(ctx: Ctx, ts: Tensor[]): Tensor;
+  f(xs: Arr[]): ArrayLike<number>;
+  vjp(xs: Arr[], r: Arr): (Arr | null)[];
+  jvp(xs: Arr[], ts: (Arr | null)[]): ArrayLike<number>;
+  /** Input subsets whose tangents are tested alone (default: each input alone). */
+  jvpSubsets?: number[][];
+  tol?: number;
+  /** Called with the live tape state after forward, before backward (extra checks). */
+  afterForward?(gpu: Gpu): Promise<void>;
+}
+
+function dot(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  return ref.dot(a, b);
+}
+
+/** Forward, backward (reference + FD) and JVP (reference + FD) of one op case. */
+async function checkOp(gpu: Gpu, rng: ref.Rng, c: OpCase): Promise<void> {
+  const tol = c.tol ?? TOL;
+  const xs = c.inputs;
+  const ts = xs.map((x, i) => {
+    const t = Tensor.from(gpu, x, c.shapes[i]);
+    t.requiresGrad = true;
+    return t;
+  });
+  const tape = new Tape();
+  const ctx = new Ctx(gpu, tape);
+  const y = c.run(ctx, ts);
+  const want = c.f(xs);
+  expectClose(`${c.label}: forward`, await y.read(gpu), want, tol);
+  if (c.afterForward) await c.afterForward(gpu);
+
+  // backward with a random seed of the output's shape
+  const r = randn(rng, y.size);
+  const seed = Tensor.from(gpu, r, y.shape);
+  const grads = tape.backward(gpu, y, seed, ts);
+  const refGrads = c.vjp(xs, r);
+  for (let k = 0; k < xs.length; k++) {
+    const g = await grads.get(ts[k])!.read(gpu);
+    const rg = refGrads[k]!;
+    expectClose(`${c.label}: backward[${k}] vs ref`, g, rg, tol);
+    // FD of <r, f(x)> at a few coordinates of input k
+    const idx = [0, xs[k].length - 1, rng.int(xs[k].length), rng.int(xs[k].length)];
+    const fd = ref.fdGradient(() => dot(r, c.f(xs)), xs[k], H, idx);
+    expectClose(
+      `${c.label}: backward[${k}] vs FD`,
+      idx.map((i) => g[i]),
+      idx.map((i) => fd[i]),
+      tol,
+      ref.maxAbs(rg),
+    );
+  }
+  for (const g of grads.values()) g.release(gpu);
+
+  // JVP: every input's tangent at once, then subsets
+  const tans = xs.map((x) => randn(rng, x.length));
+  const tanTs = tans.map((t, i) => Tensor.from(gpu, t, c.shapes[i]));
+  const subsets = [xs.map((_, i) => i)];
+  if (xs.length > 1) subsets.push(...(c.jvpSubsets ?? xs.map((_, i) => [i])));
+  for (const subset of subsets) {
+    const sel = tans.map((t, i) => (subset.includes(i) ? t : null));
+    const map = new Map<Tensor, Tensor>(subset.map((i) => [ts[i], tanTs[i]]));
+    const out = tape.jvp(gpu, map, y);
+    assert.ok(out, `${c.label}: jvp [${subset}] returned null`);
+    const got = await out.read(gpu);
+    out.release(gpu);
+    const rj = c.jvp(xs, sel);
+    expectClose(`${c.label}: jvp[${subset}] vs ref`, got, rj, tol);
+    const fd = ref.fdDerivativeVec(
+      (s) => c.f(xs.map((x, k) => (sel[k] ? ref.axpy(x, s, sel[k]) : x))),
+      H,
+    );
+    expectClose(`${c.label}: jvp[${subset}] vs FD`, got, fd, tol);
+  }
+  ctx.release();
+  for (const t of [...ts, ...tanTs, seed]) t.release(gpu);
+}
+
+const T = (shape: number[], data: Arr): ref.Tensor => ({ shape, data });
+
+// ------------------------------------------------------------------------------ GEMM
+
+/** Every tile of both default policies (llvmpipe's and the real-GPU one). */
+function allTiles(gpu: Gpu): GemmTile[] {
+  const fake = (fallback: boolean) =>
+    defaultGemmPolicy({
+      adapter: { ...gpu.adapter, isFallbackAdapter: fallback, description: fallback ? "" : "x" },
+    } as Gpu).tiles;
+  return [...fake(true), ...fake(false)];
+}
+
+function forcedPolicy(tile: GemmTile, split: boolean): GemmPolicy {
+  return split
+    ? { tiles: [tile], minWorkgroups: 1e9, minKPerSplit: 8 }
+    : { tiles: [tile], minWorkgroups: 0, minKPerSplit: 1e9 };
+}
+
+function refMatmul(
+  a: Arr,
+  b: Arr,
+  M: number,
+  N: number,
+  K: number,
+  transA: boolean,
+  transB: boolean,
+  bias: Arr | null,
+  acc: Arr | null,
+): Arr {
+  const out = new Float64Array(M * N);
+  for (let m = 0; m < M; m++) {
+    for (let n = 0; n < N; n++) {
+      let s = (bias ? bias[n] : 0) + (acc ? acc[m * N + n] : 0);
+      for (let k = 0; k < K; k++) {
+        s += (transA ? a[k * M + m] : a[m * K + k]) * (transB ? b[n * K + k] : b[k * N + n]);
+      }
+      out[m * N + n] = s;
+    }
+  }
+  return out;
+}
+
+gpuTest("gemm: matmulInto, every tile variant, split-K and not, all transposes", async (gpu) => {
+  const rng = new ref.Rng(1);
+  const [M, N, K] = [37, 19, 70];
+  const a = randn(rng, M * K), b = randn(rng, K * N), bias = randn(rng, N), c0 = randn(rng, M * N);
+  const tiles = allTiles(gpu);
+  assert.equal(tiles.length, 6);
+  try {
+    for (const tile of tiles) {
+      for (const split of [false, true]) {
+        setGemmPolicy(gpu, forcedPolicy(tile, split));
+        for (
+          const [transA, transB] of [[false, false], [true, false], [false, true], [
+            true,
+            true,
+          ]]
+        ) {
+          const useBias = transA !== transB, accumulate = transA;
+          const at = Tensor.from(gpu, a, transA ? [K, M] : [M, K]);
+          const bt = Tensor.from(gpu, b, transB ? [N, K] : [K, N]);
+          const bs = Tensor.from(gpu, bias, [N]);
+          const out = Tensor.from(gpu, c0, [M, N]);
+          const before = gpu.stats.dispatches;
+          matmulInto(gpu, at, bt, out, {
+            transA,
+            transB,
+            bias: useBias ? bs : null,
+            accumulate,
+          });
+          // split-K adds the deterministic reduction kernel
+          assert.equal(gpu.stats.dispatches - before, split ? 2 : 1, "split path not taken");
+          const want = refMatmul(
+            a,
+            b,
+            M,
+            N,
+            K,
+            transA,
+            transB,
+            useBias ? bias : null,
+            accumulate ? c0 : null,
+          );
+          const label = `gemm ${JSON.stringify(tile)} split=${split} tA=${transA} tB=${transB}`;
+          expectClose(`gemm: ${label}`, await out.read(gpu), want);
+          for (const t of [at, bt, bs, out]) t.release(gpu);
+        }
+      }
+    }
+    // K beyond one split's maximum (llvmpipe's 65535-iteration loop limit): forced splits
+    setGemmPolicy(gpu, { tiles: [tiles[2]], minWorkgroups: 0, minKPerSplit: 1e9 });
+    const KL = 70000;
+    const la = randn(rng, 2 * KL), lb = randn(rng, KL * 3);
+    const at = Tensor.from(gpu, la, [2, KL]), bt = Tensor.from(gpu, lb, [KL, 3]);
+    const out = Tensor.empty(gpu, [2, 3]);
+    const before = gpu.stats.dispatches;
+    matmulInto(gpu, at, bt, out);
+    assert.equal(gpu.stats.dispatches - before, 2, "long K must split");
+    expectClose(
+      "gemm: long K",
+      await out.read(gpu),
+      refMatmul(la, lb, 2, 3, KL, false, false, null, null),
+    );
+    for (const t of [at, bt, out]) t.release(gpu);
+  } finally {
+    setGemmPolicy(gpu, defaultGemmPolicy(gpu));
+  }
+  report("gemm");
+});
+
+gpuTest("conv2d: forward, dX and dW under every tile variant, split-K and not", async (gpu) => {
+  const rng = new ref.Rng(2);
+  const xs = [3, 3, 5, 7], ws = [5, 3, 3, 3];
+  const o: ConvOptions = { stride: 2, pad: 1 };
+  const x = randn(rng, ref.numel(xs)), w = randn(rng, ref.numel(ws));
+  const yRef = ref.conv2dForward(T(xs, x), T(ws, w), o.stride, o.pad);
+  const dy = randn(rng, yRef.data.length);
+  const g = ref.conv2dBackward(T(xs, x), T(ws, w), o.stride, o.pad, T(yRef.shape, dy));
+  const xt = Tensor.from(gpu, x, xs), wt = Tensor.from(gpu, w, ws);
+  const dyt = Tensor.from(gpu, dy, yRef.shape);
+  try {
+    for (const tile of allTiles(gpu)) {
+      for (const split of [false, true]) {
+        setGemmPolicy(gpu, forcedPolicy(tile, split));
+        const label = `${JSON.stringify(tile)} split=${split}`;
+        const y = Tensor.empty(gpu, yRef.shape);
+        let before = gpu.stats.dispatches;
+        convForwardInto(gpu, xt, wt, o, y);
+        assert.equal(gpu.stats.dispatches - before, split ? 2 : 1);
+        expectClose(`conv-tiles: fwd ${label}`, await y.read(gpu), yRef.data);
+        before = gpu.stats.dispatches;
+        const dx = convBackwardInput(gpu, dyt, wt, xt, o);
+        assert.equal(gpu.stats.dispatches - before, split ? 2 : 1);
+        expectClose(`conv-tiles: dx ${label}`, await dx.read(gpu), g.dx.data);
+        before = gpu.stats.dispatches;
+        const dw = convBackwardWeight(gpu, dyt, xt, wt, o);
+        assert.equal(gpu.stats.dispatches - before, split ? 2 : 1);
+        expectClose(`conv-tiles: dw ${label}`, await dw.read(gpu), g.dw.data);
+        for (const t of [y, dx, dw]) t.release(gpu);
+      }
+    }
+  } finally {
+    setGemmPolicy(gpu, defaultGemmPolicy(gpu));
+    for (const t of [xt, wt, dyt]) t.release(gpu);
+  }
+  report("conv-tiles");
+});
+
+// ------------------------------------------------------------------------------ conv2d
+
+const convCases = [
+  { C: 3, O: 17, H: 5, W: 7, k: 3, s: 1, p: 1 },
+  { C: 3, O: 17, H: 5, W: 7, k: 3, s: 2, p: 1 },
+  { C: 17, O: 3, H: 5, W: 7, k: 1, s: 2, p: 0 },
+  { C: 17, O: 3, H: 5, W: 7, k: 1, s: 1, p: 0 },
+  { C: 3, O: 4, H: 7, W: 5, k: 3, s: 2, p: 0 },
+  { C: 17, O: 17, H: 5, W: 7, k: 3, s: 2, p: 1 },
+  { C: 3, O: 3, H: 5, W: 7, k: 1, s: 1, p: 1 },
+  // conv dW: K = N*OH*OW = 867 with a single output tile -> split-K under the default policy
+  { C: 3, O: 3, H: 17, W: 17, k: 3, s: 1, p: 1 },
+];
+
+for (const cc of convCases) {
+  gpuTest(`conv2d vs reference and FD: ${JSON.stringify(cc)}`, async (gpu) => {
+    const rng = new ref.Rng(10 + cc.C * 3 + cc.k + cc.s + cc.H);
+    const xs = [3, cc.C, cc.H, cc.W], ws = [cc.O, cc.C, cc.k, cc.k];
+    const o: ConvOptions = { stride: cc.s, pad: cc.p };
+    const f = (v: Arr[]) => ref.conv2dForward(T(xs, v[0]), T(ws, v[1]), o.stride, o.pad);
+    const yShape = f([new Float64Array(ref.numel(xs)), new Float64Array(ref.numel(ws))]).shape;
+    await checkOp(gpu, rng, {
+      label: `conv ${JSON.stringify(cc)}`,
+      shapes: [xs, ws],
+      inputs: [randn(rng, ref.numel(xs)), randn(rng, ref.numel(ws))],
+      run: (ctx, [x, w]) => conv2d(ctx, x, w, o),
+      f: (v) => f(v).data,
+      vjp: (v, r) => {
+        const g = ref.conv2dBackward(T(xs, v[0]), T(ws, v[1]), o.stride, o.pad, T(yShape, r));
+        return [g.dx.data, g.dw.data];
+      },
+      jvp: (v, t) =>
+        ref.conv2dJvp(
+          T(xs, v[0]),
+          T(ws, v[1]),
+          o.stride,
+          o.pad,
+          t[0] && T(xs, t[0]),
+          t[1] && T(ws, t[1]),
+        ).data,
+    });
+    if (cc.H === 17) {
+      // this case must take the split-K path in dW (two dispatches: partials + reduction)
+      const x = Tensor.from(gpu, randn(rng, ref.numel(xs)), xs);
+      const w = Tensor.from(gpu, randn(rng, ref.numel(ws)), ws);
+      const dy = Tensor.from(gpu, randn(rng, ref.numel(yShape)), yShape);
+      const before = gpu.stats.dispatches;
+      const dw = convBackwardWeight(gpu, dy, x, w, o);
+      assert.equal(gpu.stats.dispatches - before, 2, "conv dW did not split K");
+      const g = ref.conv2dBackward(
+        T(xs, f32(await x.read(gpu))),
+        T(ws, f32(await w.read(gpu))),
+        o.stride,
+        o.pad,
+        T(yShape, f32(await dy.read(gpu))),
+      );
+      expectClose(`conv split-K dW`, await dw.read(gpu), g.dw.data);
+      for (const t of [x, w, dy, dw]) t.release(gpu);
+    }
+  });
+}
+
+gpuTest("conv2d: backward with only x requiring grad gives dX and no dW work", async (gpu) => {
+  const rng = new ref.Rng(3);
+  const xs = [3, 3, 5, 7], ws = [4, 3, 3, 3];
+  const x = randn(rng, ref.numel(xs)), w = randn(rng, ref.numel(ws));
+  const xt = Tensor.from(gpu, x, xs), wt = Tensor.from(gpu, w, ws);
+  xt.requiresGrad = true;
+  const tape = new Tape();
+  const ctx = new Ctx(gpu, tape);
+  const y = conv2d(ctx, xt, wt, { stride: 2, pad: 1 });
+  const r = randn(rng, y.size);
+  const seed = Tensor.from(gpu, r, y.shape);
+  const before = gpu.stats.dispatches;
+  const grads = tape.backward(gpu, y, seed, [xt]);
+  assert.equal(gpu.stats.dispatches - before, 1, "only the dX GEMM should run");
+  const g = ref.conv2dBackward(T(xs, x), T(ws, w), 2, 1, T(y.shape as number[], r));
+  expectClose("conv x-only: dx", await grads.get(xt)!.read(gpu), g.dx.data);
+  grads.get(xt)!.release(gpu);
+  ctx.release();
+  for (const t of [xt, wt, seed]) t.release(gpu);
+});
+
+// ------------------------------------------------------------------------------ linear
+
+const linearCases = [
+  { N: 3, I: 17, O: 5, bias: true },
+  { N: 3, I: 17, O: 5, bias: false },
+  { N: 37, I: 70, O: 19, bias: true },
+  { N: 37, I: 70, O: 19, bias: false },
+];
+for (const lc of linearCases) {
+  gpuTest(`linear vs reference and FD: ${JSON.stringify(lc)}`, async (gpu) => {
+    const rng = new ref.Rng(20 + lc.N + (lc.bias ? 1 : 0));
+    const xs = [lc.N, lc.I], ws = [lc.O, lc.I];
+    const inputs = [randn(rng, lc.N * lc.I), randn(rng, lc.O * lc.I)];
+    const shapes = [xs, ws];
+    if (lc.bias) {
+      inputs.push(randn(rng, lc.O));
+      shapes.push([lc.O]);
+    }
+    await checkOp(gpu, rng, {
+      label: `linear ${JSON.stringify(lc)}`,
+      shapes,
+      inputs,
+      run: (ctx, [x, w, b]) => linear(ctx, x, w, b ?? null),
+      f: (v) => ref.linearForward(T(xs, v[0]), T(ws, v[1]), v[2] ?? null).data,
+      vjp: (v, r) => {
+        const g = ref.linearBackward(T(xs, v[0]), T(ws, v[1]), T([lc.N, lc.O], r), lc.bias);
+        return lc.bias ? [g.dx.data, g.dw.data, g.db] : [g.dx.data, g.dw.data];
+      },
+      jvp: (v, t) =>
+        ref.linearJvp(T(xs, v[0]), T(ws, v[1]), t[0] && T(xs, t[0]), t[1] && T(ws, t[1]), t[2])
+          .data,
+      jvpSubsets: lc.bias ? [[0], [1], [2], [1, 2]] : [[0], [1]],
+    });
+  });
+}
+
+// ------------------------------------------------------------------------------ rowNormalize
+
+for (const shape of [[5, 17], [67, 9]]) {
+  gpuTest(`rowNormalize vs reference and FD: [${shape}]`, async (gpu) => {
+    const rng = new ref.Rng(30 + shape[0]);
+    await checkOp(gpu, rng, {
+      label: `rowNormalize [${shape}]`,
+      shapes: [shape],
+      inputs: [randn(rng, shape[0] * shape[1])],
+      run: (ctx, [x]) => rowNormalize(ctx, x),
+      f: (v) => ref.rowNormalizeForward(T(shape, v[0])).y.data,
+      vjp: (v, r) => [
+        ref.rowNormalizeBackward(ref.rowNormalizeForward(T(shape, v[0])).cache, T(shape, r)).data,
+      ],
+      jvp: (v, t) =>
+        ref.rowNormalizeJvp(ref.rowNormalizeForward(T(shape, v[0])).cache, t[0] && T(shape, t[0]))
+          .data,
+    });
+  });
+}
+
+// ------------------------------------------------------------------------------ batchnorm
+
+interface BnCase {
+  shape: number[];
+  mode: "train" | "eval";
+  relu: boolean;
+  update: boolean;
+}
+const bnCases: BnCase[] = [
+  { shape: [3, 17, 5, 7], mode: "train", relu: false, update: true },
+  { shape: [3, 17, 5, 7], mode: "train", relu: true, update: false },
+  // N*H*W = 297 > 256: the strided part of the per-channel reduction
+  { shape: [3, 3, 9, 11], mode: "train", relu: false, update: false },
+  { shape: [3, 3, 9, 11], mode: "train", relu: true, update: true },
+  { shape: [6, 17], mode: "train", relu: false, update: true },
+  { shape: [3, 17, 5, 7], mode: "eval", relu: false, update: false },
+  // eval mode must never touch the running statistics, even when asked to update
+  { shape: [3, 3, 5, 7], mode: "eval", relu: true, update: true },
+];
+
+for (const bc of bnCases) {
+  gpuTest(`batchNorm vs reference and FD: ${JSON.stringify(bc)}`, async (gpu) => {
+    const rng = new ref.Rng(40 + ref.numel(bc.shape) + (bc.relu ? 1 : 0));
+    const C = bc.shape[1];
+    const shape4 = bc.shape.length === 4 ? bc.shape : [bc.shape[0], C, 1, 1];
+    const running = { mean: randn(rng, C, 0, 0.5), var: f32(rng.uniformArray(C, 0.5, 2)) };
+    const rm = Tensor.from(gpu, running.mean, [C]), rv = Tensor.from(gpu, running.var, [C]);
+    const opts: BatchNormOptions = {
+      mode: bc.mode,
+      updateRunningStats: bc.update,
+      relu: bc.relu,
+    };
+    const fwd = (v: Arr[]) => ref.batchNorm2dForward(T(shape4, v[0]), v[1], v[2], bc.mode, running);
+    const ins = [randn(rng, ref.numel(bc.shape), 0.5, 2), randn(rng, C, 1, 0.3), randn(rng, C)];
+    const pre = (v: Arr[]) => fwd(v).y;
+    await checkOp(gpu, rng, {
+      label: `bn ${JSON.stringify(bc)}`,
+      shapes: [bc.shape, [C], [C]],
+      inputs: ins,
+      run: (ctx, [x, g, b]) => batchNorm(ctx, x, g, b, rm, rv, opts),
+      f: (v) => (bc.relu ? ref.reluForward(pre(v)) : pre(v)).data,
+      vjp: (v, r) => {
+        const { y, cache } = fwd(v);
+        const dy = bc.relu ? ref.reluBackward(y, T(shape4, r)) : T(shape4, r);
+        const g = ref.batchNorm2dBackward(cache, dy);
+        return [g.dx.data, g.dgamma, g.dbeta];
+      },
+      jvp: (v, t) => {
+        const { y, cache } = fwd(v);
+        const ty = ref.batchNorm2dJvp(cache, t[0] && T(shape4, t[0]), t[1], t[2]);
+        return (bc.relu ? ref.reluJvp(y, ty) : ty).data;
+      },
+      jvpSubsets: [[0], [1], [2], [1, 2]],
+      afterForward: async (gpu) => {
+        const gotMean = await rm.read(gpu), gotVar = await rv.read(gpu);
+        if (bc.mode === "train" && bc.update) {
+          const m = new Float64Array(running.mean), v = new Float64Array(running.var);
+          ref.batchNormUpdateRunning(m, v, fwd(ins).cache);
+          expectClose(`bn running: mean ${JSON.stringify(bc)}`, gotMean, m);
+          expectClose(`bn running: var ${JSON.stringify(bc)}`, gotVar, v);
+        } else {
+          // untouched, bit for bit
+          assert.deepEqual([...gotMean], [...running.mean], "running mean changed");
+          assert.deepEqual([...gotVar], [...running.var], "running var changed");
+        }
+      },
+    });
+    rm.release(gpu);
+    rv.release(gpu);
+  });
+}
+
+// ------------------------------------------------------------------------------ loss
+
+const lossCases: {
+  name: string;
+  B: number;
+  C: number;
+  gamma: number;
+  scale: number;
+  m: boolean;
+}[] = [
+  { name: "cross-entropy", B: 5, C: 7, gamma: 0, scale: 1, m: false },
+  { name: "cross-entropy B=67 C=10", B: 67, C: 10, gamma: 0, scale: 1, m: false },
+  { name: "focal gamma=2", B: 5, C: 7, gamma: 2, scale: 1, m: false },
+  { name: "LDAM s=30", B: 5, C: 7, gamma: 0, scale: 30, m: true },
+  { name: "LDAM s=30 + focal gamma=2", B: 5, C: 7, gamma: 2, scale: 30, m: true },
+];
+
+for (const lc of lossCases) {
+  gpuTest(`classificationLoss vs reference and FD: ${lc.name}`, async (gpu) => {
+    const rng = new ref.Rng(50 + lc.B + lc.gamma * 3 + lc.scale);
+    const { B, C } = lc;
+    // cosine logits live in [-1, 1] when scaled by 30; plain logits are N(0, 2)
+    const z = lc.scale === 1 ? randn(rng, B * C, 0, 2) : f32(rng.uniformArray(B * C, -1, 1));
+    const labels = rng.intArray(B, C);
+    // LDAM margins C / n_c^(1/4), scaled so the largest is 0.5
+    const margins = f32(Array.from({ length: C }, (_, c) => 0.5 / Math.pow(1 + c, 0.25)));
+    const opts = { gamma: lc.gamma, scale: lc.scale, margins: lc.m ? margins : null };
+    const labelsT = Tensor.from(gpu, labels, [B], "u32");
+    const marginsT = Tensor.from(gpu, margins, [C]);
+    await checkOp(gpu, rng, {
+      label: `loss ${lc.name}`,
+      shapes: [[B, C]],
+      inputs: [z],
+      run: (ctx, [zt]) =>
+        classificationLoss(ctx, zt, labelsT, {
+          gamma: lc.gamma,
+          scale: lc.scale,
+          margins: lc.m ? marginsT : null,
+        }),
+      f: (v) => ref.lossForward(T([B, C], v[0]), labels, opts).losses,
+      vjp: (
+        v,
+        r,
+      ) => [ref.lossBackward(ref.lossForward(T([B, C], v[0]), labels, opts).cache, r).data],
+      jvp: (v, t) =>
+        ref.lossJvp(ref.lossForward(T([B, C], v[0]), labels, opts).cache, t[0] && T([B, C], t[0])),
+    });
+    labelsT.release(gpu);
+    marginsT.release(gpu);
+  });
+}
+
+// ------------------------------------------------------------------------------ elementwise
+
+gpuTest("relu, add, addRelu vs reference and FD", async (gpu) => {
+  const rng = new ref.Rng(60);
+  const shape = [3, 17, 5, 7];
+  const n = ref.numel(shape);
+  await checkOp(gpu, rng, {
+    label: "relu",
+    shapes: [shape],
+    inputs: [randn(rng, n)],
+    run: (ctx, [x]) => relu(ctx, x),
+    f: (v) => ref.reluForward(T(shape, v[0])).data,
+    vjp: (v, r) => [ref.reluBackward(T(shape, v[0]), T(shape, r)).data],
+    jvp: (v, t) => ref.reluJvp(T(shape, v[0]), t[0] && T(shape, t[0])).data,
+  });
+  await checkOp(gpu, rng, {
+    label: "add",
+    shapes: [shape, shape],
+    inputs: [randn(rng, n), randn(rng, n)],
+    run: (ctx, [a, b]) => add(ctx, a, b),
+    f: (v) => ref.addForward(T(shape, v[0]), T(shape, v[1])).data,
+    vjp: (_, r) => {
+      const g = ref.addBackward(T(shape, r));
+      return [g.da.data, g.db.data];
+    },
+    jvp: (_, t) => ref.addJvp(shape, t[0] && T(shape, t[0]), t[1] && T(shape, t[1])).data,
+  });
+  const sum = (v: Arr[]) => ref.addForward(T(shape, v[0]), T(shape, v[1]));
+  await checkOp(gpu, rng, {
+    label: "addRelu",
+    shapes: [shape, shape],
+    inputs: [randn(rng, n), randn(rng, n)],
+    run: (ctx, [a, b]) => addRelu(ctx, a, b),
+    f: (v) => ref.reluForward(sum(v)).data,
+    vjp: (v, r) => {
+      const g = ref.reluBackward(sum(v), T(shape, r));
+      return [g.data, g.data];
+    },
+    jvp: (v, t) =>
+      ref.reluJvp(sum(v), ref.addJvp(shape, t[0] && T(shape, t[0]), t[1] && T(shape, t[1])))
+        .data,
+  });
+  report("relu");
+  report("add");
+});
+
+for (
+  const [shape, outC] of [[[3, 3, 5, 7], 5], [[3, 16, 8, 8], 32], [[3, 17, 5, 7], 17]] as const
+) {
+  gpuTest(`shortcutA vs reference and FD: [${shape}] -> ${outC} channels`, async (gpu) => {
+    const rng = new ref.Rng(70 + outC);
+    const xs = [...shape];
+    await checkOp(gpu, rng, {
+      label: `shortcutA [${shape}]->${outC}`,
+      shapes: [xs],
+      inputs: [randn(rng, ref.numel(xs))],
+      run: (ctx, [x]) => shortcutA(ctx, x, outC),
+      f: (v) => ref.shortcutAForward(T(xs, v[0]), outC).data,
+      vjp: (_, r) => {
+        const ys = ref.shortcutAForward(T(xs, new Float64Array(ref.numel(xs))), outC).shape;
+        return [ref.shortcutABackward(T(ys, r), xs).data];
+      },
+      jvp: (_, t) => ref.shortcutAJvp(xs, t[0] && T(xs, t[0]), outC).data,
+    });
+  });
+}
+
+gpuTest("globalAvgPool vs reference and FD", async (gpu) => {
+  const rng = new ref.Rng(80);
+  const xs = [3, 17, 5, 7];
+  await checkOp(gpu, rng, {
+    label: "globalAvgPool",
+    shapes: [xs],
+    inputs: [randn(rng, ref.numel(xs))],
+    run: (ctx, [x]) => globalAvgPool(ctx, x),
+    f: (v) => ref.globalAvgPoolForward(T(xs, v[0])).data,
+    vjp: (_, r) => [ref.globalAvgPoolBackward(T([3, 17], r), xs).data],
+    jvp: (_, t) => ref.globalAvgPoolJvp(xs, t[0] && T(xs, t[0])).data,
+  });
+});
+
+// ------------------------------------------------------------------------------ SGD
+
+const sgdCases = [
+  { lr: 0.1, momentum: 0.9, weightDecay: 0, nesterov: false },
+  { lr: 0.1, momentum: 0.9, weightDecay: 0.01, nesterov: true },
+  { lr: 0.05, momentum: 0.9, weightDecay: 5e-4, nesterov: false },
+  { lr: 0.2, momentum: 0, weightDecay: 0.05, nesterov: false },
+];
+for (const o of sgdCases) {
+  gpuTest(`sgd vs reference over 5 steps: ${JSON.stringify(o)}`, async (gpu) => {
+    const rng = new ref.Rng(90 + o.lr * 100);
+    const n = 1234;
+    const p = randn(rng, n), buf = new Float64Array(n);
+    const pt = Tensor.from(gpu, p, [n]);
+    const bt = Tensor.from(gpu, buf, [n]);
+    const gt = Tensor.empty(gpu, [n]);
+    for (let step = 0; step < 5; step++) {
+      const g = randn(rng, n, 0, 0.5);
+      gt.upload(gpu, g);
+      sgdStep(gpu, pt.view, gt.view, bt.view, n, o);
+      ref.sgdStep(p, g, buf, o);
+      expectClose(`sgd: params step ${step}`, await pt.read(gpu), p, 1e-5);
+      expectClose(`sgd: momentum step ${step}`, await bt.read(gpu), buf, 1e-5);
+    }
+    for (const t of [pt, bt, gt]) t.release(gpu);
+  });
+}
+
+gpuTest("report of the worst errors per op family", () => {
+  report("");
+  return Promise.resolve();
+});
