@@ -1,0 +1,447 @@
+/**
+ * `deno task reproduce`: the paper's comparison on long-tailed Fashion-MNIST as a resumable grid
+ * of (method x imbalance factor x seed), plus the tau sweep of the meta method, aggregated into
+ * `results/fashion-mnist-lt.{json,md,html}`.
+ *
+ * Every cell is one `train()` run in its own directory. A finished cell (summary.json with status
+ * "completed") is skipped; a killed one resumes from its last epoch checkpoint, so the table can be
+ * built across several sittings. The seed also changes the data split.
+ *
+ *   deno task reproduce                      # the whole default grid at --scale small
+ *   deno task reproduce --only meta,ce       # cells whose id contains "meta" or "ce"
+ *   deno task reproduce --aggregate          # only rebuild the table from finished cells
+ */
+import { parseArgs } from "node:util";
+import { join } from "node:path";
+import { Gpu } from "../src/gpu/runtime.ts";
+import { train, type TrainOptions } from "../src/train/mod.ts";
+import type { RunSummary } from "../src/train/mod.ts";
+
+/** Run sizes. `small` is the trainer's default preset (about 15 minutes a cell on 2 cores). */
+export const SCALES: Record<string, TrainOptions> = {
+  /** For tests: seconds a cell. */
+  tiny: {
+    preset: "default",
+    maxPerClass: 20,
+    testPerClass: 10,
+    devPerClass: 2,
+    epochs: 2,
+    metaStart: 1,
+    lrDecayEpochs: [1],
+    batch: 16,
+  },
+  /** ResNet-8, 200 head-class images, 10 epochs: the default preset. */
+  small: { preset: "default" },
+  /** The paper's recipe (ResNet-32, 200 epochs, meta from 160) on the full long-tailed set. */
+  paper: {
+    preset: "paper-cifar",
+    dataset: "fashion-mnist",
+    maxPerClass: null,
+    testPerClass: null,
+  },
+};
+
+/** Methods of the comparison, with the loss of the meta family where it matters. */
+export const GRID_METHODS: { method: string; loss?: string }[] = [
+  { method: "ce" },
+  { method: "cb" },
+  { method: "focal" },
+  { method: "cb-focal" },
+  { method: "ldam-drw" },
+  { method: "cb-finetune" },
+  { method: "l2rw" },
+  { method: "mwn" },
+  { method: "meta", loss: "ce" },
+  { method: "meta", loss: "focal" },
+  { method: "meta", loss: "ldam" },
+  { method: "meta-eps0" },
+];
+
+/** tau values of the sweep (the reference code uses 0.01). */
+export const TAUS = [0.01, 1, 100, 1e4];
+
+/** One run of the grid. */
+export interface Cell {
+  id: string;
+  group: "grid" | "tau";
+  /** Row label: method (and loss). */
+  label: string;
+  imbalance: number;
+  seed: number;
+  tau?: number;
+  options: TrainOptions;
+}
+
+/** Every cell for the given factors and seeds. */
+export function gridCells(imbalances: number[], seeds: number[], scale: TrainOptions): Cell[] {
+  const cells: Cell[] = [];
+  for (const imbalance of imbalances) {
+    for (const { method, loss } of GRID_METHODS) {
+      const label = loss && loss !== "ce" ? `${method}-${loss}` : method;
+      for (const seed of seeds) {
+        cells.push({
+          id: `${label}-if${imbalance}-s${seed}`,
+          group: "grid",
+          label,
+          imbalance,
+          seed,
+          options: { ...scale, method, ...(loss ? { loss } : {}), imbalance, seed },
+        } as Cell);
+      }
+    }
+  }
+  for (const tau of TAUS) {
+    for (const seed of seeds) {
+      cells.push({
+        id: `tau${tau}-if100-s${seed}`,
+        group: "tau",
+        label: `meta tau=${tau}`,
+        imbalance: 100,
+        seed,
+        tau,
+        options: { ...scale, method: "meta", loss: "ce", imbalance: 100, seed, tau },
+      } as Cell);
+    }
+  }
+  return cells;
+}
+
+async function readSummary(dir: string): Promise<RunSummary | null> {
+  try {
+    return JSON.parse(await Deno.readTextFile(join(dir, "summary.json"))) as RunSummary;
+  } catch {
+    return null;
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Mean and sample standard deviation. */
+export function meanStd(xs: number[]): { mean: number; std: number; n: number } {
+  const n = xs.length;
+  const mean = xs.reduce((a, b) => a + b, 0) / Math.max(n, 1);
+  const v = n > 1 ? xs.reduce((a, b) => a + (b - mean) ** 2, 0) / (n - 1) : 0;
+  return { mean, std: Math.sqrt(v), n };
+}
+
+/** Classes 0-2 head, 3-6 middle, 7-9 tail (for 10 classes; thirds otherwise). */
+export function groupAccuracy(perClass: number[]): { head: number; middle: number; tail: number } {
+  const C = perClass.length;
+  const a = Math.round(C * 0.3);
+  const b = Math.round(C * 0.7);
+  const avg = (xs: number[]) => xs.reduce((s, x) => s + x, 0) / Math.max(xs.length, 1);
+  return {
+    head: avg(perClass.slice(0, a)),
+    middle: avg(perClass.slice(a, b)),
+    tail: avg(perClass.slice(b)),
+  };
+}
+
+/** One row of the table: a method at an imbalance factor, over its finished seeds. */
+export interface Row {
+  label: string;
+  group: "grid" | "tau";
+  imbalance: number;
+  seeds: number[];
+  lastTop1: { mean: number; std: number; n: number };
+  bestTop1: { mean: number; std: number; n: number };
+  head: number;
+  middle: number;
+  tail: number;
+  /** Mean over seeds of per-class accuracy (last epoch). */
+  perClassAccuracy: number[];
+  /** Meta statistics (mean over seeds) where the method has them. */
+  meanAbsEpsOverW: number[] | null;
+  minWPlusEps: number | null;
+  /** Per-class mean eps per meta epoch (first seed), for the Figure 3 plot. */
+  epsCurve: number[][] | null;
+  wallSeconds: number;
+}
+
+/** Aggregates the finished cells into rows. */
+export async function aggregate(cells: Cell[], dirOf: (c: Cell) => string): Promise<Row[]> {
+  const byRow = new Map<string, { cell: Cell; summary: RunSummary; dir: string }[]>();
+  for (const cell of cells) {
+    const s = await readSummary(dirOf(cell));
+    if (!s || s.status !== "completed" || !s.last || !s.best) continue;
+    const key = `${cell.group}|${cell.label}|${cell.imbalance}`;
+    if (!byRow.has(key)) byRow.set(key, []);
+    byRow.get(key)!.push({ cell, summary: s, dir: dirOf(cell) });
+  }
+  const rows: Row[] = [];
+  for (const runs of byRow.values()) {
+    const { cell } = runs[0];
+    const C = runs[0].summary.last!.perClassAccuracy.length;
+    const perClass = Array.from(
+      { length: C },
+      (_, c) => runs.reduce((s, r) => s + r.summary.last!.perClassAccuracy[c], 0) / runs.length,
+    );
+    const groups = runs.map((r) => groupAccuracy(r.summary.last!.perClassAccuracy));
+    const metas = runs.map((r) => r.summary.meta).filter((m) => m !== null);
+    let meanAbsEpsOverW: number[] | null = null;
+    let minWPlusEps: number | null = null;
+    if (metas.length > 0) {
+      meanAbsEpsOverW = Array.from({ length: C }, (_, c) => {
+        const xs = metas.map((m) => Math.abs(m!.meanEpsOverW[c] ?? 0));
+        return xs.reduce((a, b) => a + b, 0) / xs.length;
+      });
+      minWPlusEps = Math.min(
+        ...metas.flatMap((m) => m!.minWPlusEps.filter((v): v is number => v !== null)),
+      );
+    }
+    rows.push({
+      label: cell.label,
+      group: cell.group,
+      imbalance: cell.imbalance,
+      seeds: runs.map((r) => r.cell.seed),
+      lastTop1: meanStd(runs.map((r) => r.summary.last!.top1Error)),
+      bestTop1: meanStd(runs.map((r) => r.summary.best!.top1Error)),
+      head: groups.reduce((s, g) => s + g.head, 0) / groups.length,
+      middle: groups.reduce((s, g) => s + g.middle, 0) / groups.length,
+      tail: groups.reduce((s, g) => s + g.tail, 0) / groups.length,
+      perClassAccuracy: perClass,
+      meanAbsEpsOverW,
+      minWPlusEps: Number.isFinite(minWPlusEps) ? minWPlusEps : null,
+      epsCurve: await epsCurve(runs[0].dir),
+      wallSeconds: runs.reduce((s, r) => s + r.summary.wallSeconds, 0),
+    });
+  }
+  return rows;
+}
+
+async function epsCurve(dir: string): Promise<number[][] | null> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(join(dir, "metrics.jsonl"));
+  } catch {
+    return null;
+  }
+  const curve: number[][] = [];
+  for (const line of text.split("\n")) {
+    if (!line.trim()) continue;
+    const rec = JSON.parse(line);
+    if (rec.meta?.meanEps) curve.push(rec.meta.meanEps.map((v: number | null) => v ?? 0));
+  }
+  return curve.length ? curve : null;
+}
+
+const pct = (x: number) => (100 * x).toFixed(2);
+
+/** The Markdown table of the rows. */
+export function markdown(rows: Row[], scaleName: string): string {
+  const out: string[] = [];
+  out.push(
+    `Scale \`${scaleName}\`. Top-1 error (%) on the balanced test set, mean ± std over seeds;`,
+  );
+  out.push("head / middle / tail: mean last-epoch accuracy (%) of classes 0-2 / 3-6 / 7-9.\n");
+  out.push("| method | IF | seeds | top-1 last | top-1 best | head | middle | tail |");
+  out.push("|---|--:|--:|--:|--:|--:|--:|--:|");
+  const sorted = [...rows].filter((r) => r.group === "grid").sort((a, b) =>
+    b.imbalance - a.imbalance || a.label.localeCompare(b.label)
+  );
+  for (const r of sorted) {
+    out.push(
+      `| ${r.label} | ${r.imbalance} | ${r.seeds.length} | ${pct(r.lastTop1.mean)} ± ${
+        pct(r.lastTop1.std)
+      } | ${pct(r.bestTop1.mean)} ± ${pct(r.bestTop1.std)} | ${pct(r.head)} | ${pct(r.middle)} | ${
+        pct(r.tail)
+      } |`,
+    );
+  }
+  const taus = rows.filter((r) => r.group === "tau");
+  if (taus.length) {
+    out.push("\nTau sweep (meta, IF 100): mean |eps| / w_y per class over the meta epochs.\n");
+    out.push("| tau | seeds | top-1 last | min w+eps | mean abs(eps)/w_y, classes 0..C-1 |");
+    out.push("|--:|--:|--:|--:|---|");
+    for (const r of taus.sort((a, b) => a.label.localeCompare(b.label, "en", { numeric: true }))) {
+      out.push(
+        `| ${r.label.replace("meta tau=", "")} | ${r.seeds.length} | ${pct(r.lastTop1.mean)} ± ${
+          pct(r.lastTop1.std)
+        } | ${r.minWPlusEps?.toExponential(3) ?? "-"} | ${
+          (r.meanAbsEpsOverW ?? []).map((v) => v.toExponential(1)).join(" ")
+        } |`,
+      );
+    }
+  }
+  return out.join("\n") + "\n";
+}
+
+function bars(title: string, series: { name: string; values: number[] }[]): string {
+  const W = 640, H = 220, pad = 30;
+  const C = series[0]?.values.length ?? 0;
+  const groupW = (W - 2 * pad) / Math.max(C, 1);
+  const barW = groupW / (series.length + 1);
+  const colors = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759"];
+  let svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H + 40}">`;
+  svg += `<text x="${pad}" y="14" font-size="13">${title}</text>`;
+  series.forEach((s, k) => {
+    s.values.forEach((v, c) => {
+      const h = Math.max(0, v) * (H - pad);
+      const x = pad + c * groupW + k * barW;
+      svg += `<rect x="${x.toFixed(1)}" y="${(H - h).toFixed(1)}" width="${
+        barW.toFixed(1)
+      }" height="${h.toFixed(1)}" fill="${colors[k % 4]}"/>`;
+    });
+    svg += `<text x="${pad + k * 120}" y="${H + 32}" font-size="12" fill="${
+      colors[k % 4]
+    }">${s.name}</text>`;
+  });
+  for (let c = 0; c < C; c++) {
+    svg += `<text x="${(pad + c * groupW + groupW / 3).toFixed(1)}" y="${
+      H + 14
+    }" font-size="11">${c}</text>`;
+  }
+  return svg + "</svg>";
+}
+
+function lines(title: string, curve: number[][]): string {
+  const W = 640, H = 220, pad = 40;
+  const C = curve[0]?.length ?? 0;
+  const all = curve.flat();
+  const lo = Math.min(0, ...all), hi = Math.max(0, ...all);
+  const y = (v: number) => H - pad / 2 - ((v - lo) / (hi - lo || 1)) * (H - pad);
+  const x = (e: number) => pad + (e / Math.max(curve.length - 1, 1)) * (W - 2 * pad);
+  let svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H + 20}">`;
+  svg += `<text x="${pad}" y="14" font-size="13">${title}</text>`;
+  svg += `<line x1="${pad}" x2="${W - pad}" y1="${y(0)}" y2="${y(0)}" stroke="#999"/>`;
+  for (let c = 0; c < C; c++) {
+    const pts = curve.map((row, e) => `${x(e).toFixed(1)},${y(row[c]).toFixed(1)}`).join(" ");
+    svg += `<polyline fill="none" stroke="hsl(${(c * 36) % 360},60%,45%)" points="${pts}"/>`;
+  }
+  svg += `<text x="${pad}" y="${H + 14}" font-size="11">meta epochs; one line per class; range ${
+    lo.toExponential(2)
+  } .. ${hi.toExponential(2)}</text>`;
+  return svg + "</svg>";
+}
+
+/** report.html of the grid: the table, Figure 2 as bars, Figure 3 as lines. */
+export function htmlReport(rows: Row[], md: string): string {
+  const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;");
+  const at100 = (label: string) =>
+    rows.find((r) => r.group === "grid" && r.label === label && r.imbalance === 100);
+  const fig2 = ["ce", "cb", "meta"].map((l) => ({ name: l, row: at100(l) })).filter((s) => s.row);
+  const meta = at100("meta");
+  return `<!doctype html><html><head><meta charset="utf-8"><title>tailgrad: long-tailed Fashion-MNIST</title>
+<style>body{font-family:sans-serif;max-width:900px;margin:2em auto}pre{background:#f6f6f6;padding:1em;overflow:auto}</style>
+</head><body><h1>Long-tailed Fashion-MNIST: the paper's comparison</h1>
+<pre>${esc(md)}</pre>
+<h2>Per-class accuracy at IF 100 (Figure 2)</h2>
+${
+    fig2.length
+      ? bars(
+        "last-epoch accuracy per class",
+        fig2.map((s) => ({ name: s.name, values: s.row!.perClassAccuracy })),
+      )
+      : "<p>no finished CE / CB / meta runs at IF 100 yet</p>"
+  }
+<h2>Per-class mean eps over the meta epochs (Figure 3)</h2>
+${
+    meta?.epsCurve
+      ? lines("mean eps per class, meta (CE), IF 100", meta.epsCurve)
+      : "<p>no finished meta run at IF 100 yet</p>"
+  }
+</body></html>
+`;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: {
+      scale: { type: "string", default: "small" },
+      imbalance: { type: "string", default: "100,10" },
+      seeds: { type: "string", default: "0,1,2" },
+      only: { type: "string" },
+      "results-dir": { type: "string", default: "results" },
+      "data-dir": { type: "string" },
+      aggregate: { type: "boolean", default: false },
+      "no-tau": { type: "boolean", default: false },
+      help: { type: "boolean", default: false },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    console.log(
+      "deno task reproduce [--scale tiny|small|paper] [--imbalance 100,10] [--seeds 0,1,2]\n" +
+        "  [--only substr,substr] [--results-dir results] [--data-dir DIR] [--aggregate] [--no-tau]",
+    );
+    return;
+  }
+  const scale = SCALES[values.scale!];
+  if (!scale) {
+    throw new Error(
+      `invalid --scale ${values.scale}: expected one of ${Object.keys(SCALES).join(", ")}`,
+    );
+  }
+  const nums = (flag: string, s: string) =>
+    s.split(",").map((x) => {
+      const v = Number(x);
+      if (!Number.isFinite(v) || x.trim() === "") {
+        throw new Error(`invalid --${flag} ${s}: expected numbers, e.g. 100,10`);
+      }
+      return v;
+    });
+  let cells = gridCells(nums("imbalance", values.imbalance!), nums("seeds", values.seeds!), scale);
+  if (values["no-tau"]) cells = cells.filter((c) => c.group !== "tau");
+  const only = values.only?.split(",").filter(Boolean);
+  const selected = only ? cells.filter((c) => only.some((o) => c.id.includes(o))) : cells;
+  const root = join(values["results-dir"]!, "fashion-mnist-lt", values.scale!);
+  const dirOf = (c: Cell) => join(root, c.id);
+  if (!values.aggregate) {
+    const gpu = await Gpu.create();
+    try {
+      for (const [i, cell] of selected.entries()) {
+        const dir = dirOf(cell);
+        const done = await readSummary(dir);
+        if (done?.status === "completed") {
+          console.log(`[${i + 1}/${selected.length}] ${cell.id}: done, skipped`);
+          continue;
+        }
+        const resume = await exists(join(dir, "checkpoint.safetensors"));
+        console.log(
+          `[${i + 1}/${selected.length}] ${cell.id}: ${resume ? "resuming" : "starting"}`,
+        );
+        const t0 = performance.now();
+        const s = await train({
+          ...cell.options,
+          ...(values["data-dir"] ? { dataDir: values["data-dir"] } : {}),
+          out: dir,
+          resume,
+          gpu,
+          progress: null,
+        });
+        console.log(
+          `  ${s.status}: top-1 error ${s.last ? pct(s.last.top1Error) : "-"}% in ${
+            ((performance.now() - t0) / 1000).toFixed(0)
+          } s`,
+        );
+      }
+    } finally {
+      gpu.dispose();
+    }
+  }
+  const rows = await aggregate(cells, dirOf);
+  const md = markdown(rows, values.scale!);
+  const base = join(values["results-dir"]!, "fashion-mnist-lt");
+  await Deno.mkdir(values["results-dir"]!, { recursive: true });
+  await Deno.writeTextFile(`${base}.json`, JSON.stringify({ scale: values.scale, rows }, null, 1));
+  await Deno.writeTextFile(`${base}.md`, md);
+  await Deno.writeTextFile(`${base}.html`, htmlReport(rows, md));
+  console.log(md);
+}
+
+if (import.meta.main) {
+  try {
+    await main();
+  } catch (e) {
+    console.error(`reproduce: ${(e as Error).message}`);
+    Deno.exit(2);
+  }
+}
