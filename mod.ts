@@ -45,3 +45,6 @@ export { Rng } from "./src/random.ts";
 export { TrainState } from "./src/train/step.ts";
 export type { MetaOptions, MetaStepResult, MetaWeightRule, StepShapes } from "./src/train/step.ts";
 export * from "./src/data/mod.ts";
+export * from "./src/train/mod.ts";
+export * from "./src/checkpoint/mod.ts";
+export * from "./src/report/mod.ts";

@@ -3,6 +3,7 @@
  * byte count and a pinned SHA-256 digest, and only then rename into place. Any failure removes
  * the temporary file, so an interrupted or corrupt download never leaves anything behind.
  */
+import { writeFileAtomic } from "../checkpoint/atomic.ts";
 import { basename, dirname, join } from "node:path";
 import { DataError, describeError } from "./errors.ts";
 
@@ -117,16 +118,11 @@ export async function downloadVerified(
   }
 }
 
-/**
- * Writes `data` to `dest` atomically: a temporary file in the same directory, then rename.
- */
-export async function writeFileAtomic(dest: string, data: Uint8Array): Promise<void> {
-  const tmp = join(dirname(dest), `.${basename(dest)}.${crypto.randomUUID().slice(0, 8)}.part`);
+/** Replaces `dest` atomically (src/checkpoint/atomic.ts); failures become a DataError naming it. */
+export async function writeDataFile(dest: string, data: Uint8Array): Promise<void> {
   try {
-    await Deno.writeFile(tmp, data, { createNew: true });
-    await Deno.rename(tmp, dest);
+    await writeFileAtomic(dest, data);
   } catch (e) {
-    await Deno.remove(tmp).catch(() => {});
     throw new DataError(`${dest}: cannot write file (${describeError(e)})`, {
       file: dest,
       cause: e,

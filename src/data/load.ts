@@ -22,7 +22,7 @@ import type { DatasetName, ImageDataset } from "./dataset.ts";
 import { loadIdxDataset, readIdxLabels } from "./idx.ts";
 import { CIFAR_ARCHIVE_DIR, CIFAR_FILES, type CifarVariant, loadCifarDataset } from "./cifar.ts";
 import { DATASET_SOURCES, type DatasetSource, IDX_FILES } from "./sources.ts";
-import { downloadVerified, writeFileAtomic } from "./download.ts";
+import { downloadVerified, writeDataFile } from "./download.ts";
 import { gunzip, readFileBytes } from "./gzip.ts";
 import { readTar } from "./tar.ts";
 
@@ -196,7 +196,7 @@ function digestFor(file: string, pinned: string | null, options: LoadOptions): s
 export async function downloadDataset(
   name: DatasetName,
   options: LoadOptions = {},
-  dir = defaultDownloadDir(name, options),
+  dir: string = defaultDownloadDir(name, options),
 ): Promise<string> {
   const source = DATASET_SOURCES[name];
   const base = options.baseUrl ?? source.baseUrl;
@@ -242,7 +242,7 @@ export async function extractCifarArchive(
   for (const entry of readTar(tar, archivePath)) {
     const b = basename(entry.name);
     if (entry.type === "0" && wanted.has(b) && !found.has(b)) {
-      await writeFileAtomic(join(dest, b), entry.data);
+      await writeDataFile(join(dest, b), entry.data);
       found.add(b);
     }
   }

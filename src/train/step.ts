@@ -57,6 +57,14 @@ export interface MetaStepResult {
   finalWeights: Tensor;
 }
 
+/** Host-side weighting of {@linkcode TrainState.metaStepHost} (e.g. Meta-Weight-Net). */
+export interface HostWeightRule {
+  /** Look-ahead per-example weights [B] from the per-example losses [B] at theta. */
+  lookahead(losses: Float32Array): Float32Array;
+  /** Seed [B] of the final backward from d L_dev / d w_i [B] and the losses. */
+  final(dDevDw: Float32Array, losses: Float32Array): Float32Array;
+}
+
 /**
  * GPU state of one training run: parameters, BN buffers, gradients, momentum, look-ahead
  * parameters, the meta direction, and fixed input tensors that the data pipeline writes into.
@@ -258,6 +266,70 @@ export class TrainState {
     ctx.release();
     gpu.submit();
     return { eps: this.eps, finalWeights: this.finalWeights };
+  }
+
+  /**
+   * A meta step whose per-example weights are computed on the host (Meta-Weight-Net), with the
+   * same exact meta-gradient as {@linkcode metaStep}: the per-example losses at theta are read
+   * back, `rule.lookahead` turns them into look-ahead weights w (uploaded to `weights`), and
+   * after the JVP `rule.final` receives d L_dev(theta') / d w_i = -eta * ldot_i (times 1/|B|
+   * for a mean look-ahead) and returns the seed of the final backward (the exact multiplier of
+   * each loss_i). Two readbacks per step: use it only where the rule needs the host.
+   */
+  async metaStepHost(
+    loss: LossOptions,
+    sgd: SgdOptions,
+    meta: { eta: number; lookahead: "sum" | "mean" },
+    rule: HostWeightRule,
+  ): Promise<void> {
+    const gpu = this.gpu;
+    const B = this.shapes.batch;
+    const tape = new Tape();
+    const ctx = new Ctx(gpu, tape);
+    const l = this.#forwardBatch(ctx, loss);
+    const losses = await l.read(gpu);
+    this.weights.upload(gpu, rule.lookahead(losses));
+    const lookScale = meta.lookahead === "mean" ? 1 / B : 1;
+    const seed = ctx.empty([B]);
+    runMap(gpu, "scale", "p.s0 * a[i]", [this.weights], seed, lookScale);
+    this.#backward(tape, l, seed, this.params, this.grads);
+    runMap(
+      gpu,
+      "axpy",
+      "a[i] - p.s0 * b[i]",
+      [flat(this.params), flat(this.grads)],
+      flat(this.lookahead),
+      meta.eta,
+    );
+    const devTape = new Tape();
+    const devCtx = new Ctx(gpu, devTape);
+    const devLogits = this.model.forward(devCtx, this.devX, this.lookahead, this.buffers, {
+      bn: "train",
+      updateRunningStats: false,
+    });
+    const devLoss = classificationLoss(devCtx, devLogits, this.devLabels, {});
+    this.#backward(devTape, devLoss, this.#devSeed, this.lookahead, this.direction);
+    devCtx.release();
+    const tangents = new Map<Tensor, Tensor>();
+    this.params.tensors.forEach((p, i) => tangents.set(p, this.direction.tensors[i]));
+    const ldot = tape.jvp(gpu, tangents, l);
+    if (!ldot) throw new Error("meta step: the loss does not depend on the parameters");
+    const dw = await ldot.read(gpu);
+    ldot.release(gpu);
+    for (let i = 0; i < B; i++) dw[i] *= -meta.eta * lookScale;
+    seed.upload(gpu, rule.final(dw, losses));
+    this.#backward(tape, l, seed, this.params, this.grads);
+    sgdStep(
+      gpu,
+      this.params.all,
+      this.grads.all,
+      this.momentum.all,
+      this.params.layout.length,
+      sgd,
+    );
+    accumulateLoss(gpu, l, this.lossSum);
+    ctx.release();
+    gpu.submit();
   }
 
   /** Reads and resets the running loss: mean per-example (unweighted) loss since the last call. */

@@ -1,0 +1,174 @@
+/**
+ * report.html: a single self-contained page (inline CSS and SVG, no scripts, no external
+ * resources) summarising a run: headline errors, error and loss curves, per-class accuracy,
+ * the confusion matrix, per-class meta weights over the epochs, and the configuration.
+ */
+import type { EpochRecord, PerClassMeta, RunSummary } from "../train/summary.ts";
+import { barChart, esc, heatmap, lineChart, type Series } from "./svg.ts";
+
+const pct = (v: number | null | undefined) =>
+  v === null || v === undefined || !Number.isFinite(v) ? "–" : `${(100 * v).toFixed(2)}%`;
+const num = (v: number | null | undefined, digits = 4) =>
+  v === null || v === undefined || !Number.isFinite(v)
+    ? "–"
+    : Number(v.toPrecision(digits)).toString();
+
+function metaSeries(
+  history: EpochRecord[],
+  pick: (m: PerClassMeta) => (number | null)[],
+  classes: number,
+): Series[] {
+  const metaEpochs = history.filter((h) => h.meta);
+  const out: Series[] = [];
+  for (let c = 0; c < classes; c++) {
+    out.push({
+      name: `class ${c}`,
+      points: metaEpochs.map((h) => [h.epoch + 1, pick(h.meta!)[c] ?? NaN] as [number, number]),
+    });
+  }
+  return out;
+}
+
+/** The report page of a run. */
+export function renderReport(summary: RunSummary, history: EpochRecord[]): string {
+  const C = summary.data.numClasses;
+  const classLabels = Array.from({ length: C }, (_, c) => String(c));
+  const tested = history.filter((h) => h.test);
+  const sections: string[] = [];
+  const cfg = summary.config;
+
+  const headline = `<table class="kv">
+<tr><th></th><th>top-1 error</th><th>top-3 error</th><th>top-5 error</th><th>test loss</th><th>epoch</th></tr>
+${
+    (["last", "best"] as const).map((k) => {
+      const m = summary[k];
+      return `<tr><th>${k}</th><td>${pct(m?.top1Error)}</td><td>${pct(m?.top3Error)}</td><td>${
+        pct(m?.top5Error)
+      }</td><td>${num(m?.loss)}</td><td>${m ? m.epoch + 1 : "–"}</td></tr>`;
+    }).join("\n")
+  }
+</table>`;
+  sections.push(`<section><h2>Result</h2>
+<p>Status: <b>${esc(summary.status)}</b>${summary.message ? ` — ${esc(summary.message)}` : ""}.
+${summary.epochsDone} of ${cfg.epochs} epochs, ${summary.steps} steps, ${
+    (summary.wallSeconds / 60).toFixed(1)
+  } min on ${esc(summary.adapter.description)}${
+    summary.adapter.isFallbackAdapter ? " (software adapter)" : ""
+  }.</p>${headline}</section>`);
+
+  const errSeries: Series[] = (["top1Error", "top3Error", "top5Error"] as const).map((k) => ({
+    name: k.replace("Error", " error"),
+    points: tested.map((h) => [h.epoch + 1, h.test![k]] as [number, number]),
+  }));
+  const lossSeries: Series[] = [
+    { name: "train loss", points: history.map((h) => [h.epoch + 1, h.trainLoss]) },
+    {
+      name: "test loss",
+      points: tested.map((h) => [h.epoch + 1, h.test!.loss] as [number, number]),
+      dashed: true,
+    },
+  ];
+  sections.push(`<section><h2>Curves</h2>
+${lineChart(errSeries, { title: "Test error", xLabel: "epoch", yLabel: "error" })}
+${lineChart(lossSeries, { title: "Loss", xLabel: "epoch", yLabel: "loss" })}
+</section>`);
+
+  const accSeries = [] as { name: string; values: number[] }[];
+  if (summary.last) accSeries.push({ name: "last epoch", values: summary.last.perClassAccuracy });
+  if (summary.best) accSeries.push({ name: "best epoch", values: summary.best.perClassAccuracy });
+  const countsChart = barChart(
+    classLabels,
+    [{ name: "training images", values: summary.data.trainCounts, colour: "#777" }],
+    { title: "Training images per class", xLabel: "class" },
+  );
+  sections.push(`<section><h2>Per class</h2>
+${
+    barChart(classLabels, accSeries, {
+      title: "Per-class test accuracy",
+      xLabel: "class",
+      max: 1,
+    })
+  }
+${countsChart}
+${
+    summary.last
+      ? heatmap(summary.last.confusion, classLabels, {
+        title: `Confusion matrix (epoch ${summary.last.epoch + 1}, last)`,
+      })
+      : ""
+  }
+${
+    summary.best && summary.best.epoch !== summary.last?.epoch
+      ? heatmap(summary.best.confusion, classLabels, {
+        title: `Confusion matrix (epoch ${summary.best.epoch + 1}, best)`,
+      })
+      : ""
+  }
+</section>`);
+
+  if (history.some((h) => h.meta)) {
+    const m = summary.meta;
+    const rows = Array.from(
+      { length: C },
+      (_, c) =>
+        `<tr><td>${c}</td><td>${summary.data.trainCounts[c]}</td><td>${
+          num(summary.classWeights[c])
+        }</td><td>${num(m?.meanEps[c])}</td><td>${num(m?.meanEpsOverW[c])}</td><td>${
+          num(m?.minWPlusEps[c])
+        }</td><td>${num(m?.meanFinalWeight[c])}</td><td>${
+          pct(summary.last?.perClassAccuracy[c])
+        }</td></tr>`,
+    ).join("\n");
+    sections.push(`<section><h2>Meta weights</h2>
+${
+      lineChart(metaSeries(history, (x) => x.meanEps, C), {
+        title: "Per-class mean eps over the epochs",
+        xLabel: "epoch",
+        yLabel: "mean eps",
+      })
+    }
+${
+      lineChart(metaSeries(history, (x) => x.meanFinalWeight, C), {
+        title: "Per-class mean final weight over the epochs",
+        xLabel: "epoch",
+        yLabel: "mean final weight",
+      })
+    }
+<table class="grid"><tr><th>class</th><th>train images</th><th>w_y</th><th>mean eps</th><th>mean eps / w_y</th><th>min w + eps</th><th>mean final weight</th><th>last accuracy</th></tr>
+${rows}</table>
+</section>`);
+  }
+
+  const cfgRows = Object.entries(cfg).map(([k, v]) =>
+    `<tr><th>${esc(k)}</th><td>${esc(Array.isArray(v) ? v.join(", ") : String(v))}</td></tr>`
+  ).join("\n");
+  const dataRows = `<tr><th>source</th><td>${esc(summary.data.source)}</td></tr>
+<tr><th>image</th><td>${esc(summary.data.image.join(" x "))}</td></tr>
+<tr><th>train counts</th><td>${
+    esc(summary.data.trainCounts.join(", "))
+  } (${summary.data.trainTotal})</td></tr>
+<tr><th>dev counts</th><td>${esc(summary.data.devCounts.join(", "))}</td></tr>
+<tr><th>test counts</th><td>${
+    esc(summary.data.testCounts.join(", "))
+  } (${summary.data.testTotal})</td></tr>`;
+  sections.push(`<section><h2>Configuration</h2>
+<table class="kv">${cfgRows}</table>
+<h3>Data</h3><table class="kv">${dataRows}</table></section>`);
+
+  return `<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<title>tailgrad run: ${esc(cfg.method)} on ${esc(cfg.dataset)}</title>
+<style>
+body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
+section { margin-bottom: 2em; }
+svg { margin: 0.5em 1em 0.5em 0; vertical-align: top; font-family: system-ui, sans-serif; }
+table { border-collapse: collapse; margin: 0.5em 0; }
+th, td { border: 1px solid #ccc; padding: 2px 8px; text-align: right; font-size: 13px; }
+table.kv th { text-align: left; background: #f5f5f5; }
+</style></head>
+<body>
+<h1>tailgrad: ${esc(cfg.method)} on long-tailed ${esc(cfg.dataset)} (IF ${esc(cfg.imbalance)})</h1>
+${sections.join("\n")}
+</body></html>
+`;
+}

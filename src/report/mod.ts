@@ -1,0 +1,7 @@
+/**
+ * Run reports: self-contained HTML with inline SVG charts.
+ *
+ * @module
+ */
+export * from "./svg.ts";
+export * from "./html.ts";

@@ -1,0 +1,261 @@
+/**
+ * Command-line flags of `deno task train`: parsing into {@linkcode TrainOptions} with errors
+ * that list the valid flags or values (the script prints them without a stack trace).
+ */
+import { parseArgs } from "node:util";
+import { DATASET_NAMES } from "../data/dataset.ts";
+import {
+  ConfigError,
+  LOOKAHEADS,
+  LOSSES,
+  type LossName,
+  type Method,
+  methodLoss,
+  METHODS,
+  methodTakesLoss,
+  MODELS,
+  PRESETS,
+} from "./config.ts";
+import type { TrainOptions } from "./trainer.ts";
+
+/** A bad command line; the message lists what is valid. */
+export class UsageError extends ConfigError {
+  override name = "UsageError";
+}
+
+type Kind = "string" | "int" | "number" | "list" | "bool" | "enum";
+interface Flag {
+  key: keyof TrainOptions | "help";
+  kind: Kind;
+  help: string;
+  values?: readonly string[];
+  /** Accepts "none" as null. */
+  nullable?: boolean;
+}
+
+/** Every flag: name -> how it parses and what it does. */
+export const TRAIN_FLAGS: Record<string, Flag> = {
+  "preset": {
+    key: "preset",
+    kind: "enum",
+    values: PRESETS,
+    help: "base settings: default (long-tailed Fashion-MNIST in ~15 min on a software " +
+      "adapter) or paper-cifar (the paper's CIFAR-10-LT recipe); flags override",
+  },
+  "dataset": { key: "dataset", kind: "enum", values: DATASET_NAMES, help: "dataset" },
+  "data-dir": { key: "dataDir", kind: "string", help: "directory searched first for the data" },
+  "download": {
+    key: "download",
+    kind: "bool",
+    help: "download the dataset if absent (default on; --no-download to forbid)",
+  },
+  "imbalance": { key: "imbalance", kind: "number", help: "imbalance factor n_max/n_min (>= 1)" },
+  "max-per-class": {
+    key: "maxPerClass",
+    kind: "int",
+    nullable: true,
+    help: "cap on the head class's training images (none: no cap)",
+  },
+  "dev-per-class": { key: "devPerClass", kind: "int", help: "balanced dev images per class" },
+  "test-per-class": {
+    key: "testPerClass",
+    kind: "int",
+    nullable: true,
+    help: "balanced test subset, first k per class (none: whole test set)",
+  },
+  "method": { key: "method", kind: "enum", values: METHODS, help: "weighting method" },
+  "loss": {
+    key: "loss",
+    kind: "enum",
+    values: LOSSES,
+    help: "loss of the meta family (meta, l2rw*, mwn, meta-update-wy, meta-eps0)",
+  },
+  "focal-gamma": { key: "focalGamma", kind: "number", help: "focal loss exponent" },
+  "model": { key: "model", kind: "enum", values: MODELS, help: "CIFAR ResNet" },
+  "epochs": { key: "epochs", kind: "int", help: "number of epochs" },
+  "meta-start": {
+    key: "metaStart",
+    kind: "int",
+    help: "first epoch of stage 2 (meta steps, DRW, fine-tuning)",
+  },
+  "batch": { key: "batch", kind: "int", help: "batch size" },
+  "lr": { key: "lr", kind: "number", help: "initial learning rate" },
+  "lr-decay-epochs": {
+    key: "lrDecayEpochs",
+    kind: "list",
+    help: "epochs where the lr is multiplied by the decay factor, e.g. 160,180",
+  },
+  "lr-decay-factor": { key: "lrDecayFactor", kind: "number", help: "lr decay factor" },
+  "momentum": { key: "momentum", kind: "number", help: "SGD momentum" },
+  "nesterov": { key: "nesterov", kind: "bool", help: "Nesterov momentum (--no-nesterov: off)" },
+  "weight-decay": { key: "weightDecay", kind: "number", help: "weight decay" },
+  "beta": { key: "beta", kind: "number", help: "beta of the effective-number class weights" },
+  "tau": { key: "tau", kind: "number", help: "eps = -tau * dL_dev/deps" },
+  "lookahead": {
+    key: "lookahead",
+    kind: "enum",
+    values: LOOKAHEADS,
+    help: "look-ahead loss over the batch: sum (reference code) or mean (paper)",
+  },
+  "seed": { key: "seed", kind: "int", help: "seed of every random choice" },
+  "eval-every": { key: "evalEvery", kind: "int", help: "evaluate every k epochs (and the last)" },
+  "out": { key: "out", kind: "string", help: "output directory" },
+  "resume": { key: "resume", kind: "bool", help: "continue the run in --out from its checkpoint" },
+  "help": { key: "help", kind: "bool", help: "show this help" },
+};
+
+/** The usage text. */
+export function usage(): string {
+  const lines = ["usage: deno task train [flags]", "", "flags:"];
+  for (const [name, f] of Object.entries(TRAIN_FLAGS)) {
+    const arg = f.kind === "bool"
+      ? ""
+      : f.kind === "enum"
+      ? ` <${f.values!.join("|")}>`
+      : " <value>";
+    lines.push(`  --${name}${arg}`, `      ${f.help}`);
+  }
+  return lines.join("\n");
+}
+
+const validFlags = () => Object.keys(TRAIN_FLAGS).map((f) => `--${f}`).join(", ");
+
+/** Parsed command line: options for {@linkcode train}, or a request for help. */
+export interface ParsedArgs {
+  help: boolean;
+  options: TrainOptions;
+}
+
+/** Parses flags; throws {@linkcode UsageError} with the valid flags or values. */
+export function parseTrainArgs(args: string[]): ParsedArgs {
+  const options: Record<string, { type: "string" | "boolean" }> = {};
+  for (const [name, f] of Object.entries(TRAIN_FLAGS)) {
+    options[name] = { type: f.kind === "bool" ? "boolean" : "string" };
+  }
+  // "--lr -1": a value that looks like a flag; join numeric ones so they reach validation
+  const joined: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const f = args[i].startsWith("--") ? TRAIN_FLAGS[args[i].slice(2)] : undefined;
+    const next = args[i + 1];
+    if (f && f.kind !== "bool" && next !== undefined && /^-[0-9.]/.test(next)) {
+      joined.push(`${args[i]}=${next}`);
+      i++;
+    } else {
+      joined.push(args[i]);
+    }
+  }
+  let parsed: ReturnType<typeof parseArgs>;
+  try {
+    parsed = parseArgs({
+      args: joined,
+      options,
+      strict: true,
+      allowPositionals: false,
+      allowNegative: true,
+    });
+  } catch (e) {
+    const msg = e instanceof Error ? e.message : String(e);
+    const unknown = /Unknown option '([^']+)'/.exec(msg);
+    if (unknown) {
+      throw new UsageError(`unknown flag ${unknown[1]}; valid flags: ${validFlags()}`);
+    }
+    const positional = /Unexpected argument '([^']+)'/.exec(msg);
+    if (positional) {
+      throw new UsageError(
+        `unexpected argument ${JSON.stringify(positional[1])}: every setting is a flag ` +
+          `(--name value); valid flags: ${validFlags()}`,
+      );
+    }
+    const missing = /Option '(--[a-z-]+)[^']*' argument (missing|is ambiguous)/.exec(msg);
+    if (missing) {
+      const f = TRAIN_FLAGS[missing[1].slice(2)];
+      throw new UsageError(`${missing[1]} needs a value${expected(f)}`);
+    }
+    const noArg = /Option '(--[a-z-]+)' does not take an argument/.exec(msg);
+    if (noArg) {
+      throw new UsageError(
+        `${noArg[1]} takes no value (use ${noArg[1]} or --no-${noArg[1].slice(2)})`,
+      );
+    }
+    throw new UsageError(`${msg}; valid flags: ${validFlags()}`);
+  }
+  const out: Record<string, unknown> = {};
+  let help = false;
+  for (const [name, raw] of Object.entries(parsed.values)) {
+    const f = TRAIN_FLAGS[name];
+    if (!f) throw new UsageError(`unknown flag --${name}; valid flags: ${validFlags()}`);
+    if (f.key === "help") {
+      help = raw === true;
+      continue;
+    }
+    if (f.kind !== "bool" && typeof raw === "boolean") {
+      throw new UsageError(`--${name} needs a value${expected(f)}`);
+    }
+    if (f.kind === "bool" && typeof raw !== "boolean") {
+      throw new UsageError(`--${name} takes no value (use --${name} or --no-${name})`);
+    }
+    if (Array.isArray(raw)) throw new UsageError(`--${name} given more than once`);
+    out[f.key] = convert(name, f, raw as string | boolean);
+  }
+  const opts = out as TrainOptions;
+  if (opts.loss !== undefined && opts.method !== undefined && !methodTakesLoss(opts.method)) {
+    const fixed = methodLoss(opts.method as Method, opts.loss as LossName);
+    if (fixed !== opts.loss) {
+      throw new UsageError(
+        `--loss ${opts.loss} does not apply to --method ${opts.method} (it trains with ${fixed}); ` +
+          `--loss applies to ${METHODS.filter(methodTakesLoss).join(", ")}`,
+      );
+    }
+  }
+  return { help, options: opts };
+}
+
+function expected(f: Flag | undefined): string {
+  if (!f) return "";
+  switch (f.kind) {
+    case "enum":
+      return `: one of ${f.values!.join(", ")}`;
+    case "int":
+      return `: an integer${f.nullable ? " or none" : ""}`;
+    case "number":
+      return ": a number";
+    case "list":
+      return ": comma-separated integers, e.g. 160,180";
+    default:
+      return "";
+  }
+}
+
+function convert(name: string, f: Flag, raw: string | boolean): unknown {
+  if (f.kind === "bool") return raw;
+  const v = String(raw).trim();
+  const bad = () => {
+    throw new UsageError(`invalid --${name} ${JSON.stringify(raw)}${expected(f)}`);
+  };
+  if (f.nullable && (v === "none" || v === "all")) return null;
+  switch (f.kind) {
+    case "string":
+      if (v === "") bad();
+      return v;
+    case "enum":
+      if (!f.values!.includes(v)) bad();
+      return v;
+    case "int": {
+      if (!/^[0-9]+$/.test(v)) bad();
+      return Number(v);
+    }
+    case "number": {
+      if (!/^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/.test(v)) bad();
+      const n = Number(v);
+      if (!Number.isFinite(n)) bad();
+      return n;
+    }
+    case "list": {
+      if (v === "" || v === "none") return [];
+      const parts = v.split(",").map((p) => p.trim());
+      if (parts.some((p) => !/^[0-9]+$/.test(p))) bad();
+      return parts.map(Number);
+    }
+  }
+  return v;
+}

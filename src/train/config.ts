@@ -1,0 +1,244 @@
+/**
+ * Training configuration: every setting of a run, the presets, and validation with messages
+ * that list what is valid (shared by the CLI and {@linkcode train}).
+ */
+import { DATASET_NAMES, type DatasetName } from "../data/dataset.ts";
+
+/** Weighting methods (DESIGN.md section 2): baselines, the paper's method, and its ablations. */
+export const METHODS = [
+  "ce",
+  "cb",
+  "focal",
+  "cb-focal",
+  "ldam",
+  "ldam-drw",
+  "cb-finetune",
+  "l2rw",
+  "mwn",
+  "meta",
+  "l2rw-pretrain",
+  "l2rw-init-wy",
+  "l2rw-wy-eps",
+  "meta-update-wy",
+  "meta-eps0",
+] as const;
+/** A weighting method. */
+export type Method = typeof METHODS[number];
+
+/** Loss families. */
+export const LOSSES = ["ce", "focal", "ldam"] as const;
+/** A loss family. */
+export type LossName = typeof LOSSES[number];
+
+/** Models: CIFAR ResNets of depth 6n+2. */
+export const MODELS = [
+  "resnet8",
+  "resnet20",
+  "resnet32",
+  "resnet44",
+  "resnet56",
+  "resnet110",
+] as const;
+/** A model name. */
+export type ModelName = typeof MODELS[number];
+
+/** Look-ahead loss reductions. */
+export const LOOKAHEADS = ["sum", "mean"] as const;
+
+/** Presets. */
+export const PRESETS = ["default", "paper-cifar"] as const;
+/** A preset name. */
+export type PresetName = typeof PRESETS[number];
+
+/** Every setting of a training run. */
+export interface TrainConfig {
+  preset: PresetName;
+  dataset: DatasetName;
+  /** Where to look for the dataset first (see src/data/load.ts); null: default search. */
+  dataDir: string | null;
+  /** Download the dataset when absent (needs network permission). */
+  download: boolean;
+  /** Imbalance factor n_max / n_min. */
+  imbalance: number;
+  /** Cap on n_max of the long-tailed split (small presets); null: no cap. */
+  maxPerClass: number | null;
+  /** Balanced dev images per class, held out before the long-tailed subsampling. */
+  devPerClass: number;
+  /** Balanced test subset: the first k test images of each class; null: the whole test set. */
+  testPerClass: number | null;
+  method: Method;
+  /** Loss of the meta family (meta, l2rw*, mwn, meta-update-wy, meta-eps0); fixed for others. */
+  loss: LossName;
+  focalGamma: number;
+  model: ModelName;
+  epochs: number;
+  /** First epoch of stage 2 (meta steps, DRW, fine-tuning); >= epochs: never. */
+  metaStart: number;
+  batch: number;
+  lr: number;
+  lrDecayEpochs: number[];
+  lrDecayFactor: number;
+  momentum: number;
+  nesterov: boolean;
+  weightDecay: number;
+  /** beta of the effective-number class weights. */
+  beta: number;
+  /** eps = -tau * d L_dev / d eps. */
+  tau: number;
+  lookahead: "sum" | "mean";
+  seed: number;
+  /** Evaluate every k epochs (and always after the last). */
+  evalEvery: number;
+  /** Output directory. */
+  out: string;
+}
+
+/** Thrown for invalid settings; the CLI prints the message without a stack trace. */
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+/**
+ * The default preset: a complete pretrain-then-meta run on long-tailed Fashion-MNIST (IF 100)
+ * sized to finish well within 15 minutes on a 2-core software WebGPU adapter (Mesa lavapipe):
+ * at most 200 training images in the head class (492 in all, 2 in the tail), ResNet-8, batch
+ * 100, 15 epochs with the paper's schedule shape (meta steps and the first lr decay x0.01 from
+ * epoch 12 of 15 = 80%; the second decay at 14, about 90%), and a balanced 1000-image test
+ * subset (the first 100 test images of each class), evaluated every epoch.
+ */
+const DEFAULT_PRESET: TrainConfig = {
+  preset: "default",
+  dataset: "fashion-mnist",
+  dataDir: null,
+  download: true,
+  imbalance: 100,
+  maxPerClass: 200,
+  devPerClass: 10,
+  testPerClass: 100,
+  method: "meta",
+  loss: "ce",
+  focalGamma: 1,
+  model: "resnet8",
+  epochs: 15,
+  metaStart: 12,
+  batch: 100,
+  lr: 0.1,
+  lrDecayEpochs: [12, 14],
+  lrDecayFactor: 0.01,
+  momentum: 0.9,
+  nesterov: true,
+  weightDecay: 5e-4,
+  beta: 0.9999,
+  tau: 0.01,
+  lookahead: "sum",
+  seed: 0,
+  evalEvery: 1,
+  out: "runs/default",
+};
+
+/** The reference recipe of the paper on CIFAR-10-LT (DESIGN.md section 1). */
+const PAPER_CIFAR: TrainConfig = {
+  ...DEFAULT_PRESET,
+  preset: "paper-cifar",
+  dataset: "cifar10",
+  maxPerClass: null,
+  testPerClass: null,
+  model: "resnet32",
+  epochs: 200,
+  metaStart: 160,
+  lrDecayEpochs: [160, 180],
+  out: "runs/paper-cifar",
+};
+
+/** A copy of a preset's settings. */
+export function presetConfig(name: PresetName): TrainConfig {
+  const p = name === "paper-cifar" ? PAPER_CIFAR : DEFAULT_PRESET;
+  return { ...p, lrDecayEpochs: [...p.lrDecayEpochs] };
+}
+
+/** Depth of a model name. */
+export function modelDepth(model: ModelName): number {
+  return Number(model.slice("resnet".length));
+}
+
+/** The loss a method trains with (`loss` applies to the meta family only). */
+export function methodLoss(method: Method, loss: LossName): LossName {
+  switch (method) {
+    case "ce":
+    case "cb":
+    case "cb-finetune":
+      return "ce";
+    case "focal":
+    case "cb-focal":
+      return "focal";
+    case "ldam":
+    case "ldam-drw":
+      return "ldam";
+    default:
+      return loss;
+  }
+}
+
+/** Whether `--loss` has an effect for a method. */
+export function methodTakesLoss(method: Method): boolean {
+  return !["ce", "cb", "cb-finetune", "focal", "cb-focal", "ldam", "ldam-drw"].includes(method);
+}
+
+const list = (xs: readonly string[]) => xs.join(", ");
+
+/** Checks every setting; throws {@linkcode ConfigError} naming the setting and valid values. */
+export function validateConfig(c: TrainConfig): void {
+  const bad = (flag: string, value: unknown, valid: string) => {
+    throw new ConfigError(`invalid --${flag} ${JSON.stringify(value)}: expected ${valid}`);
+  };
+  const oneOf = (flag: string, v: string, xs: readonly string[]) => {
+    if (!xs.includes(v)) bad(flag, v, `one of ${list(xs)}`);
+  };
+  const int = (flag: string, v: number, min: number) => {
+    if (!Number.isInteger(v) || v < min) bad(flag, v, `an integer >= ${min}`);
+  };
+  const num = (flag: string, v: number, ok: (x: number) => boolean, valid: string) => {
+    if (typeof v !== "number" || !Number.isFinite(v) || !ok(v)) bad(flag, v, valid);
+  };
+  oneOf("preset", c.preset, PRESETS);
+  oneOf("dataset", c.dataset, DATASET_NAMES);
+  oneOf("method", c.method, METHODS);
+  oneOf("loss", c.loss, LOSSES);
+  oneOf("model", c.model, MODELS);
+  oneOf("lookahead", c.lookahead, LOOKAHEADS);
+  num("imbalance", c.imbalance, (x) => x >= 1, "a number >= 1");
+  if (c.maxPerClass !== null) int("max-per-class", c.maxPerClass, 1);
+  int("dev-per-class", c.devPerClass, 1);
+  if (c.testPerClass !== null) int("test-per-class", c.testPerClass, 1);
+  num("focal-gamma", c.focalGamma, (x) => x >= 0, "a number >= 0");
+  int("epochs", c.epochs, 1);
+  int("meta-start", c.metaStart, 0);
+  int("batch", c.batch, 2);
+  num("lr", c.lr, (x) => x > 0, "a positive number");
+  for (const d of c.lrDecayEpochs) {
+    if (!Number.isInteger(d) || d < 0) {
+      bad("lr-decay-epochs", c.lrDecayEpochs.join(","), "comma-separated epochs (integers >= 0)");
+    }
+  }
+  if (c.lrDecayEpochs.some((d, i) => i > 0 && d <= c.lrDecayEpochs[i - 1])) {
+    bad("lr-decay-epochs", c.lrDecayEpochs.join(","), "increasing epochs, e.g. 160,180");
+  }
+  num("lr-decay-factor", c.lrDecayFactor, (x) => x > 0, "a positive number");
+  num("momentum", c.momentum, (x) => x >= 0 && x < 1, "a number in [0, 1)");
+  num("weight-decay", c.weightDecay, (x) => x >= 0, "a number >= 0");
+  num("beta", c.beta, (x) => x >= 0 && x < 1, "a number in [0, 1)");
+  num("tau", c.tau, (x) => x >= 0, "a number >= 0");
+  if (!Number.isInteger(c.seed) || c.seed < 0 || c.seed > 0xffffffff) {
+    bad("seed", c.seed, "an integer in [0, 4294967295]");
+  }
+  int("eval-every", c.evalEvery, 1);
+  if (typeof c.out !== "string" || c.out === "") bad("out", c.out, "a directory path");
+  if (typeof c.nesterov !== "boolean") bad("nesterov", c.nesterov, "true or false");
+}
+
+/** Learning rate of an epoch: lr * factor^(number of decay epochs <= epoch). */
+export function lrAt(c: TrainConfig, epoch: number): number {
+  let lr = c.lr;
+  for (const d of c.lrDecayEpochs) if (epoch >= d) lr *= c.lrDecayFactor;
+  return lr;
+}

@@ -1,0 +1,128 @@
+/**
+ * Tiny bookkeeping kernels of the trainer, so a step needs no readback:
+ *
+ * - {@linkcode gatherClassWeights}: weights_i = classW[labels_i] (the "meta-update-wy" rule
+ *   keeps its class weights on the GPU, and its look-ahead uses their current values);
+ * - {@linkcode accumulateMetaStats}: per-class sums of eps, eps / w, count, min(w + eps) and
+ *   the final weights, over every meta step of an epoch, read once at the epoch's end;
+ * - {@linkcode monitorStep}: counts steps and records the first step whose running loss sum is
+ *   not finite, so a NaN is pinned to its step even when the host reads only every k steps.
+ *
+ * Each is one invocation walking its (small) arrays in index order: deterministic, and cheap
+ * next to a training step.
+ */
+import type { Gpu, Program } from "../gpu/runtime.ts";
+import { bind, type Tensor } from "../tensor.ts";
+
+/** Floats per class in the meta statistics buffer. */
+export const META_STATS_FIELDS = 5;
+/** Field offsets within a class's stats. */
+export const MetaStat = { sumEps: 0, sumEpsOverW: 1, count: 2, minWPlusEps: 3, sumFinal: 4 };
+
+const gatherProgram: Program = {
+  key: "train:gather-class-weights",
+  code: `struct P { B: u32 }
+@group(0) @binding(0) var<storage, read> classW: array<f32>;
+@group(0) @binding(1) var<storage, read> labels: array<u32>;
+@group(0) @binding(2) var<storage, read_write> w: array<f32>;
+@group(0) @binding(3) var<uniform> p: P;
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let i = gid.x;
+  if (i >= p.B) { return; }
+  w[i] = classW[labels[i]];
+}`,
+  bindings: ["read", "read", "write", "uniform"],
+};
+
+/** weights[i] = classW[labels[i]] (recorded). */
+export function gatherClassWeights(
+  gpu: Gpu,
+  classW: Tensor,
+  labels: Tensor,
+  weights: Tensor,
+): void {
+  const B = weights.size;
+  gpu.dispatch(
+    gatherProgram,
+    [bind(classW), bind(labels), bind(weights), gpu.uniform(new Uint32Array([B]))],
+    [Math.ceil(B / 64)],
+  );
+}
+
+const statsProgram: Program = {
+  key: "train:meta-stats",
+  code: `struct P { B: u32, F: u32 }
+@group(0) @binding(0) var<storage, read> w: array<f32>;
+@group(0) @binding(1) var<storage, read> eps: array<f32>;
+@group(0) @binding(2) var<storage, read> fin: array<f32>;
+@group(0) @binding(3) var<storage, read> labels: array<u32>;
+@group(0) @binding(4) var<storage, read_write> stats: array<f32>;
+@group(0) @binding(5) var<uniform> p: P;
+@compute @workgroup_size(1)
+fn main() {
+  for (var i = 0u; i < p.B; i++) {
+    let base = labels[i] * p.F;
+    let e = eps[i];
+    stats[base] += e;
+    if (w[i] != 0.0) { stats[base + 1u] += e / w[i]; }
+    stats[base + 2u] += 1.0;
+    stats[base + 3u] = min(stats[base + 3u], w[i] + e);
+    stats[base + 4u] += fin[i];
+  }
+}`,
+  bindings: ["read", "read", "read", "read", "write", "uniform"],
+};
+
+/** Adds one meta step's per-example values to the per-class statistics (recorded). */
+export function accumulateMetaStats(
+  gpu: Gpu,
+  w: Tensor,
+  eps: Tensor,
+  final: Tensor,
+  labels: Tensor,
+  stats: Tensor,
+): void {
+  gpu.dispatch(
+    statsProgram,
+    [
+      bind(w),
+      bind(eps),
+      bind(final),
+      bind(labels),
+      bind(stats),
+      gpu.uniform(new Uint32Array([w.size, META_STATS_FIELDS])),
+    ],
+    [1],
+  );
+}
+
+/** Host values that reset the statistics of `numClasses` classes (min fields at +max). */
+export function emptyMetaStats(numClasses: number): Float32Array {
+  const s = new Float32Array(numClasses * META_STATS_FIELDS);
+  for (let c = 0; c < numClasses; c++) s[c * META_STATS_FIELDS + MetaStat.minWPlusEps] = 3.4e38;
+  return s;
+}
+
+const monitorProgram: Program = {
+  key: "train:monitor",
+  code: `@group(0) @binding(0) var<storage, read> lossSum: array<f32>;
+@group(0) @binding(1) var<storage, read_write> mon: array<f32>;
+fn finite(x: f32) -> bool { return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u; }
+@compute @workgroup_size(1)
+fn main() {
+  mon[0] = mon[0] + 1.0;
+  if (mon[1] < 0.0 && !finite(lossSum[0])) { mon[1] = mon[0]; }
+  mon[2] = lossSum[0];
+  mon[3] = lossSum[1];
+}`,
+  bindings: ["read", "write"],
+};
+
+/**
+ * mon = [steps done, first step (1-based count) with a non-finite loss sum or -1, loss sum,
+ * loss count] after each step (recorded).
+ */
+export function monitorStep(gpu: Gpu, lossSum: Tensor, mon: Tensor): void {
+  gpu.dispatch(monitorProgram, [bind(lossSum), bind(mon)], [1]);
+}

@@ -1,0 +1,311 @@
+/**
+ * The train command line and the outputs of a run: errors listing valid flags and values
+ * (never a stack trace), a non-finite loss stopping with its step and keeping the last good
+ * checkpoint, a tiny run of every method writing every output, report.html rendering in
+ * headless Chromium, and export-meta-step checked against the float64 CPU reference.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { readCheckpoint } from "../src/checkpoint/mod.ts";
+import { Gpu } from "../src/gpu/runtime.ts";
+import { METHODS, OUTPUT_FILES, parseTrainArgs, train } from "../src/train/mod.ts";
+import { metaEpsGrad, resnetParamSpec } from "./reference/mod.ts";
+import { runTrain, syntheticData, tinyArgs, writeSyntheticIdx } from "./train_fixtures.ts";
+
+const NO_STACK = /^\s+at /m;
+
+Deno.test("cli: unknown flags and bad values list what is valid, without a stack trace", async () => {
+  const root = await Deno.makeTempDir({ prefix: "tg-cli-" });
+  try {
+    const cases: [string[], RegExp[]][] = [
+      [["--foo", "1"], [/unknown flag --foo/, /--dataset/, /--method/, /--max-per-class/]],
+      [["--method", "nope"], [/invalid --method "nope"/, /meta-update-wy/, /cb-finetune/]],
+      [["--model", "resnet9"], [/invalid --model/, /resnet8, resnet20, resnet32/]],
+      [["--dataset", "imagenet"], [/fashion-mnist, mnist, cifar10, cifar100/]],
+      [["--loss", "hinge"], [/ce, focal, ldam/]],
+      [["--lookahead", "avg"], [/one of sum, mean/]],
+      [["--preset", "fast"], [/default, paper-cifar/]],
+      [["--lr", "abc"], [/invalid --lr "abc": a number/]],
+      [["--epochs", "-3"], [/invalid --epochs/]],
+      [["--epochs", "0"], [/invalid --epochs 0: expected an integer >= 1/]],
+      [["--beta", "1.5"], [/invalid --beta 1.5: expected a number in \[0, 1\)/]],
+      [["--lr-decay-epochs", "160,x"], [/comma-separated integers/]],
+      [["--lr-decay-epochs", "180,160"], [/increasing epochs/]],
+      [["--lr"], [/--lr needs a value: a number/]],
+      [["--nesterov=yes"], [/--nesterov takes no value/]],
+      [["stray"], [/unexpected argument "stray"/]],
+      [["--method", "cb", "--loss", "ldam"], [/--loss ldam does not apply to --method cb/]],
+    ];
+    for (const [args, patterns] of cases) {
+      const r = await runTrain([...args, "--out", join(root, "x")], root);
+      assert.equal(r.code, 2, `${args.join(" ")}: exit ${r.code}\n${r.stderr}`);
+      for (const p of patterns) assert.match(r.stderr, p, args.join(" "));
+      assert.doesNotMatch(r.stderr, NO_STACK, args.join(" "));
+      assert.match(r.stderr, /^error: /m);
+    }
+    const help = await runTrain(["--help"], root);
+    assert.equal(help.code, 0);
+    assert.match(help.stdout, /--lr-decay-epochs/);
+    // in-process parsing
+    const p = parseTrainArgs(["--lr", "1e-2", "--no-nesterov", "--max-per-class", "none"]);
+    assert.deepEqual(p.options, { lr: 0.01, nesterov: false, maxPerClass: null });
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("cli: a non-finite loss stops with its step and keeps the last good checkpoint", async () => {
+  const root = await Deno.makeTempDir({ prefix: "tg-nan-" });
+  try {
+    await writeSyntheticIdx(root);
+    const out = join(root, "nan");
+    // lr 0.1 for epoch 1, then 0.1 * 1e31 = 1e30
+    const args = tinyArgs(root, out, ["--method", "ce", "--lr-decay-factor", "1e31"])
+      .map((a, i, all) => (all[i - 1] === "--lr-decay-epochs" ? "1" : a))
+      .filter((a, i, all) =>
+        !(a === "--lr-decay-factor" && all[i + 1] === "0.1") &&
+        !(a === "0.1" && all[i - 1] === "--lr-decay-factor")
+      );
+    const r = await runTrain(args, root);
+    assert.equal(r.code, 1, r.stderr);
+    const m = /error: non-finite loss at step (\d+) \(epoch 2, step (\d+) of the epoch\)/.exec(
+      r.stderr,
+    );
+    assert.ok(m, r.stderr);
+    assert.doesNotMatch(r.stderr, NO_STACK);
+    assert.match(r.stderr, /kept the checkpoint of epoch 1/);
+    const ck = await readCheckpoint(join(out, OUTPUT_FILES.checkpoint));
+    assert.equal(ck!.metadata.epoch, "1");
+    const w = ck!.tensors.get("conv1.weight")!.data as Float32Array;
+    assert.ok(w.every(Number.isFinite));
+    const summary = JSON.parse(await Deno.readTextFile(join(out, OUTPUT_FILES.summary)));
+    assert.equal(summary.status, "stopped");
+    assert.equal(summary.nonFinite.step, Number(m[1]));
+    assert.equal(summary.nonFinite.stepInEpoch, Number(m[2]));
+    assert.ok(summary.nonFinite.step > 10, "after epoch 1's 10 steps");
+    // the kept checkpoint resumes (and stops again at the same step)
+    const again = await runTrain([...args, "--resume"], root);
+    assert.equal(again.code, 1);
+    assert.match(again.stderr, new RegExp(`non-finite loss at step ${m[1]} `));
+    // an existing run is not overwritten without --resume
+    const clash = await runTrain(args, root);
+    assert.equal(clash.code, 2);
+    assert.match(clash.stderr, /already holds a run/);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+/** "chromium" when it is installed and this test may run it, else null. */
+async function chromiumPath(): Promise<string | null> {
+  for (const name of ["chromium", "chromium-browser", "google-chrome"]) {
+    const granted = await Deno.permissions.query({ name: "run", command: name });
+    if (granted.state !== "granted") continue;
+    try {
+      const r = await new Deno.Command(name, {
+        args: ["--version"],
+        stdout: "null",
+        stderr: "null",
+      })
+        .output();
+      if (r.success) return name;
+    } catch { /* not installed */ }
+  }
+  return null;
+}
+
+/** Loads a report in headless Chromium with a checker that re-parses every SVG as XML. */
+async function renderInChromium(chromium: string, reportPath: string, dir: string) {
+  const html = await Deno.readTextFile(reportPath);
+  const checker = `<script>
+window.addEventListener("error", (e) => { document.title = "JSERROR " + e.message; });
+addEventListener("load", () => {
+  const bad = [];
+  for (const svg of document.querySelectorAll("svg")) {
+    const doc = new DOMParser().parseFromString(svg.outerHTML, "image/svg+xml");
+    if (doc.querySelector("parsererror")) bad.push(svg.getAttribute("aria-label"));
+    const box = svg.getBBox();
+    if (!(box.width > 0 && box.height > 0)) bad.push("empty " + svg.getAttribute("aria-label"));
+  }
+  document.title = "SVGCHECK " + document.querySelectorAll("svg").length + " " + JSON.stringify(bad);
+});
+</script>`;
+  const page = join(dir, "check.html");
+  await Deno.writeTextFile(page, html.replace("</body>", `${checker}</body>`));
+  const r = await new Deno.Command(chromium, {
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--enable-logging=stderr",
+      "--v=0",
+      "--virtual-time-budget=5000",
+      "--dump-dom",
+      `file://${page}`,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const dec = new TextDecoder();
+  return { code: r.code, dom: dec.decode(r.stdout), stderr: dec.decode(r.stderr) };
+}
+
+Deno.test({
+  name: "methods: a tiny run of every method completes and writes every output",
+  sanitizeResources: false,
+  fn: async () => {
+    const root = await Deno.makeTempDir({ prefix: "tg-methods-" });
+    const gpu = await Gpu.create();
+    const chromium = await chromiumPath();
+    try {
+      const data = syntheticData();
+      for (const method of METHODS) {
+        const out = join(root, method);
+        const summary = await train({
+          data,
+          gpu,
+          method,
+          dataset: "mnist",
+          imbalance: 10,
+          maxPerClass: 20,
+          testPerClass: 5,
+          batch: 16,
+          epochs: 2,
+          metaStart: 1,
+          lrDecayEpochs: [1],
+          lrDecayFactor: 0.1,
+          out,
+          progress: null,
+        });
+        assert.equal(summary.status, "completed", method);
+        assert.equal(summary.epochsDone, 2);
+        for (const f of Object.values(OUTPUT_FILES)) {
+          assert.ok((await Deno.stat(join(out, f))).size > 0, `${method}: ${f}`);
+        }
+        const lines = (await Deno.readTextFile(join(out, OUTPUT_FILES.metrics))).trim().split("\n");
+        assert.equal(lines.length, 2);
+        const last = JSON.parse(lines[1]);
+        assert.equal(last.test.perClassAccuracy.length, 10);
+        assert.ok(Number.isFinite(summary.last!.top1Error));
+        assert.ok(summary.best!.top1Error <= summary.last!.top1Error);
+        assert.equal(summary.last!.confusion.flat().reduce((a, b) => a + b, 0), 50);
+        const ck = await readCheckpoint(join(out, OUTPUT_FILES.checkpoint));
+        assert.ok(ck!.tensors.has("layer1.0.bn1.running_mean"));
+        assert.ok(ck!.tensors.has("optimizer.momentum.conv1.weight"));
+        const phase1 = last.phase;
+        if (
+          ["meta", "l2rw", "l2rw-pretrain", "l2rw-init-wy", "l2rw-wy-eps", "meta-update-wy"]
+            .includes(method)
+        ) {
+          assert.equal(phase1, "meta", method);
+          const metaSteps = lines.map((l) => JSON.parse(l)).filter((h) => h.phase === "meta")
+            .reduce((n, h) => n + h.steps, 0);
+          assert.equal(summary.meta!.count.reduce((a, b) => a + b, 0), 16 * metaSteps);
+          assert.ok(summary.meta!.meanEps.every((v) => v !== null && Number.isFinite(v)), method);
+        } else if (method === "mwn") {
+          assert.equal(phase1, "mwn");
+          assert.ok(ck!.tensors.has("mwn.fc2.weight"));
+        } else {
+          assert.equal(phase1, "plain", method);
+        }
+        if (method === "ldam" || method === "ldam-drw") {
+          assert.ok(summary.margins && Math.max(...summary.margins) === 0.5);
+          assert.ok(!ck!.tensors.has("linear.bias"), "cosine classifier has no bias");
+        }
+        if (method === "meta-update-wy") assert.ok(summary.finalClassWeights);
+        if (method === "cb-finetune") {
+          // stage 2 iterates the balanced subset: tail count (2) x 10 classes -> 2 batches of 16
+          assert.equal(last.steps, 2);
+        }
+        if (chromium && (method === "meta" || method === "mwn")) {
+          const r = await renderInChromium(chromium, join(out, OUTPUT_FILES.report), root);
+          assert.equal(r.code, 0, r.stderr.slice(-2000));
+          assert.doesNotMatch(r.stderr, /Uncaught|CONSOLE.*error/i);
+          const title = /<title>([^<]*)<\/title>/.exec(r.dom)?.[1] ?? "";
+          assert.match(title, /^SVGCHECK \d+ \[\]$/, title);
+          assert.ok(Number(title.split(" ")[1]) >= 6, title);
+          assert.match(r.dom, /Per-class test accuracy/);
+          assert.match(r.dom, /Confusion matrix/);
+          assert.match(r.dom, /Per-class mean (eps|final weight) over the epochs/);
+        }
+      }
+      if (!chromium) {
+        // CI installs chromium: there a missing browser is a failure, not a skip
+        assert.ok(!Deno.env.get("CI"), "CI is set but chromium cannot be run");
+        console.warn(
+          "chromium not installed (or not allowed to run): report rendering not checked",
+        );
+      }
+    } finally {
+      gpu.dispose();
+      await Deno.remove(root, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "export-meta-step: eps and final weights match the float64 reference",
+  sanitizeResources: false,
+  fn: async () => {
+    const root = await Deno.makeTempDir({ prefix: "tg-export-" });
+    try {
+      const script = new URL("../scripts/export_meta_step.ts", import.meta.url).pathname;
+      const r = await new Deno.Command("deno", {
+        args: [
+          "run",
+          "--quiet",
+          "--no-lock",
+          `--allow-read=${root}`,
+          `--allow-write=${root}`,
+          script,
+          "--out",
+          root,
+          "--eta",
+          "0.1",
+          "--tau",
+          "1",
+        ],
+        env: { DENO_WEBGPU_BACKEND: "vulkan" },
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      assert.equal(r.code, 0, new TextDecoder().decode(r.stderr));
+      const f = (await readCheckpoint(join(root, "meta_step.safetensors")))!;
+      const cfg = JSON.parse(f.metadata.config);
+      const get = (k: string) => f.tensors.get(k)!;
+      const f64 = (k: string) => Float64Array.from(get(k).data as Float32Array);
+      const refCfg = { inChannels: 1, numClasses: cfg.model.numClasses, n: 1 };
+      const params = new Map<string, Float64Array>();
+      for (const s of resnetParamSpec(refCfg)) params.set(s.name, f64(`before.${s.name}`));
+      const labels = Array.from(get("batch.labels").data as Int32Array);
+      const ref = metaEpsGrad({
+        cfg: refCfg,
+        params,
+        x: { shape: get("batch.x").shape, data: f64("batch.x") },
+        labels,
+        weights: f64("weights"),
+        xDev: { shape: get("dev.x").shape, data: f64("dev.x") },
+        labelsDev: Array.from(get("dev.labels").data as Int32Array),
+        eta: 0.1,
+        mode: cfg.lookahead,
+      });
+      const eps = get("eps").data as Float32Array;
+      const w = get("weights").data as Float32Array;
+      const fin = get("final_weights").data as Float32Array;
+      const scale = Math.max(...ref.grad.map(Math.abs));
+      assert.ok(scale > 0);
+      for (let i = 0; i < eps.length; i++) {
+        const want = -1 * ref.grad[i]; // eps = -tau dL/deps, tau = 1
+        assert.ok(Math.abs(eps[i] - want) <= 2e-3 * scale, `eps[${i}] ${eps[i]} vs ${want}`);
+        assert.ok(Math.abs(fin[i] - (w[i] + eps[i])) <= 1e-6 * Math.abs(w[i]) + 1e-7);
+      }
+      // parameters moved, BN running statistics updated once, momentum = the gradient
+      assert.notDeepEqual(get("after.conv1.weight").data, get("before.conv1.weight").data);
+      assert.notDeepEqual(get("after.bn1.running_mean").data, get("before.bn1.running_mean").data);
+      assert.equal(get("eta").data[0], Math.fround(0.1));
+      assert.deepEqual(get("eta").shape, []);
+    } finally {
+      await Deno.remove(root, { recursive: true });
+    }
+  },
+});
