@@ -163,63 +163,37 @@ export class TrainState {
     });
   }
 
-  /**
-   * A plain step: loss = sum_i seed_i * loss_i with seed = weights / |B|, one SGD update.
-   * `weights` must hold the per-example weights (1 for plain cross-entropy).
-   */
-  plainStep(loss: LossOptions, sgd: SgdOptions): void {
-    const gpu = this.gpu;
-    const tape = new Tape();
-    const ctx = new Ctx(gpu, tape);
-    const l = this.#forwardBatch(ctx, loss);
+  /** seed = s * weights (a fresh tensor of `ctx`). */
+  #scaledWeights(ctx: Ctx, s: number): Tensor {
     const seed = ctx.empty([this.shapes.batch]);
-    runMap(gpu, "scale", "p.s0 * a[i]", [this.weights], seed, 1 / this.shapes.batch);
-    this.#backward(tape, l, seed, this.params, this.grads);
-    sgdStep(
-      gpu,
-      this.params.all,
-      this.grads.all,
-      this.momentum.all,
-      this.params.layout.length,
-      sgd,
-    );
-    accumulateLoss(gpu, l, this.lossSum);
-    ctx.release();
-    gpu.submit();
+    runMap(this.gpu, "scale", "p.s0 * a[i]", [this.weights], seed, s);
+    return seed;
   }
 
-  /** One meta step (see the module comment); updates the real model once. */
-  metaStep(loss: LossOptions, sgd: SgdOptions, meta: MetaOptions): MetaStepResult {
+  /** Backward of the batch tape with `seed`, one SGD update, loss bookkeeping; submits. */
+  #update(ctx: Ctx, tape: Tape, l: Tensor, seed: Tensor, sgd: SgdOptions): void {
+    this.#backward(tape, l, seed, this.params, this.grads);
+    const n = this.params.layout.length;
+    sgdStep(this.gpu, this.params.all, this.grads.all, this.momentum.all, n, sgd);
+    accumulateLoss(this.gpu, l, this.lossSum);
+    ctx.release();
+    this.gpu.submit();
+  }
+
+  /**
+   * Steps 2-4 of the meta step: theta' = theta - eta * (gradient of the batch tape under
+   * `lookaheadSeed`; theta' = theta when null), v = grad of the dev loss at theta', and
+   * ldot = J v, the JVP of the per-example losses `l` along v (a fresh tensor).
+   */
+  #metaSignal(tape: Tape, l: Tensor, lookaheadSeed: Tensor | null, eta: number): Tensor {
     const gpu = this.gpu;
-    const B = this.shapes.batch;
-    const tape = new Tape();
-    const ctx = new Ctx(gpu, tape);
-    // 1. the real forward, kept on the tape for steps 4 and 5
-    const l = this.#forwardBatch(ctx, loss);
-    // 2. theta' = theta - eta * grad of the look-ahead loss (theta' = theta for zero weights)
-    if (meta.lookaheadWeights === "w") {
-      const seed = ctx.empty([B]);
-      runMap(
-        gpu,
-        "scale",
-        "p.s0 * a[i]",
-        [this.weights],
-        seed,
-        meta.lookahead === "mean" ? 1 / B : 1,
-      );
-      this.#backward(tape, l, seed, this.params, this.grads);
-      runMap(
-        gpu,
-        "axpy",
-        "a[i] - p.s0 * b[i]",
-        [flat(this.params), flat(this.grads)],
-        flat(this.lookahead),
-        meta.eta,
-      );
+    if (lookaheadSeed) {
+      this.#backward(tape, l, lookaheadSeed, this.params, this.grads);
+      const axpy = "a[i] - p.s0 * b[i]";
+      runMap(gpu, "axpy", axpy, [flat(this.params), flat(this.grads)], flat(this.lookahead), eta);
     } else {
       this.lookahead.copyFrom(this.params);
     }
-    // 3. dev gradient at theta'
     const devTape = new Tape();
     const devCtx = new Ctx(gpu, devTape);
     const devLogits = this.model.forward(devCtx, this.devX, this.lookahead, this.buffers, {
@@ -229,16 +203,41 @@ export class TrainState {
     const devLoss = classificationLoss(devCtx, devLogits, this.devLabels, {});
     this.#backward(devTape, devLoss, this.#devSeed, this.lookahead, this.direction);
     devCtx.release();
-    // 4. ldot_i = <v, grad loss_i(theta)> for every i at once
     const tangents = new Map<Tensor, Tensor>();
     this.params.tensors.forEach((p, i) => tangents.set(p, this.direction.tensors[i]));
     const ldot = tape.jvp(gpu, tangents, l);
     if (!ldot) throw new Error("meta step: the loss does not depend on the parameters");
-    // 5. final weights, backward of the same tape, update
+    return ldot;
+  }
+
+  /**
+   * A plain step: loss = sum_i seed_i * loss_i with seed = weights / |B|, one SGD update.
+   * `weights` must hold the per-example weights (1 for plain cross-entropy).
+   */
+  plainStep(loss: LossOptions, sgd: SgdOptions): void {
+    const tape = new Tape();
+    const ctx = new Ctx(this.gpu, tape);
+    const l = this.#forwardBatch(ctx, loss);
+    this.#update(ctx, tape, l, this.#scaledWeights(ctx, 1 / this.shapes.batch), sgd);
+  }
+
+  /** One meta step (see the module comment); updates the real model once. */
+  metaStep(loss: LossOptions, sgd: SgdOptions, meta: MetaOptions): MetaStepResult {
+    const B = this.shapes.batch;
     const lookScale = meta.lookahead === "mean" ? 1 / B : 1;
+    const tape = new Tape();
+    const ctx = new Ctx(this.gpu, tape);
+    // 1. the real forward, kept on the tape for steps 2, 4 and 5
+    const l = this.#forwardBatch(ctx, loss);
+    // 2-4. theta', v, ldot_i = <v, grad loss_i(theta)>
+    const lookaheadSeed = meta.lookaheadWeights === "w"
+      ? this.#scaledWeights(ctx, lookScale)
+      : null;
+    const ldot = this.#metaSignal(tape, l, lookaheadSeed, meta.eta);
+    // 5. final weights from eps = tau * eta * ldot (* 1/|B|), backward of the same tape, update
     const seed = ctx.empty([B]);
     metaWeights(
-      gpu,
+      this.gpu,
       meta.rule,
       this.weights,
       ldot,
@@ -247,24 +246,10 @@ export class TrainState {
       this.eps,
       this.finalWeights,
       seed,
-      {
-        c: meta.tau * meta.eta * lookScale,
-        batch: B,
-      },
+      { c: meta.tau * meta.eta * lookScale, batch: B },
     );
-    ldot.release(gpu);
-    this.#backward(tape, l, seed, this.params, this.grads);
-    sgdStep(
-      gpu,
-      this.params.all,
-      this.grads.all,
-      this.momentum.all,
-      this.params.layout.length,
-      sgd,
-    );
-    accumulateLoss(gpu, l, this.lossSum);
-    ctx.release();
-    gpu.submit();
+    ldot.release(this.gpu);
+    this.#update(ctx, tape, l, seed, sgd);
     return { eps: this.eps, finalWeights: this.finalWeights };
   }
 
@@ -284,52 +269,19 @@ export class TrainState {
   ): Promise<void> {
     const gpu = this.gpu;
     const B = this.shapes.batch;
+    const lookScale = meta.lookahead === "mean" ? 1 / B : 1;
     const tape = new Tape();
     const ctx = new Ctx(gpu, tape);
     const l = this.#forwardBatch(ctx, loss);
     const losses = await l.read(gpu);
     this.weights.upload(gpu, rule.lookahead(losses));
-    const lookScale = meta.lookahead === "mean" ? 1 / B : 1;
-    const seed = ctx.empty([B]);
-    runMap(gpu, "scale", "p.s0 * a[i]", [this.weights], seed, lookScale);
-    this.#backward(tape, l, seed, this.params, this.grads);
-    runMap(
-      gpu,
-      "axpy",
-      "a[i] - p.s0 * b[i]",
-      [flat(this.params), flat(this.grads)],
-      flat(this.lookahead),
-      meta.eta,
-    );
-    const devTape = new Tape();
-    const devCtx = new Ctx(gpu, devTape);
-    const devLogits = this.model.forward(devCtx, this.devX, this.lookahead, this.buffers, {
-      bn: "train",
-      updateRunningStats: false,
-    });
-    const devLoss = classificationLoss(devCtx, devLogits, this.devLabels, {});
-    this.#backward(devTape, devLoss, this.#devSeed, this.lookahead, this.direction);
-    devCtx.release();
-    const tangents = new Map<Tensor, Tensor>();
-    this.params.tensors.forEach((p, i) => tangents.set(p, this.direction.tensors[i]));
-    const ldot = tape.jvp(gpu, tangents, l);
-    if (!ldot) throw new Error("meta step: the loss does not depend on the parameters");
+    const ldot = this.#metaSignal(tape, l, this.#scaledWeights(ctx, lookScale), meta.eta);
     const dw = await ldot.read(gpu);
     ldot.release(gpu);
     for (let i = 0; i < B; i++) dw[i] *= -meta.eta * lookScale;
+    const seed = ctx.empty([B]);
     seed.upload(gpu, rule.final(dw, losses));
-    this.#backward(tape, l, seed, this.params, this.grads);
-    sgdStep(
-      gpu,
-      this.params.all,
-      this.grads.all,
-      this.momentum.all,
-      this.params.layout.length,
-      sgd,
-    );
-    accumulateLoss(gpu, l, this.lossSum);
-    ctx.release();
-    gpu.submit();
+    this.#update(ctx, tape, l, seed, sgd);
   }
 
   /** Reads and resets the running loss: mean per-example (unweighted) loss since the last call. */
