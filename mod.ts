@@ -35,6 +35,7 @@ export { classificationLoss } from "./src/ops/loss.ts";
 export type { LossOptions } from "./src/ops/loss.ts";
 export { chooseTile, defaultGemmPolicy, gemmPolicy, setGemmPolicy } from "./src/ops/gemm.ts";
 export type { GemmPolicy } from "./src/ops/gemm.ts";
+export type { GemmTile } from "./shaders/gemm.ts";
 export { sgdStep } from "./src/optim/sgd.ts";
 export type { SgdOptions } from "./src/optim/sgd.ts";
 export { FlatLayout, FlatTensors } from "./src/nn/params.ts";

@@ -11,6 +11,7 @@
 
 /** The serialisable state of an {@linkcode Rng}: four unsigned 32-bit words. */
 export interface RngState {
+  /** The xoshiro128** state words, each in [0, 2^32). */
   s: [number, number, number, number];
 }
 

@@ -15,10 +15,15 @@ let nextTensorId = 1;
 
 /** A GPU tensor: shape plus a byte range of a GPU buffer. */
 export class Tensor {
+  /** Process-unique id, increasing in creation order. */
   readonly id = nextTensorId++;
+  /** Dimensions, row-major (NCHW for images). */
   readonly shape: readonly number[];
+  /** Number of elements (product of `shape`). */
   readonly size: number;
+  /** Element type; both kinds are 4 bytes per element. */
   readonly dtype: DType;
+  /** The byte range of the GPU buffer holding the data. */
   readonly view: BufferView;
   /** True when the buffer came from the pool and is released with this tensor. */
   readonly pooled: boolean;
@@ -27,6 +32,7 @@ export class Tensor {
   /** A name for parameters (PyTorch state_dict key) and error messages. */
   name?: string;
 
+  /** Wraps a buffer range; if `pooled`, {@linkcode Tensor.release} returns it to the pool. */
   constructor(shape: readonly number[], view: BufferView, pooled: boolean, dtype: DType = "f32") {
     this.shape = shape;
     this.size = shape.reduce((a, b) => a * b, 1);

@@ -16,8 +16,11 @@ import { accumulateInto } from "../ops/elementwise.ts";
 
 /** One op on the tape. */
 export interface OpRecord {
+  /** Op name, for debugging and error messages. */
   op: string;
+  /** Input tensors, in the order `backward` and `jvp` use. */
   inputs: Tensor[];
+  /** The op's output tensor. */
   output: Tensor;
   /** Gradients for each input given the output's gradient (null where not needed). */
   backward(gradOut: Tensor, needsGrad: boolean[]): (Tensor | null)[];
@@ -27,11 +30,14 @@ export interface OpRecord {
 
 /** Execution context of ops: the GPU, and the tape when gradients are recorded. */
 export class Ctx {
+  /** The GPU ops run on. */
   readonly gpu: Gpu;
+  /** The tape ops record onto, or null when not recording. */
   readonly tape: Tape | null;
   /** Tensors this context allocated, released together by {@linkcode Ctx.release}. */
   #owned: Tensor[] = [];
 
+  /** A context on `gpu`; pass a tape to record ops, null to record nothing. */
   constructor(gpu: Gpu, tape: Tape | null) {
     this.gpu = gpu;
     this.tape = tape;
@@ -72,6 +78,7 @@ export class Ctx {
 
 /** The list of op records of one forward pass. */
 export class Tape {
+  /** Op records in execution order. */
   readonly records: OpRecord[] = [];
 
   /**

@@ -35,20 +35,25 @@ export type SafeData =
 
 /** One named tensor. */
 export interface SafeTensor {
+  /** Element type; `data` must be the matching typed array. */
   dtype: SafeDType;
   /** Shape; `[]` is a scalar (one element). */
   shape: number[];
+  /** Row-major elements; length equals the product of `shape`. */
   data: SafeData;
 }
 
 /** A decoded file: tensors in file order, and the string metadata. */
 export interface SafetensorsFile {
+  /** Tensors by name, in order of their data offsets. */
   tensors: Map<string, SafeTensor>;
+  /** The header's `__metadata__` map (empty if absent). */
   metadata: Record<string, string>;
 }
 
 /** Thrown for malformed files; the message says what is wrong. */
 export class SafetensorsError extends Error {
+  /** Always "SafetensorsError". */
   override name = "SafetensorsError";
 }
 

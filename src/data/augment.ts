@@ -14,8 +14,11 @@ import { Rng } from "../random.ts";
 
 /** Image shape and normalisation of an augmentation pipeline. */
 export interface AugmentConfig {
+  /** Image channels; `mean` and `std` need this many entries. */
   channels: number;
+  /** Image height in pixels. */
   height: number;
+  /** Image width in pixels. */
   width: number;
   /** Per-channel mean of pixels scaled to [0, 1]. */
   mean: number[];
@@ -161,12 +164,19 @@ export interface GpuAugmenterOptions extends AugmentConfig {
  * the augmenter submits, so recorded work always sees the data it was recorded with.
  */
 export class GpuAugmenter {
+  /** The GPU the kernel runs on. */
   readonly gpu: Gpu;
+  /** Image channels. */
   readonly channels: number;
+  /** Image height in pixels. */
   readonly height: number;
+  /** Image width in pixels. */
   readonly width: number;
+  /** Reflect padding of train mode, in pixels (options.pad, default 4). */
   readonly pad: number;
+  /** Largest `count` accepted by {@linkcode GpuAugmenter.run}. */
   readonly maxBatch: number;
+  /** The augmentation kernel. */
   readonly program: Program;
   #pixelBytes: number;
   #pixels: GPUBuffer[];
@@ -178,6 +188,7 @@ export class GpuAugmenter {
   #tail = new Uint8Array(4);
   #disposed = false;
 
+  /** Validates `options`, allocates the double-buffered inputs and builds the pipeline. */
   constructor(gpu: Gpu, options: GpuAugmenterOptions) {
     this.pad = checkConfig(options);
     if (!(options.maxBatch >= 1)) throw new RangeError("maxBatch must be >= 1");

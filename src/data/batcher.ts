@@ -25,12 +25,16 @@ export interface HostBatch {
  * stays valid until `slots` further calls.
  */
 export class Batcher {
+  /** The dataset batches are gathered from. */
   readonly dataset: ImageDataset;
+  /** Largest number of indices {@linkcode Batcher.gather} accepts. */
   readonly maxBatch: number;
+  /** Bytes of one image (`channels * height * width`). */
   readonly imageBytes: number;
   #slots: { indices: Int32Array; pixels: Uint8Array; labels: Int32Array }[];
   #next = 0;
 
+  /** Allocates `slots` (at least 1) host buffers of `maxBatch` images each. */
   constructor(dataset: ImageDataset, maxBatch: number, slots = 2) {
     if (!(maxBatch >= 1)) throw new RangeError("maxBatch must be >= 1");
     this.dataset = dataset;

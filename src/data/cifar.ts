@@ -34,6 +34,7 @@ export const CIFAR_ARCHIVE_DIR: Record<CifarVariant, string> = {
 
 /** Decoded records of one CIFAR binary file. */
 export interface CifarRecords {
+  /** Number of records (images) in the file. */
   count: number;
   /** `count * 3072` bytes, CHW per image. */
   images: Uint8Array;

@@ -21,9 +21,13 @@ export interface ImageDataset {
   split: "train" | "test";
   /** Number of images. */
   count: number;
+  /** Channels per image (1 for grayscale, 3 for RGB). */
   channels: number;
+  /** Image height in pixels. */
   height: number;
+  /** Image width in pixels. */
   width: number;
+  /** Number of classes; labels lie in `[0, numClasses)`. */
   numClasses: number;
   /** Pixels, `count * channels * height * width` bytes, NCHW (channel planes per image). */
   images: Uint8Array;
@@ -45,7 +49,9 @@ export function classCounts(labels: ArrayLike<number>, numClasses: number): numb
 
 /** Per-channel mean and standard deviation of pixel values scaled to [0, 1]. */
 export interface ChannelStats {
+  /** Per-channel mean. */
   mean: number[];
+  /** Per-channel standard deviation. */
   std: number[];
 }
 

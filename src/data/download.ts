@@ -13,6 +13,7 @@ export interface DownloadOptions {
   fetch?: typeof fetch;
   /** Called as bytes arrive. */
   onProgress?: (received: number, total: number | null) => void;
+  /** Aborts the transfer; passed to `fetch`. */
   signal?: AbortSignal;
 }
 

@@ -5,10 +5,12 @@
 
 /** A data-layer failure; `file` is the path or URL concerned, when there is one. */
 export class DataError extends Error {
+  /** Always "DataError". */
   override name = "DataError";
   /** The file or URL the error is about. */
   readonly file?: string;
 
+  /** A data error; `options.file` names the file or URL, `options.cause` the underlying error. */
   constructor(message: string, options: { file?: string; cause?: unknown } = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.file = options.file;

@@ -18,6 +18,7 @@ export const IDX_LABELS_MAGIC = 0x00000801;
 export interface IdxArray {
   /** The magic number, e.g. 0x803 for images. */
   magic: number;
+  /** Dimension sizes from the header, outermost first. */
   dims: number[];
   /** `prod(dims)` bytes. */
   data: Uint8Array;
@@ -130,7 +131,9 @@ export function checkLabels(labels: Uint8Array, numClasses: number, file: string
 
 /** Options for {@linkcode loadIdxDataset}. */
 export interface IdxDatasetOptions {
+  /** Dataset name recorded in the result, e.g. "fashion-mnist". */
   name: string;
+  /** Which split the files hold. */
   split: "train" | "test";
   /** Labels must lie in `[0, numClasses)`; default 10. */
   numClasses?: number;

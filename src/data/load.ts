@@ -59,10 +59,13 @@ export interface LoadOptions extends FindOptions {
 
 /** A loaded dataset: both splits plus where they came from. */
 export interface LoadedDataset {
+  /** The training split. */
   train: ImageDataset;
+  /** The test split. */
   test: ImageDataset;
   /** Directory the files were read from. */
   dir: string;
+  /** The dataset's built-in source description. */
   source: DatasetSource;
 }
 

@@ -13,7 +13,9 @@ export function epochPermutation(n: number, seed: number, epoch: number): Uint32
 
 /** Options for {@linkcode EpochSampler}. */
 export interface EpochSamplerOptions {
+  /** Images per batch, >= 1. */
   batchSize: number;
+  /** Seed of the per-epoch shuffles. */
   seed: number;
   /** Drop the final short batch of an epoch; default false. */
   dropLast?: boolean;
@@ -24,13 +26,18 @@ export interface EpochSamplerOptions {
  * reshuffled per epoch from `(seed, epoch)`.
  */
 export class EpochSampler {
+  /** The index set sampled from (a copy of the constructor argument). */
   readonly indices: Int32Array;
+  /** Images per batch (the last batch of an epoch may be shorter). */
   readonly batchSize: number;
+  /** Seed of the per-epoch shuffles. */
   readonly seed: number;
+  /** Whether the final short batch of an epoch is dropped. */
   readonly dropLast: boolean;
   #epoch = -1;
   #order = new Int32Array(0);
 
+  /** Samples from `indices` (copied); throws a RangeError if `batchSize < 1`. */
   constructor(indices: ArrayLike<number>, options: EpochSamplerOptions) {
     if (!(options.batchSize >= 1)) throw new RangeError("batchSize must be >= 1");
     this.indices = Int32Array.from(indices);
@@ -76,13 +83,18 @@ export class EpochSampler {
  * with replacement.
  */
 export class BalancedDevSampler {
+  /** Number of classes; every class must have a dev image. */
   readonly numClasses: number;
+  /** Images of each class per batch (default 1). */
   readonly perClass: number;
+  /** Seed; batch `step` is drawn from `(seed, step)`. */
   readonly seed: number;
   #byClass: Int32Array[];
   #out: Int32Array;
 
   /**
+   * Groups the dev set by class; throws a RangeError if a class has no dev image.
+   *
    * @param devIndices dataset indices of the dev set
    * @param labels labels of the whole dataset (indexed by dataset index)
    */

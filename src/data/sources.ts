@@ -21,6 +21,7 @@ import type { DatasetName } from "./dataset.ts";
 
 /** One file to download: its name under the base URL and its pinned SHA-256 (hex). */
 export interface RemoteFile {
+  /** File name, appended to the source's `baseUrl`. */
   file: string;
   /** Lower-case hex SHA-256; `null` means no verified digest is pinned (download refused). */
   sha256: string | null;
@@ -30,6 +31,7 @@ export interface RemoteFile {
 
 /** How to obtain one dataset. */
 export interface DatasetSource {
+  /** The dataset's name (its key in {@linkcode DATASET_SOURCES}). */
   name: DatasetName;
   /** Human-readable name for messages. */
   title: string;
@@ -43,6 +45,7 @@ export interface DatasetSource {
   systemDirs: string[];
   /** Install hint, e.g. an apt-get command, if a system package exists. */
   packageHint?: string;
+  /** Number of classes. */
   numClasses: number;
 }
 

@@ -19,6 +19,7 @@ import { Rng } from "../random.ts";
 export interface LongTailOptions {
   /** Imbalance factor IF = n_max / n_min, >= 1. */
   imbalanceFactor: number;
+  /** Seed of the per-class shuffles. */
   seed: number;
   /** Balanced dev images per class, taken first; default 10. */
   devPerClass?: number;
@@ -38,6 +39,7 @@ export interface LongTailSplit {
   devCounts: number[];
   /** The `n_max` used in the formula. */
   nMax: number;
+  /** The imbalance factor used (from the options). */
   imbalanceFactor: number;
 }
 

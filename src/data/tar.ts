@@ -10,6 +10,7 @@ export interface TarEntry {
   name: string;
   /** Type flag: "0" (or "") regular file, "5" directory, etc. */
   type: string;
+  /** Size of the member's data in bytes, from its header. */
   size: number;
   /** The member's bytes (a view into the archive; empty for non-files). */
   data: Uint8Array;

@@ -9,29 +9,39 @@
 export interface AdapterSummary {
   /** Human-readable device name, e.g. "llvmpipe (LLVM 15.0.6, 256 bits)". */
   description: string;
+  /** Vendor name as reported by the adapter (may be empty). */
   vendor: string;
+  /** Architecture name as reported by the adapter (may be empty). */
   architecture: string;
+  /** Device name as reported by the adapter (may be empty). */
   device: string;
   /** True for software adapters such as Mesa's llvmpipe/lavapipe. */
   isFallbackAdapter: boolean;
+  /** Supported feature names, sorted. */
   features: string[];
+  /** The adapter's numeric limits, keyed by WebGPU limit name. */
   limits: Record<string, number>;
 }
 
 /** Options for {@linkcode acquireDevice}. */
 export interface AcquireOptions {
+  /** Adapter power preference; defaults to "high-performance". */
   powerPreference?: GPUPowerPreference;
 }
 
 /** A device together with the adapter it came from. */
 export interface AcquiredDevice {
+  /** The adapter the device was requested from. */
   adapter: GPUAdapter;
+  /** The device, created with the adapter's own limits. */
   device: GPUDevice;
+  /** The adapter's summary (see {@linkcode summarizeAdapter}). */
   summary: AdapterSummary;
 }
 
 /** Thrown when WebGPU is unavailable; the message says what to try. */
 export class GpuUnavailableError extends Error {
+  /** Always "GpuUnavailableError". */
   override name = "GpuUnavailableError";
 }
 

@@ -10,6 +10,7 @@ import { acquireDevice, type AcquireOptions, type AdapterSummary } from "./devic
 
 /** A byte range of a GPU buffer: what a kernel binds. */
 export interface BufferView {
+  /** The underlying GPU buffer. */
   buffer: GPUBuffer;
   /** Byte offset, a multiple of the device's storage offset alignment. */
   offset: number;
@@ -24,20 +25,31 @@ export type BindingKind = "read" | "write" | "uniform";
 export interface Program {
   /** Unique cache key; programs with equal keys must have equal code. */
   key: string;
+  /** WGSL source of the kernel. */
   code: string;
+  /** Kind of each binding in group 0, by binding index. */
   bindings: BindingKind[];
+  /** Compute entry point; defaults to "main". */
   entryPoint?: string;
 }
 
 /** Counters used by tests and benchmarks to prove a warm step creates nothing. */
 export interface GpuStats {
+  /** Storage buffers created (pool misses and flat parameter buffers). */
   buffersCreated: number;
+  /** Storage buffers destroyed by {@linkcode Gpu.trim} or {@linkcode Gpu.destroy}. */
   buffersDestroyed: number;
+  /** Bind groups created (cache misses). */
   bindGroupsCreated: number;
+  /** Compute pipelines created (cache misses). */
   pipelinesCreated: number;
+  /** Uniform buffers created (content-cache misses). */
   uniformsCreated: number;
+  /** Command buffers submitted. */
   submits: number;
+  /** Buffer reads back to the host via {@linkcode Gpu.read}. */
   readbacks: number;
+  /** Dispatches recorded, including empty ones. */
   dispatches: number;
 }
 
@@ -64,10 +76,13 @@ function idOf(buffer: GPUBuffer): number {
 
 /** The engine's handle on one GPU device. */
 export class Gpu {
+  /** The WebGPU device all work runs on. */
   readonly device: GPUDevice;
+  /** Summary of the adapter the device came from. */
   readonly adapter: AdapterSummary;
   /** Alignment of storage-binding offsets, in bytes. */
   readonly offsetAlignment: number;
+  /** Object-creation and work counters since construction. */
   readonly stats: GpuStats = {
     buffersCreated: 0,
     buffersDestroyed: 0,
@@ -91,6 +106,7 @@ export class Gpu {
   /** Validation errors reported by the device, oldest first (see {@linkcode Gpu.sync}). */
   readonly errors: string[] = [];
 
+  /** Wraps an existing device; listens for its uncaptured validation errors. */
   constructor(device: GPUDevice, adapter: AdapterSummary) {
     this.device = device;
     this.adapter = adapter;

@@ -8,19 +8,24 @@ import { Tensor } from "../tensor.ts";
 
 /** Name and shape of one parameter or buffer, in PyTorch state_dict order. */
 export interface ParamSpec {
+  /** PyTorch state_dict key, e.g. "layer1.0.conv1.weight". */
   name: string;
+  /** Tensor shape, PyTorch order (conv weights [out, in, kh, kw]). */
   shape: number[];
 }
 
 /** Where each named tensor sits in a flat buffer. */
 export class FlatLayout {
+  /** The entries, in buffer order. */
   readonly specs: ParamSpec[];
   /** Offsets in floats. */
   readonly offsets: number[];
   /** Total floats, including alignment gaps. */
   readonly length: number;
+  /** Index into `specs` of each entry name. */
   readonly byName: Map<string, number>;
 
+  /** Lays `specs` out in order, each entry at a byte offset that is a multiple of `alignBytes`. */
   constructor(specs: ParamSpec[], alignBytes: number) {
     this.specs = specs;
     const align = Math.max(1, alignBytes / 4);
@@ -43,11 +48,15 @@ export class FlatLayout {
 
 /** A flat GPU buffer laid out by a {@linkcode FlatLayout}, with a tensor view per entry. */
 export class FlatTensors {
+  /** The layout of `buffer`. */
   readonly layout: FlatLayout;
+  /** The flat buffer, `layout.length * 4` bytes; not pooled. */
   readonly buffer: GPUBuffer;
+  /** One named view per entry, in `layout.specs` order. */
   readonly tensors: Tensor[];
   readonly #gpu: Gpu;
 
+  /** Creates the buffer (zero-filled) and its views, each with the given `requiresGrad`. */
   constructor(gpu: Gpu, layout: FlatLayout, requiresGrad = false) {
     this.#gpu = gpu;
     this.layout = layout;

@@ -19,7 +19,9 @@ import { FlatLayout, type FlatTensors, type ParamSpec } from "./params.ts";
 export interface ResNetConfig {
   /** Total depth 6n+2: 8, 20, 32, 44, 56, 110. */
   depth: number;
+  /** Channels of the input images. */
   inChannels: number;
+  /** Number of classes (classifier outputs). */
   numClasses: number;
   /** LDAM's normalised classifier instead of linear + bias. */
   cosine?: boolean;
@@ -27,6 +29,7 @@ export interface ResNetConfig {
 
 /** BN behaviour of one forward pass. */
 export interface ForwardMode {
+  /** "train": batch statistics; "eval": running statistics. */
   bn: "train" | "eval";
   /** Train-mode passes that may update running statistics (only the real update pass). */
   updateRunningStats: boolean;
@@ -97,11 +100,16 @@ export function resnetInit(cfg: ResNetConfig, seed: number): Map<string, Float32
 
 /** A CIFAR ResNet: its layout, and a forward pass over any parameter set of that layout. */
 export class ResNet {
+  /** The architecture. */
   readonly config: ResNetConfig;
+  /** Layout of the trainable parameters. */
   readonly paramLayout: FlatLayout;
+  /** Layout of the BN running statistics. */
   readonly bufferLayout: FlatLayout;
+  /** Residual blocks per stage, n = (depth - 2) / 6. */
   readonly blocks: number;
 
+  /** Validates the depth and builds the layouts, aligned for `gpu`'s storage bindings. */
   constructor(gpu: Gpu, config: ResNetConfig) {
     this.config = config;
     this.blocks = blocksPerStage(config.depth);

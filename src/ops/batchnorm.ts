@@ -30,7 +30,9 @@ export interface BatchNormOptions {
   updateRunningStats: boolean;
   /** Fuse a ReLU after the normalisation. */
   relu?: boolean;
+  /** Added to the variance before the inverse square root; default 1e-5. */
   eps?: number;
+  /** Running-statistics update weight m: `running = (1 - m) * running + m * batch`; default 0.1. */
   momentum?: number;
 }
 

@@ -8,9 +8,13 @@ import { sgdSource } from "../../shaders/optim.ts";
 
 /** Hyper-parameters of {@linkcode sgdStep}. */
 export interface SgdOptions {
+  /** Learning rate. */
   lr: number;
+  /** Momentum factor (dampening 0, as PyTorch). */
   momentum: number;
+  /** L2 weight decay, added to the gradient as `weightDecay * param`. */
   weightDecay: number;
+  /** Use Nesterov momentum. */
   nesterov: boolean;
 }
 

@@ -47,19 +47,27 @@ export function ticks(lo: number, hi: number, count = 5): number[] {
 
 /** One line of a line chart. */
 export interface Series {
+  /** Legend label and line tooltip. */
   name: string;
   /** [x, y] points; non-finite y leaves a gap. */
   points: [number, number][];
+  /** CSS stroke colour; default `colour(i)` for series index i. */
   colour?: string;
+  /** Draw the line dashed. */
   dashed?: boolean;
 }
 
 /** Options of {@linkcode lineChart}. */
 export interface ChartOptions {
+  /** Chart title, drawn above the plot. */
   title: string;
+  /** X-axis label. */
   xLabel?: string;
+  /** Y-axis label. */
   yLabel?: string;
+  /** Width in pixels; default 640. */
   width?: number;
+  /** Height in pixels; default 300. */
   height?: number;
   /** Log-scale y (positive values only). */
   logY?: boolean;

@@ -20,14 +20,21 @@ import type { TrainOptions } from "./trainer.ts";
 
 /** A bad command line; the message lists what is valid. */
 export class UsageError extends ConfigError {
+  /** Always "UsageError". */
   override name = "UsageError";
 }
 
-type Kind = "string" | "int" | "number" | "list" | "bool" | "enum";
-interface Flag {
+/** How a flag's value parses: text, integer >= 0, number, integer list, switch or choice. */
+export type FlagKind = "string" | "int" | "number" | "list" | "bool" | "enum";
+/** How one flag parses and what it sets. */
+export interface Flag {
+  /** The {@linkcode TrainOptions} field the flag sets, or "help". */
   key: keyof TrainOptions | "help";
-  kind: Kind;
+  /** How the value parses. */
+  kind: FlagKind;
+  /** One-line description shown by {@linkcode usage}. */
   help: string;
+  /** Allowed values of an "enum" flag. */
   values?: readonly string[];
   /** Accepts "none" as null. */
   nullable?: boolean;
@@ -122,7 +129,9 @@ const validFlags = () => Object.keys(TRAIN_FLAGS).map((f) => `--${f}`).join(", "
 
 /** Parsed command line: options for {@linkcode train}, or a request for help. */
 export interface ParsedArgs {
+  /** True when --help was given. */
   help: boolean;
+  /** The options the flags set; fields of flags not given are absent. */
   options: TrainOptions;
 }
 

@@ -52,7 +52,9 @@ export type PresetName = typeof PRESETS[number];
 
 /** Every setting of a training run. */
 export interface TrainConfig {
+  /** The preset the other settings started from. */
   preset: PresetName;
+  /** Dataset to train and test on. */
   dataset: DatasetName;
   /** Where to look for the dataset first (see src/data/load.ts); null: default search. */
   dataDir: string | null;
@@ -66,26 +68,39 @@ export interface TrainConfig {
   devPerClass: number;
   /** Balanced test subset: the first k test images of each class; null: the whole test set. */
   testPerClass: number | null;
+  /** Weighting method. */
   method: Method;
   /** Loss of the meta family (meta, l2rw*, mwn, meta-update-wy, meta-eps0); fixed for others. */
   loss: LossName;
+  /** Focal-loss exponent gamma, >= 0. */
   focalGamma: number;
+  /** Network: a CIFAR ResNet. */
   model: ModelName;
+  /** Number of training epochs, >= 1. */
   epochs: number;
   /** First epoch of stage 2 (meta steps, DRW, fine-tuning); >= epochs: never. */
   metaStart: number;
+  /** Training batch size, >= 2. */
   batch: number;
+  /** Initial learning rate, > 0. */
   lr: number;
+  /** Increasing epochs at which the lr is multiplied by `lrDecayFactor` (see {@linkcode lrAt}). */
   lrDecayEpochs: number[];
+  /** Learning-rate multiplier at each decay epoch, > 0. */
   lrDecayFactor: number;
+  /** SGD momentum, in [0, 1). */
   momentum: number;
+  /** Use Nesterov momentum. */
   nesterov: boolean;
+  /** SGD weight decay, >= 0. */
   weightDecay: number;
   /** beta of the effective-number class weights. */
   beta: number;
   /** eps = -tau * d L_dev / d eps. */
   tau: number;
+  /** Reduction of the look-ahead loss over the batch: "sum" (reference code) or "mean" (paper). */
   lookahead: "sum" | "mean";
+  /** Seed of every random choice, an integer in [0, 2^32 - 1]. */
   seed: number;
   /** Evaluate every k epochs (and always after the last). */
   evalEvery: number;
@@ -95,6 +110,7 @@ export interface TrainConfig {
 
 /** Thrown for invalid settings; the CLI prints the message without a stack trace. */
 export class ConfigError extends Error {
+  /** Always "ConfigError". */
   override name = "ConfigError";
 }
 

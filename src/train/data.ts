@@ -13,16 +13,21 @@ import type { TrainConfig } from "./config.ts";
 
 /** Train and test splits supplied in memory (scripts and tests), bypassing the loader. */
 export interface SuppliedData {
+  /** Training split; the long-tailed subset and dev set are drawn from it. */
   train: ImageDataset;
+  /** Test split. */
   test: ImageDataset;
   /** Per-channel normalisation; default: computed by the known dataset's constants or 0.5/0.25. */
   mean?: number[];
+  /** Per-channel standard deviation; default as for `mean`. */
   std?: number[];
 }
 
 /** Everything the loop needs to know about the data of a run. */
 export interface RunData {
+  /** The full training split. */
   train: ImageDataset;
+  /** The full test split. */
   test: ImageDataset;
   /** Where the files came from ("memory" for supplied data). */
   source: string;
@@ -34,16 +39,25 @@ export interface RunData {
   devByClass: Int32Array[];
   /** Test subset (test-set indices, ascending). */
   testIndices: Int32Array;
+  /** Per-class counts of `trainIndices`. */
   trainCounts: number[];
+  /** Per-class counts of `devIndices`. */
   devCounts: number[];
+  /** Per-class counts of `testIndices`. */
   testCounts: number[];
+  /** Head-class count `n_max` of the long-tailed split. */
   nMax: number;
+  /** Number of classes. */
   numClasses: number;
+  /** Image shape `[channels, height, width]`. */
   image: [number, number, number];
+  /** Per-channel normalisation mean (pixels scaled to [0, 1]). */
   mean: number[];
+  /** Per-channel normalisation standard deviation (pixels scaled to [0, 1]). */
   std: number[];
   /** Horizontal flips in augmentation (off for digits). */
   flip: boolean;
+  /** Reflect padding of the random crop: min(4, height - 1, width - 1). */
   pad: number;
 }
 
@@ -142,10 +156,14 @@ export function fineTuneSubset(data: RunData, seed: number): Int32Array {
 
 /** Random choices of one epoch: shuffle, then per step augmentation and dev batches. */
 export class EpochRandom {
+  /** Generator of the epoch's shuffle, derived from `(seed, "shuffle", epoch)`. */
   readonly shuffle: Rng;
+  /** Generator of augmentation parameters, derived from `(seed, "augment", epoch)`. */
   readonly augment: Rng;
+  /** Generator of dev batches, derived from `(seed, "dev", epoch)`. */
   readonly dev: Rng;
 
+  /** The generators of epoch `epoch` of a run seeded with `seed`. */
   constructor(seed: number, epoch: number) {
     this.shuffle = Rng.derive(seed, "shuffle", epoch);
     this.augment = Rng.derive(seed, "augment", epoch);

@@ -16,7 +16,9 @@ import type { RunData } from "./data.ts";
 export interface EvalMetrics {
   /** Fractions in [0, 1]. */
   top1Error: number;
+  /** Fraction of examples whose label is not among the 3 largest logits. */
   top3Error: number;
+  /** Fraction of examples whose label is not among the 5 largest logits. */
   top5Error: number;
   /** Mean cross-entropy of the (scaled) logits. */
   loss: number;
@@ -24,17 +26,21 @@ export interface EvalMetrics {
   perClassAccuracy: number[];
   /** confusion[true][predicted] counts. */
   confusion: number[][];
+  /** Number of examples evaluated. */
   count: number;
 }
 
 /** Accumulates metrics from logits batch by batch. */
 export class MetricAccumulator {
+  /** Number of classes C (logit row length). */
   readonly numClasses: number;
+  /** Running counts `confusion[true][predicted]`, C x C. */
   readonly confusion: number[][];
   #hits = [0, 0, 0];
   #loss = 0;
   #count = 0;
 
+  /** An empty accumulator for `numClasses` classes. */
   constructor(numClasses: number) {
     this.numClasses = numClasses;
     this.confusion = Array.from({ length: numClasses }, () => new Array(numClasses).fill(0));

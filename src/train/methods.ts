@@ -43,6 +43,7 @@ export interface Phase {
   weights: "ones" | "cb" | "zero";
   /** Meta rule and look-ahead weights (meta steps only). */
   rule?: MetaWeightRule;
+  /** Look-ahead per-example weights (meta steps only): the class weights ("w") or zeros (L2RW). */
   lookaheadWeights?: "w" | "zero";
   /** Images of the epoch: the whole long-tailed set, or a class-balanced subset. */
   images: "all" | "balanced-subset";

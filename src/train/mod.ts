@@ -29,3 +29,4 @@ export type { EpochMetrics, EpochRecord, EpochTest, PerClassMeta, RunSummary } f
 export { TrainState } from "./step.ts";
 export type { HostWeightRule, MetaOptions, MetaStepResult, StepShapes } from "./step.ts";
 export { parseTrainArgs, TRAIN_FLAGS, UsageError } from "./cli.ts";
+export type { Flag, FlagKind, ParsedArgs } from "./cli.ts";

@@ -21,8 +21,11 @@ import type { SafeTensor } from "../checkpoint/safetensors.ts";
 
 /** Hyper-parameters of the MLP's optimiser. */
 export interface MwnOptions {
+  /** Hidden units of the 1-H-1 MLP; default 100. */
   hidden?: number;
+  /** Adam learning rate; default 1e-3. */
   lr?: number;
+  /** L2 weight decay added to the Adam gradient; default 1e-4. */
   weightDecay?: number;
 }
 
@@ -30,8 +33,11 @@ const NAMES = ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"] as const;
 
 /** The MLP, its Adam state, and the weighting rule for {@linkcode TrainState.metaStepHost}. */
 export class MetaWeightNet implements HostWeightRule {
+  /** Hidden units H of the MLP. */
   readonly hidden: number;
+  /** Adam learning rate. */
   readonly lr: number;
+  /** L2 weight decay added to the Adam gradient. */
   readonly weightDecay: number;
   /** fc1.weight [H,1], fc1.bias [H], fc2.weight [1,H], fc2.bias [1]. */
   readonly params: Float64Array[];
@@ -41,6 +47,7 @@ export class MetaWeightNet implements HostWeightRule {
   /** Final (unnormalised) MLP outputs V(loss; phi') of the last step, for statistics. */
   lastWeights: Float32Array = new Float32Array(0);
 
+  /** An MLP initialised like PyTorch's Linear from `seed`, with zeroed Adam state. */
   constructor(seed: number, options: MwnOptions = {}) {
     const H = this.hidden = options.hidden ?? 100;
     this.lr = options.lr ?? 1e-3;

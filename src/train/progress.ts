@@ -49,6 +49,7 @@ export function stdoutSink(): ProgressSink {
 
 /** Tracks an epoch's steps and prints progress. */
 export class Progress {
+  /** Where lines and the status bar go. */
   readonly sink: ProgressSink;
   /** Seconds between plain lines when there is no terminal. */
   readonly interval: number;
@@ -61,6 +62,7 @@ export class Progress {
   /** Estimated seconds of the epochs after this one. */
   #later = 0;
 
+  /** Progress to `sink`; without a status bar, plain lines at most every `interval` seconds. */
   constructor(sink: ProgressSink, interval = 20) {
     this.sink = sink;
     this.interval = interval;

@@ -28,10 +28,13 @@ export type { MetaWeightRule };
 
 /** Static sizes of a run: every GPU buffer of a step is sized from these once. */
 export interface StepShapes {
+  /** Training batch size B. */
   batch: number;
+  /** Dev batch size (images per meta-step dev batch). */
   devBatch: number;
   /** [channels, height, width] of one image. */
   image: [number, number, number];
+  /** Number of classes. */
   numClasses: number;
 }
 
@@ -70,32 +73,46 @@ export interface HostWeightRule {
  * parameters, the meta direction, and fixed input tensors that the data pipeline writes into.
  */
 export class TrainState {
+  /** The GPU everything lives on. */
   readonly gpu: Gpu;
+  /** The network whose layouts size the flat buffers. */
   readonly model: ResNet;
+  /** The static sizes of the run. */
   readonly shapes: StepShapes;
+  /** Trainable parameters theta (requiresGrad). */
   readonly params: FlatTensors;
+  /** BN running statistics. */
   readonly buffers: FlatTensors;
+  /** Parameter gradients of the last backward of the batch. */
   readonly grads: FlatTensors;
+  /** SGD momentum buffers, zeroed at construction. */
   readonly momentum: FlatTensors;
+  /** Look-ahead parameters theta' = theta - eta * g of the meta step (requiresGrad). */
   readonly lookahead: FlatTensors;
+  /** Meta direction v: gradient of the mean dev loss at theta'. */
   readonly direction: FlatTensors;
   /** Batch inputs: images [B,C,H,W], u32 labels [B], per-example class weights w [B]. */
   readonly x: Tensor;
+  /** Labels of the batch, u32 [B]. */
   readonly labels: Tensor;
+  /** Per-example weights w [B] of the batch ({@linkcode TrainState.metaStepHost} overwrites it). */
   readonly weights: Tensor;
   /** Dev batch inputs. */
   readonly devX: Tensor;
+  /** Labels of the dev batch, u32 [devBatch]. */
   readonly devLabels: Tensor;
   /** Running sums for logging: [0] sum of losses, [1] count of examples. */
   readonly lossSum: Tensor;
   /** Per-example eps and final weights of the last meta step. */
   readonly eps: Tensor;
+  /** Final per-example weights [B] of the last meta step. */
   readonly finalWeights: Tensor;
   /** Class weights [numClasses]: meta-learned in place by the "meta-update-wy" rule. */
   readonly classWeights: Tensor;
   readonly #fixed: Tensor[] = [];
   #devSeed: Tensor;
 
+  /** Allocates every buffer of the run; momentum and the loss sums start at zero. */
   constructor(gpu: Gpu, model: ResNet, shapes: StepShapes) {
     this.gpu = gpu;
     this.model = model;

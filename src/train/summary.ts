@@ -26,14 +26,21 @@ export type EpochTest = Omit<EvalMetrics, "confusion">;
 export interface EpochRecord {
   /** 0-based epoch index. */
   epoch: number;
+  /** Step kind of the epoch. */
   phase: "plain" | "meta" | "mwn";
+  /** Learning rate of the epoch. */
   lr: number;
   /** Mean unweighted per-example training loss of the epoch. */
   trainLoss: number;
+  /** Training steps of the epoch. */
   steps: number;
+  /** Training images of the epoch (`steps * batch`). */
   images: number;
+  /** Test metrics, or null when the epoch was not evaluated. */
   test: EpochTest | null;
+  /** Per-class meta statistics of the epoch's meta or MWN steps; null for plain epochs. */
   meta: PerClassMeta | null;
+  /** Wall time of the epoch in seconds, and training images per second. */
   timing: { seconds: number; imagesPerSecond: number };
 }
 
@@ -44,9 +51,13 @@ export type EpochMetrics = EvalMetrics & { epoch: number };
 export interface RunSummary {
   /** "completed", "stopped" (non-finite loss), or "running" (written during the run). */
   status: "completed" | "stopped" | "running";
+  /** Why the run stopped (status "stopped" only). */
   message?: string;
+  /** The resolved settings of the run. */
   config: TrainConfig;
+  /** The GPU adapter the run used. */
   adapter: { description: string; isFallbackAdapter: boolean };
+  /** The data of the run: source, image shape `[C, H, W]`, split sizes and per-class counts. */
   data: {
     source: string;
     numClasses: number;
@@ -64,9 +75,13 @@ export interface RunSummary {
   margins: number[] | null;
   /** The meta-learned class weights at the end (meta-update-wy). */
   finalClassWeights: number[] | null;
+  /** Epochs completed so far. */
   epochsDone: number;
+  /** Training steps completed so far, over all epochs. */
   steps: number;
+  /** Metrics of the most recent evaluation, or null before the first. */
   last: EpochMetrics | null;
+  /** Metrics of the evaluation with the lowest top-1 error, or null before the first. */
   best: EpochMetrics | null;
   /** Per-class meta statistics over all meta epochs. */
   meta: PerClassMeta | null;
