@@ -26,7 +26,10 @@ export interface GemmTile {
 
 /** What distinguishes one GEMM instance from another. */
 export interface GemmHooks {
-  /** Extra u32 fields of the uniform struct `p`, after M, N, K, kChunk. */
+  /**
+   * Names of the instance's shape constants, after M, N, K, kChunk; hooks read them as `p.NAME`
+   * and each pipeline is specialised on their values (see {@linkcode specialize}).
+   */
   params: string[];
   /** Extra storage bindings after A and B: [name, "read" | "write", wgslType]. */
   extraBindings?: [string, "read" | "write", string][];
@@ -41,72 +44,119 @@ export interface GemmHooks {
   store: string;
 }
 
-/** Uniform header shared by all GEMM instances. */
+/** Shape constants every GEMM instance has, before the instance's own `params`. */
 export const GEMM_BASE_PARAMS = ["M", "N", "K", "kChunk"];
 
-function paramStruct(fields: string[]): string {
-  return `struct Params {\n${fields.map((f) => `  ${f}: u32,`).join("\n")}\n}`;
+/** Values of the shape constants: GEMM_BASE_PARAMS, the instance's params (and `splits`). */
+export type GemmConsts = Record<string, number>;
+
+/**
+ * Specialises WGSL on the shape: every `p.NAME` becomes the literal `VALUEu`, so divisions and
+ * modulos by shape constants compile to multiplies and shifts and bounds checks fold. Pipelines
+ * are keyed by the values (src/ops/gemm.ts); there is no uniform buffer.
+ */
+export function specialize(code: string, consts: GemmConsts): string {
+  return code.replace(/\bp\.([A-Za-z_]\w*)/g, (_, name: string) => {
+    const v = consts[name];
+    if (v === undefined || !Number.isInteger(v) || v < 0 || v > 0xffffffff) {
+      throw new Error(`gemm: no u32 value for shape constant p.${name}`);
+    }
+    return `${v}u`;
+  });
+}
+
+function bindingLines(extra: [string, "read" | "write", string][], first: number): string[] {
+  return extra.map(([name, mode, type], i) =>
+    `@group(0) @binding(${first + i}) var<storage, ${
+      mode === "read" ? "read" : "read_write"
+    }> ${name}: ${type};`
+  );
 }
 
 /**
  * WGSL of a GEMM instance. With `split` true, C is the partial-sum buffer and `store` is not
  * used (see {@linkcode gemmReduceSource}).
  */
-export function gemmSource(hooks: GemmHooks, tile: GemmTile, split: boolean): string {
+export function gemmSource(
+  hooks: GemmHooks,
+  tile: GemmTile,
+  split: boolean,
+  consts: GemmConsts,
+): string {
   const { wx, wy, tm, tn } = tile;
+  const { M, N, K, kChunk } = consts;
   const extra = hooks.extraBindings ?? [];
-  const fields = [...GEMM_BASE_PARAMS, ...hooks.params];
   const bindings = [
     `@group(0) @binding(0) var<storage, read> A: array<f32>;`,
     `@group(0) @binding(1) var<storage, read> B: array<f32>;`,
-    ...extra.map(([name, mode, type], i) =>
-      `@group(0) @binding(${2 + i}) var<storage, ${
-        mode === "read" ? "read" : "read_write"
-      }> ${name}: ${type};`
-    ),
+    ...bindingLines(extra, 2),
     `@group(0) @binding(${2 + extra.length}) var<storage, read_write> C: array<f32>;`,
-    `@group(0) @binding(${3 + extra.length}) var<uniform> p: Params;`,
   ];
+  // Whole tiles only: no row / column masks at all.
+  const fullM = M % (wy * tm) === 0;
+  const fullN = N % (wx * tn) === 0;
   const lines: string[] = [];
   const acc = (i: number, j: number) => `acc_${i}_${j}`;
-  for (let i = 0; i < tm; i++) {
-    for (let j = 0; j < tn; j++) lines.push(`  var ${acc(i, j)} = 0.0;`);
+  // With a single tile along an axis, rows (columns) that lie past M (N) in every workgroup
+  // are not generated at all: a tile of 16 rows runs an M = 3 product as 3 rows.
+  const rows = M <= wy * tm ? Math.min(tm, Math.ceil(M / wy)) : tm;
+  const cols = N <= wx * tn ? Math.min(tn, Math.ceil(N / wx)) : tn;
+  for (let i = 0; i < rows; i++) {
+    for (let j = 0; j < cols; j++) lines.push(`  var ${acc(i, j)} = 0.0;`);
   }
-  for (let i = 0; i < tm; i++) {
+  for (let i = 0; i < rows; i++) {
     lines.push(`  let m${i} = mBase + ${i * wy}u;`);
-    lines.push(`  let okM${i} = m${i} < p.M;`);
-    lines.push(`  let r${i} = rowA(min(m${i}, p.M - 1u));`);
+    if (fullM) lines.push(`  let r${i} = rowA(m${i});`);
+    else {
+      lines.push(`  let okM${i} = m${i} < p.M;`);
+      lines.push(`  let r${i} = rowA(min(m${i}, p.M - 1u));`);
+    }
   }
-  for (let j = 0; j < tn; j++) {
+  for (let j = 0; j < cols; j++) {
     lines.push(`  let n${j} = nBase + ${j * wx}u;`);
-    lines.push(`  let okN${j} = n${j} < p.N;`);
-    lines.push(`  let c${j} = colB(min(n${j}, p.N - 1u));`);
+    if (fullN) lines.push(`  let c${j} = colB(n${j});`);
+    else {
+      lines.push(`  let okN${j} = n${j} < p.N;`);
+      lines.push(`  let c${j} = colB(min(n${j}, p.N - 1u));`);
+    }
   }
   lines.push(`  for (var k = kBegin; k < kEnd; k++) {`);
   lines.push(`    let ka = kA(k);`);
   lines.push(`    let kb = kB(k);`);
-  for (let i = 0; i < tm; i++) {
-    lines.push(`    let a${i} = select(0.0, loadA(r${i}, ka), okM${i});`);
+  for (let i = 0; i < rows; i++) {
+    lines.push(
+      fullM
+        ? `    let a${i} = loadA(r${i}, ka);`
+        : `    let a${i} = select(0.0, loadA(r${i}, ka), okM${i});`,
+    );
   }
-  for (let j = 0; j < tn; j++) {
-    lines.push(`    let b${j} = select(0.0, loadB(kb, c${j}), okN${j});`);
+  for (let j = 0; j < cols; j++) {
+    lines.push(
+      fullN
+        ? `    let b${j} = loadB(kb, c${j});`
+        : `    let b${j} = select(0.0, loadB(kb, c${j}), okN${j});`,
+    );
   }
-  for (let i = 0; i < tm; i++) {
-    for (let j = 0; j < tn; j++) {
+  for (let i = 0; i < rows; i++) {
+    for (let j = 0; j < cols; j++) {
       lines.push(`    ${acc(i, j)} = fma(a${i}, b${j}, ${acc(i, j)});`);
     }
   }
   lines.push(`  }`);
-  for (let i = 0; i < tm; i++) {
-    for (let j = 0; j < tn; j++) {
+  for (let i = 0; i < rows; i++) {
+    for (let j = 0; j < cols; j++) {
       const target = split
         ? `C[(wg.z * p.M + m${i}) * p.N + n${j}] = ${acc(i, j)};`
         : `store(m${i}, n${j}, ${acc(i, j)});`;
-      lines.push(`  if (okM${i} && okN${j}) { ${target} }`);
+      const ok = [fullM ? "" : `okM${i}`, fullN ? "" : `okN${j}`].filter((c) => c);
+      lines.push(ok.length ? `  if (${ok.join(" && ")}) { ${target} }` : `  ${target}`);
     }
   }
-  return `${paramStruct(fields)}
-${bindings.join("\n")}
+  const kEnd = split
+    ? (K % kChunk === 0 ? "kBegin + p.kChunk" : "min(p.K, kBegin + p.kChunk)")
+    : "p.K";
+  return specialize(
+    `${bindings.join("\n")}
 fn rowA(m: u32) -> vec4<i32> { ${hooks.rowA} }
 fn kA(k: u32) -> vec4<i32> { ${hooks.kA} }
 fn loadA(r: vec4<i32>, k: vec4<i32>) -> f32 { ${hooks.loadA} }
@@ -118,31 +168,25 @@ ${split ? "" : `fn store(m: u32, n: u32, v: f32) { ${hooks.store} }`}
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let mBase = wg.y * ${wy * tm}u + lid.y;
   let nBase = wg.x * ${wx * tn}u + lid.x;
-  let kBegin = wg.z * p.kChunk;
-  let kEnd = min(p.K, kBegin + p.kChunk);
+  let kBegin = ${split ? "wg.z * p.kChunk" : "0u"};
+  let kEnd = ${kEnd};
 ${lines.join("\n")}
 }
-`;
+`,
+    consts,
+  );
 }
 
 /**
  * WGSL that adds `splits` partial GEMM results in index order and applies the instance's
  * `store`: deterministic split-K.
  */
-export function gemmReduceSource(hooks: GemmHooks): string {
+export function gemmReduceSource(hooks: GemmHooks, consts: GemmConsts): string {
   const extra = hooks.extraBindings ?? [];
-  const fields = [...GEMM_BASE_PARAMS, ...hooks.params, "splits"];
-  return `${paramStruct(fields)}
-@group(0) @binding(0) var<storage, read> partial: array<f32>;
-${
-    extra.map(([name, mode, type], i) =>
-      `@group(0) @binding(${1 + i}) var<storage, ${
-        mode === "read" ? "read" : "read_write"
-      }> ${name}: ${type};`
-    ).join("\n")
-  }
+  return specialize(
+    `@group(0) @binding(0) var<storage, read> partial: array<f32>;
+${bindingLines(extra, 1).join("\n")}
 @group(0) @binding(${1 + extra.length}) var<storage, read_write> C: array<f32>;
-@group(0) @binding(${2 + extra.length}) var<uniform> p: Params;
 fn store(m: u32, n: u32, v: f32) { ${hooks.store} }
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -153,5 +197,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   for (var z = 0u; z < p.splits; z++) { s += partial[z * total + i]; }
   store(i / p.N, i % p.N, s);
 }
-`;
+`,
+    consts,
+  );
 }

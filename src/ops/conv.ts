@@ -5,7 +5,8 @@
  *   forward  y[n,o,oh,ow] = sum_{c,kh,kw} w[o,c,kh,kw] x[n,c,oh*s-p+kh,ow*s-p+kw]
  *            GEMM rows o, columns (n,oh,ow), depth (c,kh,kw)
  *   dX       dx[n,c,h,w]  = sum_{o,kh,kw} w[o,c,kh,kw] dy[n,o,(h+p-kh)/s,(w+p-kw)/s]
- *            rows c, columns (n,h,w), depth (o,kh,kw); non-integer positions read zero
+ *            one GEMM per phase (h%s, w%s): rows c, columns (n,h/s,w/s), depth (o and the
+ *            taps whose (h+p-kh)/s is an integer), so no work on structural zeros
  *   dW       dw[o,(c,kh,kw)] = sum_{n,oh,ow} dy[n,o,oh,ow] x[n,c,oh*s-p+kh,ow*s-p+kw]
  *            rows o, columns (c,kh,kw), depth (n,oh,ow): long K, so split-K
  *   JVP      y' = conv(x', w) + conv(x, w')   (the forward GEMM, the second accumulating)
@@ -83,26 +84,50 @@ function forwardInstance(mode: StoreMode): GemmInstance {
   };
 }
 
+/**
+ * dX as s*s sub-pixel GEMMs, one per input phase (h % s, w % s): input row h = ph + s*h' is
+ * reached only by the taps kh = rh + s*jh with rh = (ph + pad) % s, from output row
+ * oh = h' + bh - jh with bh = (ph + pad - rh) / s. Each phase's GEMM has only those taps in its
+ * depth, so a stride-2 dX does the useful multiply-adds only, instead of an implicit GEMM over
+ * every tap where 3/4 of the loads hit structural zeros. At stride 1 it is the one phase.
+ *   rows c, columns (n, h', w'), depth (o, jh, jw)
+ */
+const DX_PARAMS = [...PARAMS, "ph", "pw", "rh", "rw", "nKh", "nKw", "bh", "bw", "Hp", "Wp"];
+
 const DX: GemmInstance = {
   key: "conv-dx",
   hooks: {
-    params: PARAMS,
+    params: DX_PARAMS,
     rowA: `return vec4<i32>(${I("m * p.KH * p.KW")}, 0, 0, 0);`,
-    kA: `let kk = p.KH * p.KW; return vec4<i32>(${I("(k / kk) * p.Cin * kk + k % kk")}, 0, 0, 0);`,
+    kA: `let kk = p.nKh * p.nKw; let co = k / kk; let t = k % kk;
+      let kh = p.rh + p.stride * (t / p.nKw); let kw = p.rw + p.stride * (t % p.nKw);
+      return vec4<i32>(${I("co * p.Cin * p.KH * p.KW + kh * p.KW + kw")}, 0, 0, 0);`,
     loadA: "return A[u32(r.x + k.x)];",
-    kB: `let kk = p.KH * p.KW; let co = k / kk; let t = k % kk;
-      return vec4<i32>(${I("co * p.OH * p.OW")}, ${I("t / p.KW")}, ${I("t % p.KW")}, 0);`,
-    colB: `let hw = p.H * p.W; let nb = n / hw; let s = n % hw;
-      return vec4<i32>(${I("nb * p.Cout * p.OH * p.OW")}, ${I("s / p.W + p.pad")}, ${
-      I("s % p.W + p.pad")
+    kB: `let kk = p.nKh * p.nKw; let co = k / kk; let t = k % kk;
+      return vec4<i32>(${I("co * p.OH * p.OW")}, ${I("t / p.nKw")}, ${I("t % p.nKw")}, 0);`,
+    colB: `let hw = p.Hp * p.Wp; let nb = n / hw; let s = n % hw;
+      return vec4<i32>(${I("nb * p.Cout * p.OH * p.OW")}, ${I("s / p.Wp + p.bh")}, ${
+      I("s % p.Wp + p.bw")
     }, 0);`,
-    loadB: `let th = c.y - k.y; let tw = c.z - k.z; let st = i32(p.stride);
-      let oh = th / st; let ow = tw / st;
-      let ok = th >= 0 && tw >= 0 && oh * st == th && ow * st == tw && oh < i32(p.OH) && ow < i32(p.OW);
+    loadB: `let oh = c.y - k.y; let ow = c.z - k.z;
+      let ok = oh >= 0 && ow >= 0 && oh < i32(p.OH) && ow < i32(p.OW);
       return select(0.0, B[u32(select(0, k.x + c.x + oh * i32(p.OW) + ow, ok))], ok);`,
-    store: `let hw = p.H * p.W; C[((n / hw) * p.Cin + m) * hw + n % hw] = v;`,
+    store: `let hw = p.Hp * p.Wp; let nb = n / hw; let s = n % hw;
+      let h = p.ph + p.stride * (s / p.Wp); let w = p.pw + p.stride * (s % p.Wp);
+      C[((nb * p.Cin + m) * p.H + h) * p.W + w] = v;`,
   },
 };
+
+/** Geometry of one dX phase along an axis (see {@linkcode DX}). */
+function dxPhase(phase: number, size: number, k: number, stride: number, pad: number) {
+  const r = (phase + pad) % stride;
+  return {
+    r,
+    taps: r < k ? Math.ceil((k - r) / stride) : 0,
+    b: (phase + pad - r) / stride,
+    count: phase < size ? Math.ceil((size - phase) / stride) : 0,
+  };
+}
 
 const DW: GemmInstance = {
   key: "conv-dw",
@@ -159,16 +184,24 @@ export function convBackwardInput(
 ): Tensor {
   const s = shapeOf(x, w, o);
   const dx = Tensor.empty(gpu, x.shape);
-  runGemm(
-    gpu,
-    DX,
-    { M: s.C, N: s.N * s.H * s.W, K: s.O * s.KH * s.KW },
-    bind(w),
-    bind(dy),
-    [],
-    bind(dx),
-    paramValues(s),
-  );
+  for (let ph = 0; ph < s.stride; ph++) {
+    const h = dxPhase(ph, s.H, s.KH, s.stride, s.pad);
+    for (let pw = 0; pw < s.stride; pw++) {
+      const v = dxPhase(pw, s.W, s.KW, s.stride, s.pad);
+      const N = s.N * h.count * v.count;
+      if (N === 0) continue;
+      runGemm(
+        gpu,
+        DX,
+        { M: s.C, N, K: s.O * h.taps * v.taps },
+        bind(w),
+        bind(dy),
+        [],
+        bind(dx),
+        [...paramValues(s), ph, pw, h.r, v.r, h.taps, v.taps, h.b, v.b, h.count, v.count],
+      );
+    }
+  }
   return dx;
 }
 
