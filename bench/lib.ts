@@ -1,0 +1,341 @@
+/**
+ * Shared pieces of the benchmarks (bench/*_bench.ts and scripts/bench.ts): the GEMM-family
+ * cases (matmul 1024^3 and conv forward / dX / dW at every ResNet-32 shape), the training-step
+ * harness, timing helpers, and a pipeline-compile timer.
+ *
+ * FLOP counts are the useful work of the operation, 2 * M * N * K of the mathematical product:
+ * for a convolution 2 * batch * Cout * OH * OW * Cin * KH * KW, the same for forward, dX and dW.
+ * (A stride-2 dX runs as an implicit GEMM over every input position, so its GEMM does 4x the
+ * multiply-adds, three quarters of them on structural zeros; the useful rate shows that cost.)
+ */
+import process from "node:process";
+import type { Gpu } from "../src/gpu/runtime.ts";
+import { Tensor } from "../src/tensor.ts";
+import { matmulInto } from "../src/ops/linear.ts";
+import {
+  convBackwardInput,
+  convBackwardWeight,
+  convForwardInto,
+  convOutSize,
+} from "../src/ops/conv.ts";
+import { ResNet, resnetInit } from "../src/nn/resnet.ts";
+import { type MetaOptions, TrainState } from "../src/train/step.ts";
+import type { SgdOptions } from "../src/optim/sgd.ts";
+
+// ------------------------------------------------------------------ data
+
+/** Deterministic pseudo-random values in [-1, 1) (a 32-bit LCG; benchmarks only). */
+export function randomArray(n: number, seed = 1): Float32Array {
+  const out = new Float32Array(n);
+  let s = seed >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    out[i] = s / 2147483648 - 1;
+  }
+  return out;
+}
+
+// ------------------------------------------------------------------ GEMM-family cases
+
+/** One conv layer shape of ResNet-32 (3x3, pad 1). */
+export interface ConvShapeSpec {
+  /** Short label, e.g. "16->32 s2 @32". */
+  label: string;
+  C: number;
+  O: number;
+  /** Input height = width. */
+  H: number;
+  stride: number;
+}
+
+/** Every distinct 3x3 conv shape of a CIFAR ResNet-32 (input 32x32). */
+export const RESNET32_CONVS: ConvShapeSpec[] = [
+  { label: "conv1 3->16 @32", C: 3, O: 16, H: 32, stride: 1 },
+  { label: "16->16 @32", C: 16, O: 16, H: 32, stride: 1 },
+  { label: "16->32 s2 @32", C: 16, O: 32, H: 32, stride: 2 },
+  { label: "32->32 @16", C: 32, O: 32, H: 16, stride: 1 },
+  { label: "32->64 s2 @16", C: 32, O: 64, H: 16, stride: 2 },
+  { label: "64->64 @8", C: 64, O: 64, H: 8, stride: 1 },
+];
+
+/** What a GEMM-family benchmark runs. */
+export type CaseKind = "matmul" | "conv-fwd" | "conv-dx" | "conv-dw";
+
+/** A prepared case: `run` records one instance of the kernel(s); `dispose` frees its buffers. */
+export interface PreparedCase {
+  run(): void;
+  dispose(): void;
+}
+
+/** A GEMM-family benchmark case. */
+export interface GemmCase {
+  /** Unique name, e.g. "conv-dw 16->32 s2 @32 (batch 100)". */
+  name: string;
+  kind: CaseKind;
+  /** Label of the shape (matmul: "1024^3"). */
+  shape: string;
+  /** Useful floating-point operations of one run. */
+  flops: number;
+  /** Implicit GEMM dimensions the engine runs. */
+  gemm: { M: number; N: number; K: number };
+  /** For the TF.js comparison: NHWC input and HWIO filter of the forward conv. */
+  conv?: { batch: number; C: number; O: number; H: number; stride: number };
+  prepare(gpu: Gpu): PreparedCase;
+}
+
+/** The engine's matmul C[n,n] = A[n,n] B[n,n]. */
+export function matmulCase(n = 1024): GemmCase {
+  return {
+    name: `matmul ${n}^3`,
+    kind: "matmul",
+    shape: `${n}^3`,
+    flops: 2 * n * n * n,
+    gemm: { M: n, N: n, K: n },
+    prepare(gpu) {
+      const a = Tensor.from(gpu, randomArray(n * n, 1), [n, n]);
+      const b = Tensor.from(gpu, randomArray(n * n, 2), [n, n]);
+      const c = Tensor.empty(gpu, [n, n]);
+      return {
+        run: () => matmulInto(gpu, a, b, c),
+        dispose: () => [a, b, c].forEach((t) => t.release(gpu)),
+      };
+    },
+  };
+}
+
+/**
+ * Checks the engine's n^3 matmul against float64 products on the CPU at `samples` sampled
+ * entries, and that two runs give bit-identical results.
+ */
+export async function checkMatmul(
+  gpu: Gpu,
+  n = 1024,
+  samples = 64,
+): Promise<{ maxRelError: number; deterministic: boolean }> {
+  const A = randomArray(n * n, 1), B = randomArray(n * n, 2);
+  const a = Tensor.from(gpu, A, [n, n]);
+  const b = Tensor.from(gpu, B, [n, n]);
+  const c = Tensor.empty(gpu, [n, n]);
+  matmulInto(gpu, a, b, c);
+  const first = await c.read(gpu);
+  matmulInto(gpu, a, b, c);
+  const second = await c.read(gpu);
+  let deterministic = true;
+  for (let i = 0; i < first.length; i++) {
+    if (!Object.is(first[i], second[i])) {
+      deterministic = false;
+      break;
+    }
+  }
+  let maxRelError = 0;
+  for (let s = 0; s < samples; s++) {
+    const r = (s * 7919 + 13) % n, col = (s * 104729 + 7) % n;
+    let want = 0, scale = 0;
+    for (let k = 0; k < n; k++) {
+      want += A[r * n + k] * B[k * n + col];
+      scale += Math.abs(A[r * n + k] * B[k * n + col]);
+    }
+    maxRelError = Math.max(maxRelError, Math.abs(first[r * n + col] - want) / scale);
+  }
+  for (const t of [a, b, c]) t.release(gpu);
+  return { maxRelError, deterministic };
+}
+
+/** Conv forward, dX or dW of one shape at a batch size. */
+export function convCase(spec: ConvShapeSpec, kind: CaseKind, batch = 100): GemmCase {
+  const { C, O, H, stride } = spec;
+  const OH = convOutSize(H, 3, stride, 1);
+  const flops = 2 * batch * O * OH * OH * C * 9;
+  const gemm = kind === "conv-fwd"
+    ? { M: O, N: batch * OH * OH, K: C * 9 }
+    : kind === "conv-dx"
+    ? { M: C, N: batch * H * H, K: O * 9 }
+    : { M: O, N: C * 9, K: batch * OH * OH };
+  return {
+    name: `${kind} ${spec.label} (batch ${batch})`,
+    kind,
+    shape: spec.label,
+    flops,
+    gemm,
+    conv: { batch, C, O, H, stride },
+    prepare(gpu) {
+      const o = { stride, pad: 1 };
+      const x = Tensor.from(gpu, randomArray(batch * C * H * H, 3), [batch, C, H, H]);
+      const w = Tensor.from(gpu, randomArray(O * C * 9, 4), [O, C, 3, 3]);
+      const y = Tensor.from(gpu, randomArray(batch * O * OH * OH, 5), [batch, O, OH, OH]);
+      const run = kind === "conv-fwd"
+        ? () => convForwardInto(gpu, x, w, o, y)
+        : kind === "conv-dx"
+        ? () => convBackwardInput(gpu, y, w, x, o).release(gpu)
+        : () => convBackwardWeight(gpu, y, x, w, o).release(gpu);
+      return { run, dispose: () => [x, w, y].forEach((t) => t.release(gpu)) };
+    },
+  };
+}
+
+/** Matmul 1024^3 first, then forward, dX and dW of every ResNet-32 conv shape. */
+export function gemmCases(batch = 100): GemmCase[] {
+  const cases = [matmulCase(1024)];
+  for (const spec of RESNET32_CONVS) {
+    for (const kind of ["conv-fwd", "conv-dx", "conv-dw"] as const) {
+      cases.push(convCase(spec, kind, batch));
+    }
+  }
+  return cases;
+}
+
+// ------------------------------------------------------------------ training steps
+
+/** Hyper-parameters of the paper preset (stage 2 for the meta step). */
+export const SGD: SgdOptions = { lr: 0.1, momentum: 0.9, weightDecay: 5e-4, nesterov: true };
+export const META: MetaOptions = {
+  eta: 0.1,
+  tau: 0.01,
+  lookahead: "sum",
+  rule: "meta",
+  lookaheadWeights: "w",
+};
+
+/** A CIFAR-shaped training state with random images and labels. */
+export interface StepHarness {
+  state: TrainState;
+  model: ResNet;
+  plain(): void;
+  meta(): void;
+  dispose(): void;
+}
+
+/** Builds a ResNet-(depth) TrainState at `batch` (dev batch the same) on 3x32x32 inputs. */
+export function stepHarness(gpu: Gpu, depth: number, batch = 100, classes = 10): StepHarness {
+  const cfg = { depth, inChannels: 3, numClasses: classes };
+  const model = new ResNet(gpu, cfg);
+  const state = new TrainState(gpu, model, {
+    batch,
+    devBatch: batch,
+    image: [3, 32, 32],
+    numClasses: classes,
+  });
+  const init = resnetInit(cfg, 7);
+  state.params.upload(init);
+  state.buffers.upload(init);
+  state.x.upload(gpu, randomArray(batch * 3 * 32 * 32, 11));
+  state.devX.upload(gpu, randomArray(batch * 3 * 32 * 32, 12));
+  const labels = Array.from({ length: batch }, (_, i) => (i * 7 + 3) % classes);
+  state.labels.upload(gpu, labels);
+  state.devLabels.upload(gpu, labels.map((l) => (l + 1) % classes));
+  state.weights.upload(gpu, new Float32Array(batch).fill(1));
+  state.classWeights.upload(gpu, new Float32Array(classes).fill(1));
+  return {
+    state,
+    model,
+    plain: () => state.plainStep({}, SGD),
+    meta: () => void state.metaStep({}, SGD, META),
+    dispose: () => state.destroy(),
+  };
+}
+
+// ------------------------------------------------------------------ timing
+
+/** Median of a list of numbers. */
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+/** Timings of one benchmark case (ms per call). */
+export interface Timing {
+  /** The first call: pipeline builds, first-use JIT, pool growth. */
+  firstMs: number;
+  samplesMs: number[];
+  medianMs: number;
+  /**
+   * Process CPU time per call (median over samples): all of llvmpipe's threads plus the host.
+   * Other processes on the machine slow the wall time but not this, so ratios of CPU times stay
+   * meaningful on a busy machine (on a hardware GPU it is only host time).
+   */
+  cpuMs: number;
+  /** Calls per sample. */
+  reps: number;
+}
+
+/**
+ * Times `record` (which records GPU work, or queues it in another library) followed by `wait`
+ * (a GPU sync): the first call separately, then `runs` samples, each of `reps` calls and one
+ * wait, reps chosen so a sample lasts at least `minSampleMs`. Returns ms per call.
+ */
+export async function timeCalls(
+  record: () => void,
+  wait: () => Promise<void>,
+  o: { runs: number; minSampleMs: number; maxReps?: number },
+): Promise<Timing> {
+  let t = performance.now();
+  record();
+  await wait();
+  const firstMs = performance.now() - t;
+  // one warm call to size the samples
+  t = performance.now();
+  record();
+  await wait();
+  const warmMs = performance.now() - t;
+  const reps = Math.max(1, Math.min(o.maxReps ?? 16, Math.ceil(o.minSampleMs / warmMs)));
+  const samplesMs: number[] = [];
+  const cpu: number[] = [];
+  for (let r = 0; r < o.runs; r++) {
+    const c = processCpuMs();
+    t = performance.now();
+    for (let i = 0; i < reps; i++) record();
+    await wait();
+    samplesMs.push((performance.now() - t) / reps);
+    cpu.push((processCpuMs() - c) / reps);
+  }
+  return { firstMs, samplesMs, medianMs: median(samplesMs), cpuMs: median(cpu), reps };
+}
+
+/** {@linkcode timeCalls} with the engine's `gpu.sync()` as the wait. */
+export function timeGpu(
+  gpu: Gpu,
+  record: () => void,
+  o: { runs: number; minSampleMs: number; maxReps?: number },
+): Promise<Timing> {
+  return timeCalls(record, () => gpu.sync(), o);
+}
+
+/**
+ * Counts time spent inside `device.createComputePipeline` (the synchronous pipeline build;
+ * llvmpipe may still JIT a shader variant at its first dispatch, which shows in first-run time).
+ */
+export function pipelineTimer(gpu: Gpu): { ms: number; count: number } {
+  const acc = { ms: 0, count: 0 };
+  const device = gpu.device;
+  const original = device.createComputePipeline.bind(device);
+  device.createComputePipeline = (desc: GPUComputePipelineDescriptor) => {
+    const t = performance.now();
+    const p = original(desc);
+    acc.ms += performance.now() - t;
+    acc.count++;
+    return p;
+  };
+  return acc;
+}
+
+/** A file-name-safe name of the adapter and backend, e.g. "vulkan-llvmpipe-llvm-15-0-6-256-bits". */
+export function adapterSlug(gpu: Gpu, backend = Deno.env.get("DENO_WEBGPU_BACKEND") ?? ""): string {
+  const name = `${backend} ${gpu.adapter.description}`.toLowerCase();
+  return name.replace(/[^a-z0-9]+/g, "-").replace(/^-+|-+$/g, "") || "unknown-adapter";
+}
+
+/** CPU time (user + system) of this process in ms (node:process cpuUsage; no permission). */
+export function processCpuMs(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+}
+
+/** The 1-minute load average (needs --allow-sys=loadavg); NaN without it. */
+export function loadAverage(): number {
+  try {
+    return Deno.loadavg()[0];
+  } catch {
+    return NaN;
+  }
+}
