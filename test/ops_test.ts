@@ -12,7 +12,7 @@
  * 2.4e-6 for the K = 70000 GEMM; the last test prints the worst error per op).
  */
 import assert from "node:assert/strict";
-import { Gpu } from "../src/gpu/runtime.ts";
+import type { Gpu } from "../src/gpu/runtime.ts";
 import { Tensor } from "../src/tensor.ts";
 import { Ctx, Tape } from "../src/autograd/tape.ts";
 import {
@@ -30,6 +30,7 @@ import { sgdStep } from "../src/optim/sgd.ts";
 import { defaultGemmPolicy, type GemmPolicy, setGemmPolicy } from "../src/ops/gemm.ts";
 import type { GemmTile } from "../shaders/gemm.ts";
 import * as ref from "./reference/mod.ts";
+import { f32, gpuTest, maxAbsErr } from "./gpu_harness.ts";
 
 const TOL = 2e-5;
 /** Central-difference step on the float64 reference. */
@@ -39,41 +40,8 @@ type Arr = Float64Array;
 
 // ------------------------------------------------------------------------------ harness
 
-let gpuPromise: Promise<Gpu> | null = null;
-function getGpu(): Promise<Gpu> {
-  gpuPromise ??= Gpu.create();
-  return gpuPromise;
-}
-
-/** A GPU test: one shared device, whose long-lived objects the sanitizers must not count. */
-function gpuTest(name: string, fn: (gpu: Gpu) => Promise<void>): void {
-  Deno.test({
-    name,
-    sanitizeResources: false,
-    sanitizeOps: false,
-    fn: async () => fn(await getGpu()),
-  });
-}
-
-/** Float32-representable float64 values (what both sides compute on). */
-function f32(a: ArrayLike<number>): Arr {
-  return Float64Array.from(Float32Array.from(a));
-}
-
 function randn(rng: ref.Rng, n: number, mean = 0, std = 1): Arr {
   return f32(rng.normalArray(n, mean, std));
-}
-
-/** max |got - want| / max |want| (Infinity on a non-finite value). */
-function maxAbsErr(got: ArrayLike<number>, want: ArrayLike<number>, scale?: number): number {
-  assert.equal(got.length, want.length, "length mismatch");
-  let d = 0, m = 0;
-  for (let i = 0; i < got.length; i++) {
-    if (!Number.isFinite(got[i])) return Infinity;
-    d = Math.max(d, Math.abs(got[i] - want[i]));
-    m = Math.max(m, Math.abs(want[i]));
-  }
-  return d / Math.max(scale ?? m, 1e-30);
 }
 
 /** Largest error seen per test, for the report. */

@@ -19,7 +19,7 @@
  * Measured on llvmpipe: <= 5.5e-6 and <= 1e-6 respectively; each test prints its errors.
  */
 import assert from "node:assert/strict";
-import { Gpu } from "../src/gpu/runtime.ts";
+import type { Gpu } from "../src/gpu/runtime.ts";
 import { Tensor } from "../src/tensor.ts";
 import { Ctx, Tape } from "../src/autograd/tape.ts";
 import { ResNet, type ResNetConfig, resnetInit } from "../src/nn/resnet.ts";
@@ -28,41 +28,12 @@ import { classificationLoss } from "../src/ops/loss.ts";
 import { type MetaOptions, type StepShapes, TrainState } from "../src/train/step.ts";
 import type { SgdOptions } from "../src/optim/sgd.ts";
 import * as ref from "./reference/mod.ts";
+import { f32, gpuTest, maxAbsErr } from "./gpu_harness.ts";
 
 const TOL = 5e-5;
 const META_TOL = 1e-4;
 
 type Arr = Float64Array;
-
-let gpuPromise: Promise<Gpu> | null = null;
-function getGpu(): Promise<Gpu> {
-  gpuPromise ??= Gpu.create();
-  return gpuPromise;
-}
-
-function gpuTest(name: string, fn: (gpu: Gpu) => Promise<void>): void {
-  Deno.test({
-    name,
-    sanitizeResources: false,
-    sanitizeOps: false,
-    fn: async () => fn(await getGpu()),
-  });
-}
-
-function f32(a: ArrayLike<number>): Arr {
-  return Float64Array.from(Float32Array.from(a));
-}
-
-function maxAbsErr(got: ArrayLike<number>, want: ArrayLike<number>, scale?: number): number {
-  assert.equal(got.length, want.length, "length mismatch");
-  let d = 0, m = 0;
-  for (let i = 0; i < got.length; i++) {
-    if (!Number.isFinite(got[i])) return Infinity;
-    d = Math.max(d, Math.abs(got[i] - want[i]));
-    m = Math.max(m, Math.abs(want[i]));
-  }
-  return d / Math.max(scale ?? m, 1e-30);
-}
 
 function expectClose(
   label: string,
