@@ -16,11 +16,13 @@
 
 /** Tile shape of one GEMM kernel; chosen per adapter and shape (src/ops/gemm.ts). */
 export interface GemmTile {
-  /** Threads per workgroup along n (x) and m (y). */
+  /** Threads per workgroup along n (x). */
   wx: number;
+  /** Threads per workgroup along m (y). */
   wy: number;
-  /** Outputs per thread along m and n. */
+  /** Outputs per thread along m. */
   tm: number;
+  /** Outputs per thread along n. */
   tn: number;
 }
 

@@ -18,7 +18,9 @@ import { type GemmInstance, runGemm, type StoreMode } from "./gemm.ts";
 
 /** Convolution geometry. */
 export interface ConvOptions {
+  /** Step between output positions, in input pixels (both axes). */
   stride: number;
+  /** Zero padding on every side, in pixels. */
   pad: number;
 }
 
