@@ -11,7 +11,7 @@
  * ```ts
  * import { train } from "./mod.ts";
  * const summary = await train({ preset: "default", method: "meta", out: "runs/meta" });
- * console.log(summary.last.top1Error);
+ * console.log(summary.last?.top1Error);
  * ```
  *
  * @module
