@@ -69,3 +69,19 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 }
 `;
 }
+
+/** Sums the rows of a [R, C] matrix, one thread per column, rows in order (bias gradients). */
+export function columnSumsSource(): string {
+  return `struct P { R: u32, C: u32 }
+@group(0) @binding(0) var<storage, read> a: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<uniform> p: P;
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let c = gid.x;
+  if (c >= p.C) { return; }
+  var s = 0.0;
+  for (var r = 0u; r < p.R; r++) { s += a[r * p.C + c]; }
+  out[c] = s;
+}`;
+}

@@ -12,7 +12,7 @@
  */
 import type { Gpu } from "../gpu/runtime.ts";
 import { Tensor } from "../tensor.ts";
-import { accumulateInto } from "../ops/elementwise.ts";
+import { accumulateInto, zero } from "../ops/elementwise.ts";
 
 /** One op on the tape. */
 export interface OpRecord {
@@ -133,7 +133,7 @@ export class Tape {
       let g = grads.get(t);
       if (!g) {
         g = Tensor.empty(gpu, t.shape);
-        gpu.encoder().clearBuffer(g.view.buffer, g.view.offset, g.size * 4);
+        zero(gpu, g);
       }
       out.set(t, g);
       grads.delete(t);

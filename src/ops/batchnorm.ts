@@ -20,7 +20,7 @@ import {
   bnStatsSource,
   bnSumsSource,
 } from "../../shaders/batchnorm.ts";
-import { runMap } from "./elementwise.ts";
+import { runMap, zero } from "./elementwise.ts";
 
 /** How a batchnorm call normalises. */
 export interface BatchNormOptions {
@@ -169,7 +169,7 @@ export function batchNorm(
       const orZero = (t: Tensor | null, shape: readonly number[]) => {
         if (t) return t;
         const z = Tensor.empty(gpu, shape);
-        gpu.encoder().clearBuffer(z.view.buffer, z.view.offset, z.size * 4);
+        zero(gpu, z);
         zeros.push(z);
         return z;
       };

@@ -6,15 +6,20 @@
 import { bind, Tensor } from "../tensor.ts";
 import type { Ctx } from "../autograd/tape.ts";
 import { type Gpu, grid1d, type Program } from "../gpu/runtime.ts";
-import { mapSource, poolSource, shortcutSource } from "../../shaders/elementwise.ts";
+import {
+  columnSumsSource,
+  mapSource,
+  poolSource,
+  shortcutSource,
+} from "../../shaders/elementwise.ts";
 
 const programs = new Map<string, Program>();
 
 /**
  * An elementwise kernel over `n` elements: `out[i] = expr`, where expr may read `a[i]`,
- * `b[i]`, ... (the inputs), `out[i]` (when `inplace`), and the f32 scalars `p.s0`, `p.s1`.
+ * `b[i]`, ... (the inputs), `out[i]` (its previous value), and the f32 scalars `p.s0`, `p.s1`.
  */
-export function mapProgram(key: string, inputs: number, expr: string, inplace = false): Program {
+export function mapProgram(key: string, inputs: number, expr: string): Program {
   let p = programs.get(key);
   if (!p) {
     p = {
@@ -23,7 +28,6 @@ export function mapProgram(key: string, inputs: number, expr: string, inplace = 
       bindings: [...Array(inputs).fill("read"), "write", "uniform"],
     };
     programs.set(key, p);
-    void inplace;
   }
   return p;
 }
@@ -73,9 +77,9 @@ export function clone(gpu: Gpu, a: Tensor): Tensor {
   return out;
 }
 
-/** Fills a tensor with zeros. */
+/** Fills a tensor with zeros (recorded on the command encoder). */
 export function zero(gpu: Gpu, t: Tensor): void {
-  gpu.encoder().clearBuffer(t.view.buffer, t.view.offset, Math.ceil(t.size) * 4);
+  gpu.encoder().clearBuffer(t.view.buffer, t.view.offset, t.size * 4);
 }
 
 // ------------------------------------------------------------------ relu
@@ -287,18 +291,7 @@ export function columnSums(gpu: Gpu, a: Tensor): Tensor {
   if (!prog) {
     prog = {
       key,
-      code: `struct P { R: u32, C: u32 }
-@group(0) @binding(0) var<storage, read> a: array<f32>;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
-@group(0) @binding(2) var<uniform> p: P;
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let c = gid.x;
-  if (c >= p.C) { return; }
-  var s = 0.0;
-  for (var r = 0u; r < p.R; r++) { s += a[r * p.C + c]; }
-  out[c] = s;
-}`,
+      code: columnSumsSource(),
       bindings: ["read", "write", "uniform"],
     };
     programs.set(key, prog);

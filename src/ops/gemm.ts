@@ -216,5 +216,3 @@ export function matmulInstance(
     },
   };
 }
-
-export { GEMM_BASE_PARAMS };

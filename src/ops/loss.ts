@@ -7,6 +7,7 @@ import { bind, Tensor } from "../tensor.ts";
 import type { Ctx } from "../autograd/tape.ts";
 import type { Gpu, Program } from "../gpu/runtime.ts";
 import { lossBackwardSource, lossForwardSource, lossJvpSource } from "../../shaders/loss.ts";
+import { zero } from "./elementwise.ts";
 
 /** Loss family parameters. */
 export interface LossOptions {
@@ -49,7 +50,7 @@ function zerosFor(gpu: Gpu, C: number): Tensor {
   let t = m.get(C);
   if (!t) {
     t = Tensor.empty(gpu, [C]);
-    gpu.encoder().clearBuffer(t.view.buffer, t.view.offset, C * 4);
+    zero(gpu, t);
     m.set(C, t);
   }
   return t;

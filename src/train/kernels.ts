@@ -13,6 +13,7 @@
  */
 import type { Gpu, Program } from "../gpu/runtime.ts";
 import { bind, type Tensor } from "../tensor.ts";
+import { gatherClassWeightsSource, metaStatsSource, monitorSource } from "../../shaders/train.ts";
 
 /** Floats per class in the meta statistics buffer. */
 export const META_STATS_FIELDS = 5;
@@ -21,17 +22,7 @@ export const MetaStat = { sumEps: 0, sumEpsOverW: 1, count: 2, minWPlusEps: 3, s
 
 const gatherProgram: Program = {
   key: "train:gather-class-weights",
-  code: `struct P { B: u32 }
-@group(0) @binding(0) var<storage, read> classW: array<f32>;
-@group(0) @binding(1) var<storage, read> labels: array<u32>;
-@group(0) @binding(2) var<storage, read_write> w: array<f32>;
-@group(0) @binding(3) var<uniform> p: P;
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let i = gid.x;
-  if (i >= p.B) { return; }
-  w[i] = classW[labels[i]];
-}`,
+  code: gatherClassWeightsSource(),
   bindings: ["read", "read", "write", "uniform"],
 };
 
@@ -52,25 +43,7 @@ export function gatherClassWeights(
 
 const statsProgram: Program = {
   key: "train:meta-stats",
-  code: `struct P { B: u32, F: u32 }
-@group(0) @binding(0) var<storage, read> w: array<f32>;
-@group(0) @binding(1) var<storage, read> eps: array<f32>;
-@group(0) @binding(2) var<storage, read> fin: array<f32>;
-@group(0) @binding(3) var<storage, read> labels: array<u32>;
-@group(0) @binding(4) var<storage, read_write> stats: array<f32>;
-@group(0) @binding(5) var<uniform> p: P;
-@compute @workgroup_size(1)
-fn main() {
-  for (var i = 0u; i < p.B; i++) {
-    let base = labels[i] * p.F;
-    let e = eps[i];
-    stats[base] += e;
-    if (w[i] != 0.0) { stats[base + 1u] += e / w[i]; }
-    stats[base + 2u] += 1.0;
-    stats[base + 3u] = min(stats[base + 3u], w[i] + e);
-    stats[base + 4u] += fin[i];
-  }
-}`,
+  code: metaStatsSource(),
   bindings: ["read", "read", "read", "read", "write", "uniform"],
 };
 
@@ -106,16 +79,7 @@ export function emptyMetaStats(numClasses: number): Float32Array {
 
 const monitorProgram: Program = {
   key: "train:monitor",
-  code: `@group(0) @binding(0) var<storage, read> lossSum: array<f32>;
-@group(0) @binding(1) var<storage, read_write> mon: array<f32>;
-fn finite(x: f32) -> bool { return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u; }
-@compute @workgroup_size(1)
-fn main() {
-  mon[0] = mon[0] + 1.0;
-  if (mon[1] < 0.0 && !finite(lossSum[0])) { mon[1] = mon[0]; }
-  mon[2] = lossSum[0];
-  mon[3] = lossSum[1];
-}`,
+  code: monitorSource(),
   bindings: ["read", "write"],
 };
 

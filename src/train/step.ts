@@ -20,9 +20,10 @@ import { bind, Tensor } from "../tensor.ts";
 import { FlatTensors } from "../nn/params.ts";
 import type { ResNet } from "../nn/resnet.ts";
 import { classificationLoss, type LossOptions } from "../ops/loss.ts";
-import { runMap } from "../ops/elementwise.ts";
+import { runMap, scale, zero } from "../ops/elementwise.ts";
 import { type SgdOptions, sgdStep } from "../optim/sgd.ts";
 import { type MetaWeightRule, metaWeightSource } from "../../shaders/meta.ts";
+import { lossSumSource } from "../../shaders/train.ts";
 
 export type { MetaWeightRule };
 
@@ -141,7 +142,7 @@ export class TrainState {
     this.#devSeed = fixed([shapes.devBatch]);
     this.#devSeed.upload(gpu, new Float32Array(shapes.devBatch).fill(1 / shapes.devBatch));
     this.momentum.clear();
-    gpu.encoder().clearBuffer(this.lossSum.view.buffer, this.lossSum.view.offset, 8);
+    zero(gpu, this.lossSum);
   }
 
   /** Frees every GPU buffer of the state. */
@@ -182,9 +183,7 @@ export class TrainState {
 
   /** seed = s * weights (a fresh tensor of `ctx`). */
   #scaledWeights(ctx: Ctx, s: number): Tensor {
-    const seed = ctx.empty([this.shapes.batch]);
-    runMap(this.gpu, "scale", "p.s0 * a[i]", [this.weights], seed, s);
-    return seed;
+    return scale(this.gpu, this.weights, s, ctx.empty([this.shapes.batch]));
   }
 
   /** Backward of the batch tape with `seed`, one SGD update, loss bookkeeping; submits. */
@@ -304,7 +303,7 @@ export class TrainState {
   /** Reads and resets the running loss: mean per-example (unweighted) loss since the last call. */
   async takeMeanLoss(): Promise<number> {
     const [sum, count] = await this.lossSum.read(this.gpu);
-    this.gpu.encoder().clearBuffer(this.lossSum.view.buffer, this.lossSum.view.offset, 8);
+    zero(this.gpu, this.lossSum);
     return count > 0 ? sum / count : NaN;
   }
 }
@@ -319,17 +318,7 @@ let lossSumProgram: Program | null = null;
 function accumulateLoss(gpu: Gpu, loss: Tensor, into: Tensor): void {
   lossSumProgram ??= {
     key: "loss-sum",
-    code: `struct P { n: u32 }
-@group(0) @binding(0) var<storage, read> loss: array<f32>;
-@group(0) @binding(1) var<storage, read_write> acc: array<f32>;
-@group(0) @binding(2) var<uniform> p: P;
-@compute @workgroup_size(1)
-fn main() {
-  var s = 0.0;
-  for (var i = 0u; i < p.n; i++) { s += loss[i]; }
-  acc[0] += s;
-  acc[1] += f32(p.n);
-}`,
+    code: lossSumSource(),
     bindings: ["read", "write", "uniform"],
   };
   gpu.dispatch(
