@@ -15,6 +15,7 @@ import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { Gpu } from "../src/gpu/runtime.ts";
 import { train, type TrainOptions } from "../src/train/mod.ts";
+import { presetConfig } from "../src/train/config.ts";
 import type { RunSummary } from "../src/train/mod.ts";
 
 /** Run sizes. `small` is the trainer's default preset (about 15 minutes a cell on 2 cores). */
@@ -69,6 +70,8 @@ export interface Cell {
   imbalance: number;
   seed: number;
   tau?: number;
+  /** Directory name of the run (a cell identical to another one shares its run). */
+  dir: string;
   options: TrainOptions;
 }
 
@@ -85,11 +88,13 @@ export function gridCells(imbalances: number[], seeds: number[], scale: TrainOpt
           label,
           imbalance,
           seed,
+          dir: `${label}-if${imbalance}-s${seed}`,
           options: { ...scale, method, ...(loss ? { loss } : {}), imbalance, seed },
         } as Cell);
       }
     }
   }
+  const presetTau = presetConfig(scale.preset ?? "default").tau;
   for (const tau of TAUS) {
     for (const seed of seeds) {
       cells.push({
@@ -99,6 +104,8 @@ export function gridCells(imbalances: number[], seeds: number[], scale: TrainOpt
         imbalance: 100,
         seed,
         tau,
+        // The reference tau is the meta row's own setting: the same run, not a second copy.
+        dir: tau === presetTau ? `meta-if100-s${seed}` : `tau${tau}-if100-s${seed}`,
         options: { ...scale, method: "meta", loss: "ce", imbalance: 100, seed, tau },
       } as Cell);
     }
@@ -393,7 +400,7 @@ async function main(): Promise<void> {
   const only = values.only?.split(",").filter(Boolean);
   const selected = only ? cells.filter((c) => only.some((o) => c.id.includes(o))) : cells;
   const root = join(values["results-dir"]!, "fashion-mnist-lt", values.scale!);
-  const dirOf = (c: Cell) => join(root, c.id);
+  const dirOf = (c: Cell) => join(root, c.dir);
   if (!values.aggregate) {
     const gpu = await Gpu.create();
     try {

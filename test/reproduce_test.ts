@@ -44,6 +44,10 @@ Deno.test("grid helpers: cells, mean/std, head-middle-tail groups", () => {
   assert.equal(cells.filter((c) => c.group === "grid").length, 12 * 2 * 3);
   assert.equal(cells.filter((c) => c.group === "tau").length, 4 * 3);
   assert.equal(new Set(cells.map((c) => c.id)).size, cells.length, "ids are unique");
+  // tau 0.01 is the preset's own tau: those cells are the meta runs, not copies of them
+  const reference = cells.filter((c) => c.tau === 0.01).map((c) => c.dir);
+  assert.deepEqual(reference, ["meta-if100-s0", "meta-if100-s1", "meta-if100-s2"]);
+  assert.equal(cells.find((c) => c.id === "tau100-if100-s1")?.dir, "tau100-if100-s1");
   const m = meanStd([1, 2, 3]);
   assert.equal(m.mean, 2);
   assert.equal(m.std, 1);
