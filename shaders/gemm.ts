@@ -42,6 +42,15 @@ export interface GemmHooks {
   colB: string;
   kB: string;
   loadB: string; // fn loadB(k: vec4<i32>, c: vec4<i32>) -> f32
+  /**
+   * Optional vector load of A along k: fn loadA4(r, k) -> vec4<f32> = A(m, k..k+3), reading `A`
+   * as array<vec4<f32>>. Used when `alignedA` holds for the shape and K and the split length are
+   * multiples of 4: one 16-byte load instead of four (llvmpipe gathers each lane's load apart).
+   * The multiply-adds keep their k order, so results are bit-identical to the scalar path.
+   */
+  loadA4?: string;
+  /** Whether every A(m, k) with k % 4 == 0 starts a 16-byte-aligned vec4 for these constants. */
+  alignedA?: (consts: GemmConsts) => boolean;
   /** fn store(m: u32, n: u32, v: f32): writes the final value into `C` (and extras). */
   store: string;
 }
@@ -76,20 +85,31 @@ function bindingLines(extra: [string, "read" | "write", string][], first: number
 }
 
 /**
+ * Whether a GEMM of these constants loads A as vec4 along k (see {@linkcode GemmHooks.loadA4});
+ * `offsetBytes` is the byte offset A is bound at.
+ */
+export function usesVectorA(hooks: GemmHooks, consts: GemmConsts, offsetBytes: number): boolean {
+  return hooks.loadA4 !== undefined && hooks.alignedA !== undefined &&
+    consts.K % 4 === 0 && consts.kChunk % 4 === 0 && offsetBytes % 16 === 0 &&
+    hooks.alignedA(consts);
+}
+
+/**
  * WGSL of a GEMM instance. With `split` true, C is the partial-sum buffer and `store` is not
- * used (see {@linkcode gemmReduceSource}).
+ * used (see {@linkcode gemmReduceSource}). With `vectorA`, A is read four k at a time.
  */
 export function gemmSource(
   hooks: GemmHooks,
   tile: GemmTile,
   split: boolean,
   consts: GemmConsts,
+  vectorA = false,
 ): string {
   const { wx, wy, tm, tn } = tile;
   const { M, N, K, kChunk } = consts;
   const extra = hooks.extraBindings ?? [];
   const bindings = [
-    `@group(0) @binding(0) var<storage, read> A: array<f32>;`,
+    `@group(0) @binding(0) var<storage, read> A: array<${vectorA ? "vec4<f32>" : "f32"}>;`,
     `@group(0) @binding(1) var<storage, read> B: array<f32>;`,
     ...bindingLines(extra, 2),
     `@group(0) @binding(${2 + extra.length}) var<storage, read_write> C: array<f32>;`,
@@ -122,27 +142,43 @@ export function gemmSource(
       lines.push(`  let c${j} = colB(min(n${j}, p.N - 1u));`);
     }
   }
-  lines.push(`  for (var k = kBegin; k < kEnd; k++) {`);
-  lines.push(`    let ka = kA(k);`);
-  lines.push(`    let kb = kB(k);`);
-  for (let i = 0; i < rows; i++) {
-    lines.push(
-      fullM
-        ? `    let a${i} = loadA(r${i}, ka);`
-        : `    let a${i} = select(0.0, loadA(r${i}, ka), okM${i});`,
-    );
-  }
-  for (let j = 0; j < cols; j++) {
-    lines.push(
-      fullN
-        ? `    let b${j} = loadB(kb, c${j});`
-        : `    let b${j} = select(0.0, loadB(kb, c${j}), okN${j});`,
-    );
-  }
-  for (let i = 0; i < rows; i++) {
-    for (let j = 0; j < cols; j++) {
-      lines.push(`    ${acc(i, j)} = fma(a${i}, b${j}, ${acc(i, j)});`);
+  const loadAs = (k: string) => {
+    for (let i = 0; i < rows; i++) {
+      const load = vectorA ? `loadA4(r${i}, ${k})` : `loadA(r${i}, ${k})`;
+      const zero = vectorA ? "vec4<f32>()" : "0.0";
+      lines.push(`    let a${i} = ${fullM ? load : `select(${zero}, ${load}, okM${i})`};`);
     }
+  };
+  // One k step: B's loads, then every multiply-add of the step (a${i}${lane} is A(m_i, k)).
+  const step = (lane: string) => {
+    for (let j = 0; j < cols; j++) {
+      lines.push(
+        fullN
+          ? `    let b${j}${lane} = loadB(kb${lane}, c${j});`
+          : `    let b${j}${lane} = select(0.0, loadB(kb${lane}, c${j}), okN${j});`,
+      );
+    }
+    for (let i = 0; i < rows; i++) {
+      for (let j = 0; j < cols; j++) {
+        const a = vectorA ? `a${i}.${lane}` : `a${i}`;
+        lines.push(`    ${acc(i, j)} = fma(${a}, b${j}${lane}, ${acc(i, j)});`);
+      }
+    }
+  };
+  if (vectorA) {
+    lines.push(`  for (var k = kBegin; k < kEnd; k += 4u) {`);
+    lines.push(`    let ka = kA(k);`);
+    loadAs("ka");
+    ["x", "y", "z", "w"].forEach((lane, d) => {
+      lines.push(`    let kb${lane} = kB(k + ${d}u);`);
+      step(lane);
+    });
+  } else {
+    lines.push(`  for (var k = kBegin; k < kEnd; k++) {`);
+    lines.push(`    let ka = kA(k);`);
+    lines.push(`    let kb = kB(k);`);
+    loadAs("ka");
+    step("");
   }
   lines.push(`  }`);
   for (let i = 0; i < rows; i++) {
@@ -161,7 +197,11 @@ export function gemmSource(
     `${bindings.join("\n")}
 fn rowA(m: u32) -> vec4<i32> { ${hooks.rowA} }
 fn kA(k: u32) -> vec4<i32> { ${hooks.kA} }
-fn loadA(r: vec4<i32>, k: vec4<i32>) -> f32 { ${hooks.loadA} }
+${
+      vectorA
+        ? `fn loadA4(r: vec4<i32>, k: vec4<i32>) -> vec4<f32> { ${hooks.loadA4} }`
+        : `fn loadA(r: vec4<i32>, k: vec4<i32>) -> f32 { ${hooks.loadA} }`
+    }
 fn colB(n: u32) -> vec4<i32> { ${hooks.colB} }
 fn kB(k: u32) -> vec4<i32> { ${hooks.kB} }
 fn loadB(k: vec4<i32>, c: vec4<i32>) -> f32 { ${hooks.loadB} }

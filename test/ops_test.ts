@@ -27,7 +27,12 @@ import { batchNorm, type BatchNormOptions } from "../src/ops/batchnorm.ts";
 import { add, addRelu, globalAvgPool, relu, shortcutA } from "../src/ops/elementwise.ts";
 import { classificationLoss } from "../src/ops/loss.ts";
 import { sgdStep } from "../src/optim/sgd.ts";
-import { defaultGemmPolicy, type GemmPolicy, setGemmPolicy } from "../src/ops/gemm.ts";
+import {
+  defaultGemmPolicy,
+  type GemmPolicy,
+  gemmProgramKeys,
+  setGemmPolicy,
+} from "../src/ops/gemm.ts";
 import type { GemmTile } from "../shaders/gemm.ts";
 import * as ref from "./reference/mod.ts";
 import { f32, gpuTest, maxAbsErr } from "./gpu_harness.ts";
@@ -259,6 +264,79 @@ gpuTest("gemm: matmulInto, every tile variant, split-K and not, all transposes",
   }
   report("gemm");
 });
+
+gpuTest(
+  "gemm: vec4 loads of A give the same bits as scalar loads (matmul, conv fwd, dW)",
+  async (gpu) => {
+    const rng = new ref.Rng(5);
+    // The vector path's conditions: K % 4 == 0, OH * OW % 4 == 0 and, with the forced
+    // splits (K / 8 of them), a split length of 8; M and N fit no tile
+    const [M, N, K] = [37, 19, 72];
+    const a = randn(rng, M * K), b = randn(rng, K * N);
+    const xs = [2, 8, 6, 6], ws = [5, 8, 3, 3];
+    const o: ConvOptions = { stride: 1, pad: 1 };
+    const x = randn(rng, ref.numel(xs)), w = randn(rng, ref.numel(ws));
+    const yRef = ref.conv2dForward(T(xs, x), T(ws, w), o.stride, o.pad);
+    const dy = randn(rng, yRef.data.length);
+    const g = ref.conv2dBackward(T(xs, x), T(ws, w), o.stride, o.pad, T(yRef.shape, dy));
+    const at = Tensor.from(gpu, a, [M, K]), bt = Tensor.from(gpu, b, [K, N]);
+    const btT = Tensor.from(gpu, b, [N, K]);
+    const xt = Tensor.from(gpu, x, xs), wt = Tensor.from(gpu, w, ws);
+    const dyt = Tensor.from(gpu, dy, yRef.shape);
+    const run = async (): Promise<Float32Array[]> => {
+      const outs = [
+        Tensor.empty(gpu, [M, N]),
+        Tensor.empty(gpu, [M, N]),
+        Tensor.empty(gpu, yRef.shape),
+      ];
+      matmulInto(gpu, at, bt, outs[0]);
+      matmulInto(gpu, at, btT, outs[1], { transB: true });
+      convForwardInto(gpu, xt, wt, o, outs[2]);
+      outs.push(convBackwardWeight(gpu, dyt, xt, wt, o));
+      const got = await Promise.all(outs.map((t) => t.read(gpu)));
+      for (const t of outs) t.release(gpu);
+      return got;
+    };
+    const bTransposed = new Float64Array(K * N);
+    for (let k = 0; k < K; k++) for (let n = 0; n < N; n++) bTransposed[n * K + k] = b[k * N + n];
+    try {
+      for (const tile of allTiles(gpu)) {
+        for (const split of [false, true]) {
+          const policy = forcedPolicy(tile, split);
+          const label = `${JSON.stringify(tile)} split=${split}`;
+          setGemmPolicy(gpu, policy);
+          const vector = await run();
+          // mm NN, mm NT, conv-fwd and conv-dw each have a vec4 program for this tile and split
+          const tileKey = `${tile.wx}x${tile.wy}x${tile.tm}x${tile.tn}:${split}:a4:`;
+          const families = new Set(
+            gemmProgramKeys().filter((k) => k.includes(tileKey)).map((k) => k.split(":")[1]),
+          );
+          assert.equal(families.size, 3, `${label}: vec4 programs of ${[...families]}`);
+          setGemmPolicy(gpu, { ...policy, vectorLoads: false });
+          const scalar = await run();
+          const want = [
+            refMatmul(a, b, M, N, K, false, false, null, null),
+            refMatmul(a, b, M, N, K, false, true, null, null), // b read as [N, K]
+            yRef.data,
+            g.dw.data,
+          ];
+          for (let i = 0; i < 4; i++) {
+            assert.deepEqual(
+              vector[i],
+              scalar[i],
+              `${label} case ${i}: vec4 and scalar bits differ`,
+            );
+            expectClose(`gemm-vec4: case ${i} ${label}`, vector[i], want[i]);
+          }
+        }
+      }
+    } finally {
+      setGemmPolicy(gpu, defaultGemmPolicy(gpu));
+      for (const t of [at, bt, btT, xt, wt, dyt]) t.release(gpu);
+    }
+    report("gemm-vec4");
+  },
+);
 
 gpuTest("conv2d: forward, dX and dW under every tile variant, split-K and not", async (gpu) => {
   const rng = new ref.Rng(2);

@@ -70,6 +70,9 @@ function forwardInstance(mode: StoreMode): GemmInstance {
       rowA: `return vec4<i32>(${I("m * p.K")}, 0, 0, 0);`,
       kA: "return vec4<i32>(i32(k), 0, 0, 0);",
       loadA: "return A[u32(r.x + k.x)];",
+      // w[o, :] is contiguous along k = (c, kh, kw) (aligned when K % 4 == 0).
+      loadA4: "return A[u32(r.x + k.x) >> 2u];",
+      alignedA: () => true,
       kB:
         `let kk = p.KH * p.KW; let ci = k / kk; let t = k % kk; let kh = t / p.KW; let kw = t % p.KW;
         return vec4<i32>(${I("ci * p.H * p.W + kh * p.W + kw")}, i32(kh), i32(kw), 0);`,
@@ -138,6 +141,10 @@ const DW: GemmInstance = {
     rowA: `return vec4<i32>(${I("m * p.OH * p.OW")}, 0, 0, 0);`,
     kA: `let hw = p.OH * p.OW; return vec4<i32>(${I("(k / hw) * p.Cout * hw + k % hw")}, 0, 0, 0);`,
     loadA: "return A[u32(r.x + k.x)];",
+    // dy[n, o, :] is contiguous along k = (n, oh, ow) within an image: 4 k stay in one image
+    // and 16-byte aligned when OH * OW % 4 == 0.
+    loadA4: "return A[u32(r.x + k.x) >> 2u];",
+    alignedA: (c) => (c.OH * c.OW) % 4 === 0,
     kB: `let hw = p.OH * p.OW; let s = k % hw;
       return vec4<i32>(${I("(k / hw) * p.Cin * p.H * p.W")}, ${
       I("(s / p.OW) * p.stride")

@@ -10,6 +10,7 @@ import {
   gemmReduceSource,
   gemmSource,
   type GemmTile,
+  usesVectorA,
 } from "../../shaders/gemm.ts";
 
 /** Per-adapter GEMM policy; tests and benchmarks may override it. */
@@ -20,6 +21,11 @@ export interface GemmPolicy {
   minWorkgroups: number;
   /** Never give a split fewer than this many k steps. */
   minKPerSplit: number;
+  /**
+   * Read A as vec4 along k where the instance and shape allow (default true). Bit-identical
+   * either way; off only to test that.
+   */
+  vectorLoads?: boolean;
 }
 
 /**
@@ -94,6 +100,11 @@ export const MAX_K_PER_SPLIT = 32768;
 
 const programCache = new Map<string, Program>();
 
+/** Keys of the GEMM programs built so far (`:a4` marks vec4 loads of A); for tests and benches. */
+export function gemmProgramKeys(): string[] {
+  return [...programCache.keys()];
+}
+
 function program(key: string, make: () => Program): Program {
   let p = programCache.get(key);
   if (!p) programCache.set(key, p = make());
@@ -132,6 +143,8 @@ export function runGemm(
       ),
     );
   }
+  // The vec4 path needs kChunk % 4 == 0 but does not round kChunk to get it: the partition
+  // of K fixes the float rounding, and it stays what it was before vec4 loads existed.
   const kChunk = Math.max(1, Math.ceil(K / splits));
   splits = Math.max(1, Math.ceil(K / kChunk));
   const tileKey = `${tile.wx}x${tile.wy}x${tile.tm}x${tile.tn}`;
@@ -143,13 +156,14 @@ export function runGemm(
   }
   const consts: GemmConsts = {};
   names.forEach((name, i) => consts[name] = values[i]);
+  const vectorA = policy.vectorLoads !== false && usesVectorA(inst.hooks, consts, a.offset);
   // Each pipeline is specialised on its shape constants (literals in the WGSL), so its key
   // names their values; the program key (below) says which kernel family it is.
   const shapeKey = values.join(",");
-  const key = `gemm:${inst.key}:${tileKey}:${split}`;
+  const key = `gemm:${inst.key}:${tileKey}:${split}${vectorA ? ":a4" : ""}`;
   const prog = program(`${key}:${shapeKey}`, () => ({
     key: `${key}:${shapeKey}`,
-    code: gemmSource(inst.hooks, tile, split, consts),
+    code: gemmSource(inst.hooks, tile, split, consts, vectorA),
     bindings: [
       "read",
       "read",
@@ -205,6 +219,8 @@ export function matmulInstance(
         ? "return vec4<i32>(i32(k * p.M), 0, 0, 0);"
         : "return vec4<i32>(i32(k), 0, 0, 0);",
       loadA: "return A[u32(r.x + k.x)];",
+      // Rows of a row-major A are contiguous along k (aligned when K % 4 == 0).
+      ...(transA ? {} : { loadA4: "return A[u32(r.x + k.x) >> 2u];", alignedA: () => true }),
       colB: transB
         ? "return vec4<i32>(i32(n * p.K), 0, 0, 0);"
         : "return vec4<i32>(i32(n), 0, 0, 0);",
