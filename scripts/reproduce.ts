@@ -158,6 +158,8 @@ export interface Row {
   imbalance: number;
   seeds: number[];
   lastTop1: { mean: number; std: number; n: number };
+  /** Last-epoch top-1 error of each seed, in the order of `seeds`. */
+  lastTop1BySeed: number[];
   bestTop1: { mean: number; std: number; n: number };
   head: number;
   middle: number;
@@ -169,7 +171,9 @@ export interface Row {
   minWPlusEps: number | null;
   /** Per-class mean eps per meta epoch (first seed), for the Figure 3 plot. */
   epsCurve: number[][] | null;
+  /** Wall time summed over the row's runs, and the run directories it came from. */
   wallSeconds: number;
+  dirs: string[];
 }
 
 /** Aggregates the finished cells into rows. */
@@ -209,6 +213,7 @@ export async function aggregate(cells: Cell[], dirOf: (c: Cell) => string): Prom
       imbalance: cell.imbalance,
       seeds: runs.map((r) => r.cell.seed),
       lastTop1: meanStd(runs.map((r) => r.summary.last!.top1Error)),
+      lastTop1BySeed: runs.map((r) => r.summary.last!.top1Error),
       bestTop1: meanStd(runs.map((r) => r.summary.best!.top1Error)),
       head: groups.reduce((s, g) => s + g.head, 0) / groups.length,
       middle: groups.reduce((s, g) => s + g.middle, 0) / groups.length,
@@ -218,6 +223,7 @@ export async function aggregate(cells: Cell[], dirOf: (c: Cell) => string): Prom
       minWPlusEps: Number.isFinite(minWPlusEps) ? minWPlusEps : null,
       epsCurve: await epsCurve(runs[0].dir),
       wallSeconds: runs.reduce((s, r) => s + r.summary.wallSeconds, 0),
+      dirs: runs.map((r) => r.dir),
     });
   }
   return rows;
@@ -241,6 +247,36 @@ async function epsCurve(dir: string): Promise<number[][] | null> {
 
 const pct = (x: number) => (100 * x).toFixed(2);
 
+/** The comparisons that answer the paper's questions: does meta beat CE and CB, does eps matter. */
+export const PAIRED: [string, string][] = [
+  ["meta", "ce"],
+  ["meta", "cb"],
+  ["meta", "meta-eps0"],
+  ["meta-focal", "focal"],
+  ["meta-ldam", "ldam-drw"],
+];
+
+/** Per-seed differences a - b of last-epoch top-1 error for the {@linkcode PAIRED} rows. */
+export function pairedDifferences(
+  rows: Row[],
+): { imbalance: number; a: string; b: string; diffs: number[] }[] {
+  const out: { imbalance: number; a: string; b: string; diffs: number[] }[] = [];
+  const grid = rows.filter((r) => r.group === "grid");
+  for (const imbalance of [...new Set(grid.map((r) => r.imbalance))].sort((x, y) => y - x)) {
+    for (const [a, b] of PAIRED) {
+      const ra = grid.find((r) => r.label === a && r.imbalance === imbalance);
+      const rb = grid.find((r) => r.label === b && r.imbalance === imbalance);
+      if (!ra || !rb) continue;
+      const diffs = ra.seeds.flatMap((seed, i) => {
+        const j = rb.seeds.indexOf(seed);
+        return j < 0 ? [] : [ra.lastTop1BySeed[i] - rb.lastTop1BySeed[j]];
+      });
+      if (diffs.length) out.push({ imbalance, a, b, diffs });
+    }
+  }
+  return out;
+}
+
 /** The Markdown table of the rows. */
 export function markdown(rows: Row[], scaleName: string): string {
   const out: string[] = [];
@@ -248,8 +284,8 @@ export function markdown(rows: Row[], scaleName: string): string {
     `Scale \`${scaleName}\`. Top-1 error (%) on the balanced test set, mean ± std over seeds;`,
   );
   out.push("head / middle / tail: mean last-epoch accuracy (%) of classes 0-2 / 3-6 / 7-9.\n");
-  out.push("| method | IF | seeds | top-1 last | top-1 best | head | middle | tail |");
-  out.push("|---|--:|--:|--:|--:|--:|--:|--:|");
+  out.push("| method | IF | seeds | top-1 last | top-1 best | head | middle | tail | wall (min) |");
+  out.push("|---|--:|--:|--:|--:|--:|--:|--:|--:|");
   const sorted = [...rows].filter((r) => r.group === "grid").sort((a, b) =>
     b.imbalance - a.imbalance || a.label.localeCompare(b.label)
   );
@@ -259,9 +295,35 @@ export function markdown(rows: Row[], scaleName: string): string {
         pct(r.lastTop1.std)
       } | ${pct(r.bestTop1.mean)} ± ${pct(r.bestTop1.std)} | ${pct(r.head)} | ${pct(r.middle)} | ${
         pct(r.tail)
-      } |`,
+      } | ${(r.wallSeconds / 60).toFixed(1)} |`,
     );
   }
+  const pairs = pairedDifferences(rows);
+  if (pairs.length) {
+    out.push(
+      "\nPaired differences of top-1 error (last epoch, percentage points; same seed, same split):",
+    );
+    out.push("mean ± std over the seeds both rows have; negative means the first is better.\n");
+    out.push("| IF | comparison | seeds | difference | per seed |");
+    out.push("|--:|---|--:|--:|---|");
+    for (const d of pairs) {
+      out.push(
+        `| ${d.imbalance} | ${d.a} − ${d.b} | ${d.diffs.length} | ${pct(meanStd(d.diffs).mean)} ± ${
+          pct(meanStd(d.diffs).std)
+        } | ${d.diffs.map((x) => pct(x)).join(", ")} |`,
+      );
+    }
+  }
+  // Runs shared by two rows (the reference tau is the meta row) count once.
+  const seen = new Set<string>();
+  const total = rows.reduce((t, r) => {
+    const fresh = r.dirs.filter((d) => !seen.has(d));
+    fresh.forEach((d) => seen.add(d));
+    return t + r.wallSeconds * fresh.length / Math.max(r.dirs.length, 1);
+  }, 0);
+  out.push(
+    `\nWall time of the runs in this table: ${(total / 3600).toFixed(2)} h (sum over runs).`,
+  );
   const taus = rows.filter((r) => r.group === "tau");
   if (taus.length) {
     out.push("\nTau sweep (meta, IF 100): mean |eps| / w_y per class over the meta epochs.\n");

@@ -1,7 +1,14 @@
 /** The reproduce grid end to end at a tiny size: two cells, a SIGKILL, a resume, a skip. */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { gridCells, groupAccuracy, meanStd, SCALES } from "../scripts/reproduce.ts";
+import {
+  gridCells,
+  groupAccuracy,
+  meanStd,
+  pairedDifferences,
+  type Row,
+  SCALES,
+} from "../scripts/reproduce.ts";
 
 const script = new URL("../scripts/reproduce.ts", import.meta.url).pathname;
 const ARGS = ["--scale", "tiny", "--imbalance", "100", "--seeds", "0", "--no-tau"];
@@ -53,6 +60,16 @@ Deno.test("grid helpers: cells, mean/std, head-middle-tail groups", () => {
   assert.equal(m.std, 1);
   const g = groupAccuracy([1, 1, 1, 0.5, 0.5, 0.5, 0.5, 0, 0, 0]);
   assert.deepEqual(g, { head: 1, middle: 0.5, tail: 0 });
+  // paired differences match seeds, not positions, and skip seeds one row lacks
+  const row = (label: string, seeds: number[], errs: number[]) =>
+    ({ label, group: "grid", imbalance: 100, seeds, lastTop1BySeed: errs }) as unknown as Row;
+  const pairs = pairedDifferences([
+    row("meta", [0, 1, 2], [0.5, 0.4, 0.3]),
+    row("ce", [2, 0], [0.25, 0.75]),
+  ]);
+  assert.equal(pairs.length, 1);
+  assert.equal(pairs[0].a, "meta");
+  assert.deepEqual(pairs[0].diffs, [0.5 - 0.75, 0.3 - 0.25]);
 });
 
 Deno.test({
