@@ -89,6 +89,20 @@ export function chooseTile(policy: GemmPolicy, M: number, N: number): GemmTile {
   return policy.tiles[policy.tiles.length - 1];
 }
 
+/**
+ * Shrinks a tile's register block to the fewest outputs per thread that still cover M x N with
+ * the same gx x gy workgroups: N = 144 on 8 x 16-column threads would run two 128-column tiles
+ * (44% of the work on padding); 8 x 9 columns run the same two workgroups with none. The grid,
+ * and so the split of K, is unchanged, which keeps results bit-identical.
+ */
+export function fitTile(tile: GemmTile, M: number, N: number, gx: number, gy: number): GemmTile {
+  return {
+    ...tile,
+    tm: Math.min(tile.tm, Math.ceil(M / (gy * tile.wy))),
+    tn: Math.min(tile.tn, Math.ceil(N / (gx * tile.wx))),
+  };
+}
+
 /** One GEMM instance to run: hooks plus a cache key that names them. */
 export interface GemmInstance {
   key: string;
@@ -127,9 +141,10 @@ export function runGemm(
 ): void {
   const { M, N, K } = dims;
   const policy = gemmPolicy(gpu);
-  const tile = chooseTile(policy, M, N);
-  const gx = Math.ceil(N / (tile.wx * tile.tn));
-  const gy = Math.ceil(M / (tile.wy * tile.tm));
+  const chosen = chooseTile(policy, M, N);
+  const gx = Math.ceil(N / (chosen.wx * chosen.tn));
+  const gy = Math.ceil(M / (chosen.wy * chosen.tm));
+  const tile = fitTile(chosen, M, N, gx, gy);
   // llvmpipe stops any shader loop after 65535 iterations (gallivm's loop limiter), so no
   // split may run longer than that, on any adapter.
   // K = 0 (e.g. a dX phase no tap reaches) runs one empty loop and stores zeros.
