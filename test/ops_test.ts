@@ -159,6 +159,15 @@ const T = (shape: number[], data: Arr): ref.Tensor => ({ shape, data });
 
 // ------------------------------------------------------------------------------ GEMM
 
+/** Random x, w and dy of a conv, with the float64 reference's output and gradients. */
+function convProblem(rng: ref.Rng, xs: number[], ws: number[], o: ConvOptions) {
+  const x = randn(rng, ref.numel(xs)), w = randn(rng, ref.numel(ws));
+  const yRef = ref.conv2dForward(T(xs, x), T(ws, w), o.stride, o.pad);
+  const dy = randn(rng, yRef.data.length);
+  const g = ref.conv2dBackward(T(xs, x), T(ws, w), o.stride, o.pad, T(yRef.shape, dy));
+  return { x, w, yRef, dy, g };
+}
+
 /** Every tile of both default policies (llvmpipe's and the real-GPU one). */
 function allTiles(gpu: Gpu): GemmTile[] {
   const fake = (fallback: boolean) =>
@@ -289,10 +298,7 @@ gpuTest(
     const a = randn(rng, M * K), b = randn(rng, K * N);
     const xs = [2, 8, 6, 6], ws = [5, 8, 3, 3];
     const o: ConvOptions = { stride: 1, pad: 1 };
-    const x = randn(rng, ref.numel(xs)), w = randn(rng, ref.numel(ws));
-    const yRef = ref.conv2dForward(T(xs, x), T(ws, w), o.stride, o.pad);
-    const dy = randn(rng, yRef.data.length);
-    const g = ref.conv2dBackward(T(xs, x), T(ws, w), o.stride, o.pad, T(yRef.shape, dy));
+    const { x, w, yRef, dy, g } = convProblem(rng, xs, ws, o);
     const at = Tensor.from(gpu, a, [M, K]), bt = Tensor.from(gpu, b, [K, N]);
     const btT = Tensor.from(gpu, b, [N, K]);
     const xt = Tensor.from(gpu, x, xs), wt = Tensor.from(gpu, w, ws);
@@ -357,10 +363,7 @@ gpuTest("conv2d: forward, dX and dW under every tile variant, split-K and not", 
   const rng = new ref.Rng(2);
   const xs = [3, 3, 5, 7], ws = [5, 3, 3, 3];
   const o: ConvOptions = { stride: 2, pad: 1 };
-  const x = randn(rng, ref.numel(xs)), w = randn(rng, ref.numel(ws));
-  const yRef = ref.conv2dForward(T(xs, x), T(ws, w), o.stride, o.pad);
-  const dy = randn(rng, yRef.data.length);
-  const g = ref.conv2dBackward(T(xs, x), T(ws, w), o.stride, o.pad, T(yRef.shape, dy));
+  const { x, w, yRef, dy, g } = convProblem(rng, xs, ws, o);
   const xt = Tensor.from(gpu, x, xs), wt = Tensor.from(gpu, w, ws);
   const dyt = Tensor.from(gpu, dy, yRef.shape);
   try {
