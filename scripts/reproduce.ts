@@ -254,6 +254,7 @@ export const PAIRED: [string, string][] = [
   ["meta", "meta-eps0"],
   ["meta-focal", "focal"],
   ["meta-ldam", "ldam-drw"],
+  ...TAUS.slice(1).map((tau): [string, string] => [`meta tau=${tau}`, "meta"]),
 ];
 
 /** Per-seed differences a - b of last-epoch top-1 error for the {@linkcode PAIRED} rows. */
@@ -264,8 +265,8 @@ export function pairedDifferences(
   const grid = rows.filter((r) => r.group === "grid");
   for (const imbalance of [...new Set(grid.map((r) => r.imbalance))].sort((x, y) => y - x)) {
     for (const [a, b] of PAIRED) {
-      const ra = grid.find((r) => r.label === a && r.imbalance === imbalance);
-      const rb = grid.find((r) => r.label === b && r.imbalance === imbalance);
+      const ra = rows.find((r) => r.label === a && r.imbalance === imbalance);
+      const rb = rows.find((r) => r.label === b && r.imbalance === imbalance);
       if (!ra || !rb) continue;
       const diffs = ra.seeds.flatMap((seed, i) => {
         const j = rb.seeds.indexOf(seed);
