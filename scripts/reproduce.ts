@@ -252,6 +252,8 @@ export const PAIRED: [string, string][] = [
   ["meta", "ce"],
   ["meta", "cb"],
   ["meta", "meta-eps0"],
+  ["meta-eps0", "ce"],
+  ["mwn", "ce"],
   ["meta-focal", "focal"],
   ["meta-ldam", "ldam-drw"],
   ...TAUS.slice(1).map((tau): [string, string] => [`meta tau=${tau}`, "meta"]),
