@@ -10,13 +10,13 @@
  *   (read from the uniform it binds), and the phase of the step (forward, backward, JVP: the
  *   tape's and the model's methods are wrapped while profiling).
  * - {@linkcode phaseWallTimes}: without timestamps, wall time of forward, backward and optimizer
- *   of a plain step, synced between phases (the same ops as TrainState.plainStep).
+ *   of a plain step, synced between phases (the ops of TrainState.plainStep but its loss sum).
  */
 import type { BufferView, Gpu, Program } from "../src/gpu/runtime.ts";
 import { Ctx, Tape } from "../src/autograd/tape.ts";
 import { ResNet } from "../src/nn/resnet.ts";
 import { classificationLoss } from "../src/ops/loss.ts";
-import { runMap } from "../src/ops/elementwise.ts";
+import { scale } from "../src/ops/elementwise.ts";
 import { sgdStep } from "../src/optim/sgd.ts";
 import type { TrainState } from "../src/train/step.ts";
 import { SGD } from "./lib.ts";
@@ -287,7 +287,7 @@ export function summarizeFamilies(samples: KernelSample[]): { family: string; ms
 /**
  * Wall time of the phases of a plain step (forward + loss, backward, optimizer and gradient
  * copies), with a GPU sync after each: the fallback where timestamps are missing, and a
- * cross-check where they exist. Runs the same ops as TrainState.plainStep.
+ * cross-check where they exist. Runs the ops of TrainState.plainStep except the loss sum.
  */
 export async function phaseWallTimes(
   gpu: Gpu,
@@ -305,8 +305,7 @@ export async function phaseWallTimes(
   await gpu.sync();
   const forwardMs = performance.now() - t;
   t = performance.now();
-  const seed = ctx.empty([state.shapes.batch]);
-  runMap(gpu, "scale", "p.s0 * a[i]", [state.weights], seed, 1 / state.shapes.batch);
+  const seed = scale(gpu, state.weights, 1 / state.shapes.batch, ctx.empty([state.shapes.batch]));
   const grads = tape.backward(gpu, l, seed, state.params.tensors);
   await gpu.sync();
   const backwardMs = performance.now() - t;

@@ -16,6 +16,7 @@ import { join } from "node:path";
 import { Gpu } from "../src/gpu/runtime.ts";
 import { train, type TrainOptions } from "../src/train/mod.ts";
 import { presetConfig } from "../src/train/config.ts";
+import { barChart, esc, lineChart } from "../src/report/svg.ts";
 import type { RunSummary } from "../src/train/mod.ts";
 
 /** Run sizes. `small` is the trainer's default preset (about 15 minutes a cell on 2 cores). */
@@ -256,7 +257,9 @@ export const PAIRED: [string, string][] = [
   ["mwn", "ce"],
   ["meta-focal", "focal"],
   ["meta-ldam", "ldam-drw"],
-  ...TAUS.slice(1).map((tau): [string, string] => [`meta tau=${tau}`, "meta"]),
+  ...TAUS.filter((tau) => tau !== presetConfig("default").tau).map((
+    tau,
+  ): [string, string] => [`meta tau=${tau}`, "meta"]),
 ];
 
 /** Per-seed differences a - b of last-epoch top-1 error for the {@linkcode PAIRED} rows. */
@@ -345,57 +348,7 @@ export function markdown(rows: Row[], scaleName: string): string {
   return out.join("\n") + "\n";
 }
 
-function bars(title: string, series: { name: string; values: number[] }[]): string {
-  const W = 640, H = 220, pad = 30;
-  const C = series[0]?.values.length ?? 0;
-  const groupW = (W - 2 * pad) / Math.max(C, 1);
-  const barW = groupW / (series.length + 1);
-  const colors = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759"];
-  let svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H + 40}">`;
-  svg += `<text x="${pad}" y="14" font-size="13">${title}</text>`;
-  series.forEach((s, k) => {
-    s.values.forEach((v, c) => {
-      const h = Math.max(0, v) * (H - pad);
-      const x = pad + c * groupW + k * barW;
-      svg += `<rect x="${x.toFixed(1)}" y="${(H - h).toFixed(1)}" width="${
-        barW.toFixed(1)
-      }" height="${h.toFixed(1)}" fill="${colors[k % 4]}"/>`;
-    });
-    svg += `<text x="${pad + k * 120}" y="${H + 32}" font-size="12" fill="${
-      colors[k % 4]
-    }">${s.name}</text>`;
-  });
-  for (let c = 0; c < C; c++) {
-    svg += `<text x="${(pad + c * groupW + groupW / 3).toFixed(1)}" y="${
-      H + 14
-    }" font-size="11">${c}</text>`;
-  }
-  return svg + "</svg>";
-}
-
-function lines(title: string, curve: number[][]): string {
-  const W = 640, H = 220, pad = 40;
-  const C = curve[0]?.length ?? 0;
-  const all = curve.flat();
-  const lo = Math.min(0, ...all), hi = Math.max(0, ...all);
-  const y = (v: number) => H - pad / 2 - ((v - lo) / (hi - lo || 1)) * (H - pad);
-  const x = (e: number) => pad + (e / Math.max(curve.length - 1, 1)) * (W - 2 * pad);
-  let svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H + 20}">`;
-  svg += `<text x="${pad}" y="14" font-size="13">${title}</text>`;
-  svg += `<line x1="${pad}" x2="${W - pad}" y1="${y(0)}" y2="${y(0)}" stroke="#999"/>`;
-  for (let c = 0; c < C; c++) {
-    const pts = curve.map((row, e) => `${x(e).toFixed(1)},${y(row[c]).toFixed(1)}`).join(" ");
-    svg += `<polyline fill="none" stroke="hsl(${(c * 36) % 360},60%,45%)" points="${pts}"/>`;
-  }
-  svg += `<text x="${pad}" y="${H + 14}" font-size="11">meta epochs; one line per class; range ${
-    lo.toExponential(2)
-  } .. ${hi.toExponential(2)}</text>`;
-  return svg + "</svg>";
-}
-
-/** report.html of the grid: the table, Figure 2 as bars, Figure 3 as lines. */
 export function htmlReport(rows: Row[], md: string): string {
-  const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;");
   const at100 = (label: string) =>
     rows.find((r) => r.group === "grid" && r.label === label && r.imbalance === 100);
   const fig2 = ["ce", "cb", "meta"].map((l) => ({ name: l, row: at100(l) })).filter((s) => s.row);
@@ -407,16 +360,27 @@ export function htmlReport(rows: Row[], md: string): string {
 <h2>Per-class accuracy at IF 100 (Figure 2)</h2>
 ${
     fig2.length
-      ? bars(
-        "last-epoch accuracy per class",
+      ? barChart(
+        fig2[0].row!.perClassAccuracy.map((_, c) => `${c}`),
         fig2.map((s) => ({ name: s.name, values: s.row!.perClassAccuracy })),
+        { title: "last-epoch accuracy per class", xLabel: "class", max: 1 },
       )
       : "<p>no finished CE / CB / meta runs at IF 100 yet</p>"
   }
 <h2>Per-class mean eps over the meta epochs (Figure 3)</h2>
 ${
     meta?.epsCurve
-      ? lines("mean eps per class, meta (CE), IF 100", meta.epsCurve)
+      ? lineChart(
+        meta.epsCurve[0].map((_, c) => ({
+          name: `class ${c}`,
+          points: meta.epsCurve!.map((row, e): [number, number] => [e + 1, row[c]]),
+        })),
+        {
+          title: "mean eps per class, meta (CE), IF 100",
+          xLabel: "meta epoch",
+          yLabel: "mean eps",
+        },
+      )
       : "<p>no finished meta run at IF 100 yet</p>"
   }
 </body></html>

@@ -49,7 +49,10 @@ export interface GemmHooks {
    * The multiply-adds keep their k order, so results are bit-identical to the scalar path.
    */
   loadA4?: string;
-  /** Whether every A(m, k) with k % 4 == 0 starts a 16-byte-aligned vec4 for these constants. */
+  /**
+   * Whether every A(m, k) with k % 4 == 0 starts a 16-byte-aligned vec4 for these constants, given
+   * K % 4 == 0 (default: yes, as for rows of length K).
+   */
   alignedA?: (consts: GemmConsts) => boolean;
   /** fn store(m: u32, n: u32, v: f32): writes the final value into `C` (and extras). */
   store: string;
@@ -66,7 +69,7 @@ export type GemmConsts = Record<string, number>;
  * modulos by shape constants compile to multiplies and shifts and bounds checks fold. Pipelines
  * are keyed by the values (src/ops/gemm.ts); there is no uniform buffer.
  */
-export function specialize(code: string, consts: GemmConsts): string {
+function specialize(code: string, consts: GemmConsts): string {
   return code.replace(/\bp\.([A-Za-z_]\w*)/g, (_, name: string) => {
     const v = consts[name];
     if (v === undefined || !Number.isInteger(v) || v < 0 || v > 0xffffffff) {
@@ -89,9 +92,8 @@ function bindingLines(extra: [string, "read" | "write", string][], first: number
  * `offsetBytes` is the byte offset A is bound at.
  */
 export function usesVectorA(hooks: GemmHooks, consts: GemmConsts, offsetBytes: number): boolean {
-  return hooks.loadA4 !== undefined && hooks.alignedA !== undefined &&
-    consts.K % 4 === 0 && consts.kChunk % 4 === 0 && offsetBytes % 16 === 0 &&
-    hooks.alignedA(consts);
+  return hooks.loadA4 !== undefined && consts.K % 4 === 0 && consts.kChunk % 4 === 0 &&
+    offsetBytes % 16 === 0 && (hooks.alignedA?.(consts) ?? true);
 }
 
 /**
@@ -119,10 +121,9 @@ export function gemmSource(
   const fullN = N % (wx * tn) === 0;
   const lines: string[] = [];
   const acc = (i: number, j: number) => `acc_${i}_${j}`;
-  // With a single tile along an axis, rows (columns) that lie past M (N) in every workgroup
-  // are not generated at all: a tile of 16 rows runs an M = 3 product as 3 rows.
-  const rows = M <= wy * tm ? Math.min(tm, Math.ceil(M / wy)) : tm;
-  const cols = N <= wx * tn ? Math.min(tn, Math.ceil(N / wx)) : tn;
+  // The host fits tm x tn to the shape (src/ops/gemm.ts fitTile): no thread has a row or column
+  // that lies past M or N in every workgroup.
+  const rows = tm, cols = tn;
   for (let i = 0; i < rows; i++) {
     for (let j = 0; j < cols; j++) lines.push(`  var ${acc(i, j)} = 0.0;`);
   }

@@ -72,7 +72,6 @@ function forwardInstance(mode: StoreMode): GemmInstance {
       loadA: "return A[u32(r.x + k.x)];",
       // w[o, :] is contiguous along k = (c, kh, kw) (aligned when K % 4 == 0).
       loadA4: "return A[u32(r.x + k.x) >> 2u];",
-      alignedA: () => true,
       kB:
         `let kk = p.KH * p.KW; let ci = k / kk; let t = k % kk; let kh = t / p.KW; let kw = t % p.KW;
         return vec4<i32>(${I("ci * p.H * p.W + kh * p.W + kw")}, i32(kh), i32(kw), 0);`,
@@ -198,7 +197,6 @@ export function convBackwardInput(
     for (let pw = 0; pw < s.stride; pw++) {
       const v = dxPhase(pw, s.W, s.KW, s.stride, s.pad);
       const N = s.N * h.count * v.count;
-      if (N === 0) continue;
       runGemm(
         gpu,
         DX,

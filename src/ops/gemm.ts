@@ -140,6 +140,7 @@ export function runGemm(
   params: number[],
 ): void {
   const { M, N, K } = dims;
+  if (M === 0 || N === 0) return; // nothing to store (e.g. a dX phase that no pixel lies in)
   const policy = gemmPolicy(gpu);
   const chosen = chooseTile(policy, M, N);
   const gx = Math.ceil(N / (chosen.wx * chosen.tn));
@@ -235,7 +236,7 @@ export function matmulInstance(
         : "return vec4<i32>(i32(k), 0, 0, 0);",
       loadA: "return A[u32(r.x + k.x)];",
       // Rows of a row-major A are contiguous along k (aligned when K % 4 == 0).
-      ...(transA ? {} : { loadA4: "return A[u32(r.x + k.x) >> 2u];", alignedA: () => true }),
+      ...(transA ? {} : { loadA4: "return A[u32(r.x + k.x) >> 2u];" }),
       colB: transB
         ? "return vec4<i32>(i32(n * p.K), 0, 0, 0);"
         : "return vec4<i32>(i32(n), 0, 0, 0);",

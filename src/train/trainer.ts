@@ -461,6 +461,9 @@ async function runTraining(
 
   const startEpoch = epochsDone;
   const endEpoch = Math.min(cfg.epochs, startEpoch + io.maxEpochs);
+  const isMetaW = phases.some((ph) => ph.rule === "meta-update-wy");
+  // The summary written at the last epoch's checkpoint, returned as it is.
+  let completed: RunSummary | null = null;
   for (let epoch = startEpoch; epoch < endEpoch; epoch++) {
     const t0 = performance.now();
     const phase = phases[epoch];
@@ -648,11 +651,14 @@ async function runTraining(
       wall_seconds: String(wall),
       model: JSON.stringify(modelCfg),
     });
-    const isMetaW = phases.some((ph) => ph.rule === "meta-update-wy");
     const done = epochsDone === cfg.epochs;
-    await writeOutputs(
-      makeSummary(done ? "completed" : "running", {}, isMetaW ? Array.from(classWeightsNow) : null),
+    const summary = makeSummary(
+      done ? "completed" : "running",
+      {},
+      isMetaW ? Array.from(classWeightsNow) : null,
     );
+    await writeOutputs(summary);
+    if (done) completed = summary;
     io.progress.line(
       `epoch ${epoch + 1}/${cfg.epochs} ${phase.kind} lr ${lr.toPrecision(3)}: train loss ${
         trainLoss.toFixed(4)
@@ -665,7 +671,6 @@ async function runTraining(
       }, ${seconds.toFixed(1)} s, ${record.timing.imagesPerSecond.toFixed(1)} img/s`,
     );
   }
-  const isMetaW = phases.some((ph) => ph.rule === "meta-update-wy");
   if (epochsDone < cfg.epochs) {
     return makeSummary(
       "running",
@@ -673,12 +678,16 @@ async function runTraining(
       isMetaW ? Array.from(await state.classWeights.read(gpu)) : null,
     );
   }
-  const final = makeSummary(
-    "completed",
-    {},
-    isMetaW ? Array.from(await state.classWeights.read(gpu)) : null,
-  );
-  await writeOutputs(final);
+  // Written at the last checkpoint; only a resumed run with no epoch left writes it here.
+  let final = completed;
+  if (!final) {
+    final = makeSummary(
+      "completed",
+      {},
+      isMetaW ? Array.from(await state.classWeights.read(gpu)) : null,
+    );
+    await writeOutputs(final);
+  }
   io.progress.line(
     `done: ${final.epochsDone} epochs in ${
       (final.wallSeconds / 60).toFixed(1)
