@@ -21,9 +21,12 @@ export interface BufferView {
 /** How a kernel uses each binding, in binding order. */
 export type BindingKind = "read" | "write" | "uniform";
 
-/** A compiled-once compute kernel: WGSL source plus its binding signature. */
+/**
+ * A compiled-once compute kernel: WGSL source plus its binding signature. Programs are made by
+ * {@linkcode Kernel} declarations (src/gpu/kernel.ts); the pipeline cache is keyed on `code`.
+ */
 export interface Program {
-  /** Unique cache key; programs with equal keys must have equal code. */
+  /** Label of the pipeline (kernel name), for debugging and profiles; need not be unique. */
   key: string;
   /** WGSL source of the kernel. */
   code: string;
@@ -51,6 +54,13 @@ export interface GpuStats {
   readbacks: number;
   /** Dispatches recorded, including empty ones. */
   dispatches: number;
+}
+
+/** A compiled program: its pipeline, bind-group layout and a process-unique id. */
+interface CompiledProgram {
+  pipeline: GPUComputePipeline;
+  layout: GPUBindGroupLayout;
+  id: number;
 }
 
 const STORAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
@@ -96,7 +106,7 @@ export class Gpu {
 
   #free = new Map<number, GPUBuffer[]>();
   #live = new Set<GPUBuffer>();
-  #pipelines = new Map<string, { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout }>();
+  #pipelines = new Map<string, CompiledProgram>();
   #bindGroups = new Map<string, GPUBindGroup>();
   #uniforms = new Map<string, GPUBuffer>();
   #encoder: GPUCommandEncoder | null = null;
@@ -206,8 +216,10 @@ export class Gpu {
 
   // ---------------------------------------------------------------- kernels
 
-  #pipeline(program: Program): { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout } {
-    let entry = this.#pipelines.get(program.key);
+  #pipeline(program: Program): CompiledProgram {
+    // Keyed on the code itself: equal code compiles once, and no two kernels can share a
+    // pipeline because their names collide.
+    let entry = this.#pipelines.get(program.code);
     if (entry) return entry;
     const module = this.device.createShaderModule({ label: program.key, code: program.code });
     const layout = this.device.createBindGroupLayout({
@@ -226,8 +238,8 @@ export class Gpu {
       compute: { module, entryPoint: program.entryPoint ?? "main" },
     });
     this.stats.pipelinesCreated++;
-    entry = { pipeline, layout };
-    this.#pipelines.set(program.key, entry);
+    entry = { pipeline, layout, id: this.#pipelines.size + 1 };
+    this.#pipelines.set(program.code, entry);
     return entry;
   }
 
@@ -262,13 +274,13 @@ export class Gpu {
     return { buffer, offset: 0, size: buffer.size };
   }
 
-  #bindGroup(program: Program, layout: GPUBindGroupLayout, views: BufferView[]): GPUBindGroup {
-    let key = program.key;
+  #bindGroup(compiled: CompiledProgram, views: BufferView[]): GPUBindGroup {
+    let key = `${compiled.id}`;
     for (const v of views) key += `|#${idOf(v.buffer)}@${v.offset}:${v.size}`;
     let group = this.#bindGroups.get(key);
     if (!group) {
       group = this.device.createBindGroup({
-        layout,
+        layout: compiled.layout,
         entries: views.map((v, binding) => ({
           binding,
           resource: { buffer: v.buffer, offset: v.offset, size: v.size },
@@ -287,13 +299,13 @@ export class Gpu {
         `${program.key}: expected ${program.bindings.length} bindings, got ${views.length}`,
       );
     }
-    const { pipeline, layout } = this.#pipeline(program);
-    const group = this.#bindGroup(program, layout, views);
+    const compiled = this.#pipeline(program);
+    const group = this.#bindGroup(compiled, views);
     if (!this.#pass) {
       this.#encoder ??= this.device.createCommandEncoder();
       this.#pass = this.#encoder.beginComputePass();
     }
-    this.#pass.setPipeline(pipeline);
+    this.#pass.setPipeline(compiled.pipeline);
     this.#pass.setBindGroup(0, group);
     const [x, y = 1, z = 1] = workgroups;
     if (x > 0 && y > 0 && z > 0) this.#pass.dispatchWorkgroups(x, y, z);

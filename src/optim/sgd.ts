@@ -2,9 +2,9 @@
  * SGD with momentum, Nesterov option and weight decay, as one fused kernel over the flat
  * parameter buffer (every parameter at once, one dispatch per step).
  */
-import type { BufferView, Gpu, Program } from "../gpu/runtime.ts";
+import type { BufferView, Gpu } from "../gpu/runtime.ts";
 import { grid1d } from "../gpu/runtime.ts";
-import { sgdSource } from "../../shaders/optim.ts";
+import { sgdKernel } from "../../shaders/optim.ts";
 
 /** Hyper-parameters of {@linkcode sgdStep}. */
 export interface SgdOptions {
@@ -18,8 +18,6 @@ export interface SgdOptions {
   nesterov: boolean;
 }
 
-let program: Program | null = null;
-
 /**
  * One SGD step over `count` floats: params -= lr * direction, with the momentum buffer
  * updated in place.
@@ -32,13 +30,16 @@ export function sgdStep(
   count: number,
   o: SgdOptions,
 ): void {
-  program ??= { key: "sgd", code: sgdSource(), bindings: ["read", "write", "write", "uniform"] };
-  const buf = new ArrayBuffer(20);
-  new Uint32Array(buf, 0, 2).set([count, o.nesterov ? 1 : 0]);
-  new Float32Array(buf, 8, 3).set([o.lr, o.momentum, o.weightDecay]);
-  gpu.dispatch(
-    program,
-    [grads, params, momentum, gpu.uniform(buf)],
+  sgdKernel.dispatch(
+    gpu,
+    [grads, params, momentum],
+    {
+      n: count,
+      nesterov: o.nesterov ? 1 : 0,
+      lr: o.lr,
+      momentum: o.momentum,
+      wd: o.weightDecay,
+    },
     grid1d(Math.ceil(count / 256)),
   );
 }
