@@ -1,22 +1,63 @@
 /**
- * Declarations of the optimizer kernels: one fused SGD kernel over the flat parameter buffer
- * (PyTorch semantics, dampening 0): g' = g + wd * p; buf = momentum * buf + g';
- * d = nesterov ? g' + momentum * buf : buf; p -= lr * d.
+ * Declarations of the optimizer kernels: one fused kernel per optimizer over the flat parameter
+ * buffer. Values that change from step to step (the learning rate, Adam's bias corrections) are
+ * read from a small storage buffer `hyper` that the host rewrites when they change, so a
+ * learning-rate schedule creates no uniforms; the constant hyper-parameters stay uniforms.
  */
 import { kernel } from "../src/gpu/kernel.ts";
 
-/** Fused SGD with momentum, Nesterov option and weight decay. */
+/**
+ * Fused SGD (PyTorch semantics, dampening 0), hyper = [lr]:
+ * g' = g + wd * p; buf = momentum * buf + g'; d = nesterov ? g' + momentum * buf : buf;
+ * p -= lr * d.
+ */
 export const sgdKernel = kernel({
   name: "sgd",
-  storage: [["g", "read"], ["param", "write"], ["buf", "write"]],
-  uniforms: [["n", "u32"], ["nesterov", "u32"], ["lr", "f32"], ["momentum", "f32"], ["wd", "f32"]],
+  storage: [["g", "read"], ["param", "write"], ["buf", "write"], ["hyper", "read"]],
+  uniforms: [["n", "u32"], ["nesterov", "u32"], ["momentum", "f32"], ["wd", "f32"]],
   workgroupSize: 256,
   main: `
     let i = flatIndex(gid, nwg);
     if (i >= p.n) { return; }
+    let lr = hyper[0];
     let gi = g[i] + p.wd * param[i];
     let b = p.momentum * buf[i] + gi;
     buf[i] = b;
     let d = select(b, gi + p.momentum * b, p.nesterov == 1u);
-    param[i] = param[i] - p.lr * d;`,
+    param[i] = param[i] - lr * d;`,
+});
+
+/**
+ * Fused Adam / AdamW (PyTorch semantics), hyper = [lr / (1 - beta1^t), sqrt(1 - beta2^t),
+ * 1 - lr * wd]: Adam adds wd * p to the gradient, AdamW (decoupled) scales p by 1 - lr * wd;
+ * m = beta1 m + (1 - beta1) g; v = beta2 v + (1 - beta2) g^2 (1 - beta as its own f32, computed
+ * in float64 as PyTorch does: 1 - f32(0.999) would be off by 1e-5);
+ * p -= lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps).
+ */
+export const adamKernel = kernel({
+  name: "adam",
+  storage: [["g", "read"], ["param", "write"], ["m", "write"], ["v", "write"], ["hyper", "read"]],
+  uniforms: [
+    ["n", "u32"],
+    ["decoupled", "u32"],
+    ["beta1", "f32"],
+    ["beta2", "f32"],
+    ["omb1", "f32"],
+    ["omb2", "f32"],
+    ["eps", "f32"],
+    ["wd", "f32"],
+  ],
+  workgroupSize: 256,
+  main: `
+    let i = flatIndex(gid, nwg);
+    if (i >= p.n) { return; }
+    let coupled = p.decoupled == 0u;
+    var w = param[i];
+    let gi = select(g[i], g[i] + p.wd * w, coupled);
+    w = select(w * hyper[2], w, coupled);
+    let mi = p.beta1 * m[i] + p.omb1 * gi;
+    let vi = p.beta2 * v[i] + p.omb2 * gi * gi;
+    m[i] = mi;
+    v[i] = vi;
+    param[i] = w - hyper[0] * mi / (sqrt(vi) / hyper[1] + p.eps);`,
 });

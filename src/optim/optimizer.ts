@@ -12,6 +12,8 @@ import type { Gpu } from "../gpu/runtime.ts";
 import { FlatTensors } from "../nn/params.ts";
 import type { FlatLayout } from "../nn/params.ts";
 import { type SgdOptions, sgdStep } from "./sgd.ts";
+import { StepValues } from "./step_values.ts";
+import { Adam, type AdamConfig } from "./adam.ts";
 
 /** An optimizer over one flat parameter layout. */
 export interface Optimizer {
@@ -47,6 +49,7 @@ export class Sgd implements Optimizer {
   /** The momentum buffer, zero at construction. */
   readonly momentum: FlatTensors;
   readonly #gpu: Gpu;
+  readonly #lr: StepValues;
 
   /** Allocates the momentum buffer for parameters of `layout`. */
   constructor(gpu: Gpu, layout: FlatLayout, config: SgdConfig) {
@@ -54,6 +57,7 @@ export class Sgd implements Optimizer {
     this.config = config;
     this.momentum = new FlatTensors(gpu, layout, false);
     this.momentum.clear();
+    this.#lr = new StepValues(gpu, 1);
   }
 
   /** One fused update of every parameter. */
@@ -61,7 +65,7 @@ export class Sgd implements Optimizer {
     sgdStep(this.#gpu, params.all, grads.all, this.momentum.all, params.layout.length, {
       lr,
       ...this.config,
-    });
+    }, this.#lr);
   }
 
   /** `optimizer.momentum.<name>`. */
@@ -77,8 +81,38 @@ export class Sgd implements Optimizer {
   /** Nothing to restore. */
   loadScalars(_values: Record<string, number>): void {}
 
-  /** Frees the momentum buffer. */
+  /** Frees the momentum buffer (after submitting recorded work, which may still use it). */
   destroy(): void {
+    this.#gpu.submit();
     this.momentum.destroy();
+    this.#lr.destroy();
+  }
+}
+
+/** Which optimizer {@linkcode createOptimizer} makes, with its options. */
+export type OptimizerSpec =
+  | ({ kind: "sgd" } & SgdConfig)
+  | ({ kind: "adam" } & Omit<AdamConfig, "decoupled">)
+  | ({ kind: "adamw" } & Omit<AdamConfig, "decoupled">);
+
+/** An optimizer over `layout` from a spec: SGD, Adam, or AdamW (Adam with decoupled decay). */
+export function createOptimizer(gpu: Gpu, layout: FlatLayout, spec: OptimizerSpec): Optimizer {
+  switch (spec.kind) {
+    case "sgd":
+      return new Sgd(gpu, layout, {
+        momentum: spec.momentum,
+        weightDecay: spec.weightDecay,
+        nesterov: spec.nesterov,
+      });
+    case "adam":
+    case "adamw": {
+      const { kind, ...config } = spec;
+      return new Adam(gpu, layout, { ...config, decoupled: kind === "adamw" });
+    }
+    default:
+      throw new Error(
+        `createOptimizer: unknown kind ${JSON.stringify((spec as { kind: unknown }).kind)}; ` +
+          `expected "sgd", "adam" or "adamw"`,
+      );
   }
 }

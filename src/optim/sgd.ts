@@ -5,6 +5,7 @@
 import type { BufferView, Gpu } from "../gpu/runtime.ts";
 import { grid1d } from "../gpu/runtime.ts";
 import { sgdKernel } from "../../shaders/optim.ts";
+import { StepValues } from "./step_values.ts";
 
 /** Hyper-parameters of {@linkcode sgdStep}. */
 export interface SgdOptions {
@@ -18,9 +19,12 @@ export interface SgdOptions {
   nesterov: boolean;
 }
 
+/** The learning-rate slot of {@linkcode sgdStep} calls, one per device. */
+const sharedLr = new WeakMap<Gpu, StepValues>();
+
 /**
  * One SGD step over `count` floats: params -= lr * direction, with the momentum buffer
- * updated in place.
+ * updated in place. `lr` is a slot holding the learning rate (default: one shared per device).
  */
 export function sgdStep(
   gpu: Gpu,
@@ -29,17 +33,14 @@ export function sgdStep(
   momentum: BufferView,
   count: number,
   o: SgdOptions,
+  lr?: StepValues,
 ): void {
+  let slot = lr ?? sharedLr.get(gpu);
+  if (!slot) sharedLr.set(gpu, slot = new StepValues(gpu, 1));
   sgdKernel.dispatch(
     gpu,
-    [grads, params, momentum],
-    {
-      n: count,
-      nesterov: o.nesterov ? 1 : 0,
-      lr: o.lr,
-      momentum: o.momentum,
-      wd: o.weightDecay,
-    },
+    [grads, params, momentum, slot.set([o.lr])],
+    { n: count, nesterov: o.nesterov ? 1 : 0, momentum: o.momentum, wd: o.weightDecay },
     grid1d(Math.ceil(count / 256)),
   );
 }

@@ -8,3 +8,4 @@ export * from "./resnet.ts";
 export * from "./meta.ts";
 export * from "./fd.ts";
 export * from "./rng.ts";
+export * from "./nn_ops.ts";
