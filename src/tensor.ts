@@ -82,11 +82,20 @@ export class Tensor {
     if (this.pooled) gpu.release(this.view.buffer);
   }
 
-  /** The same data with another shape of equal size (shares the buffer, never pooled). */
+  /**
+   * The same data with another shape of equal size: a raw view sharing the buffer (never
+   * pooled), invisible to autograd. Refused for a tensor that requires grad, where the view
+   * would silently cut the gradient: use `reshape(ctx, x, shape)` (src/ops/shape.ts) there.
+   */
   reshape(shape: readonly number[]): Tensor {
+    if (this.requiresGrad) {
+      throw new Error(
+        `Tensor.reshape: [${this.shape}] -> [${shape}] on a tensor that requires grad would ` +
+          `stop its gradient; use reshape(ctx, x, shape) or flatten(ctx, x), which record on the tape`,
+      );
+    }
     const t = new Tensor(shape, this.view, false, this.dtype);
     if (t.size !== this.size) throw new Error(`reshape: [${this.shape}] -> [${shape}]`);
-    t.requiresGrad = this.requiresGrad;
     return t;
   }
 }
