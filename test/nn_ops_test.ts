@@ -15,6 +15,8 @@ import { channelBias } from "../src/ops/bias.ts";
 import { dropout } from "../src/ops/dropout.ts";
 import { sigmoid, tanh } from "../src/ops/activation.ts";
 import { batchNorm } from "../src/ops/batchnorm.ts";
+import { conv2d } from "../src/ops/conv.ts";
+import { linear } from "../src/ops/linear.ts";
 import * as ref from "./reference/mod.ts";
 import { f32, gpuTest } from "./gpu_harness.ts";
 import { type Arr, checkOp, randn, report, T } from "./op_check.ts";
@@ -385,6 +387,54 @@ for (const mode of ["train", "eval"] as const) {
     rv.release(gpu);
   });
 }
+
+// ------------------------------------------------------------------------------ composed
+
+gpuTest(
+  "a small CNN composed of the new ops: tape gradients and JVP vs finite differences",
+  async (gpu) => {
+    // conv (3x3, pad 1) + channelBias -> tanh -> maxPool 2 -> flatten -> dropout -> linear
+    // -> sigmoid -> per-example MSE: every new op on one tape, checked end to end against
+    // central differences of the float64 composition (the "reference" VJP and JVP are FD too)
+    const rng = new ref.Rng(900);
+    const xs = [3, 2, 5, 7], ws = [4, 2, 3, 3], ls = [3, 4 * 2 * 3];
+    const target = f32(rng.uniformArray(3 * 3, 0, 1));
+    const targetT = Tensor.from(gpu, target, [3, 3]);
+    const seed = 99, p = 0.25;
+    const f = (v: Arr[]): Arr => {
+      const conv = ref.conv2dForward(T(xs, v[0]), T(ws, v[1]), 1, 1);
+      const act = ref.channelBiasForward(conv, v[2]);
+      act.data = act.data.map(Math.tanh);
+      const pooled = ref.maxPool2dForward(act, { kernel: 2, stride: 2, pad: 0 }).y;
+      const scale = Math.fround(1 / (1 - p));
+      const dropped = pooled.data.map((a, i) => (ref.dropoutKeep(seed, i, p) ? a * scale : 0));
+      const z = ref.linearForward(T([3, ls[1]], dropped), T(ls, v[3]), v[4]);
+      z.data = z.data.map(ref.sigmoid);
+      return ref.regressionForward("mse", z, T([3, 3], target));
+    };
+    const inputs = [randn(rng, ref.numel(xs)), randn(rng, ref.numel(ws), 0, 0.5), randn(rng, 4)];
+    inputs.push(randn(rng, ref.numel(ls), 0, 0.5), randn(rng, 3));
+    const fdVjp = (v: Arr[], r: Arr) =>
+      v.map((x) => ref.fdGradient(() => ref.dot(r, f(v)), x, 1e-6));
+    const fdJvp = (v: Arr[], t: (Arr | null)[]) =>
+      ref.fdDerivativeVec((h) => f(v.map((x, k) => (t[k] ? ref.axpy(x, h, t[k]) : x))), 1e-6);
+    await checkOp(gpu, rng, {
+      label: "small CNN",
+      shapes: [xs, ws, [4], ls, [3]],
+      inputs,
+      run: (ctx, [x, w, b, lw, lb]) => {
+        const a = tanh(ctx, channelBias(ctx, conv2d(ctx, x, w, { stride: 1, pad: 1 }), b));
+        const h = dropout(ctx, flatten(ctx, maxPool2d(ctx, a, { kernel: 2 })), p, seed);
+        return mseLoss(ctx, sigmoid(ctx, linear(ctx, h, lw, lb)), targetT);
+      },
+      f,
+      vjp: fdVjp,
+      jvp: fdJvp,
+      jvpSubsets: [[0], [1, 2], [3, 4]],
+    });
+    targetT.release(gpu);
+  },
+);
 
 gpuTest("report of the worst errors of the layer ops", () => {
   report("");
