@@ -49,3 +49,25 @@ export * from "./src/data/mod.ts";
 export * from "./src/train/mod.ts";
 export * from "./src/checkpoint/mod.ts";
 export * from "./src/report/mod.ts";
+export { avgPool2d, maxPool2d } from "./src/ops/pool.ts";
+export type { PoolOptions } from "./src/ops/pool.ts";
+export { flatten, reshape } from "./src/ops/shape.ts";
+export { l1Loss, mseLoss } from "./src/ops/regression.ts";
+export { channelBias } from "./src/ops/bias.ts";
+export { dropout } from "./src/ops/dropout.ts";
+export { sigmoid, tanh } from "./src/ops/activation.ts";
+export { createOptimizer, Sgd } from "./src/optim/optimizer.ts";
+export type { Optimizer, OptimizerSpec, SgdConfig } from "./src/optim/optimizer.ts";
+export { Adam } from "./src/optim/adam.ts";
+export type { AdamConfig } from "./src/optim/adam.ts";
+export { StepValues } from "./src/optim/step_values.ts";
+export {
+  constantLr,
+  cosineLr,
+  globalStep,
+  linearWarmup,
+  multiStepLr,
+  pointAt,
+  stepLr,
+} from "./src/optim/schedule.ts";
+export type { Schedule, SchedulePoint } from "./src/optim/schedule.ts";
