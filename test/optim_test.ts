@@ -20,7 +20,7 @@ import {
 import { Tensor } from "../src/tensor.ts";
 import * as ref from "./reference/mod.ts";
 import { gpuTest } from "./gpu_harness.ts";
-import { expectClose, randn } from "./op_check.ts";
+import { expectClose, randn, report } from "./op_check.ts";
 
 /** Three parameters of sizes that fill no alignment unit, so the layout has gaps. */
 function layout(gpu: Gpu): FlatLayout {
@@ -80,6 +80,7 @@ for (const o of adamCases) {
       ),
     );
     assert.ok(raw.every((x, i) => used.has(i) || x === 0), "a gap changed");
+    report("adam");
     assert.deepEqual(opt.scalars(), { step: 20 });
     assert.deepEqual([...opt.stateBuffers().keys()], [
       "optimizer.exp_avg.",
