@@ -13,7 +13,7 @@
  *
  * Every kernel takes the same uniform fields, so one uniform buffer serves a whole call.
  */
-import { kernel, kernelFamily } from "../src/gpu/kernel.ts";
+import { kernel, type KernelDecl, kernelFamily, type StorageDecl } from "../src/gpu/kernel.ts";
 
 const WG = 256;
 
@@ -40,18 +40,30 @@ const UNIFORMS = [
   ["momentum", "f32"],
 ] as const;
 
-/** Statistics (+ optional running-stat update); one workgroup per channel. */
-export const bnStatsKernel = kernel({
-  name: "bn:stats",
-  storage: [["x", "read"], ["stats", "write"], ["rmean", "write"], ["rvar", "write"]],
-  uniforms: UNIFORMS,
-  workgroupSize: WG,
-  helpers: REDUCE,
-  main: `
-    let c = wid.x;
-    let t = lid.x;
-    let M = p.N * p.HW;
-    var s = 0.0;
+/**
+ * A per-channel reduction: one workgroup per channel `c`, thread `t` of it, over the
+ * `M = N * HW` values of the channel (read through `at(c, i)`).
+ */
+function channelReduction(name: string, storage: StorageDecl[], body: string) {
+  return kernel({
+    name,
+    storage,
+    uniforms: UNIFORMS,
+    workgroupSize: WG,
+    helpers: REDUCE,
+    main: `
+      let c = wid.x;
+      let t = lid.x;
+      let M = p.N * p.HW;
+      ${body}`,
+  });
+}
+
+/** Statistics (+ optional running-stat update). */
+export const bnStatsKernel = channelReduction(
+  "bn:stats",
+  [["x", "read"], ["stats", "write"], ["rmean", "write"], ["rvar", "write"]],
+  `var s = 0.0;
     for (var i = t; i < M; i += ${WG}u) { s += x[at(c, i)]; }
     red1[t] = s; red2[t] = 0.0;
     reduce2(t);
@@ -71,7 +83,7 @@ export const bnStatsKernel = kernel({
         rvar[c] = (1.0 - p.momentum) * rvar[c] + p.momentum * unbiased;
       }
     }`,
-});
+);
 
 /** Eval-mode statistics from the running ones: stats = [running_mean, 1/sqrt(running_var+eps)]. */
 export const bnEvalStatsKernel = kernel({
@@ -86,18 +98,11 @@ export const bnEvalStatsKernel = kernel({
     stats[p.C + c] = inverseSqrt(rvar[c] + p.eps);`,
 });
 
-/** Per-channel s1 = sum(a), s2 = sum(a * xhat) into sums[2C]; one workgroup per channel. */
-export const bnSumsKernel = kernel({
-  name: "bn:sums",
-  storage: [["a", "read"], ["x", "read"], ["stats", "read"], ["sums", "write"]],
-  uniforms: UNIFORMS,
-  workgroupSize: WG,
-  helpers: REDUCE,
-  main: `
-    let c = wid.x;
-    let t = lid.x;
-    let M = p.N * p.HW;
-    let mean = stats[c];
+/** Per-channel s1 = sum(a), s2 = sum(a * xhat) into sums[2C]. */
+export const bnSumsKernel = channelReduction(
+  "bn:sums",
+  [["a", "read"], ["x", "read"], ["stats", "read"], ["sums", "write"]],
+  `let mean = stats[c];
     let invstd = stats[p.C + c];
     var s1 = 0.0;
     var s2 = 0.0;
@@ -109,27 +114,36 @@ export const bnSumsKernel = kernel({
     red1[t] = s1; red2[t] = s2;
     reduce2(t);
     if (t == 0u) { sums[c] = red1[0]; sums[p.C + c] = red2[0]; }`,
-});
+);
+
+/** An elementwise kernel over the N*C*HW values: element `i` of channel `c`. */
+function channelMap(
+  name: string,
+  storage: readonly StorageDecl[],
+  body: string,
+): KernelDecl<typeof UNIFORMS[number][0]> {
+  return {
+    name,
+    storage,
+    uniforms: UNIFORMS,
+    workgroupSize: 256,
+    main: `
+      let i = flatIndex(gid, nwg);
+      if (i >= p.N * p.C * p.HW) { return; }
+      let c = (i / p.HW) % p.C;
+      ${body}`,
+  };
+}
 
 /** y = gamma * (x - mean) * invstd + beta, optionally relu. */
-export const bnApplyKernel = kernelFamily((relu: boolean) => ({
-  name: `bn:apply:${relu}`,
-  storage: [
-    ["x", "read"],
-    ["stats", "read"],
-    ["gamma", "read"],
-    ["beta", "read"],
-    ["y", "write"],
-  ] as const,
-  uniforms: UNIFORMS,
-  workgroupSize: 256,
-  main: `
-    let i = flatIndex(gid, nwg);
-    if (i >= p.N * p.C * p.HW) { return; }
-    let c = (i / p.HW) % p.C;
-    let v = gamma[c] * (x[i] - stats[c]) * stats[p.C + c] + beta[c];
+export const bnApplyKernel = kernelFamily((relu: boolean) =>
+  channelMap(
+    `bn:apply:${relu}`,
+    [["x", "read"], ["stats", "read"], ["gamma", "read"], ["beta", "read"], ["y", "write"]],
+    `let v = gamma[c] * (x[i] - stats[c]) * stats[p.C + c] + beta[c];
     y[i] = ${relu ? "max(v, 0.0)" : "v"};`,
-}));
+  )
+);
 
 /** Which form of the shared backward/JVP kernel. */
 export interface BnGradVariant {
@@ -140,31 +154,27 @@ export interface BnGradVariant {
 }
 
 /** The shared backward/JVP form (see the module comment). */
-export const bnGradKernel = kernelFamily(({ coupled, tangentParams }: BnGradVariant) => ({
-  name: `bn:grad:${coupled}:${tangentParams}`,
-  storage: [
-    ["a", "read"],
-    ["x", "read"],
-    ["stats", "read"],
-    ["sums", "read"],
-    ["gamma", "read"],
-    ...(tangentParams ? [["gammaDot", "read"], ["betaDot", "read"]] as const : []),
-    ["out", "write"],
-  ] as const,
-  uniforms: UNIFORMS,
-  workgroupSize: 256,
-  main: `
-    let i = flatIndex(gid, nwg);
-    if (i >= p.N * p.C * p.HW) { return; }
-    let c = (i / p.HW) % p.C;
-    let invstd = stats[p.C + c];
+export const bnGradKernel = kernelFamily(({ coupled, tangentParams }: BnGradVariant) =>
+  channelMap(
+    `bn:grad:${coupled}:${tangentParams}`,
+    [
+      ["a", "read"],
+      ["x", "read"],
+      ["stats", "read"],
+      ["sums", "read"],
+      ["gamma", "read"],
+      ...(tangentParams ? [["gammaDot", "read"], ["betaDot", "read"]] as const : []),
+      ["out", "write"],
+    ],
+    `let invstd = stats[p.C + c];
     let xhat = (x[i] - stats[c]) * invstd;
     ${
-    coupled
-      ? `let invM = 1.0 / f32(p.N * p.HW);
+      coupled
+        ? `let invM = 1.0 / f32(p.N * p.HW);
     var v = gamma[c] * invstd * (a[i] - sums[c] * invM - xhat * sums[p.C + c] * invM);`
-      : `var v = gamma[c] * invstd * a[i];`
-  }
+        : `var v = gamma[c] * invstd * a[i];`
+    }
     ${tangentParams ? "v += gammaDot[c] * xhat + betaDot[c];" : ""}
     out[i] = v;`,
-}));
+  )
+);
