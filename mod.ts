@@ -20,7 +20,13 @@
 export { acquireDevice, GpuUnavailableError, summarizeAdapter } from "./src/gpu/device.ts";
 export type { AcquiredDevice, AcquireOptions, AdapterSummary } from "./src/gpu/device.ts";
 export { Gpu, grid1d } from "./src/gpu/runtime.ts";
-export type { BindingKind, BufferView, GpuStats, Program } from "./src/gpu/runtime.ts";
+export type {
+  BindingKind,
+  BufferView,
+  DispatchObserver,
+  GpuStats,
+  Program,
+} from "./src/gpu/runtime.ts";
 export { bind, Tensor } from "./src/tensor.ts";
 export type { DType } from "./src/tensor.ts";
 export { Ctx, Tape } from "./src/autograd/tape.ts";

@@ -205,10 +205,17 @@ export interface StepHarness {
   dispose(): void;
 }
 
+/** A ResNet whose forward passes run in the runtime phase "forward" (for profiles). */
+class PhasedResNet extends ResNet {
+  override forward(...args: Parameters<ResNet["forward"]>): Tensor {
+    return args[0].gpu.inPhase("forward", () => super.forward(...args));
+  }
+}
+
 /** Builds a ResNet-(depth) TrainState at `batch` (dev batch the same) on 3x32x32 inputs. */
 export function stepHarness(gpu: Gpu, depth: number, batch = 100, classes = 10): StepHarness {
   const cfg = { depth, inChannels: 3, numClasses: classes };
-  const model = new ResNet(gpu, cfg);
+  const model = new PhasedResNet(gpu, cfg);
   const state = new TrainState(gpu, model, {
     batch,
     devBatch: batch,

@@ -2,19 +2,18 @@
  * Profiling of training steps, for `scripts/bench.ts --profile`.
  *
  * - {@linkcode KernelProfiler}: per-dispatch GPU time from timestamp queries, where the adapter
- *   offers the "timestamp-query" feature (Mesa lavapipe does). It replaces `gpu.dispatch` on one
- *   Gpu instance by a version that gives every dispatch its own compute pass with
- *   `timestampWrites` (the runtime keeps one pass open for all dispatches, which is what we want
- *   outside profiling). Pipelines are built again here, so the profiled step is warm only
- *   after one profiled run. Each dispatch is attributed to its program key, the GEMM's M x N x K
- *   (read from the uniform it binds), and the phase of the step (forward, backward, JVP: the
- *   tape's and the model's methods are wrapped while profiling).
+ *   offers the "timestamp-query" feature (Mesa lavapipe does). It is the Gpu's dispatch observer
+ *   (`Gpu.observer`): the runtime then records every dispatch in a compute pass of its own with
+ *   `timestampWrites` (outside profiling it keeps one pass open for all dispatches). Each
+ *   dispatch is attributed to its kernel name, the GEMM's M x N x K (the shape constants that
+ *   end a GEMM kernel's name), and the phase of the step: the runtime's phase label
+ *   (`Gpu.inPhase`: the tape labels "backward" and "jvp", the bench model "forward"), numbered
+ *   by occurrence; dispatches outside any phase are "other".
  * - {@linkcode phaseWallTimes}: without timestamps, wall time of forward, backward and optimizer
  *   of a plain step, synced between phases (the ops of TrainState.plainStep but its loss sum).
  */
-import type { BufferView, Gpu, Program } from "../src/gpu/runtime.ts";
+import type { BufferView, DispatchObserver, Gpu, Program } from "../src/gpu/runtime.ts";
 import { Ctx, Tape } from "../src/autograd/tape.ts";
-import { ResNet } from "../src/nn/resnet.ts";
 import { classificationLoss } from "../src/ops/loss.ts";
 import { scale } from "../src/ops/elementwise.ts";
 import { sgdStep } from "../src/optim/sgd.ts";
@@ -23,11 +22,13 @@ import { SGD } from "./lib.ts";
 
 /** One profiled dispatch. */
 export interface KernelSample {
-  /** Program key (without the shape constants of a shape-specialised GEMM). */
+  /** Kernel name (without the shape constants of a shape-specialised GEMM). */
   key: string;
-  /** "MxNxK" for GEMM programs, "" otherwise. */
+  /** "MxNxK" for GEMM kernels, "" otherwise. */
   dims: string;
+  /** Phase of the step and its occurrence, e.g. "backward#2". */
   phase: string;
+  /** GPU time of the dispatch in nanoseconds. */
   ns: number;
 }
 
@@ -43,18 +44,12 @@ export interface KernelRow {
 const QUERIES_PER_SET = 4096; // two per dispatch
 
 /** Per-dispatch GPU timing through timestamp queries (see the module comment). */
-export class KernelProfiler {
+export class KernelProfiler implements DispatchObserver {
   readonly gpu: Gpu;
-  /** Label given to dispatches recorded from now on. */
-  phase = "other";
   #sets: GPUQuerySet[] = [];
   #records: { key: string; dims: string; phase: string }[] = [];
-  #pipelines = new Map<string, { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout }>();
-  #groups = new Map<string, GPUBindGroup>();
-  #ids = new WeakMap<GPUBuffer, number>();
-  #nextId = 1;
-  #uniformData = new WeakMap<GPUBuffer, Uint32Array>();
-  #restore: (() => void)[] = [];
+  #phaseCounts = new Map<string, number>();
+  #lastPhase: string | null = null;
 
   constructor(gpu: Gpu) {
     this.gpu = gpu;
@@ -65,148 +60,61 @@ export class KernelProfiler {
     return gpu.device.features.has("timestamp-query");
   }
 
-  /** Starts intercepting dispatches (and labelling phases). */
+  /** Starts observing the Gpu's dispatches. */
   install(): void {
-    const gpu = this.gpu;
-    const dispatch = gpu.dispatch;
-    const uniform = gpu.uniform;
-    gpu.dispatch = (program, views, workgroups) => this.#dispatch(program, views, workgroups);
-    gpu.uniform = (data) => {
-      const view = uniform.call(gpu, data);
-      if (!this.#uniformData.has(view.buffer)) {
-        const bytes = data instanceof ArrayBuffer ? data : data.buffer.slice(
-          data.byteOffset,
-          data.byteOffset + data.byteLength,
-        );
-        this.#uniformData.set(view.buffer, new Uint32Array(bytes.slice(0, 12)));
-      }
-      return view;
-    };
-    this.#restore.push(() => {
-      gpu.dispatch = dispatch;
-      gpu.uniform = uniform;
-    });
-    const counts = new Map<string, number>();
-    this.#restore.push(() => counts.clear());
-    const wrap = <T extends object>(proto: T, name: keyof T & string, label: string) => {
-      const original = proto[name] as unknown as (...a: unknown[]) => unknown;
-      // deno-lint-ignore no-this-alias
-      const self = this;
-      (proto as Record<string, unknown>)[name] = function (this: unknown, ...args: unknown[]) {
-        const n = (counts.get(label) ?? 0) + 1;
-        counts.set(label, n);
-        const outer = self.phase;
-        self.phase = `${label}#${n}`;
-        try {
-          return original.apply(this, args);
-        } finally {
-          self.phase = outer;
-        }
-      };
-      this.#restore.push(() => {
-        (proto as Record<string, unknown>)[name] = original;
-      });
-    };
-    wrap(ResNet.prototype, "forward", "forward");
-    wrap(Tape.prototype, "backward", "backward");
-    wrap(Tape.prototype, "jvp", "jvp");
-    this.#phaseCounts = counts;
+    if (this.gpu.observer && this.gpu.observer !== this) {
+      throw new Error("KernelProfiler: the Gpu already has a dispatch observer");
+    }
+    this.gpu.observer = this;
   }
 
-  #phaseCounts = new Map<string, number>();
-
-  /** Restores the Gpu's own dispatch and the wrapped methods. */
+  /** Stops observing. */
   uninstall(): void {
-    for (const r of this.#restore.reverse()) r();
-    this.#restore = [];
+    if (this.gpu.observer === this) this.gpu.observer = null;
   }
 
-  #id(buffer: GPUBuffer): number {
-    let id = this.#ids.get(buffer);
-    if (id === undefined) this.#ids.set(buffer, id = this.#nextId++);
-    return id;
-  }
-
-  #dispatch(program: Program, views: BufferView[], workgroups: [number, number?, number?]): void {
-    const gpu = this.gpu;
-    const device = gpu.device;
-    let entry = this.#pipelines.get(program.key);
-    if (!entry) {
-      const module = device.createShaderModule({ code: program.code });
-      const layout = device.createBindGroupLayout({
-        entries: program.bindings.map((kind, binding) => ({
-          binding,
-          visibility: GPUShaderStage.COMPUTE,
-          buffer: {
-            type: kind === "uniform"
-              ? "uniform"
-              : kind === "read"
-              ? "read-only-storage"
-              : "storage",
-          },
-        })),
-      });
-      const pipeline = device.createComputePipeline({
-        layout: device.createPipelineLayout({ bindGroupLayouts: [layout] }),
-        compute: { module, entryPoint: program.entryPoint ?? "main" },
-      });
-      this.#pipelines.set(program.key, entry = { pipeline, layout });
-    }
-    let gkey = program.key;
-    for (const v of views) gkey += `|${this.#id(v.buffer)}@${v.offset}:${v.size}`;
-    let group = this.#groups.get(gkey);
-    if (!group) {
-      group = device.createBindGroup({
-        layout: entry.layout,
-        entries: views.map((v, binding) => ({
-          binding,
-          resource: { buffer: v.buffer, offset: v.offset, size: v.size },
-        })),
-      });
-      this.#groups.set(gkey, group);
-    }
+  /** The observer hook: a query pair for this dispatch, and its record. */
+  dispatch(
+    program: Program,
+    _views: readonly BufferView[],
+    _workgroups: readonly [number, number?, number?],
+    phase: string,
+  ): GPUComputePassTimestampWrites {
     const index = this.#records.length;
     const setIndex = Math.floor((2 * index) / QUERIES_PER_SET);
     while (this.#sets.length <= setIndex) {
-      this.#sets.push(device.createQuerySet({ type: "timestamp", count: QUERIES_PER_SET }));
+      this.#sets.push(
+        this.gpu.device.createQuerySet({ type: "timestamp", count: QUERIES_PER_SET }),
+      );
     }
-    const q = (2 * index) % QUERIES_PER_SET;
-    const encoder = gpu.encoder();
-    const pass = encoder.beginComputePass({
-      timestampWrites: {
-        querySet: this.#sets[setIndex],
-        beginningOfPassWriteIndex: q,
-        endOfPassWriteIndex: q + 1,
-      },
-    });
-    pass.setPipeline(entry.pipeline);
-    pass.setBindGroup(0, group);
-    const [x, y = 1, z = 1] = workgroups;
-    if (x > 0 && y > 0 && z > 0) pass.dispatchWorkgroups(x, y, z);
-    pass.end();
-    gpu.stats.dispatches++;
-    let dims = "";
+    const label = phase || "other";
+    if (label !== this.#lastPhase) {
+      this.#phaseCounts.set(label, (this.#phaseCounts.get(label) ?? 0) + 1);
+      this.#lastPhase = label;
+    }
     let key = program.key;
-    if (key.startsWith("gemm")) {
-      // shape-specialised pipelines end their key with the shape constants "M,N,K,..."
-      const last = key.slice(key.lastIndexOf(":") + 1);
-      if (/^\d+(,\d+)+$/.test(last)) {
-        const [M, N, K] = last.split(",");
-        dims = `${M}x${N}x${K}`;
-        key = key.slice(0, key.lastIndexOf(":"));
-      } else {
-        const u = this.#uniformData.get(views[views.length - 1].buffer);
-        if (u) dims = `${u[0]}x${u[1]}x${u[2]}`;
-      }
+    let dims = "";
+    // shape-specialised GEMM kernels end their name with the shape constants "M,N,K,..."
+    const last = key.slice(key.lastIndexOf(":") + 1);
+    if (key.startsWith("gemm") && /^\d+(,\d+)+$/.test(last)) {
+      const [M, N, K] = last.split(",");
+      dims = `${M}x${N}x${K}`;
+      key = key.slice(0, key.lastIndexOf(":"));
     }
-    this.#records.push({ key, dims, phase: this.phase });
+    this.#records.push({ key, dims, phase: `${label}#${this.#phaseCounts.get(label)}` });
+    const q = (2 * index) % QUERIES_PER_SET;
+    return {
+      querySet: this.#sets[setIndex],
+      beginningOfPassWriteIndex: q,
+      endOfPassWriteIndex: q + 1,
+    };
   }
 
   /** Starts a new step: clears the records and the phase counters. */
   reset(): void {
     this.#records = [];
     this.#phaseCounts.clear();
-    this.phase = "other";
+    this.#lastPhase = null;
   }
 
   /** Waits for the GPU, reads every timestamp recorded since {@linkcode reset}. */

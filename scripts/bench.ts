@@ -406,7 +406,7 @@ if (flags.profile) {
     try {
       for (const kind of ["plain", "meta"] as const) {
         const step = kind === "plain" ? h.plain : h.meta;
-        step(); // builds the profiler's own pipelines
+        step(); // warm-up: first-use pipelines and the query sets
         await gpu.sync();
         await prof.collect();
         prof.reset();

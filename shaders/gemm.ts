@@ -12,7 +12,11 @@
  * contiguous SIMD lanes on llvmpipe). Split-K (gridZ > 1) writes partial sums to
  * `partial[z][m][n]`; a second kernel adds them in a fixed order, so results never depend on
  * scheduling (no float atomics).
+ *
+ * Both kernels are declarations ({@linkcode gemmKernel}, {@linkcode gemmReduceKernel}) whose
+ * shape constants are substituted as literals (`KernelDecl.constants`): no uniform buffer.
  */
+import { type KernelDecl, kernelFamily, type StorageDecl } from "../src/gpu/kernel.ts";
 
 /** Tile shape of one GEMM kernel; chosen per adapter and shape (src/ops/gemm.ts). */
 export interface GemmTile {
@@ -30,11 +34,11 @@ export interface GemmTile {
 export interface GemmHooks {
   /**
    * Names of the instance's shape constants, after M, N, K, kChunk; hooks read them as `p.NAME`
-   * and each pipeline is specialised on their values (see {@linkcode specialize}).
+   * and each pipeline is specialised on their values (`KernelDecl.constants`).
    */
   params: string[];
   /** Extra storage bindings after A and B: [name, "read" | "write", wgslType]. */
-  extraBindings?: [string, "read" | "write", string][];
+  extraBindings?: StorageDecl[];
   /** WGSL bodies: fn rowA(m: u32) -> vec4<i32>, fn kA(k: u32) -> vec4<i32>, ... */
   rowA: string;
   kA: string;
@@ -61,30 +65,35 @@ export interface GemmHooks {
 /** Shape constants every GEMM instance has, before the instance's own `params`. */
 export const GEMM_BASE_PARAMS = ["M", "N", "K", "kChunk"];
 
-/** Values of the shape constants: GEMM_BASE_PARAMS, the instance's params (and `splits`). */
+/**
+ * Values of the shape constants: GEMM_BASE_PARAMS, the instance's params (and `splits`), in
+ * that order. Hooks read them as `p.NAME`; they become literals in the WGSL.
+ */
 export type GemmConsts = Record<string, number>;
 
-/**
- * Specialises WGSL on the shape: every `p.NAME` becomes the literal `VALUEu`, so divisions and
- * modulos by shape constants compile to multiplies and shifts and bounds checks fold. Pipelines
- * are keyed by the values (src/ops/gemm.ts); there is no uniform buffer.
- */
-function specialize(code: string, consts: GemmConsts): string {
-  return code.replace(/\bp\.([A-Za-z_]\w*)/g, (_, name: string) => {
-    const v = consts[name];
-    if (v === undefined || !Number.isInteger(v) || v < 0 || v > 0xffffffff) {
-      throw new Error(`gemm: no u32 value for shape constant p.${name}`);
-    }
-    return `${v}u`;
-  });
+/** One GEMM kernel to declare: an instance's hooks on a tile, split or not, for one shape. */
+export interface GemmVariant {
+  /** Names the instance in pipeline labels and profiles (e.g. "conv-fwd:set"). */
+  label: string;
+  /** The instance's hooks. */
+  hooks: GemmHooks;
+  /** Tile shape. */
+  tile: GemmTile;
+  /** Split-K: C is the partial-sum buffer and `store` is not used. */
+  split: boolean;
+  /** The shape constants. */
+  consts: GemmConsts;
+  /** Read A four k at a time (see {@linkcode GemmHooks.loadA4}). */
+  vectorA: boolean;
 }
 
-function bindingLines(extra: [string, "read" | "write", string][], first: number): string[] {
-  return extra.map(([name, mode, type], i) =>
-    `@group(0) @binding(${first + i}) var<storage, ${
-      mode === "read" ? "read" : "read_write"
-    }> ${name}: ${type};`
-  );
+/** Identities of hooks objects: two instances never share kernels by an accident of labels. */
+const hookIds = new WeakMap<GemmHooks, number>();
+let nextHooksId = 1;
+function hooksId(hooks: GemmHooks): number {
+  let id = hookIds.get(hooks);
+  if (id === undefined) hookIds.set(hooks, id = nextHooksId++);
+  return id;
 }
 
 /**
@@ -96,26 +105,11 @@ export function usesVectorA(hooks: GemmHooks, consts: GemmConsts, offsetBytes: n
     offsetBytes % 16 === 0 && (hooks.alignedA?.(consts) ?? true);
 }
 
-/**
- * WGSL of a GEMM instance. With `split` true, C is the partial-sum buffer and `store` is not
- * used (see {@linkcode gemmReduceSource}). With `vectorA`, A is read four k at a time.
- */
-export function gemmSource(
-  hooks: GemmHooks,
-  tile: GemmTile,
-  split: boolean,
-  consts: GemmConsts,
-  vectorA = false,
-): string {
+/** The declaration of a GEMM kernel (see {@linkcode GemmVariant}). */
+function gemmDecl(v: GemmVariant): KernelDecl {
+  const { hooks, tile, split, consts, vectorA } = v;
   const { wx, wy, tm, tn } = tile;
   const { M, N, K, kChunk } = consts;
-  const extra = hooks.extraBindings ?? [];
-  const bindings = [
-    `@group(0) @binding(0) var<storage, read> A: array<${vectorA ? "vec4<f32>" : "f32"}>;`,
-    `@group(0) @binding(1) var<storage, read> B: array<f32>;`,
-    ...bindingLines(extra, 2),
-    `@group(0) @binding(${2 + extra.length}) var<storage, read_write> C: array<f32>;`,
-  ];
   // Whole tiles only: no row / column masks at all.
   const fullM = M % (wy * tm) === 0;
   const fullN = N % (wx * tn) === 0;
@@ -125,29 +119,29 @@ export function gemmSource(
   // that lies past M or N in every workgroup.
   const rows = tm, cols = tn;
   for (let i = 0; i < rows; i++) {
-    for (let j = 0; j < cols; j++) lines.push(`  var ${acc(i, j)} = 0.0;`);
+    for (let j = 0; j < cols; j++) lines.push(`var ${acc(i, j)} = 0.0;`);
   }
   for (let i = 0; i < rows; i++) {
-    lines.push(`  let m${i} = mBase + ${i * wy}u;`);
-    if (fullM) lines.push(`  let r${i} = rowA(m${i});`);
+    lines.push(`let m${i} = mBase + ${i * wy}u;`);
+    if (fullM) lines.push(`let r${i} = rowA(m${i});`);
     else {
-      lines.push(`  let okM${i} = m${i} < p.M;`);
-      lines.push(`  let r${i} = rowA(min(m${i}, p.M - 1u));`);
+      lines.push(`let okM${i} = m${i} < p.M;`);
+      lines.push(`let r${i} = rowA(min(m${i}, p.M - 1u));`);
     }
   }
   for (let j = 0; j < cols; j++) {
-    lines.push(`  let n${j} = nBase + ${j * wx}u;`);
-    if (fullN) lines.push(`  let c${j} = colB(n${j});`);
+    lines.push(`let n${j} = nBase + ${j * wx}u;`);
+    if (fullN) lines.push(`let c${j} = colB(n${j});`);
     else {
-      lines.push(`  let okN${j} = n${j} < p.N;`);
-      lines.push(`  let c${j} = colB(min(n${j}, p.N - 1u));`);
+      lines.push(`let okN${j} = n${j} < p.N;`);
+      lines.push(`let c${j} = colB(min(n${j}, p.N - 1u));`);
     }
   }
   const loadAs = (k: string) => {
     for (let i = 0; i < rows; i++) {
       const load = vectorA ? `loadA4(r${i}, ${k})` : `loadA(r${i}, ${k})`;
       const zero = vectorA ? "vec4<f32>()" : "0.0";
-      lines.push(`    let a${i} = ${fullM ? load : `select(${zero}, ${load}, okM${i})`};`);
+      lines.push(`let a${i} = ${fullM ? load : `select(${zero}, ${load}, okM${i})`};`);
     }
   };
   // One k step: B's loads, then every multiply-add of the step (a${i}${lane} is A(m_i, k)).
@@ -155,92 +149,100 @@ export function gemmSource(
     for (let j = 0; j < cols; j++) {
       lines.push(
         fullN
-          ? `    let b${j}${lane} = loadB(kb${lane}, c${j});`
-          : `    let b${j}${lane} = select(0.0, loadB(kb${lane}, c${j}), okN${j});`,
+          ? `let b${j}${lane} = loadB(kb${lane}, c${j});`
+          : `let b${j}${lane} = select(0.0, loadB(kb${lane}, c${j}), okN${j});`,
       );
     }
     for (let i = 0; i < rows; i++) {
       for (let j = 0; j < cols; j++) {
         const a = vectorA ? `a${i}.${lane}` : `a${i}`;
-        lines.push(`    ${acc(i, j)} = fma(${a}, b${j}${lane}, ${acc(i, j)});`);
+        lines.push(`${acc(i, j)} = fma(${a}, b${j}${lane}, ${acc(i, j)});`);
       }
     }
   };
   if (vectorA) {
-    lines.push(`  for (var k = kBegin; k < kEnd; k += 4u) {`);
-    lines.push(`    let ka = kA(k);`);
+    lines.push(`for (var k = kBegin; k < kEnd; k += 4u) {`, `let ka = kA(k);`);
     loadAs("ka");
     ["x", "y", "z", "w"].forEach((lane, d) => {
-      lines.push(`    let kb${lane} = kB(k + ${d}u);`);
+      lines.push(`let kb${lane} = kB(k + ${d}u);`);
       step(lane);
     });
   } else {
-    lines.push(`  for (var k = kBegin; k < kEnd; k++) {`);
-    lines.push(`    let ka = kA(k);`);
-    lines.push(`    let kb = kB(k);`);
+    lines.push(`for (var k = kBegin; k < kEnd; k++) {`, `let ka = kA(k);`, `let kb = kB(k);`);
     loadAs("ka");
     step("");
   }
-  lines.push(`  }`);
+  lines.push(`}`);
   for (let i = 0; i < rows; i++) {
     for (let j = 0; j < cols; j++) {
       const target = split
-        ? `C[(wg.z * p.M + m${i}) * p.N + n${j}] = ${acc(i, j)};`
+        ? `C[(wid.z * p.M + m${i}) * p.N + n${j}] = ${acc(i, j)};`
         : `store(m${i}, n${j}, ${acc(i, j)});`;
       const ok = [fullM ? "" : `okM${i}`, fullN ? "" : `okN${j}`].filter((c) => c);
-      lines.push(ok.length ? `  if (${ok.join(" && ")}) { ${target} }` : `  ${target}`);
+      lines.push(ok.length ? `if (${ok.join(" && ")}) { ${target} }` : target);
     }
   }
   const kEnd = split
     ? (K % kChunk === 0 ? "kBegin + p.kChunk" : "min(p.K, kBegin + p.kChunk)")
     : "p.K";
-  return specialize(
-    `${bindings.join("\n")}
+  const load = vectorA
+    ? `fn loadA4(r: vec4<i32>, k: vec4<i32>) -> vec4<f32> { ${hooks.loadA4} }`
+    : `fn loadA(r: vec4<i32>, k: vec4<i32>) -> f32 { ${hooks.loadA} }`;
+  return {
+    name: `gemm:${v.label}:${wx}x${wy}x${tm}x${tn}:${split}${vectorA ? ":a4" : ""}:${
+      Object.values(consts).join(",")
+    }`,
+    storage: [
+      ["A", "read", vectorA ? "array<vec4<f32>>" : "array<f32>"],
+      ["B", "read"],
+      ...(hooks.extraBindings ?? []),
+      ["C", "write"],
+    ],
+    workgroupSize: [wx, wy, 1],
+    constants: consts,
+    helpers: `
 fn rowA(m: u32) -> vec4<i32> { ${hooks.rowA} }
 fn kA(k: u32) -> vec4<i32> { ${hooks.kA} }
-${
-      vectorA
-        ? `fn loadA4(r: vec4<i32>, k: vec4<i32>) -> vec4<f32> { ${hooks.loadA4} }`
-        : `fn loadA(r: vec4<i32>, k: vec4<i32>) -> f32 { ${hooks.loadA} }`
-    }
+${load}
 fn colB(n: u32) -> vec4<i32> { ${hooks.colB} }
 fn kB(k: u32) -> vec4<i32> { ${hooks.kB} }
 fn loadB(k: vec4<i32>, c: vec4<i32>) -> f32 { ${hooks.loadB} }
-${split ? "" : `fn store(m: u32, n: u32, v: f32) { ${hooks.store} }`}
-@compute @workgroup_size(${wx}, ${wy})
-fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  let mBase = wg.y * ${wy * tm}u + lid.y;
-  let nBase = wg.x * ${wx * tn}u + lid.x;
-  let kBegin = ${split ? "wg.z * p.kChunk" : "0u"};
-  let kEnd = ${kEnd};
-${lines.join("\n")}
-}
-`,
-    consts,
-  );
+${split ? "" : `fn store(m: u32, n: u32, v: f32) { ${hooks.store} }`}`,
+    main: `
+let mBase = wid.y * ${wy * tm}u + lid.y;
+let nBase = wid.x * ${wx * tn}u + lid.x;
+let kBegin = ${split ? "wid.z * p.kChunk" : "0u"};
+let kEnd = ${kEnd};
+${lines.join("\n")}`,
+  };
 }
 
+/** The values of a variant's shape constants, in order: the shape part of keys and names. */
+function shapeKey(v: GemmVariant): string {
+  return Object.values(v.consts).join(",");
+}
+
+/** The GEMM kernels, one per variant (see {@linkcode GemmVariant}). */
+export const gemmKernel = kernelFamily(gemmDecl, (v) => {
+  const { wx, wy, tm, tn } = v.tile;
+  return `${hooksId(v.hooks)}:${wx}x${wy}x${tm}x${tn}:${v.split}:${v.vectorA}:${shapeKey(v)}`;
+});
+
 /**
- * WGSL that adds `splits` partial GEMM results in index order and applies the instance's
- * `store`: deterministic split-K.
+ * Adds `consts.splits` partial GEMM results in index order and applies the instance's `store`:
+ * deterministic split-K. The variant's `tile`, `split` and `vectorA` are not used.
  */
-export function gemmReduceSource(hooks: GemmHooks, consts: GemmConsts): string {
-  const extra = hooks.extraBindings ?? [];
-  return specialize(
-    `@group(0) @binding(0) var<storage, read> partial: array<f32>;
-${bindingLines(extra, 1).join("\n")}
-@group(0) @binding(${1 + extra.length}) var<storage, read_write> C: array<f32>;
-fn store(m: u32, n: u32, v: f32) { ${hooks.store} }
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = gid.x + gid.y * nwg.x * 64u;
-  let total = p.M * p.N;
-  if (i >= total) { return; }
-  var s = 0.0;
-  for (var z = 0u; z < p.splits; z++) { s += partial[z * total + i]; }
-  store(i / p.N, i % p.N, s);
-}
-`,
-    consts,
-  );
-}
+export const gemmReduceKernel = kernelFamily((v: GemmVariant): KernelDecl => ({
+  name: `gemm-reduce:${v.label}:${shapeKey(v)}`,
+  storage: [["partial", "read"], ...(v.hooks.extraBindings ?? []), ["C", "write"]],
+  workgroupSize: 64,
+  constants: v.consts,
+  helpers: `fn store(m: u32, n: u32, v: f32) { ${v.hooks.store} }`,
+  main: `
+    let i = flatIndex(gid, nwg);
+    let total = p.M * p.N;
+    if (i >= total) { return; }
+    var s = 0.0;
+    for (var z = 0u; z < p.splits; z++) { s += partial[z * total + i]; }
+    store(i / p.N, i % p.N, s);`,
+}), (v) => `${hooksId(v.hooks)}:${shapeKey(v)}`);

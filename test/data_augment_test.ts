@@ -11,7 +11,7 @@ import {
   Rng,
   unpackAugmentParam,
 } from "../src/data/mod.ts";
-import { augmentWgsl } from "../shaders/augment.ts";
+import { augmentKernel } from "../shaders/augment.ts";
 
 function randomPixels(n: number, seed: number): Uint8Array {
   const rng = new Rng(seed);
@@ -51,7 +51,7 @@ Deno.test("CPU reference: reflect pad like ReflectionPad2d, crop, flip, normalis
   });
   assert.deepEqual([...ev], [t[0], t[255], t[51]]);
   assert.deepEqual(unpackAugmentParam(packAugmentParam(7, 3, true)), { dx: 7, dy: 3, flip: true });
-  assert.match(augmentWgsl(), /@compute @workgroup_size\(256\)/);
+  assert.match(augmentKernel.program.code, /@compute @workgroup_size\(256\)/);
 });
 
 Deno.test("GPU augmentation equals the CPU reference (1x28x28 and 3x32x32)", async () => {

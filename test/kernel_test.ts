@@ -35,6 +35,28 @@ Deno.test("a declaration generates its bindings, uniform struct and entry point"
   assert.match(plain, /@workgroup_size\(8, 4, 1\)/);
 });
 
+gpuTest("shape constants become literals; uniform fields stay uniform", async (gpu) => {
+  const fill = kernel({
+    name: "test-constants",
+    storage: [["o", "write"]],
+    uniforms: [["n", "u32"]],
+    workgroupSize: 64,
+    constants: { K: 7 },
+    main: "let i = flatIndex(gid, nwg); if (i < p.n) { o[i] = f32(p.K * i); }",
+  });
+  assert.match(fill.program.code, /f32\(7u \* i\)/);
+  assert.match(fill.program.code, /i < p\.n/);
+  const o = Tensor.empty(gpu, [70]);
+  fill.dispatch(gpu, [bind(o)], { n: 70 }, [2]);
+  assert.deepEqual([...await o.read(gpu)], Array.from({ length: 70 }, (_, i) => 7 * i));
+  o.release(gpu);
+  assert.throws(
+    () => kernel({ ...fill.decl, constants: { Q: 1 } }),
+    /test-constants: no u32 value for shape constant p\.K/,
+  );
+  assert.throws(() => kernel({ ...fill.decl, constants: { K: -1 } }), /p\.K/);
+});
+
 gpuTest("uniform values are packed in declaration order with their types", async (gpu) => {
   const n = 300; // not a multiple of the workgroup size
   const x = Tensor.from(gpu, Array.from({ length: n }, (_, i) => i), [n]);
@@ -66,6 +88,8 @@ gpuTest("kernels with one name but other code get their own pipelines", async (g
     main: `let i = flatIndex(gid, nwg); if (i < p.n) { o[i] = ${value}.0; }`,
   }));
   assert.equal(fill(2), fill(2), "a family makes each variant once");
+  fill(7);
+  assert.deepEqual(fill.made().map((k) => k.program.code.includes("7.0")), [false, true]);
   const a = Tensor.empty(gpu, [70]);
   const b = Tensor.empty(gpu, [70]);
   const before = gpu.stats.pipelinesCreated;

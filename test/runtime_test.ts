@@ -101,3 +101,46 @@ Deno.test("a wrong number of bindings is a clear error", () => {
   const prog = { key: "bad", code: "", bindings: ["read" as const, "uniform" as const] };
   assert.throws(() => gpu.dispatch(prog, [], [1]), /expected 2 bindings, got 0/);
 });
+
+Deno.test("a dispatch observer sees each dispatch with its phase and can time it alone", async () => {
+  const x = Tensor.from(gpu, [1, 2, 3, 4], [4]);
+  const y = Tensor.empty(gpu, [4]);
+  const timed = gpu.device.features.has("timestamp-query");
+  const querySet = timed ? gpu.device.createQuerySet({ type: "timestamp", count: 4 }) : null;
+  const seen: string[] = [];
+  gpu.observer = {
+    dispatch: (program, _views, _workgroups, phase) => {
+      seen.push(`${program.key}@${phase}`);
+      const q = 2 * (seen.length - 1);
+      return querySet
+        ? { querySet, beginningOfPassWriteIndex: q, endOfPassWriteIndex: q + 1 }
+        : undefined;
+    },
+  };
+  try {
+    const value = gpu.inPhase("outer", () => {
+      runMap(gpu, "observed", "p.s0 * a[i]", [x], y, 2);
+      return gpu.inPhase("inner", () => gpu.phase);
+    });
+    runMap(gpu, "observed", "out[i] + a[i]", [x], y);
+    assert.equal(value, "inner");
+    assert.equal(gpu.phase, "");
+    assert.deepEqual(seen, ["map:observed@outer", "map:observed@"]);
+    assert.deepEqual(Array.from(await y.read(gpu)), [3, 6, 9, 12]);
+    if (querySet) {
+      const resolve = gpu.device.createBuffer({
+        size: 32,
+        usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
+      });
+      gpu.encoder().resolveQuerySet(querySet, 0, 4, resolve, 0);
+      const t = new BigUint64Array(await gpu.read({ buffer: resolve, offset: 0, size: 32 }));
+      assert.ok(t[1] >= t[0] && t[3] >= t[2] && t[2] >= t[1], `timestamps ${t}`);
+      resolve.destroy();
+    }
+  } finally {
+    gpu.observer = null;
+    querySet?.destroy();
+    x.release(gpu);
+    y.release(gpu);
+  }
+});

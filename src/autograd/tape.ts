@@ -12,7 +12,7 @@
  */
 import type { Gpu } from "../gpu/runtime.ts";
 import { Tensor } from "../tensor.ts";
-import { accumulateInto, zero } from "../ops/elementwise.ts";
+import { accumulateInto, zero } from "../ops/map.ts";
 
 /** One op on the tape. */
 export interface OpRecord {
@@ -84,9 +84,14 @@ export class Tape {
   /**
    * Reverse-mode pass: propagates `seed` (the gradient of `root`) back through the tape and
    * returns the gradients of `wrt` (zero-filled when a tensor got no gradient). Gradient
-   * tensors of intermediate values are released as soon as they are consumed.
+   * tensors of intermediate values are released as soon as they are consumed. Its dispatches
+   * run in the runtime phase "backward" (see `Gpu.inPhase`).
    */
   backward(gpu: Gpu, root: Tensor, seed: Tensor, wrt: Tensor[]): Map<Tensor, Tensor> {
+    return gpu.inPhase("backward", () => this.#backward(gpu, root, seed, wrt));
+  }
+
+  #backward(gpu: Gpu, root: Tensor, seed: Tensor, wrt: Tensor[]): Map<Tensor, Tensor> {
     const grads = new Map<Tensor, Tensor>();
     const owned = new Set<Tensor>(); // gradient tensors we allocated (seed is the caller's)
     grads.set(root, seed);
@@ -145,8 +150,13 @@ export class Tape {
   /**
    * Forward-mode pass: given tangents of some leaves (e.g. every parameter), returns the
    * tangent of `output` (a new pooled tensor the caller releases), or null if it is zero.
+   * Its dispatches run in the runtime phase "jvp".
    */
   jvp(gpu: Gpu, tangents: Map<Tensor, Tensor>, output: Tensor): Tensor | null {
+    return gpu.inPhase("jvp", () => this.#jvp(gpu, tangents, output));
+  }
+
+  #jvp(gpu: Gpu, tangents: Map<Tensor, Tensor>, output: Tensor): Tensor | null {
     const tan = new Map<Tensor, Tensor>(tangents);
     const created: Tensor[] = [];
     for (const rec of this.records) {

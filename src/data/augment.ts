@@ -7,9 +7,9 @@
  * (dx, dy) in [0, 2*pad], optionally flip horizontally, then normalise
  * `(x/255 - mean_c) / std_c`. Eval mode: normalise only.
  */
-import type { BufferView, Gpu, Program } from "../gpu/runtime.ts";
+import type { BufferView, Gpu } from "../gpu/runtime.ts";
 import { grid1d } from "../gpu/runtime.ts";
-import { AUGMENT_WORKGROUP, augmentWgsl } from "../../shaders/augment.ts";
+import { AUGMENT_WORKGROUP, augmentKernel } from "../../shaders/augment.ts";
 import { Rng } from "../random.ts";
 
 /** Image shape and normalisation of an augmentation pipeline. */
@@ -176,8 +176,6 @@ export class GpuAugmenter {
   readonly pad: number;
   /** Largest `count` accepted by {@linkcode GpuAugmenter.run}. */
   readonly maxBatch: number;
-  /** The augmentation kernel. */
-  readonly program: Program;
   #pixelBytes: number;
   #pixels: GPUBuffer[];
   #params: GPUBuffer[];
@@ -197,11 +195,6 @@ export class GpuAugmenter {
     this.height = options.height;
     this.width = options.width;
     this.maxBatch = options.maxBatch;
-    this.program = {
-      key: `data.augment.u8nchw.wg${AUGMENT_WORKGROUP}`,
-      code: augmentWgsl(AUGMENT_WORKGROUP),
-      bindings: ["read", "read", "read", "write", "uniform"],
-    };
     this.#pixelBytes = Math.ceil((options.maxBatch * this.imageBytes) / 4) * 4;
     this.#pixels = [gpu.alloc(this.#pixelBytes), gpu.alloc(this.#pixelBytes)];
     this.#params = [gpu.alloc(options.maxBatch * 4), gpu.alloc(options.maxBatch * 4)];
@@ -209,7 +202,7 @@ export class GpuAugmenter {
     this.#tableBytes = table.byteLength;
     this.#table = gpu.alloc(table.byteLength);
     gpu.write({ buffer: this.#table, offset: 0, size: table.byteLength }, table);
-    gpu.prepare(this.program);
+    gpu.prepare(augmentKernel.program);
   }
 
   /** Bytes of one uint8 image. */
@@ -263,20 +256,16 @@ export class GpuAugmenter {
 
     const total = bytes;
     const [gx, gy] = grid1d(Math.ceil(total / AUGMENT_WORKGROUP));
-    const uniform = gpu.uniform(
-      new Uint32Array([
-        count,
-        this.channels,
-        this.height,
-        this.width,
-        this.pad,
-        params ? 1 : 0,
-        total,
-        gx * AUGMENT_WORKGROUP,
-      ]),
-    );
     const tableView = { buffer: this.#table, offset: 0, size: this.#tableBytes };
-    gpu.dispatch(this.program, [pixView, parView, tableView, out, uniform], [gx, gy]);
+    augmentKernel.dispatch(gpu, [pixView, parView, tableView, out], {
+      count,
+      channels: this.channels,
+      height: this.height,
+      width: this.width,
+      pad: this.pad,
+      augment: params ? 1 : 0,
+      total,
+    }, [gx, gy]);
     this.#recordedAt[slot] = gpu.stats.submits;
   }
 

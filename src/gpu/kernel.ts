@@ -38,6 +38,14 @@ export interface KernelDecl<U extends string = string> {
    * dispatches split by {@linkcode grid1d}, `flatIndex(gid, nwg)` is the element index.
    */
   main: string;
+  /**
+   * Shape constants: each `p.NAME` that names one becomes the literal `VALUEu` in the generated
+   * WGSL, so divisions and modulos by it compile to multiplies and shifts and bounds checks
+   * fold; every distinct set of values is its own pipeline (the GEMM template specialises this
+   * way). Unsigned integers only; a `p.NAME` that is neither a constant nor a uniform field is
+   * an error.
+   */
+  constants?: Readonly<Record<string, number>>;
 }
 
 /** Total threads along x of a workgroup size. */
@@ -81,7 +89,21 @@ export function kernelSource(decl: KernelDecl): string {
     `}`,
     "",
   );
-  return lines.join("\n");
+  const code = lines.join("\n");
+  return decl.constants ? specialize(decl, decl.constants, code) : code;
+}
+
+/** Replaces every `p.NAME` of a constant by its literal (see {@linkcode KernelDecl.constants}). */
+function specialize(decl: KernelDecl, consts: Readonly<Record<string, number>>, code: string) {
+  const fields = new Set((decl.uniforms ?? []).map(([name]) => name));
+  return code.replace(/\bp\.([A-Za-z_]\w*)/g, (use, name: string) => {
+    if (fields.has(name)) return use;
+    const v = consts[name];
+    if (v === undefined || !Number.isInteger(v) || v < 0 || v > 0xffffffff) {
+      throw new Error(`${decl.name}: no u32 value for shape constant p.${name}`);
+    }
+    return `${v}u`;
+  });
 }
 
 /** A declared kernel: its program, uniform packing and dispatch. */
@@ -143,19 +165,30 @@ export function kernel<U extends string>(decl: KernelDecl<U>): Kernel<U> {
   return new Kernel(decl);
 }
 
+/** A family of kernels: the kernel of a variant, and every kernel made so far. */
+export interface KernelFamily<V, U extends string = string> {
+  /** The kernel of `variant`, declared on first use. */
+  (variant: V): Kernel<U>;
+  /** The kernels made so far, in order of first use (for tests and profiles). */
+  made(): Kernel<U>[];
+}
+
 /**
  * A family of kernels specialised on a variant (an expression, a direction, a shape): the
- * declaration is made once per distinct `key(variant)` and reused after that.
+ * declaration is made once per distinct `key(variant)` and reused after that. The key only
+ * saves re-generating code; pipelines are cached on the code, so a key can never make two
+ * kernels share one.
  */
 export function kernelFamily<V, U extends string>(
   make: (variant: V) => KernelDecl<U>,
   key: (variant: V) => string = (v) => JSON.stringify(v),
-): (variant: V) => Kernel<U> {
+): KernelFamily<V, U> {
   const made = new Map<string, Kernel<U>>();
-  return (variant: V) => {
+  const family = (variant: V) => {
     const k = key(variant);
     let kern = made.get(k);
     if (!kern) made.set(k, kern = new Kernel(make(variant)));
     return kern;
   };
+  return Object.assign(family, { made: () => [...made.values()] });
 }

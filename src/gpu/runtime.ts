@@ -56,6 +56,25 @@ export interface GpuStats {
   dispatches: number;
 }
 
+/**
+ * Watches the dispatches of a {@linkcode Gpu}: the hook profilers use (bench/profile.ts), set
+ * as {@linkcode Gpu.observer}. It sees every dispatch before it is recorded, with the phase
+ * label in force (see {@linkcode Gpu.inPhase}), and may ask for that dispatch to get a compute
+ * pass of its own with timestamp writes, so its GPU time can be read from a query set.
+ */
+export interface DispatchObserver {
+  /**
+   * Called once per dispatch, before it is recorded. Return timestamp writes to record the
+   * dispatch alone in a pass timed by them; return undefined to record it as usual.
+   */
+  dispatch(
+    program: Program,
+    views: readonly BufferView[],
+    workgroups: readonly [number, number?, number?],
+    phase: string,
+  ): GPUComputePassTimestampWrites | undefined;
+}
+
 /** A compiled program: its pipeline, bind-group layout and a process-unique id. */
 interface CompiledProgram {
   pipeline: GPUComputePipeline;
@@ -115,6 +134,13 @@ export class Gpu {
 
   /** Validation errors reported by the device, oldest first (see {@linkcode Gpu.sync}). */
   readonly errors: string[] = [];
+
+  /**
+   * Sees every dispatch and may time it (see {@linkcode DispatchObserver}); null outside
+   * profiling. Timed dispatches each end the shared compute pass, so leave it null otherwise.
+   */
+  observer: DispatchObserver | null = null;
+  #phase = "";
 
   /** Wraps an existing device; listens for its uncaptured validation errors. */
   constructor(device: GPUDevice, adapter: AdapterSummary) {
@@ -292,6 +318,25 @@ export class Gpu {
     return group;
   }
 
+  /**
+   * Label of the work being recorded ("" outside any phase), set by {@linkcode Gpu.inPhase};
+   * observers receive it with each dispatch.
+   */
+  get phase(): string {
+    return this.#phase;
+  }
+
+  /** Runs `record` with `label` as the phase of the dispatches it records (nests). */
+  inPhase<T>(label: string, record: () => T): T {
+    const outer = this.#phase;
+    this.#phase = label;
+    try {
+      return record();
+    } finally {
+      this.#phase = outer;
+    }
+  }
+
   /** Records one dispatch into the current command encoder. */
   dispatch(program: Program, views: BufferView[], workgroups: [number, number?, number?]): void {
     if (views.length !== program.bindings.length) {
@@ -301,14 +346,18 @@ export class Gpu {
     }
     const compiled = this.#pipeline(program);
     const group = this.#bindGroup(compiled, views);
-    if (!this.#pass) {
+    const timestampWrites = this.observer?.dispatch(program, views, workgroups, this.#phase);
+    let pass: GPUComputePassEncoder;
+    if (timestampWrites) pass = this.encoder().beginComputePass({ timestampWrites });
+    else {
       this.#encoder ??= this.device.createCommandEncoder();
-      this.#pass = this.#encoder.beginComputePass();
+      pass = this.#pass ??= this.#encoder.beginComputePass();
     }
-    this.#pass.setPipeline(compiled.pipeline);
-    this.#pass.setBindGroup(0, group);
+    pass.setPipeline(compiled.pipeline);
+    pass.setBindGroup(0, group);
     const [x, y = 1, z = 1] = workgroups;
-    if (x > 0 && y > 0 && z > 0) this.#pass.dispatchWorkgroups(x, y, z);
+    if (x > 0 && y > 0 && z > 0) pass.dispatchWorkgroups(x, y, z);
+    if (timestampWrites) pass.end();
     this.stats.dispatches++;
   }
 

@@ -12,13 +12,13 @@
  */
 import { bind, Tensor } from "../tensor.ts";
 import type { Ctx } from "../autograd/tape.ts";
-import { type BufferView, type Gpu, grid1d, type Program } from "../gpu/runtime.ts";
+import { type Gpu, grid1d } from "../gpu/runtime.ts";
 import {
-  bnApplySource,
-  bnEvalStatsSource,
-  bnGradSource,
-  bnStatsSource,
-  bnSumsSource,
+  bnApplyKernel,
+  bnEvalStatsKernel,
+  bnGradKernel,
+  bnStatsKernel,
+  bnSumsKernel,
 } from "../../shaders/batchnorm.ts";
 import { runMap, zero } from "./elementwise.ts";
 
@@ -36,29 +36,18 @@ export interface BatchNormOptions {
   momentum?: number;
 }
 
-const programs = new Map<string, Program>();
-function program(key: string, code: () => string, bindings: Program["bindings"]): Program {
-  let p = programs.get(key);
-  if (!p) programs.set(key, p = { key: `bn:${key}`, code: code(), bindings });
-  return p;
-}
+/** Uniform values of every batchnorm kernel of one call. */
+type BnParams = Parameters<typeof bnStatsKernel.uniform>[1];
 
-function params(gpu: Gpu, x: Tensor, update: boolean, eps: number, momentum: number): BufferView {
+function params(x: Tensor, update: boolean, eps: number, momentum: number): BnParams {
   const [N, C, H, W] = x.shape.length === 4 ? x.shape : [x.shape[0], x.shape[1], 1, 1];
-  const buf = new ArrayBuffer(24);
-  new Uint32Array(buf, 0, 4).set([N, C, H * W, update ? 1 : 0]);
-  new Float32Array(buf, 16, 2).set([eps, momentum]);
-  return gpu.uniform(buf);
+  return { N, C, HW: H * W, update: update ? 1 : 0, eps, momentum };
 }
 
-function channelSums(gpu: Gpu, a: Tensor, x: Tensor, stats: Tensor, uni: BufferView): Tensor {
+function channelSums(gpu: Gpu, a: Tensor, x: Tensor, stats: Tensor, uni: BnParams): Tensor {
   const C = x.shape[1];
   const sums = Tensor.empty(gpu, [2, C]);
-  gpu.dispatch(
-    program("sums", bnSumsSource, ["read", "read", "read", "write", "uniform"]),
-    [bind(a), bind(x), bind(stats), bind(sums), uni],
-    [C],
-  );
+  bnSumsKernel.dispatch(gpu, [bind(a), bind(x), bind(stats), bind(sums)], uni, [C]);
   return sums;
 }
 
@@ -71,27 +60,17 @@ function gradForm(
   sums: Tensor,
   gamma: Tensor,
   tangents: [Tensor, Tensor] | null,
-  uni: BufferView,
+  uni: BnParams,
 ): Tensor {
   const out = Tensor.empty(gpu, x.shape);
-  const tp = tangents !== null;
-  const prog = program(
-    `grad:${coupled}:${tp}`,
-    () => bnGradSource(coupled, tp),
-    [
-      "read",
-      "read",
-      "read",
-      "read",
-      "read",
-      ...(tp ? ["read", "read"] as const : []),
-      "write",
-      "uniform",
-    ],
-  );
   const views = [bind(a), bind(x), bind(stats), bind(sums), bind(gamma)];
   if (tangents) views.push(bind(tangents[0]), bind(tangents[1]));
-  gpu.dispatch(prog, [...views, bind(out), uni], grid1d(Math.ceil(x.size / 256)));
+  bnGradKernel({ coupled, tangentParams: tangents !== null }).dispatch(
+    gpu,
+    [...views, bind(out)],
+    uni,
+    grid1d(Math.ceil(x.size / 256)),
+  );
   return out;
 }
 
@@ -112,32 +91,25 @@ export function batchNorm(
   const C = x.shape[1];
   const eps = opts.eps ?? 1e-5;
   const train = opts.mode === "train";
-  const uni = params(gpu, x, train && opts.updateRunningStats, eps, opts.momentum ?? 0.1);
+  const uni = params(x, train && opts.updateRunningStats, eps, opts.momentum ?? 0.1);
   const stats = ctx.empty([2, C]);
   if (train) {
-    gpu.dispatch(
-      program("stats", bnStatsSource, ["read", "write", "write", "write", "uniform"]),
-      [bind(x), bind(stats), bind(runningMean), bind(runningVar), uni],
+    bnStatsKernel.dispatch(
+      gpu,
+      [bind(x), bind(stats), bind(runningMean), bind(runningVar)],
+      uni,
       [C],
     );
   } else {
-    gpu.dispatch(
-      program("eval-stats", bnEvalStatsSource, ["read", "read", "write", "uniform"]),
-      [bind(runningMean), bind(runningVar), bind(stats), uni],
-      [Math.ceil(C / 64)],
-    );
+    bnEvalStatsKernel.dispatch(gpu, [bind(runningMean), bind(runningVar), bind(stats)], uni, [
+      Math.ceil(C / 64),
+    ]);
   }
   const y = ctx.empty(x.shape);
-  gpu.dispatch(
-    program(`apply:${!!opts.relu}`, () => bnApplySource(!!opts.relu), [
-      "read",
-      "read",
-      "read",
-      "read",
-      "write",
-      "uniform",
-    ]),
-    [bind(x), bind(stats), bind(gamma), bind(beta), bind(y), uni],
+  bnApplyKernel(!!opts.relu).dispatch(
+    gpu,
+    [bind(x), bind(stats), bind(gamma), bind(beta), bind(y)],
+    uni,
     grid1d(Math.ceil(x.size / 256)),
   );
   // With a fused relu, gradients and tangents are masked by y > 0 on the output side.

@@ -1,86 +1,16 @@
 /**
  * Elementwise and layout ops: relu, add, the ResNet option-A shortcut, global average
- * pooling, and the small helpers autograd and the optimizer need (accumulate, scale, fill,
- * column sums). Forward, backward and JVP of each op sit side by side.
+ * pooling, and column sums. Forward, backward and JVP of each op sit side by side; their
+ * kernels are declared in shaders/elementwise.ts.
  */
 import { bind, Tensor } from "../tensor.ts";
 import type { Ctx } from "../autograd/tape.ts";
-import { type Gpu, grid1d, type Program } from "../gpu/runtime.ts";
-import {
-  columnSumsSource,
-  mapSource,
-  poolSource,
-  shortcutSource,
-} from "../../shaders/elementwise.ts";
+import { type Gpu, grid1d } from "../gpu/runtime.ts";
+import { avgPoolKernel, columnSumsKernel, shortcutKernel } from "../../shaders/elementwise.ts";
+import { clone, runMap } from "./map.ts";
 
-const programs = new Map<string, Program>();
-
-/**
- * An elementwise kernel over `n` elements: `out[i] = expr`, where expr may read `a[i]`,
- * `b[i]`, ... (the inputs), `out[i]` (its previous value), and the f32 scalars `p.s0`, `p.s1`.
- */
-export function mapProgram(key: string, inputs: number, expr: string): Program {
-  let p = programs.get(key);
-  if (!p) {
-    p = {
-      key: `map:${key}`,
-      code: mapSource(inputs, expr),
-      bindings: [...Array(inputs).fill("read"), "write", "uniform"],
-    };
-    programs.set(key, p);
-  }
-  return p;
-}
-
-/** Uniform block {n: u32, s0: f32, s1: f32, s2: f32}. */
-export function mapUniform(gpu: Gpu, n: number, s0 = 0, s1 = 0, s2 = 0) {
-  const buf = new ArrayBuffer(16);
-  new Uint32Array(buf, 0, 1)[0] = n;
-  new Float32Array(buf, 4, 3).set([s0, s1, s2]);
-  return gpu.uniform(buf);
-}
-
-/** Runs a map kernel: out[i] = expr(inputs[i]...). */
-export function runMap(
-  gpu: Gpu,
-  key: string,
-  expr: string,
-  inputs: Tensor[],
-  out: Tensor,
-  s0 = 0,
-  s1 = 0,
-  s2 = 0,
-): void {
-  const prog = mapProgram(key, inputs.length, expr);
-  gpu.dispatch(
-    prog,
-    [...inputs.map(bind), bind(out), mapUniform(gpu, out.size, s0, s1, s2)],
-    grid1d(Math.ceil(out.size / 256)),
-  );
-}
-
-/** dst += src (the gradient accumulation of the tape). */
-export function accumulateInto(gpu: Gpu, dst: Tensor, src: Tensor): void {
-  runMap(gpu, "acc", "out[i] + a[i]", [src], dst);
-}
-
-/** out = s0 * a (out may be a fresh tensor). */
-export function scale(gpu: Gpu, a: Tensor, s: number, out = Tensor.empty(gpu, a.shape)): Tensor {
-  runMap(gpu, "scale", "p.s0 * a[i]", [a], out, s);
-  return out;
-}
-
-/** A copy of `a` as a fresh pooled tensor. */
-export function clone(gpu: Gpu, a: Tensor): Tensor {
-  const out = Tensor.empty(gpu, a.shape, a.dtype);
-  gpu.copy(a.view, out.view, a.size * 4);
-  return out;
-}
-
-/** Fills a tensor with zeros (recorded on the command encoder). */
-export function zero(gpu: Gpu, t: Tensor): void {
-  gpu.encoder().clearBuffer(t.view.buffer, t.view.offset, t.size * 4);
-}
+// The map helpers live below the tape (src/ops/map.ts); re-exported for op files.
+export { accumulateInto, clone, runMap, scale, zero } from "./map.ts";
 
 // ------------------------------------------------------------------ relu
 
@@ -161,20 +91,6 @@ export function addRelu(ctx: Ctx, a: Tensor, b: Tensor): Tensor {
 
 // ------------------------------------------------------------------ option-A shortcut
 
-const shortcutPrograms = new Map<string, Program>();
-function shortcutProgram(direction: "forward" | "backward"): Program {
-  let p = shortcutPrograms.get(direction);
-  if (!p) {
-    p = {
-      key: `shortcut:${direction}`,
-      code: shortcutSource(direction),
-      bindings: ["read", "write", "uniform"],
-    };
-    shortcutPrograms.set(direction, p);
-  }
-  return p;
-}
-
 function runShortcut(
   gpu: Gpu,
   direction: "forward" | "backward",
@@ -187,9 +103,10 @@ function runShortcut(
   const [, CO, OH, OW] = yShape;
   const pad = (CO - C) / 2;
   const outSize = direction === "forward" ? N * CO * OH * OW : N * C * H * W;
-  gpu.dispatch(
-    shortcutProgram(direction),
-    [bind(src), bind(dst), gpu.uniform(new Uint32Array([N, C, H, W, CO, OH, OW, pad, outSize]))],
+  shortcutKernel(direction).dispatch(
+    gpu,
+    [bind(src), bind(dst)],
+    { N, C, H, W, CO, OH, OW, pad, total: outSize },
     grid1d(Math.ceil(outSize / 256)),
   );
 }
@@ -227,20 +144,6 @@ export function shortcutA(ctx: Ctx, x: Tensor, outChannels: number): Tensor {
 
 // ------------------------------------------------------------------ global average pooling
 
-const poolPrograms = new Map<string, Program>();
-function poolProgram(direction: "forward" | "backward"): Program {
-  let p = poolPrograms.get(direction);
-  if (!p) {
-    p = {
-      key: `pool:${direction}`,
-      code: poolSource(direction),
-      bindings: ["read", "write", "uniform"],
-    };
-    poolPrograms.set(direction, p);
-  }
-  return p;
-}
-
 function runPool(
   gpu: Gpu,
   direction: "forward" | "backward",
@@ -250,9 +153,10 @@ function runPool(
   HW: number,
 ) {
   const outSize = direction === "forward" ? NC : NC * HW;
-  gpu.dispatch(
-    poolProgram(direction),
-    [bind(src), bind(dst), gpu.uniform(new Uint32Array([NC, HW]))],
+  avgPoolKernel(direction).dispatch(
+    gpu,
+    [bind(src), bind(dst)],
+    { NC, HW },
     grid1d(Math.ceil(outSize / 256)),
   );
 }
@@ -286,18 +190,6 @@ export function globalAvgPool(ctx: Ctx, x: Tensor): Tensor {
 export function columnSums(gpu: Gpu, a: Tensor): Tensor {
   const [R, C] = a.shape;
   const out = Tensor.empty(gpu, [C]);
-  const key = "colsum";
-  let prog = programs.get(key);
-  if (!prog) {
-    prog = {
-      key,
-      code: columnSumsSource(),
-      bindings: ["read", "write", "uniform"],
-    };
-    programs.set(key, prog);
-  }
-  gpu.dispatch(prog, [bind(a), bind(out), gpu.uniform(new Uint32Array([R, C]))], [
-    Math.ceil(C / 64),
-  ]);
+  columnSumsKernel.dispatch(gpu, [bind(a), bind(out)], { R, C }, [Math.ceil(C / 64)]);
   return out;
 }

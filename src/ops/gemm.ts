@@ -2,13 +2,13 @@
  * Host side of the GEMM template (shaders/gemm.ts): tile choice per adapter and shape,
  * split-K for tall-K products (conv dW), and the matmul instances used by `linear`.
  */
-import { type BufferView, type Gpu, grid1d, type Program } from "../gpu/runtime.ts";
+import { type BufferView, type Gpu, grid1d } from "../gpu/runtime.ts";
 import {
   GEMM_BASE_PARAMS,
   type GemmConsts,
   type GemmHooks,
-  gemmReduceSource,
-  gemmSource,
+  gemmKernel,
+  gemmReduceKernel,
   type GemmTile,
   usesVectorA,
 } from "../../shaders/gemm.ts";
@@ -103,26 +103,20 @@ export function fitTile(tile: GemmTile, M: number, N: number, gx: number, gy: nu
   };
 }
 
-/** One GEMM instance to run: hooks plus a cache key that names them. */
+/** One GEMM instance to run: hooks plus a label that names them in pipelines and profiles. */
 export interface GemmInstance {
+  /** Label (e.g. "conv-fwd:set"); kernels are told apart by their hooks, not by this. */
   key: string;
+  /** What the instance computes (shaders/gemm.ts). */
   hooks: GemmHooks;
 }
 
 /** Longest k loop of one workgroup (see runGemm). */
 export const MAX_K_PER_SPLIT = 32768;
 
-const programCache = new Map<string, Program>();
-
-/** Keys of the GEMM programs built so far (`:a4` marks vec4 loads of A); for tests and benches. */
+/** Names of the GEMM kernels declared so far (`:a4` marks vec4 loads of A); for tests and benches. */
 export function gemmProgramKeys(): string[] {
-  return [...programCache.keys()];
-}
-
-function program(key: string, make: () => Program): Program {
-  let p = programCache.get(key);
-  if (!p) programCache.set(key, p = make());
-  return p;
+  return [...gemmKernel.made(), ...gemmReduceKernel.made()].map((k) => k.decl.name);
 }
 
 /**
@@ -163,7 +157,6 @@ export function runGemm(
   // of K fixes the float rounding, and it stays what it was before vec4 loads existed.
   const kChunk = Math.max(1, Math.ceil(K / splits));
   splits = Math.max(1, Math.ceil(K / kChunk));
-  const tileKey = `${tile.wx}x${tile.wy}x${tile.tm}x${tile.tn}`;
   const split = splits > 1;
   const names = [...GEMM_BASE_PARAMS, ...inst.hooks.params];
   const values = [M, N, K, kChunk, ...params];
@@ -173,38 +166,22 @@ export function runGemm(
   const consts: GemmConsts = {};
   names.forEach((name, i) => consts[name] = values[i]);
   const vectorA = policy.vectorLoads !== false && usesVectorA(inst.hooks, consts, a.offset);
-  // Each pipeline is specialised on its shape constants (literals in the WGSL), so its key
-  // names their values; the program key (below) says which kernel family it is.
-  const shapeKey = values.join(",");
-  const key = `gemm:${inst.key}:${tileKey}:${split}${vectorA ? ":a4" : ""}`;
-  const prog = program(`${key}:${shapeKey}`, () => ({
-    key: `${key}:${shapeKey}`,
-    code: gemmSource(inst.hooks, tile, split, consts, vectorA),
-    bindings: [
-      "read",
-      "read",
-      ...(inst.hooks.extraBindings ?? []).map(([, mode]) => mode),
-      "write",
-    ],
-  }));
+  // Each kernel is specialised on its shape constants (literals in the WGSL).
+  const variant = { label: inst.key, hooks: inst.hooks, tile, split, consts, vectorA };
   if (!split) {
-    gpu.dispatch(prog, [a, b, ...extras, c], [gx, gy, 1]);
+    gemmKernel(variant).dispatch(gpu, [a, b, ...extras, c], null, [gx, gy, 1]);
     return;
   }
   const partialBytes = splits * M * N * 4;
   const partial = gpu.alloc(partialBytes);
   const pv = { buffer: partial, offset: 0, size: partialBytes };
-  gpu.dispatch(prog, [a, b, ...extras, pv], [gx, gy, splits]);
-  const reduce = program(`gemm-reduce:${inst.key}:${shapeKey},${splits}`, () => ({
-    key: `gemm-reduce:${inst.key}:${shapeKey},${splits}`,
-    code: gemmReduceSource(inst.hooks, { ...consts, splits }),
-    bindings: [
-      "read",
-      ...(inst.hooks.extraBindings ?? []).map(([, mode]) => mode),
-      "write",
-    ],
-  }));
-  gpu.dispatch(reduce, [pv, ...extras, c], grid1d(Math.ceil((M * N) / 64)));
+  gemmKernel(variant).dispatch(gpu, [a, b, ...extras, pv], null, [gx, gy, splits]);
+  gemmReduceKernel({ ...variant, consts: { ...consts, splits } }).dispatch(
+    gpu,
+    [pv, ...extras, c],
+    null,
+    grid1d(Math.ceil((M * N) / 64)),
+  );
   gpu.release(partial);
 }
 

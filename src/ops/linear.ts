@@ -4,10 +4,11 @@
  */
 import { bind, Tensor } from "../tensor.ts";
 import type { Ctx } from "../autograd/tape.ts";
-import { type Gpu, grid1d, type Program } from "../gpu/runtime.ts";
+import { type Gpu, grid1d } from "../gpu/runtime.ts";
 import { matmulInstance, runGemm } from "./gemm.ts";
-import { columnSums, runMap } from "./elementwise.ts";
-import { rowNormalizeSource } from "../../shaders/linear.ts";
+import { columnSums } from "./elementwise.ts";
+import { runMap } from "./map.ts";
+import { rowNormalizeKernel } from "../../shaders/linear.ts";
 
 /** out[M,N] = op(a) * op(b) (+ bias[n]) (+ out when accumulating). */
 export function matmulInto(
@@ -94,22 +95,6 @@ export function linear(ctx: Ctx, x: Tensor, w: Tensor, b: Tensor | null): Tensor
 
 // ------------------------------------------------------------------ row normalisation
 
-const programs = new Map<string, Program>();
-function program(kind: "forward" | "project"): Program {
-  let p = programs.get(kind);
-  if (!p) {
-    p = {
-      key: `rownorm:${kind}`,
-      code: rowNormalizeSource(kind),
-      bindings: kind === "forward"
-        ? ["read", "write", "uniform"]
-        : ["read", "read", "read", "write", "uniform"],
-    };
-    programs.set(kind, p);
-  }
-  return p;
-}
-
 /**
  * y = x / ||x|| per row. Backward and JVP share one form: (g - y <y, g>) / ||x||, because
  * the Jacobian (I - y y^T) / ||x|| is symmetric.
@@ -117,14 +102,15 @@ function program(kind: "forward" | "project"): Program {
 export function rowNormalize(ctx: Ctx, x: Tensor): Tensor {
   const [R, D] = x.shape;
   const y = ctx.empty(x.shape);
-  const uni = ctx.gpu.uniform(new Uint32Array([R, D]));
-  ctx.gpu.dispatch(program("forward"), [bind(x), bind(y), uni], grid1d(Math.ceil(R / 64)));
+  const grid = grid1d(Math.ceil(R / 64));
+  rowNormalizeKernel("forward").dispatch(ctx.gpu, [bind(x), bind(y)], { R, D }, grid);
   const project = (g: Tensor) => {
     const out = Tensor.empty(ctx.gpu, x.shape);
-    ctx.gpu.dispatch(
-      program("project"),
-      [bind(g), bind(x), bind(y), bind(out), uni],
-      grid1d(Math.ceil(R / 64)),
+    rowNormalizeKernel("project").dispatch(
+      ctx.gpu,
+      [bind(g), bind(x), bind(y), bind(out)],
+      { R, D },
+      grid,
     );
     return out;
   };

@@ -5,9 +5,9 @@
  */
 import { bind, Tensor } from "../tensor.ts";
 import type { Ctx } from "../autograd/tape.ts";
-import type { Gpu, Program } from "../gpu/runtime.ts";
-import { lossBackwardSource, lossForwardSource, lossJvpSource } from "../../shaders/loss.ts";
-import { zero } from "./elementwise.ts";
+import type { Gpu } from "../gpu/runtime.ts";
+import { lossBackwardKernel, lossForwardKernel, lossJvpKernel } from "../../shaders/loss.ts";
+import { zero } from "./map.ts";
 
 /** Loss family parameters. */
 export interface LossOptions {
@@ -17,30 +17,6 @@ export interface LossOptions {
   scale?: number;
   /** Per-class margins subtracted from the true-class logit (LDAM), [C]; zeros otherwise. */
   margins?: Tensor | null;
-}
-
-const programs = new Map<string, Program>();
-function program(kind: "forward" | "backward" | "jvp"): Program {
-  let p = programs.get(kind);
-  if (!p) {
-    const code = kind === "forward"
-      ? lossForwardSource()
-      : kind === "backward"
-      ? lossBackwardSource()
-      : lossJvpSource();
-    const bindings: Program["bindings"] = kind === "forward"
-      ? ["read", "read", "read", "write", "write", "uniform"]
-      : ["read", "read", "write", "uniform"];
-    programs.set(kind, p = { key: `loss:${kind}`, code, bindings });
-  }
-  return p;
-}
-
-function uniform(gpu: Gpu, B: number, C: number, s: number, gamma: number) {
-  const buf = new ArrayBuffer(16);
-  new Uint32Array(buf, 0, 2).set([B, C]);
-  new Float32Array(buf, 8, 2).set([s, gamma]);
-  return gpu.uniform(buf);
 }
 
 const zeroMargins = new WeakMap<Gpu, Map<number, Tensor>>();
@@ -70,13 +46,14 @@ export function classificationLoss(
       `classificationLoss: labels must be u32 [${B}], got [${labels.shape}] ${labels.dtype}`,
     );
   }
-  const uni = uniform(gpu, B, C, opts.scale ?? 1, opts.gamma ?? 0);
+  const uni = { B, C, s: opts.scale ?? 1, gamma: opts.gamma ?? 0 };
   const loss = ctx.empty([B]);
   const G = ctx.empty([B, C]);
   const margins = opts.margins ?? zerosFor(gpu, C);
-  gpu.dispatch(
-    program("forward"),
-    [bind(logits), bind(labels), bind(margins), bind(loss), bind(G), uni],
+  lossForwardKernel.dispatch(
+    gpu,
+    [bind(logits), bind(labels), bind(margins), bind(loss), bind(G)],
+    uni,
     [Math.ceil(B / 64)],
   );
   ctx.record({
@@ -85,14 +62,14 @@ export function classificationLoss(
     output: loss,
     backward: (weights) => {
       const dz = Tensor.empty(gpu, [B, C]);
-      gpu.dispatch(program("backward"), [bind(G), bind(weights), bind(dz), uni], [
+      lossBackwardKernel.dispatch(gpu, [bind(G), bind(weights), bind(dz)], uni, [
         Math.ceil((B * C) / 256),
       ]);
       return [dz];
     },
     jvp: ([zDot]) => {
       const out = Tensor.empty(gpu, [B]);
-      gpu.dispatch(program("jvp"), [bind(G), bind(zDot!), bind(out), uni], [Math.ceil(B / 64)]);
+      lossJvpKernel.dispatch(gpu, [bind(G), bind(zDot!), bind(out)], uni, [Math.ceil(B / 64)]);
       return out;
     },
   });

@@ -3,7 +3,7 @@
  * resources) summarising a run: headline errors, error and loss curves, per-class accuracy,
  * the confusion matrix, per-class meta weights over the epochs, and the configuration.
  */
-import type { EpochRecord, PerClassMeta, RunSummary } from "../train/summary.ts";
+import type { EpochRecord, PerClassMeta, RunRecord } from "./summary.ts";
 import { barChart, esc, heatmap, lineChart, type Series } from "./svg.ts";
 
 const pct = (v: number | null | undefined) =>
@@ -30,7 +30,7 @@ function metaSeries(
 }
 
 /** The report page of a run. */
-export function renderReport(summary: RunSummary, history: EpochRecord[]): string {
+export function renderReport(summary: RunRecord, history: EpochRecord[]): string {
   const C = summary.data.numClasses;
   const classLabels = Array.from({ length: C }, (_, c) => String(c));
   const tested = history.filter((h) => h.test);

@@ -5,3 +5,4 @@
  */
 export * from "./svg.ts";
 export * from "./html.ts";
+export type { RunConfigBase, RunRecord } from "./summary.ts";

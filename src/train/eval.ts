@@ -11,24 +11,10 @@ import { Tensor } from "../tensor.ts";
 import { Batcher } from "../data/batcher.ts";
 import type { GpuAugmenter } from "../data/augment.ts";
 import type { RunData } from "./data.ts";
+import type { EvalMetrics } from "../report/summary.ts";
 
-/** Test metrics of one evaluation. */
-export interface EvalMetrics {
-  /** Fractions in [0, 1]. */
-  top1Error: number;
-  /** Fraction of examples whose label is not among the 3 largest logits. */
-  top3Error: number;
-  /** Fraction of examples whose label is not among the 5 largest logits. */
-  top5Error: number;
-  /** Mean cross-entropy of the (scaled) logits. */
-  loss: number;
-  /** Accuracy of each class, in [0, 1]. */
-  perClassAccuracy: number[];
-  /** confusion[true][predicted] counts. */
-  confusion: number[][];
-  /** Number of examples evaluated. */
-  count: number;
-}
+/** Test metrics of one evaluation (the record type of src/report/summary.ts). */
+export type { EvalMetrics };
 
 /** Accumulates metrics from logits batch by batch. */
 export class MetricAccumulator {

@@ -11,20 +11,14 @@
  * Each is one invocation walking its (small) arrays in index order: deterministic, and cheap
  * next to a training step.
  */
-import type { Gpu, Program } from "../gpu/runtime.ts";
+import type { Gpu } from "../gpu/runtime.ts";
 import { bind, type Tensor } from "../tensor.ts";
-import { gatherClassWeightsSource, metaStatsSource, monitorSource } from "../../shaders/train.ts";
+import { gatherClassWeightsKernel, metaStatsKernel, monitorKernel } from "../../shaders/train.ts";
 
 /** Floats per class in the meta statistics buffer. */
 export const META_STATS_FIELDS = 5;
 /** Field offsets within a class's stats. */
 export const MetaStat = { sumEps: 0, sumEpsOverW: 1, count: 2, minWPlusEps: 3, sumFinal: 4 };
-
-const gatherProgram: Program = {
-  key: "train:gather-class-weights",
-  code: gatherClassWeightsSource(),
-  bindings: ["read", "read", "write", "uniform"],
-};
 
 /** weights[i] = classW[labels[i]] (recorded). */
 export function gatherClassWeights(
@@ -34,18 +28,10 @@ export function gatherClassWeights(
   weights: Tensor,
 ): void {
   const B = weights.size;
-  gpu.dispatch(
-    gatherProgram,
-    [bind(classW), bind(labels), bind(weights), gpu.uniform(new Uint32Array([B]))],
-    [Math.ceil(B / 64)],
-  );
+  gatherClassWeightsKernel.dispatch(gpu, [bind(classW), bind(labels), bind(weights)], { B }, [
+    Math.ceil(B / 64),
+  ]);
 }
-
-const statsProgram: Program = {
-  key: "train:meta-stats",
-  code: metaStatsSource(),
-  bindings: ["read", "read", "read", "read", "write", "uniform"],
-};
 
 /** Adds one meta step's per-example values to the per-class statistics (recorded). */
 export function accumulateMetaStats(
@@ -56,16 +42,10 @@ export function accumulateMetaStats(
   labels: Tensor,
   stats: Tensor,
 ): void {
-  gpu.dispatch(
-    statsProgram,
-    [
-      bind(w),
-      bind(eps),
-      bind(final),
-      bind(labels),
-      bind(stats),
-      gpu.uniform(new Uint32Array([w.size, META_STATS_FIELDS])),
-    ],
+  metaStatsKernel.dispatch(
+    gpu,
+    [bind(w), bind(eps), bind(final), bind(labels), bind(stats)],
+    { B: w.size, F: META_STATS_FIELDS },
     [1],
   );
 }
@@ -77,16 +57,10 @@ export function emptyMetaStats(numClasses: number): Float32Array {
   return s;
 }
 
-const monitorProgram: Program = {
-  key: "train:monitor",
-  code: monitorSource(),
-  bindings: ["read", "write"],
-};
-
 /**
  * mon = [steps done, first step (1-based count) with a non-finite loss sum or -1, loss sum,
  * loss count] after each step (recorded).
  */
 export function monitorStep(gpu: Gpu, lossSum: Tensor, mon: Tensor): void {
-  gpu.dispatch(monitorProgram, [bind(lossSum), bind(mon)], [1]);
+  monitorKernel.dispatch(gpu, [bind(lossSum), bind(mon)], null, [1]);
 }

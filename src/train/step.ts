@@ -15,15 +15,15 @@
  * submits once; losses accumulate in a GPU buffer read only when asked.
  */
 import { Ctx, Tape } from "../autograd/tape.ts";
-import type { Gpu, Program } from "../gpu/runtime.ts";
+import type { Gpu } from "../gpu/runtime.ts";
 import { bind, Tensor } from "../tensor.ts";
 import { FlatTensors } from "../nn/params.ts";
 import type { ResNet } from "../nn/resnet.ts";
 import { classificationLoss, type LossOptions } from "../ops/loss.ts";
 import { runMap, scale, zero } from "../ops/elementwise.ts";
 import { type SgdOptions, sgdStep } from "../optim/sgd.ts";
-import { type MetaWeightRule, metaWeightSource } from "../../shaders/meta.ts";
-import { lossSumSource } from "../../shaders/train.ts";
+import { type MetaWeightRule, metaWeightsKernel } from "../../shaders/meta.ts";
+import { lossSumKernel } from "../../shaders/train.ts";
 
 export type { MetaWeightRule };
 
@@ -313,22 +313,11 @@ function flat(f: FlatTensors): Tensor {
   return new Tensor([f.layout.length], f.all, false);
 }
 
-let lossSumProgram: Program | null = null;
 /** lossSum[0] += sum(loss), lossSum[1] += |B|, in index order (one thread). */
 function accumulateLoss(gpu: Gpu, loss: Tensor, into: Tensor): void {
-  lossSumProgram ??= {
-    key: "loss-sum",
-    code: lossSumSource(),
-    bindings: ["read", "write", "uniform"],
-  };
-  gpu.dispatch(
-    lossSumProgram,
-    [bind(loss), bind(into), gpu.uniform(new Uint32Array([loss.size]))],
-    [1],
-  );
+  lossSumKernel.dispatch(gpu, [bind(loss), bind(into)], { n: loss.size }, [1]);
 }
 
-const metaPrograms = new Map<string, Program>();
 /**
  * eps_i = c * ldot_i; final weights by rule; seed = final / |B| (or the normalised weights
  * for L2RW-style rules, whose loss is a weighted sum).
@@ -345,30 +334,10 @@ function metaWeights(
   seed: Tensor,
   o: { c: number; batch: number },
 ): void {
-  let prog = metaPrograms.get(rule);
-  if (!prog) {
-    prog = {
-      key: `meta-weights:${rule}`,
-      code: metaWeightSource(rule),
-      bindings: ["read", "read", "read", "write", "write", "write", "write", "uniform"],
-    };
-    metaPrograms.set(rule, prog);
-  }
-  const buf = new ArrayBuffer(8);
-  new Uint32Array(buf, 0, 1)[0] = o.batch;
-  new Float32Array(buf, 4, 1)[0] = o.c;
-  gpu.dispatch(
-    prog,
-    [
-      bind(w),
-      bind(ldot),
-      bind(labels),
-      bind(classW),
-      bind(eps),
-      bind(final),
-      bind(seed),
-      gpu.uniform(buf),
-    ],
+  metaWeightsKernel(rule).dispatch(
+    gpu,
+    [bind(w), bind(ldot), bind(labels), bind(classW), bind(eps), bind(final), bind(seed)],
+    { B: o.batch, c: o.c },
     [1],
   );
 }

@@ -1,92 +1,18 @@
 /**
  * What a run records: one {@linkcode EpochRecord} per epoch (a line of metrics.jsonl) and the
- * {@linkcode RunSummary} (summary.json, and what {@linkcode train} returns).
+ * {@linkcode RunSummary} (summary.json, and what {@linkcode train} returns). The record types
+ * live with the report that reads them (src/report/summary.ts); this fixes their config type.
  */
 import type { TrainConfig } from "./config.ts";
-import type { EvalMetrics } from "./eval.ts";
+import type { RunRecord } from "../report/summary.ts";
 
-/** Per-class statistics of the meta weights over a set of meta steps (null: no example). */
-export interface PerClassMeta {
-  /** Mean eps_i over the examples of the class. */
-  meanEps: (number | null)[];
-  /** Mean eps_i / w_y (null where w_y = 0). */
-  meanEpsOverW: (number | null)[];
-  /** Minimum of w_y + eps_i. */
-  minWPlusEps: (number | null)[];
-  /** Mean final weight (w + eps for the paper's rule; normalised for L2RW; MWN's output). */
-  meanFinalWeight: (number | null)[];
-  /** Examples seen. */
-  count: number[];
-}
+export type {
+  EpochMetrics,
+  EpochRecord,
+  EpochTest,
+  EvalMetrics,
+  PerClassMeta,
+} from "../report/summary.ts";
 
-/** Test metrics of an epoch in metrics.jsonl (the confusion matrix lives in the summary). */
-export type EpochTest = Omit<EvalMetrics, "confusion">;
-
-/** One epoch: a line of metrics.jsonl. Fields under `timing` vary between identical runs. */
-export interface EpochRecord {
-  /** 0-based epoch index. */
-  epoch: number;
-  /** Step kind of the epoch. */
-  phase: "plain" | "meta" | "mwn";
-  /** Learning rate of the epoch. */
-  lr: number;
-  /** Mean unweighted per-example training loss of the epoch. */
-  trainLoss: number;
-  /** Training steps of the epoch. */
-  steps: number;
-  /** Training images of the epoch (`steps * batch`). */
-  images: number;
-  /** Test metrics, or null when the epoch was not evaluated. */
-  test: EpochTest | null;
-  /** Per-class meta statistics of the epoch's meta or MWN steps; null for plain epochs. */
-  meta: PerClassMeta | null;
-  /** Wall time of the epoch in seconds, and training images per second. */
-  timing: { seconds: number; imagesPerSecond: number };
-}
-
-/** Test metrics with the epoch they belong to. */
-export type EpochMetrics = EvalMetrics & { epoch: number };
-
-/** summary.json. */
-export interface RunSummary {
-  /** "completed", "stopped" (non-finite loss), or "running" (written during the run). */
-  status: "completed" | "stopped" | "running";
-  /** Why the run stopped (status "stopped" only). */
-  message?: string;
-  /** The resolved settings of the run. */
-  config: TrainConfig;
-  /** The GPU adapter the run used. */
-  adapter: { description: string; isFallbackAdapter: boolean };
-  /** The data of the run: source, image shape `[C, H, W]`, split sizes and per-class counts. */
-  data: {
-    source: string;
-    numClasses: number;
-    image: number[];
-    nMax: number;
-    trainCounts: number[];
-    devCounts: number[];
-    testCounts: number[];
-    trainTotal: number;
-    testTotal: number;
-  };
-  /** Effective-number class weights w_y (sum C). */
-  classWeights: number[];
-  /** LDAM margins, when the loss is LDAM. */
-  margins: number[] | null;
-  /** The meta-learned class weights at the end (meta-update-wy). */
-  finalClassWeights: number[] | null;
-  /** Epochs completed so far. */
-  epochsDone: number;
-  /** Training steps completed so far, over all epochs. */
-  steps: number;
-  /** Metrics of the most recent evaluation, or null before the first. */
-  last: EpochMetrics | null;
-  /** Metrics of the evaluation with the lowest top-1 error, or null before the first. */
-  best: EpochMetrics | null;
-  /** Per-class meta statistics over all meta epochs. */
-  meta: PerClassMeta | null;
-  /** Where a non-finite loss stopped the run. */
-  nonFinite: { step: number; epoch: number; stepInEpoch: number } | null;
-  /** Training wall time over all (resumed) segments, seconds. */
-  wallSeconds: number;
-}
+/** summary.json of a training run. */
+export type RunSummary = RunRecord<TrainConfig>;
