@@ -19,7 +19,7 @@ import { presetConfig } from "../src/train/config.ts";
 import { barChart, esc, lineChart } from "../src/report/svg.ts";
 import type { RunSummary } from "../src/train/mod.ts";
 
-/** Run sizes. `small` is the trainer's default preset (about 15 minutes a cell on 2 cores). */
+/** Run sizes. `small` is the trainer's default preset (1.5-5 minutes a cell on 2 cores). */
 export const SCALES: Record<string, TrainOptions> = {
   /** For tests: seconds a cell. */
   tiny: {
@@ -32,7 +32,7 @@ export const SCALES: Record<string, TrainOptions> = {
     lrDecayEpochs: [1],
     batch: 16,
   },
-  /** ResNet-8, 200 head-class images, 10 epochs: the default preset. */
+  /** ResNet-8, 200 head-class images, 15 epochs: the default preset. */
   small: { preset: "default" },
   /** The paper's recipe (ResNet-32, 200 epochs, meta from 160) on the full long-tailed set. */
   paper: {
