@@ -200,7 +200,7 @@ function inspectDir(dir: string, source: DatasetSource): Promise<DirState> {
 type Location =
   | { kind: "found"; state: DirState }
   | { kind: "fixable"; state: DirState; via: string }
-  | { kind: "absent"; target: string; looked: string[] };
+  | { kind: "absent"; target: string; looked: string[]; missingRoot?: string };
 
 function refuseFile(path: string, via: string, source: DatasetSource): never {
   throw new DataError(
@@ -271,7 +271,8 @@ async function locate(name: DatasetName, options: FindOptions): Promise<Location
         }
       }
     }
-    return { kind: "absent", target: sub, looked: [sub, root] };
+    const missingRoot = rootKind === "none" ? `${via} ${root} does not exist, so ` : undefined;
+    return { kind: "absent", target: sub, looked: [sub, root], missingRoot };
   }
   const local = resolve(cwd, "data", name);
   const looked = candidateDirs(name, options);
@@ -475,8 +476,8 @@ async function ensureState(name: DatasetName, options: LoadOptions): Promise<Dir
     looked = at.looked.join(", ");
     if (!options.allowDownload) {
       throw new DataError(
-        `${source.title} was not found (looked in: ${looked}) and downloading is not allowed. ` +
-          `To get it:\n${howToGet(name, options)}`,
+        `${at.missingRoot ?? ""}${source.title} was not found (looked in: ${looked}) and ` +
+          `downloading is not allowed. To get it:\n${howToGet(name, options)}`,
         { file: at.looked[0] },
       );
     }
