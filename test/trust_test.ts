@@ -387,6 +387,14 @@ Deno.test({
       // the untouched checkpoint still resumes (nothing left to train: the run is complete)
       const ok = await train(args(out), root);
       assert.equal(ok.code, 0, ok.stderr);
+      // its report names the commit, the date and the command line
+      const report = await Deno.readTextFile(join(out, "report.html"));
+      assert.match(report, /<th>commit<\/th><td><code>([0-9a-f]{40}|unknown)<\/code>/);
+      assert.match(
+        report,
+        /<th>command<\/th><td><code>deno run .*scripts\/train\.ts --dataset mnist/,
+      );
+      assert.match(report, /<th>written<\/th><td>\d{4}-\d\d-\d\dT/);
     } finally {
       await Deno.remove(root, { recursive: true });
       tinyRun = null;

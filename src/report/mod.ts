@@ -5,3 +5,4 @@
  */
 export * from "./svg.ts";
 export * from "./html.ts";
+export * from "./provenance.ts";
