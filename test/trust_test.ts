@@ -189,7 +189,7 @@ Deno.test("data: $TAILGRAD_DATA naming the dataset's own folder is accepted, ano
 
 // ---------------------------------------------------------------- a user's file deleted
 
-async function fakeCifarArchive(): Promise<Uint8Array> {
+function fakeCifarArchive(): Uint8Array {
   const rec = (y: number) => Uint8Array.from({ length: 3073 }, (_, i) => (i ? i * 7 + y : y));
   const members = [1, 2, 3, 4, 5].map((i) => ({
     name: `cifar-10-batches-bin/data_batch_${i}.bin`,
@@ -204,7 +204,7 @@ Deno.test("data: a CIFAR archive the user placed is checked against its digest a
     const dir = join(root, "cifar10");
     await Deno.mkdir(dir);
     const archive = join(dir, "cifar-10-binary.tar.gz");
-    const bytes = await fakeCifarArchive();
+    const bytes = fakeCifarArchive();
     await Deno.writeFile(archive, bytes);
     // through the CLI: the pinned digest of the official archive does not match
     await refuses(
@@ -613,7 +613,7 @@ Deno.test("docs: --help shows every default, $TAILGRAD_DATA and where --out may 
   assert.match(text, /TAILGRAD_DATA/);
   // every flag but --help names a default
   const lines = text.split("\n");
-  const described = lines.filter((l, i) => i > 0 && /^ {2}--/.test(lines[i - 1]));
+  const described = lines.filter((_l, i) => i > 0 && /^ {2}--/.test(lines[i - 1]));
   assert.equal(described.filter((l) => !l.includes("(default: ")).length, 1, "only --help");
   assert.deepEqual(parseTrainArgs(["--epochs", "3"]).options, { epochs: 3 });
 });
