@@ -247,19 +247,7 @@ export function parseTrainArgs(args: string[]): ParsedArgs {
     }
     throw new UsageError(`${msg}; valid flags: ${validFlags()}`);
   }
-  const seen = new Map<string, string>();
-  for (const t of parsed.tokens ?? []) {
-    if (t.kind !== "option") continue;
-    const name = t.name.replace(/^no-/, "");
-    const before = seen.get(name);
-    if (before !== undefined) {
-      throw new UsageError(
-        `--${name} is given more than once (${before} and ${t.rawName}); give each flag once`,
-        { flag: `--${name}` },
-      );
-    }
-    seen.set(name, t.rawName);
-  }
+  rejectRepeatedFlags(parsed.tokens);
   const out: Record<string, unknown> = {};
   let help = false;
   for (const [name, raw] of Object.entries(parsed.values)) {
@@ -289,6 +277,28 @@ export function parseTrainArgs(args: string[]): ParsedArgs {
     }
   }
   return { help, options: opts };
+}
+
+/**
+ * Throws a {@linkcode UsageError} when a flag occurs twice in `parseArgs` tokens (`--x` and
+ * `--no-x` count as the same flag): node's parseArgs would silently keep the last value.
+ */
+export function rejectRepeatedFlags(
+  tokens: { kind: string; name?: string; rawName?: string }[] | undefined,
+): void {
+  const seen = new Map<string, string>();
+  for (const t of tokens ?? []) {
+    if (t.kind !== "option" || !t.name) continue;
+    const name = t.name.replace(/^no-/, "");
+    const before = seen.get(name);
+    if (before !== undefined) {
+      throw new UsageError(
+        `--${name} is given more than once (${before} and ${t.rawName}); give each flag once`,
+        { flag: `--${name}` },
+      );
+    }
+    seen.set(name, t.rawName ?? `--${name}`);
+  }
 }
 
 function expected(f: Flag | undefined): string {
