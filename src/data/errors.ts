@@ -3,9 +3,10 @@
  * {@linkcode DataError} (a {@linkcode UserError}) whose message names the file (or URL) and
  * says what was wrong.
  */
-import { describeError, UserError, type UserErrorOptions } from "../errors.ts";
+import { describeError, reportError, UserError, type UserErrorOptions } from "../errors.ts";
 
-export { describeError };
+// the project-wide user error type, exported with the data layer (and so from mod.ts)
+export { describeError, reportError, UserError, type UserErrorOptions };
 
 /** A data-layer failure; `file` is the path or URL concerned, when there is one. */
 export class DataError extends UserError {
