@@ -457,6 +457,26 @@ Deno.test("flags: stage 2 and lr decays outside the run, repeated flags and bad 
   });
 });
 
+Deno.test({
+  name: "flags: --out may be created under a folder that is itself not writable by the process",
+  sanitizeResources: false,
+  fn: async () => {
+    await withTmp(async (root) => {
+      await writeSyntheticIdx(root);
+      // as with the train task: runs/ absent, only runs/ writable, the parent not
+      const out = join(root, "runs", "a", "b");
+      const r = await train(tiny(root, out), join(root, "runs"));
+      assert.equal(r.code, 0, r.stderr);
+      assert.ok((await Deno.stat(join(out, "checkpoint.safetensors"))).isFile);
+      assert.deepEqual(
+        (await Array.fromAsync(Deno.readDir(root))).map((e) => e.name).sort(),
+        ["mnist", "runs"],
+        "no probe or other file left behind",
+      );
+    });
+  },
+});
+
 Deno.test("flags: the stage schedule follows --epochs as fractions of the preset's run", () => {
   const d = presetConfig("default");
   assert.deepEqual([d.epochs, d.metaStart, d.lrDecayEpochs], [15, 12, [12, 14]]);

@@ -30,9 +30,10 @@ function outError(message: string, hint: string, out: string): UserError {
 }
 
 /**
- * Checks `--out` before a run: the process may write there, it is a folder (or absent, under a
- * writable folder), and it holds no run outputs without a checkpoint (files a new run would
- * overwrite). Writes nothing but a probe file of its own, removed at once.
+ * Checks `--out` before a run: the process may write there, it is a folder (or absent, with no
+ * file in the way of creating it), and it holds no run outputs without a checkpoint (files a
+ * new run would overwrite). Writes nothing but a probe file of its own in an existing folder,
+ * removed at once.
  */
 export async function checkOutDir(out: string, checkpointName: string): Promise<void> {
   const perm = await Deno.permissions.query({ name: "write", path: out });
@@ -52,27 +53,28 @@ export async function checkOutDir(out: string, checkpointName: string): Promise<
       out,
     );
   }
-  let probeDir = out;
   if (kind === "none") {
-    probeDir = await nearestExisting(out);
-  } else {
-    const present = [];
-    for (const f of RUN_OUTPUTS) if ((await kindOf(join(out, f))) !== "none") present.push(f);
-    if (present.length && (await kindOf(join(out, checkpointName))) === "none") {
-      throw outError(
-        `--out ${out} holds ${present.join(", ")} but no ${checkpointName}: a new run would ` +
-          `overwrite those files, and there is no checkpoint to resume`,
-        "choose another --out, or move those files away",
-        out,
-      );
-    }
+    // created later by the run itself (creating it proves it writable); here only check that
+    // no file stands in the way (its parent may lie outside what this process may write)
+    await nearestExisting(out);
+    return;
+  }
+  const present = [];
+  for (const f of RUN_OUTPUTS) if ((await kindOf(join(out, f))) !== "none") present.push(f);
+  if (present.length && (await kindOf(join(out, checkpointName))) === "none") {
+    throw outError(
+      `--out ${out} holds ${present.join(", ")} but no ${checkpointName}: a new run would ` +
+        `overwrite those files, and there is no checkpoint to resume`,
+      "choose another --out, or move those files away",
+      out,
+    );
   }
   try {
-    const probe = await Deno.makeTempFile({ dir: probeDir, prefix: ".tailgrad-write-probe-" });
+    const probe = await Deno.makeTempFile({ dir: out, prefix: ".tailgrad-write-probe-" });
     await Deno.remove(probe);
   } catch (e) {
     throw outError(
-      `--out ${out}: cannot write in ${probeDir} (${e instanceof Error ? e.message : e})`,
+      `--out ${out}: cannot write in it (${e instanceof Error ? e.message : e})`,
       "choose a writable --out, or fix the folder's permissions",
       out,
     );
