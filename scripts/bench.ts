@@ -11,8 +11,9 @@
  *   deno task bench --tfjs          # also TensorFlow.js 4.22 WebGPU on the same adapter
  *   deno task bench --profile       # per-kernel GPU time of one plain and one meta step
  *
- * More flags: --runs=N (kernel samples, default 3), --depths=8,32 (plain steps),
- * --meta-depths=8,32, --profile-depth=8, --no-kernels, --no-steps, --out=DIR.
+ * More flags (bench/flags.ts; `--runs 3` or `--runs=3`): --runs N (kernel samples, default 3),
+ * --depths 8,32 (plain steps), --meta-depths 8,32, --profile-depth 8, --no-kernels, --no-steps,
+ * --out DIR.
  *
  * Timing: a sample records the work (several times when it is short) and then waits for the GPU
  * (`gpu.sync()`, about 10 ms in Deno), so it is the wall time of the device doing the work. On
@@ -20,6 +21,8 @@
  * numbers: the 1-minute load average and this process's CPU use are recorded beside them.
  */
 import { Gpu } from "../src/gpu/runtime.ts";
+import { reportError } from "../src/errors.ts";
+import { BENCH_USAGE, type BenchFlags, parseBenchFlags } from "../bench/flags.ts";
 import {
   adapterSlug,
   checkMatmul,
@@ -43,58 +46,15 @@ import {
 
 // ------------------------------------------------------------------ flags
 
-interface Flags {
-  tfjs: boolean;
-  profile: boolean;
-  quick: boolean;
-  kernels: boolean;
-  steps: boolean;
-  runs: number;
-  depths: number[];
-  metaDepths: number[];
-  profileDepth: number;
-  out: string;
+let flags: BenchFlags;
+try {
+  flags = parseBenchFlags(Deno.args);
+} catch (e) {
+  Deno.exit(reportError(e));
 }
-
-function parseFlags(args: string[]): Flags {
-  const f: Flags = {
-    tfjs: false,
-    profile: false,
-    quick: false,
-    kernels: true,
-    steps: true,
-    runs: 3,
-    depths: [8, 32],
-    metaDepths: [8, 32],
-    profileDepth: 8,
-    out: "bench/results",
-  };
-  const list = (v: string) => v.split(",").filter((s) => s).map(Number);
-  for (const a of args) {
-    const [k, v = ""] = a.replace(/^--/, "").split("=");
-    if (k === "tfjs") f.tfjs = true;
-    else if (k === "profile") f.profile = true;
-    else if (k === "quick") {
-      f.quick = true;
-      f.runs = 2;
-      f.depths = [8];
-      f.metaDepths = [8];
-    } else if (k === "no-kernels") f.kernels = false;
-    else if (k === "no-steps") f.steps = false;
-    else if (k === "runs") f.runs = Math.max(1, Number(v));
-    else if (k === "depths") f.depths = list(v);
-    else if (k === "meta-depths") f.metaDepths = list(v);
-    else if (k === "profile-depth") f.profileDepth = Number(v);
-    else if (k === "out") f.out = v;
-    else if (k === "help" || k === "h") {
-      console.log(
-        "deno task bench [--quick] [--tfjs] [--profile] [--runs=N] [--depths=8,32] " +
-          "[--meta-depths=8,32] [--profile-depth=8] [--no-kernels] [--no-steps] [--out=DIR]",
-      );
-      Deno.exit(0);
-    } else throw new Error(`unknown flag ${a} (try --help)`);
-  }
-  return f;
+if (flags.help) {
+  console.log(BENCH_USAGE);
+  Deno.exit(0);
 }
 
 // ------------------------------------------------------------------ result shapes
@@ -283,7 +243,6 @@ async function measureSteps(
 
 // ------------------------------------------------------------------ main
 
-const flags = parseFlags(Deno.args);
 const started = performance.now();
 const cpu0 = processCpuMs();
 const load0 = loadAverage();

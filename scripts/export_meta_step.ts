@@ -23,6 +23,8 @@ import { Rng } from "../src/random.ts";
 import { effectiveNumberWeights } from "../src/data/weights.ts";
 import { type MetaWeightRule, TrainState } from "../src/train/step.ts";
 import { encodeSafetensors, type SafeTensor, writeFileAtomic } from "../src/checkpoint/mod.ts";
+import { rejectRepeatedFlags } from "../src/train/cli.ts";
+import { reportError } from "../src/errors.ts";
 
 const RULES = ["meta", "l2rw", "l2rw-wy-eps", "meta-update-wy"];
 const FLAGS = ["out", "seed", "eta", "tau", "lookahead", "rule", "batch", "help"];
@@ -35,7 +37,7 @@ function fail(msg: string): never {
 function parse(args: string[]) {
   let v;
   try {
-    v = parseArgs({
+    const parsed = parseArgs({
       args,
       strict: true,
       options: {
@@ -48,7 +50,10 @@ function parse(args: string[]) {
         batch: { type: "string", default: "8" },
         help: { type: "boolean" },
       },
-    }).values;
+      tokens: true,
+    });
+    rejectRepeatedFlags(parsed.tokens);
+    v = parsed.values;
   } catch (e) {
     fail(
       `${e instanceof Error ? e.message : e}; valid flags: ${
@@ -207,6 +212,6 @@ if (import.meta.main) {
     if (e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied) {
       fail(`${e.message} (the export-meta-step task may write only under runs/ and /tmp)`);
     }
-    throw e;
+    Deno.exit(reportError(e));
   }
 }

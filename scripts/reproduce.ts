@@ -16,10 +16,12 @@ import { join } from "node:path";
 import { Gpu } from "../src/gpu/runtime.ts";
 import { train, type TrainOptions } from "../src/train/mod.ts";
 import { presetConfig } from "../src/train/config.ts";
+import { rejectRepeatedFlags, UsageError } from "../src/train/cli.ts";
+import { reportError } from "../src/errors.ts";
 import { barChart, esc, lineChart } from "../src/report/svg.ts";
 import type { RunSummary } from "../src/train/mod.ts";
 
-/** Run sizes. `small` is the trainer's default preset (about 15 minutes a cell on 2 cores). */
+/** Run sizes. `small` is the trainer's default preset (1.5-5 minutes a cell on 2 cores). */
 export const SCALES: Record<string, TrainOptions> = {
   /** For tests: seconds a cell. */
   tiny: {
@@ -32,7 +34,7 @@ export const SCALES: Record<string, TrainOptions> = {
     lrDecayEpochs: [1],
     batch: 16,
   },
-  /** ResNet-8, 200 head-class images, 10 epochs: the default preset. */
+  /** ResNet-8, 200 head-class images, 15 epochs: the default preset. */
   small: { preset: "default" },
   /** The paper's recipe (ResNet-32, 200 epochs, meta from 160) on the full long-tailed set. */
   paper: {
@@ -387,22 +389,34 @@ ${
 `;
 }
 
+function parseFlags(args: string[]) {
+  try {
+    const parsed = parseArgs({
+      args,
+      options: {
+        scale: { type: "string", default: "small" },
+        imbalance: { type: "string", default: "100,10" },
+        seeds: { type: "string", default: "0,1,2" },
+        only: { type: "string" },
+        "results-dir": { type: "string", default: "results" },
+        "data-dir": { type: "string" },
+        aggregate: { type: "boolean", default: false },
+        "no-tau": { type: "boolean", default: false },
+        help: { type: "boolean", default: false },
+      },
+      strict: true,
+      tokens: true,
+    });
+    rejectRepeatedFlags(parsed.tokens);
+    return parsed.values;
+  } catch (e) {
+    if (e instanceof UsageError) throw e;
+    throw new UsageError(`${e instanceof Error ? e.message : e}`);
+  }
+}
+
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    args: Deno.args,
-    options: {
-      scale: { type: "string", default: "small" },
-      imbalance: { type: "string", default: "100,10" },
-      seeds: { type: "string", default: "0,1,2" },
-      only: { type: "string" },
-      "results-dir": { type: "string", default: "results" },
-      "data-dir": { type: "string" },
-      aggregate: { type: "boolean", default: false },
-      "no-tau": { type: "boolean", default: false },
-      help: { type: "boolean", default: false },
-    },
-    strict: true,
-  });
+  const values = parseFlags(Deno.args);
   if (values.help) {
     console.log(
       "deno task reproduce [--scale tiny|small|paper] [--imbalance 100,10] [--seeds 0,1,2]\n" +
@@ -412,7 +426,7 @@ async function main(): Promise<void> {
   }
   const scale = SCALES[values.scale!];
   if (!scale) {
-    throw new Error(
+    throw new UsageError(
       `invalid --scale ${values.scale}: expected one of ${Object.keys(SCALES).join(", ")}`,
     );
   }
@@ -420,7 +434,7 @@ async function main(): Promise<void> {
     s.split(",").map((x) => {
       const v = Number(x);
       if (!Number.isFinite(v) || x.trim() === "") {
-        throw new Error(`invalid --${flag} ${s}: expected numbers, e.g. 100,10`);
+        throw new UsageError(`invalid --${flag} ${s}: expected numbers, e.g. 100,10`);
       }
       return v;
     });
@@ -477,7 +491,6 @@ if (import.meta.main) {
   try {
     await main();
   } catch (e) {
-    console.error(`reproduce: ${(e as Error).message}`);
-    Deno.exit(2);
+    Deno.exit(reportError(e));
   }
 }

@@ -261,10 +261,13 @@ Deno.test("locating: search order and the message for an absent dataset", async 
       env: { TAILGRAD_DATA: join(dir, "env") },
       cwd: dir,
     });
-    assert.deepEqual(dirs, [
-      join(dir, "flag", "fashion-mnist"),
-      join(dir, "flag"),
-      join(dir, "env", "fashion-mnist"),
+    // the first place the user names is the only one looked in
+    assert.deepEqual(dirs, [join(dir, "flag", "fashion-mnist"), join(dir, "flag")]);
+    assert.deepEqual(
+      candidateDirs("fashion-mnist", { env: { TAILGRAD_DATA: join(dir, "env") }, cwd: dir }),
+      [join(dir, "env", "fashion-mnist"), join(dir, "env")],
+    );
+    assert.deepEqual(candidateDirs("fashion-mnist", { env: {}, cwd: dir }), [
       join(dir, "data", "fashion-mnist"),
       "/usr/share/datasets/fashion-mnist",
     ]);

@@ -18,8 +18,10 @@ import {
   decodeSafetensors,
   encodeSafetensors,
   type SafeTensor,
+  SafetensorsError,
   type SafetensorsFile,
 } from "./safetensors.ts";
+import { describeError } from "../errors.ts";
 
 /** Prefix of optimizer momentum entries. */
 export const MOMENTUM_PREFIX = "optimizer.momentum.";
@@ -33,16 +35,32 @@ export async function writeCheckpoint(
   await writeFileAtomic(path, encodeSafetensors(tensors, metadata));
 }
 
-/** Reads a checkpoint, or null when `path` does not exist. Throws on a corrupt file. */
+/**
+ * Reads a checkpoint, or null when `path` does not exist. A file that cannot be read or is not
+ * a valid safetensors file throws a {@linkcode SafetensorsError} naming it as a checkpoint.
+ */
 export async function readCheckpoint(path: string): Promise<SafetensorsFile | null> {
+  const hint = "move the file away, or choose another --out to start a new run";
   let bytes: Uint8Array;
   try {
     bytes = await Deno.readFile(path);
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) return null;
-    throw e;
+    throw new SafetensorsError(`checkpoint ${path}: cannot be read (${describeError(e)})`, {
+      file: path,
+      hint,
+      cause: e,
+    });
   }
-  return decodeSafetensors(bytes);
+  try {
+    return decodeSafetensors(bytes);
+  } catch (e) {
+    if (!(e instanceof SafetensorsError)) throw e;
+    throw new SafetensorsError(
+      `checkpoint ${path} is not a valid safetensors file: ${e.message}`,
+      { file: path, hint: `the file is damaged or is not a checkpoint; ${hint}`, cause: e },
+    );
+  }
 }
 
 /**

@@ -10,6 +10,7 @@
  * same invariants (contiguous, in bounds, sizes matching shapes) so a truncated or corrupt file
  * fails loudly instead of loading garbage.
  */
+import { UserError } from "../errors.ts";
 
 /** Element types this module reads and writes. */
 export type SafeDType = "F32" | "F64" | "I32" | "U32" | "I64" | "U8";
@@ -52,7 +53,7 @@ export interface SafetensorsFile {
 }
 
 /** Thrown for malformed files; the message says what is wrong. */
-export class SafetensorsError extends Error {
+export class SafetensorsError extends UserError {
   /** Always "SafetensorsError". */
   override name = "SafetensorsError";
 }

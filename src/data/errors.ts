@@ -1,23 +1,20 @@
 /**
- * The one error type of the data layer: every reader, locator and downloader failure is a
- * {@linkcode DataError} whose message names the file (or URL) and says what was wrong.
+ * The error type of the data layer: every reader, locator and downloader failure is a
+ * {@linkcode DataError} (a {@linkcode UserError}) whose message names the file (or URL) and
+ * says what was wrong.
  */
+import { describeError, reportError, UserError, type UserErrorOptions } from "../errors.ts";
+
+// the project-wide user error type, exported with the data layer (and so from mod.ts)
+export { describeError, reportError, UserError, type UserErrorOptions };
 
 /** A data-layer failure; `file` is the path or URL concerned, when there is one. */
-export class DataError extends Error {
+export class DataError extends UserError {
   /** Always "DataError". */
   override name = "DataError";
-  /** The file or URL the error is about. */
-  readonly file?: string;
 
-  /** A data error; `options.file` names the file or URL, `options.cause` the underlying error. */
-  constructor(message: string, options: { file?: string; cause?: unknown } = {}) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause });
-    this.file = options.file;
+  /** A data error; `options.file` names the file or URL, `options.hint` what to do. */
+  constructor(message: string, options: UserErrorOptions = {}) {
+    super(message, options);
   }
-}
-
-/** Formats an unknown thrown value for inclusion in a message. */
-export function describeError(e: unknown): string {
-  return e instanceof Error ? `${e.name}: ${e.message}` : String(e);
 }

@@ -1,6 +1,9 @@
 /**
- * Transparent gzip handling: data is gzip iff it starts with the magic bytes 0x1f 0x8b.
+ * Transparent gzip handling: data is gzip iff it starts with the magic bytes 0x1f 0x8b. A file
+ * of several gzip members one after another (what `cat a.gz b.gz` makes, and `gzip -dc` reads)
+ * decompresses to the members' contents joined, as gzip itself does.
  */
+import { gunzipSync } from "node:zlib";
 import { DataError, describeError } from "./errors.ts";
 
 /** True when `bytes` starts with the gzip magic number 0x1f 0x8b. */
@@ -9,19 +12,22 @@ export function isGzip(bytes: Uint8Array): boolean {
 }
 
 /**
- * Decompresses gzip data with the web-standard `DecompressionStream("gzip")`.
- * Corrupt or truncated input throws a {@linkcode DataError} naming `file`.
+ * Decompresses gzip data, every member of a multi-member file (node:zlib, built into Deno; the
+ * web-standard `DecompressionStream` stops at the first member). Corrupt or truncated input
+ * (including a CRC or length mismatch) throws a {@linkcode DataError} naming `file`.
  */
-export async function gunzip(bytes: Uint8Array, file: string): Promise<Uint8Array> {
+export function gunzip(bytes: Uint8Array, file: string): Promise<Uint8Array> {
   try {
-    const stream = new Blob([bytes as Uint8Array<ArrayBuffer>]).stream()
-      .pipeThrough(new DecompressionStream("gzip"));
-    return new Uint8Array(await new Response(stream).arrayBuffer());
+    const out = gunzipSync(bytes);
+    return Promise.resolve(new Uint8Array(out.buffer, out.byteOffset, out.byteLength));
   } catch (e) {
-    throw new DataError(`${file}: corrupt or truncated gzip data (${describeError(e)})`, {
-      file,
-      cause: e,
-    });
+    return Promise.reject(
+      new DataError(`${file}: corrupt or truncated gzip data (${describeError(e)})`, {
+        file,
+        cause: e,
+        hint: "the file is damaged: replace it with a good copy (gzip -t checks one)",
+      }),
+    );
   }
 }
 

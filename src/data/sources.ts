@@ -47,7 +47,20 @@ export interface DatasetSource {
   packageHint?: string;
   /** Number of classes. */
   numClasses: number;
+  /** The dataset's name of each class, by label. */
+  classNames: readonly string[];
 }
+
+const CIFAR100_CLASSES = (
+  "apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy bridge bus " +
+  "butterfly camel can castle caterpillar cattle chair chimpanzee clock cloud cockroach couch " +
+  "crab crocodile cup dinosaur dolphin elephant flatfish forest fox girl hamster house kangaroo " +
+  "keyboard lamp lawn_mower leopard lion lizard lobster man maple_tree motorcycle mountain mouse " +
+  "mushroom oak_tree orange orchid otter palm_tree pear pickup_truck pine_tree plain plate poppy " +
+  "porcupine possum rabbit raccoon ray road rocket rose sea seal shark shrew skunk skyscraper " +
+  "snail snake spider squirrel streetcar sunflower sweet_pepper table tank telephone television " +
+  "tiger tractor train trout tulip turtle wardrobe whale willow_tree wolf woman worm"
+).split(" ");
 
 /** The IDX file names of MNIST-style datasets (stored gzip-compressed). */
 export const IDX_FILES = {
@@ -89,6 +102,18 @@ export const DATASET_SOURCES: Record<DatasetName, DatasetSource> = {
     systemDirs: ["/usr/share/datasets/fashion-mnist"],
     packageHint: "apt-get install dataset-fashion-mnist",
     numClasses: 10,
+    classNames: [
+      "T-shirt/top",
+      "Trouser",
+      "Pullover",
+      "Dress",
+      "Coat",
+      "Sandal",
+      "Shirt",
+      "Sneaker",
+      "Bag",
+      "Ankle boot",
+    ],
   },
   mnist: {
     name: "mnist",
@@ -119,6 +144,7 @@ export const DATASET_SOURCES: Record<DatasetName, DatasetSource> = {
     ],
     systemDirs: [],
     numClasses: 10,
+    classNames: ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"],
   },
   cifar10: {
     name: "cifar10",
@@ -132,6 +158,18 @@ export const DATASET_SOURCES: Record<DatasetName, DatasetSource> = {
     }],
     systemDirs: [],
     numClasses: 10,
+    classNames: [
+      "airplane",
+      "automobile",
+      "bird",
+      "cat",
+      "deer",
+      "dog",
+      "frog",
+      "horse",
+      "ship",
+      "truck",
+    ],
   },
   cifar100: {
     name: "cifar100",
@@ -144,5 +182,6 @@ export const DATASET_SOURCES: Record<DatasetName, DatasetSource> = {
     }],
     systemDirs: [],
     numClasses: 100,
+    classNames: CIFAR100_CLASSES,
   },
 };

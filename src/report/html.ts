@@ -4,35 +4,59 @@
  * the confusion matrix, per-class meta weights over the epochs, and the configuration.
  */
 import type { EpochRecord, PerClassMeta, RunRecord } from "./summary.ts";
+import { DATASET_SOURCES } from "../data/sources.ts";
+import type { DatasetName } from "../data/dataset.ts";
 import { barChart, esc, heatmap, lineChart, type Series } from "./svg.ts";
+import { currentProvenance, type Provenance } from "./provenance.ts";
 
-const pct = (v: number | null | undefined) =>
+/** Rates (errors, accuracies) everywhere: a percentage with two decimals. */
+export const pct = (v: number | null | undefined): string =>
   v === null || v === undefined || !Number.isFinite(v) ? "–" : `${(100 * v).toFixed(2)}%`;
-const num = (v: number | null | undefined, digits = 4) =>
-  v === null || v === undefined || !Number.isFinite(v)
-    ? "–"
-    : Number(v.toPrecision(digits)).toString();
+
+/**
+ * Every other number (losses, weights, eps): four significant digits, in plain notation from
+ * 0.001 to 10000 and in exponent notation outside it, so a column reads one way.
+ */
+export const num = (v: number | null | undefined): string => {
+  if (v === null || v === undefined || !Number.isFinite(v)) return "–";
+  if (v === 0) return "0";
+  const a = Math.abs(v);
+  return a >= 1e-3 && a < 1e4 ? v.toPrecision(4) : v.toExponential(3);
+};
+
+/** The dataset's class names when they fit the run's classes, else the class numbers. */
+export function classNamesOf(dataset: string, numClasses: number): string[] {
+  const names = DATASET_SOURCES[dataset as DatasetName]?.classNames;
+  return names && names.length === numClasses
+    ? [...names]
+    : Array.from({ length: numClasses }, (_, c) => String(c));
+}
 
 function metaSeries(
   history: EpochRecord[],
   pick: (m: PerClassMeta) => (number | null)[],
-  classes: number,
+  names: string[],
 ): Series[] {
   const metaEpochs = history.filter((h) => h.meta);
   const out: Series[] = [];
-  for (let c = 0; c < classes; c++) {
+  for (let c = 0; c < names.length; c++) {
     out.push({
-      name: `class ${c}`,
+      name: `${c} ${names[c]}`,
       points: metaEpochs.map((h) => [h.epoch + 1, pick(h.meta!)[c] ?? NaN] as [number, number]),
     });
   }
   return out;
 }
 
-/** The report page of a run. */
-export function renderReport(summary: RunRecord, history: EpochRecord[]): string {
+/** The report page of a run; `provenance` defaults to this process's commit, time and command. */
+export function renderReport(
+  summary: RunRecord,
+  history: EpochRecord[],
+  provenance: Provenance = currentProvenance(),
+): string {
   const C = summary.data.numClasses;
   const classLabels = Array.from({ length: C }, (_, c) => String(c));
+  const names = classNamesOf(summary.config.dataset, C);
   const tested = history.filter((h) => h.test);
   const sections: string[] = [];
   const cfg = summary.config;
@@ -54,7 +78,12 @@ ${summary.epochsDone} of ${cfg.epochs} epochs, ${summary.steps} steps, ${
     (summary.wallSeconds / 60).toFixed(1)
   } min on ${esc(summary.adapter.description)}${
     summary.adapter.isFallbackAdapter ? " (software adapter)" : ""
-  }.</p>${headline}</section>`);
+  }.</p>${headline}
+<table class="kv">
+<tr><th>command</th><td><code>${esc(provenance.command)}</code></td></tr>
+<tr><th>commit</th><td><code>${esc(provenance.commit ?? "unknown")}</code></td></tr>
+<tr><th>written</th><td>${esc(provenance.date)}</td></tr>
+</table></section>`);
 
   const errSeries: Series[] = (["top1Error", "top3Error", "top5Error"] as const).map((k) => ({
     name: k.replace("Error", " error"),
@@ -81,7 +110,16 @@ ${lineChart(lossSeries, { title: "Loss", xLabel: "epoch", yLabel: "loss" })}
     [{ name: "training images", values: summary.data.trainCounts, colour: "#777" }],
     { title: "Training images per class", xLabel: "class" },
   );
+  const classRows = names.map((n, c) =>
+    `<tr><td>${c}</td><th>${esc(n)}</th><td>${summary.data.trainCounts[c]}</td><td>${
+      summary.data.testCounts[c]
+    }</td><td>${pct(summary.last?.perClassAccuracy[c])}</td><td>${
+      pct(summary.best?.perClassAccuracy[c])
+    }</td></tr>`
+  ).join("\n");
   sections.push(`<section><h2>Per class</h2>
+<table class="grid"><tr><th>class</th><th>name</th><th>train images</th><th>test images</th><th>last accuracy</th><th>best accuracy</th></tr>
+${classRows}</table>
 ${
     barChart(classLabels, accSeries, {
       title: "Per-class test accuracy",
@@ -111,7 +149,7 @@ ${
     const rows = Array.from(
       { length: C },
       (_, c) =>
-        `<tr><td>${c}</td><td>${summary.data.trainCounts[c]}</td><td>${
+        `<tr><td>${c}</td><th>${esc(names[c])}</th><td>${summary.data.trainCounts[c]}</td><td>${
           num(summary.classWeights[c])
         }</td><td>${num(m?.meanEps[c])}</td><td>${num(m?.meanEpsOverW[c])}</td><td>${
           num(m?.minWPlusEps[c])
@@ -121,20 +159,20 @@ ${
     ).join("\n");
     sections.push(`<section><h2>Meta weights</h2>
 ${
-      lineChart(metaSeries(history, (x) => x.meanEps, C), {
+      lineChart(metaSeries(history, (x) => x.meanEps, names), {
         title: "Per-class mean eps over the epochs",
         xLabel: "epoch",
         yLabel: "mean eps",
       })
     }
 ${
-      lineChart(metaSeries(history, (x) => x.meanFinalWeight, C), {
+      lineChart(metaSeries(history, (x) => x.meanFinalWeight, names), {
         title: "Per-class mean final weight over the epochs",
         xLabel: "epoch",
         yLabel: "mean final weight",
       })
     }
-<table class="grid"><tr><th>class</th><th>train images</th><th>w_y</th><th>mean eps</th><th>mean eps / w_y</th><th>min w + eps</th><th>mean final weight</th><th>last accuracy</th></tr>
+<table class="grid"><tr><th>class</th><th>name</th><th>train images</th><th>w_y</th><th>mean eps</th><th>mean eps / w_y</th><th>min w + eps</th><th>mean final weight</th><th>last accuracy</th></tr>
 ${rows}</table>
 </section>`);
   }
@@ -164,7 +202,8 @@ section { margin-bottom: 2em; }
 svg { margin: 0.5em 1em 0.5em 0; vertical-align: top; font-family: system-ui, sans-serif; }
 table { border-collapse: collapse; margin: 0.5em 0; }
 th, td { border: 1px solid #ccc; padding: 2px 8px; text-align: right; font-size: 13px; }
-table.kv th { text-align: left; background: #f5f5f5; }
+table.kv th, table.grid th { text-align: left; background: #f5f5f5; }
+table.kv td { text-align: left; }
 </style></head>
 <body>
 <h1>tailgrad: ${esc(cfg.method)} on long-tailed ${esc(cfg.dataset)} (IF ${esc(cfg.imbalance)})</h1>

@@ -6,3 +6,4 @@
 export * from "./svg.ts";
 export * from "./html.ts";
 export type { RunConfigBase, RunRecord } from "./summary.ts";
+export * from "./provenance.ts";

@@ -9,20 +9,29 @@ export function esc(s: unknown): string {
   return String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
-/** A categorical palette (colour-blind friendly first 8, then HSL steps). */
+/**
+ * A categorical palette readable on white: every colour has a contrast ratio of at least 3:1
+ * against the page (WCAG's threshold for graphics). The first ten are distinct hues (Okabe-Ito
+ * without its light orange, sky blue and yellow, plus darker ones); beyond them, golden-angle
+ * hue steps at 35% lightness.
+ */
+export const PALETTE = [
+  "#0072b2",
+  "#d55e00",
+  "#009e73",
+  "#cc79a7",
+  "#8c6d00",
+  "#6a3d9a",
+  "#000000",
+  "#882255",
+  "#667700",
+  "#00798c",
+] as const;
+
+/** The colour of series `i` (see {@linkcode PALETTE}). */
 export function colour(i: number): string {
-  const base = [
-    "#0072b2",
-    "#d55e00",
-    "#009e73",
-    "#cc79a7",
-    "#e69f00",
-    "#56b4e9",
-    "#f0e442",
-    "#000000",
-  ];
-  if (i < base.length) return base[i];
-  return `hsl(${(i * 137.508) % 360}, 60%, 45%)`;
+  if (i < PALETTE.length) return PALETTE[i];
+  return `hsl(${((i * 137.508) % 360).toFixed(1)}, 60%, 35%)`;
 }
 
 function fmt(v: number): string {

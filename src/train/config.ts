@@ -3,6 +3,7 @@
  * that list what is valid (shared by the CLI and {@linkcode train}).
  */
 import { DATASET_NAMES, type DatasetName } from "../data/dataset.ts";
+import { UserError, type UserErrorOptions } from "../errors.ts";
 
 /** Weighting methods (DESIGN.md section 2): baselines, the paper's method, and its ablations. */
 export const METHODS = [
@@ -108,15 +109,20 @@ export interface TrainConfig {
   out: string;
 }
 
-/** Thrown for invalid settings; the CLI prints the message without a stack trace. */
-export class ConfigError extends Error {
-  /** Always "ConfigError". */
+/** Thrown for invalid settings (exit status 2); the CLI prints the message without a stack. */
+export class ConfigError extends UserError {
+  /** "ConfigError", or the subclass's name. */
   override name = "ConfigError";
+
+  /** An invalid setting; `options.flag` names the flag. */
+  constructor(message: string, options: UserErrorOptions = {}) {
+    super(message, { exitCode: 2, ...options });
+  }
 }
 
 /**
  * The default preset: a complete pretrain-then-meta run on long-tailed Fashion-MNIST (IF 100)
- * sized to finish well within 15 minutes on a 2-core software WebGPU adapter (Mesa lavapipe):
+ * sized to finish in about 2 minutes on a 2-core software WebGPU adapter (Mesa lavapipe):
  * at most 200 training images in the head class (492 in all, 2 in the tail), ResNet-8, batch
  * 100, 15 epochs with the paper's schedule shape (meta steps and the first lr decay x0.01 from
  * epoch 12 of 15 = 80%; the second decay at 14, about 90%), and a balanced 1000-image test
@@ -248,8 +254,80 @@ export function validateConfig(c: TrainConfig): void {
     bad("seed", c.seed, "an integer in [0, 4294967295]");
   }
   int("eval-every", c.evalEvery, 1);
+  checkSchedule(c);
   if (typeof c.out !== "string" || c.out === "") bad("out", c.out, "a directory path");
   if (typeof c.nesterov !== "boolean") bad("nesterov", c.nesterov, "true or false");
+}
+
+/** Stage 2 and the lr decays must fall inside the run, or they would silently do nothing. */
+function checkSchedule(c: TrainConfig): void {
+  if (hasStage2(c.method) && c.metaStart >= c.epochs) {
+    throw new ConfigError(
+      `--meta-start ${c.metaStart} is not below --epochs ${c.epochs}: --method ${c.method} ` +
+        `would never reach stage 2 (its meta steps, DRW or fine-tuning)`,
+      {
+        flag: "--meta-start",
+        hint: `pass a --meta-start below ${c.epochs}, or leave it out to keep the preset's ` +
+          `fraction of the run`,
+      },
+    );
+  }
+  const late = c.lrDecayEpochs.find((d) => d >= c.epochs);
+  if (late !== undefined) {
+    throw new ConfigError(
+      `--lr-decay-epochs ${c.lrDecayEpochs.join(",")}: epoch ${late} is not below --epochs ` +
+        `${c.epochs}, so that decay would never apply`,
+      {
+        flag: "--lr-decay-epochs",
+        hint: `give decay epochs below ${c.epochs}, or leave the flag out to keep the preset's ` +
+          `fractions of the run`,
+      },
+    );
+  }
+}
+
+/** Settings a preset fills in and {@linkcode resolveTrainConfig} overrides. */
+export type ConfigOverrides = Partial<TrainConfig>;
+
+const CONFIG_KEYS = Object.keys(DEFAULT_PRESET) as (keyof TrainConfig)[];
+
+/** An epoch of a preset's schedule moved to a run of `epochs`: the same fraction of the run. */
+function scaleEpoch(epoch: number, presetEpochs: number, epochs: number): number {
+  return Math.floor((epoch * epochs) / presetEpochs);
+}
+
+/**
+ * The settings of a run: a preset, then `overrides` (validated). The stage schedule follows the
+ * run's length: when `epochs` differs from the preset's and `metaStart` or `lrDecayEpochs` is
+ * not given, it keeps the preset's fractions of the run, floor(epoch * epochs / presetEpochs)
+ * (the default preset: stage 2 and the first decay at 80% of the run, the second at 14/15;
+ * paper-cifar: 80% and 90%). Explicit values are kept as given and must fall inside the run.
+ */
+export function resolveTrainConfig(overrides: ConfigOverrides = {}): TrainConfig {
+  const base = presetConfig(overrides.preset ?? "default");
+  const cfg = presetConfig(base.preset);
+  for (const k of CONFIG_KEYS) {
+    const v = overrides[k];
+    // deno-lint-ignore no-explicit-any
+    if (v !== undefined && k !== "preset") (cfg as any)[k] = Array.isArray(v) ? [...v] : v;
+  }
+  const E = cfg.epochs;
+  if (Number.isInteger(E) && E >= 1 && E !== base.epochs) {
+    if (overrides.metaStart === undefined) {
+      cfg.metaStart = scaleEpoch(base.metaStart, base.epochs, E);
+    }
+    if (overrides.lrDecayEpochs === undefined) {
+      const scaled = base.lrDecayEpochs.map((d) => scaleEpoch(d, base.epochs, E));
+      cfg.lrDecayEpochs = [...new Set(scaled)].filter((d) => d < E);
+    }
+  }
+  validateConfig(cfg);
+  return cfg;
+}
+
+/** Whether a method changes at `metaStart` (stage 2: meta steps, DRW, fine-tuning). */
+export function hasStage2(method: Method): boolean {
+  return !["ce", "cb", "focal", "cb-focal", "ldam", "l2rw", "mwn"].includes(method);
 }
 
 /** Learning rate of an epoch: lr * factor^(number of decay epochs <= epoch). */

@@ -7,6 +7,12 @@
 import { classCounts, DATASET_STATS, type ImageDataset } from "../data/dataset.ts";
 import { loadDataset } from "../data/load.ts";
 import { longTailSplit } from "../data/split.ts";
+import {
+  checkClassCounts,
+  checkSplitsAgree,
+  splitFingerprint,
+  type SplitNames,
+} from "../data/validate.ts";
 import { drawAugmentParams } from "../data/augment.ts";
 import { Rng, type RngState } from "../random.ts";
 import type { TrainConfig } from "./config.ts";
@@ -59,6 +65,8 @@ export interface RunData {
   flip: boolean;
   /** Reflect padding of the random crop: min(4, height - 1, width - 1). */
   pad: number;
+  /** SHA-256 fingerprints of the full splits (a checkpoint records them; see resume). */
+  fingerprints: { train: string; test: string };
 }
 
 /** Loads (or takes) the data and builds the split of a run. */
@@ -67,11 +75,13 @@ export async function prepareData(
   supplied?: SuppliedData,
   log?: (msg: string) => void,
 ): Promise<RunData> {
-  let train: ImageDataset, test: ImageDataset, source: string;
+  let train: ImageDataset, test: ImageDataset, source: string, names: SplitNames;
   let mean: number[], std: number[];
   if (supplied) {
     ({ train, test } = supplied);
     source = "memory";
+    names = { train: "training data (memory)", test: "test data (memory)" };
+    checkSplitsAgree(train, test, names);
     const known = DATASET_STATS[cfg.dataset];
     mean = supplied.mean ??
       (known?.mean.length === train.channels ? known.mean : Array(train.channels).fill(0.5));
@@ -85,8 +95,10 @@ export async function prepareData(
     });
     ({ train, test } = loaded);
     source = loaded.dir;
+    names = loaded.files;
     ({ mean, std } = DATASET_STATS[cfg.dataset]);
   }
+  checkClassCounts(train, test, cfg.devPerClass, names);
   const C = train.numClasses;
   const split = longTailSplit(train.labels, C, {
     imbalanceFactor: cfg.imbalance,
@@ -116,6 +128,7 @@ export async function prepareData(
     std,
     flip: cfg.dataset !== "mnist",
     pad,
+    fingerprints: { train: await splitFingerprint(train), test: await splitFingerprint(test) },
   };
 }
 

@@ -39,6 +39,7 @@ import {
   modelDepth,
   presetConfig,
   type PresetName,
+  resolveTrainConfig,
   type TrainConfig,
   validateConfig,
 } from "./config.ts";
@@ -63,6 +64,7 @@ import {
 import { MetaWeightNet } from "./mwn.ts";
 import { Progress, type ProgressSink, stdoutSink } from "./progress.ts";
 import { TrainState } from "./step.ts";
+import { checkOutDir, checkResumeData, checkResumeMetadata } from "./validate.ts";
 import type { EpochMetrics, EpochRecord, PerClassMeta, RunSummary } from "./summary.ts";
 
 /** Options of {@linkcode train}: any settings (over a preset), plus how to run. */
@@ -99,16 +101,9 @@ const CHECKPOINT_FORMAT = "tailgrad-train-checkpoint/1";
 const RESUME_FREE: (keyof TrainConfig)[] = ["dataDir", "download", "out"];
 const CONFIG_KEYS = Object.keys(presetConfig("default")) as (keyof TrainConfig)[];
 
-/** The settings of a run from a preset and overrides (validated). */
+/** The settings of a run from a preset and overrides (validated; see resolveTrainConfig). */
 export function resolveConfig(options: TrainOptions = {}): TrainConfig {
-  const cfg = presetConfig(options.preset ?? "default");
-  for (const k of CONFIG_KEYS) {
-    const v = options[k];
-    // deno-lint-ignore no-explicit-any
-    if (v !== undefined && k !== "preset") (cfg as any)[k] = v;
-  }
-  validateConfig(cfg);
-  return cfg;
+  return resolveTrainConfig(options);
 }
 
 /** Cumulative per-class sums of meta statistics (float64). */
@@ -202,10 +197,9 @@ export async function train(options: TrainOptions = {}): Promise<RunSummary> {
   const progress = new Progress(sink ?? { line() {} }, options.progressInterval ?? 20);
   const log = (msg: string) => progress.line(msg);
 
-  // ---- resume or fresh start
-  await Deno.mkdir(cfg.out, { recursive: true });
+  // ---- resume or fresh start; every check before the GPU is acquired or a file written
   const ckptPath = join(cfg.out, OUTPUT_FILES.checkpoint);
-  await removeStaleTemps(ckptPath);
+  await checkOutDir(cfg.out, OUTPUT_FILES.checkpoint);
   const ckpt = await readCheckpoint(ckptPath);
   if (ckpt && !options.resume) {
     throw new ConfigError(
@@ -215,10 +209,7 @@ export async function train(options: TrainOptions = {}): Promise<RunSummary> {
   }
   let resumed: ResumeState | null = null;
   if (ckpt && options.resume) {
-    if (ckpt.metadata.format !== CHECKPOINT_FORMAT) {
-      throw new ConfigError(`${ckptPath} is not a tailgrad training checkpoint`);
-    }
-    const saved = JSON.parse(ckpt.metadata.config) as TrainConfig;
+    const saved = checkResumeMetadata(ckpt, ckptPath, CHECKPOINT_FORMAT).config;
     const conflicts = CONFIG_KEYS.filter((k) =>
       !RESUME_FREE.includes(k) && options[k] !== undefined &&
       JSON.stringify(options[k]) !== JSON.stringify(saved[k])
@@ -242,11 +233,14 @@ export async function train(options: TrainOptions = {}): Promise<RunSummary> {
     log(`no checkpoint in ${cfg.out}: starting from scratch`);
   }
 
+  const data = await prepareData(cfg, options.data, log);
+  if (ckpt && resumed) checkResumeData(ckpt, ckptPath, cfg, data);
+  await Deno.mkdir(cfg.out, { recursive: true });
+  await removeStaleTemps(ckptPath);
   const gpu = options.gpu ?? await Gpu.create();
   const ownsGpu = !options.gpu;
   const cleanup: (() => void)[] = [];
   try {
-    const data = await prepareData(cfg, options.data, log);
     return await runTraining(gpu, cfg, data, ckpt && resumed ? { ckpt, state: resumed } : null, {
       progress,
       log,
@@ -650,6 +644,7 @@ async function runTraining(
       meta_sums: JSON.stringify(sumsToJson(metaSums)),
       wall_seconds: String(wall),
       model: JSON.stringify(modelCfg),
+      data_fingerprint: JSON.stringify(data.fingerprints),
     });
     const done = epochsDone === cfg.epochs;
     const summary = makeSummary(

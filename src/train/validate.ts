@@ -1,0 +1,313 @@
+/**
+ * Checks a run makes before any work starts (before the GPU is acquired or a file is written):
+ * the output folder ({@linkcode checkOutDir}) and, for `--resume`, the checkpoint's metadata
+ * ({@linkcode checkResumeMetadata}), the data it was trained on and its tensors against the model
+ * ({@linkcode checkResumeData}). Every failure is a {@linkcode UserError} naming the file or
+ * flag, what was expected and what to do.
+ */
+import { join } from "node:path";
+import { UserError } from "../errors.ts";
+import { ConfigError, methodLoss, modelDepth, type TrainConfig, validateConfig } from "./config.ts";
+import type { SafeDType, SafetensorsFile } from "../checkpoint/safetensors.ts";
+import { MOMENTUM_PREFIX } from "../checkpoint/checkpoint.ts";
+import { resnetSpecs } from "../nn/resnet.ts";
+import { MetaWeightNet } from "./mwn.ts";
+
+/** Output files of a run that a new run would overwrite. */
+const RUN_OUTPUTS = ["metrics.jsonl", "summary.json", "report.html"];
+
+async function kindOf(path: string): Promise<"file" | "dir" | "none"> {
+  try {
+    return (await Deno.lstat(path)).isDirectory ? "dir" : "file";
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory) return "none";
+    throw e;
+  }
+}
+
+function outError(message: string, hint: string, out: string): UserError {
+  return new ConfigError(message, { flag: "--out", file: out, hint });
+}
+
+/**
+ * Checks `--out` before a run: the process may write there, it is a folder (or absent, with no
+ * file in the way of creating it), and it holds no run outputs without a checkpoint (files a
+ * new run would overwrite). Writes nothing but a probe file of its own in an existing folder,
+ * removed at once.
+ */
+export async function checkOutDir(out: string, checkpointName: string): Promise<void> {
+  const perm = await Deno.permissions.query({ name: "write", path: out });
+  if (perm.state !== "granted") {
+    throw outError(
+      `--out ${out}: this process may not write there`,
+      "the train task may write only under runs/ and data/: choose --out there (e.g. " +
+        "runs/my-run), or run scripts/train.ts with a wider --allow-write",
+      out,
+    );
+  }
+  const kind = await kindOf(out);
+  if (kind === "file") {
+    throw outError(
+      `--out ${out} is a file; expected a folder for the run's outputs (created if absent)`,
+      "choose another --out",
+      out,
+    );
+  }
+  if (kind === "none") {
+    // created later by the run itself (creating it proves it writable); here only check that
+    // no file stands in the way (its parent may lie outside what this process may write)
+    await nearestExisting(out);
+    return;
+  }
+  const present = [];
+  for (const f of RUN_OUTPUTS) if ((await kindOf(join(out, f))) !== "none") present.push(f);
+  if (present.length && (await kindOf(join(out, checkpointName))) === "none") {
+    throw outError(
+      `--out ${out} holds ${present.join(", ")} but no ${checkpointName}: a new run would ` +
+        `overwrite those files, and there is no checkpoint to resume`,
+      "choose another --out, or move those files away",
+      out,
+    );
+  }
+  try {
+    const probe = await Deno.makeTempFile({ dir: out, prefix: ".tailgrad-write-probe-" });
+    await Deno.remove(probe);
+  } catch (e) {
+    throw outError(
+      `--out ${out}: cannot write in it (${e instanceof Error ? e.message : e})`,
+      "choose a writable --out, or fix the folder's permissions",
+      out,
+    );
+  }
+}
+
+/** The nearest existing ancestor of `path`, which must be a folder. */
+async function nearestExisting(path: string): Promise<string> {
+  let dir = join(path, "..");
+  for (;;) {
+    const k = await kindOf(dir);
+    if (k === "dir") return dir;
+    if (k === "file") {
+      throw outError(
+        `--out ${path}: ${dir} is a file, so the folder cannot be created`,
+        "choose another --out",
+        path,
+      );
+    }
+    const up = join(dir, "..");
+    if (up === dir) return dir;
+    dir = up;
+  }
+}
+
+/** The checked metadata of a training checkpoint. */
+export interface CheckpointMeta {
+  /** The run's settings as saved. */
+  config: TrainConfig;
+  /** Epochs completed, 1..config.epochs. */
+  epoch: number;
+  /** Steps taken. */
+  steps: number;
+}
+
+function badCheckpoint(path: string, what: string, hint?: string): UserError {
+  return new UserError(`checkpoint ${path}: ${what}`, {
+    file: path,
+    hint: hint ??
+      "the file is damaged or was not written by tailgrad's trainer; move it away or choose " +
+        "another --out to start a new run",
+  });
+}
+
+function parseJson(path: string, m: Record<string, string>, key: string): unknown {
+  if (m[key] === undefined) throw badCheckpoint(path, `metadata lacks "${key}"`);
+  try {
+    return JSON.parse(m[key]);
+  } catch {
+    throw badCheckpoint(path, `metadata "${key}" is not valid JSON`);
+  }
+}
+
+/**
+ * Checks a checkpoint's metadata: its format, a valid config (JSON, every setting valid),
+ * epoch and step counts that are integers in range, and the JSON state a resume reads.
+ */
+export function checkResumeMetadata(
+  ckpt: SafetensorsFile,
+  path: string,
+  format: string,
+): CheckpointMeta {
+  const m = ckpt.metadata;
+  if (m.format !== format) {
+    throw badCheckpoint(
+      path,
+      `not a tailgrad training checkpoint (format ${JSON.stringify(m.format ?? null)}, ` +
+        `expected ${JSON.stringify(format)})`,
+    );
+  }
+  const config = parseJson(path, m, "config");
+  if (typeof config !== "object" || config === null || Array.isArray(config)) {
+    throw badCheckpoint(path, `metadata "config" is not a JSON object`);
+  }
+  try {
+    validateConfig(config as TrainConfig);
+  } catch (e) {
+    throw badCheckpoint(path, `its saved config is invalid: ${(e as Error).message}`);
+  }
+  const cfg = config as TrainConfig;
+  const int = (key: string, min: number, max: number) => {
+    const v = m[key];
+    if (v === undefined || !/^[0-9]+$/.test(v) || Number(v) < min || Number(v) > max) {
+      throw badCheckpoint(
+        path,
+        `metadata "${key}" is ${JSON.stringify(v ?? null)}, expected an integer in ` +
+          `[${min}, ${max}]`,
+      );
+    }
+    return Number(v);
+  };
+  const epoch = int("epoch", 1, cfg.epochs);
+  const steps = int("steps", 0, Number.MAX_SAFE_INTEGER);
+  const history = parseJson(path, m, "history");
+  if (!Array.isArray(history) || history.length !== epoch) {
+    throw badCheckpoint(path, `metadata "history" does not hold ${epoch} epoch records`);
+  }
+  const rng = parseJson(path, m, "rng") as Record<string, unknown> | null;
+  if (!rng || ["shuffle", "augment", "dev"].some((k) => !rng[k])) {
+    throw badCheckpoint(path, `metadata "rng" lacks the generator states`);
+  }
+  for (const key of ["last", "best", "meta_sums"]) parseJson(path, m, key);
+  const wall = Number(m.wall_seconds ?? 0);
+  if (!Number.isFinite(wall) || wall < 0) {
+    throw badCheckpoint(path, `metadata "wall_seconds" is not a time in seconds`);
+  }
+  return { config: cfg, epoch, steps };
+}
+
+/** Fingerprints of the data a run trains on (see src/data/validate.ts). */
+export interface DataFingerprints {
+  /** SHA-256 of the training split. */
+  train: string;
+  /** SHA-256 of the test split. */
+  test: string;
+}
+
+/** What {@linkcode checkResumeData} compares with the checkpoint. */
+export interface ResumeData {
+  /** Fingerprints of the data this run would read. */
+  fingerprints: DataFingerprints;
+  /** Where that data comes from, for messages. */
+  source: string;
+  /** Image shape [channels, height, width]. */
+  image: readonly number[];
+  /** Number of classes. */
+  numClasses: number;
+}
+
+/**
+ * Checks that a checkpoint was trained on the same data this run reads (the fingerprints it
+ * recorded) and holds exactly the tensors of this run's model and optimizer state: every name,
+ * dtype and shape, none missing and none extra.
+ */
+export function checkResumeData(
+  ckpt: SafetensorsFile,
+  path: string,
+  cfg: TrainConfig,
+  data: ResumeData,
+): void {
+  const raw = ckpt.metadata.data_fingerprint;
+  if (raw === undefined) {
+    throw badCheckpoint(
+      path,
+      "it was written by an earlier version of tailgrad that did not record which data it was " +
+        "trained on, so resuming it on this data cannot be checked",
+      "start a new run (choose another --out); the checkpoint still loads in PyTorch",
+    );
+  }
+  let saved: DataFingerprints;
+  try {
+    saved = JSON.parse(raw);
+  } catch {
+    throw badCheckpoint(path, `metadata "data_fingerprint" is not valid JSON`);
+  }
+  for (const split of ["train", "test"] as const) {
+    if (saved?.[split] !== data.fingerprints[split]) {
+      throw new UserError(
+        `--resume: checkpoint ${path} was trained on other data: the ${split} split it ` +
+          `recorded has fingerprint ${
+            String(saved?.[split]).slice(0, 16)
+          }..., but ${data.source} ` +
+          `gives ${data.fingerprints[split].slice(0, 16)}...`,
+        {
+          file: path,
+          flag: "--resume",
+          hint: "resume with the data of the original run (its --data-dir), or choose another " +
+            "--out to start a new run on this data",
+        },
+      );
+    }
+  }
+  checkTensors(ckpt, path, expectedTensors(cfg, data), cfg.model);
+}
+
+/** name -> "DTYPE [shape]" of every tensor a checkpoint of this run holds. */
+export function expectedTensors(cfg: TrainConfig, data: ResumeData): Map<string, string> {
+  const modelCfg = {
+    depth: modelDepth(cfg.model),
+    inChannels: data.image[0],
+    numClasses: data.numClasses,
+    cosine: methodLoss(cfg.method, cfg.loss) === "ldam",
+  };
+  const specs = resnetSpecs(modelCfg);
+  const out = new Map<string, string>();
+  const put = (name: string, dtype: SafeDType, shape: readonly number[]) =>
+    out.set(name, `${dtype} [${shape.join(", ")}]`);
+  for (const s of specs.params) {
+    put(s.name, "F32", s.shape);
+    put(MOMENTUM_PREFIX + s.name, "F32", s.shape);
+  }
+  for (const s of specs.buffers) {
+    put(s.name, "F32", s.shape);
+    if (s.name.endsWith(".running_var")) {
+      put(`${s.name.slice(0, -".running_var".length)}.num_batches_tracked`, "I64", []);
+    }
+  }
+  put("train.class_weights", "F32", [data.numClasses]);
+  if (cfg.method === "mwn") {
+    for (const [name, t] of new MetaWeightNet(cfg.seed).state()) put(name, t.dtype, t.shape);
+  }
+  return out;
+}
+
+function checkTensors(
+  ckpt: SafetensorsFile,
+  path: string,
+  want: Map<string, string>,
+  model: string,
+): void {
+  const problems: string[] = [];
+  for (const [name, desc] of want) {
+    const t = ckpt.tensors.get(name);
+    if (!t) problems.push(`lacks ${name} (${desc})`);
+    else {
+      const have = `${t.dtype} [${t.shape.join(", ")}]`;
+      if (have !== desc) problems.push(`${name} is ${have}, expected ${desc}`);
+    }
+  }
+  for (const name of ckpt.tensors.keys()) {
+    if (!want.has(name)) problems.push(`holds ${name}, which this model does not have`);
+  }
+  if (problems.length) {
+    const shown = problems.slice(0, 6).map((p) => `  - ${p}`).join("\n");
+    const more = problems.length > 6 ? `\n  - ... and ${problems.length - 6} more` : "";
+    throw new UserError(
+      `checkpoint ${path} does not match the model of this run (--model ${model}):\n` +
+        shown + more,
+      {
+        file: path,
+        hint: "the checkpoint belongs to another model or was damaged; move it away or choose " +
+          "another --out to start a new run",
+      },
+    );
+  }
+}
