@@ -27,6 +27,8 @@ export interface ArraySourceOptions {
 export class ArraySource implements DataSource {
   /** Number of examples. */
   readonly count: number;
+  /** Example indices of the batch loaded last (for per-example extras such as class weights). */
+  readonly batchIndices: Int32Array;
   readonly #o: ArraySourceOptions;
   readonly #x: Float32Array;
   readonly #t: Float32Array | Uint32Array;
@@ -52,6 +54,7 @@ export class ArraySource implements DataSource {
       ? new Uint32Array(e.targets.size)
       : new Float32Array(e.targets.size);
     this.#w = new Float32Array(e.batch);
+    this.batchIndices = new Int32Array(e.batch);
   }
 
   /** The epoch's order (shuffled from `(seed, "shuffle", epoch)`) and its batches. */
@@ -72,6 +75,7 @@ export class ArraySource implements DataSource {
     const B = engine.batch, n = this.#inSize, m = this.#tSize;
     for (let k = 0; k < B; k++) {
       const i = order[(step * B + k) % order.length];
+      this.batchIndices[k] = i;
       this.#x.set(inputs.subarray(i * n, (i + 1) * n), k * n);
       for (let j = 0; j < m; j++) this.#t[k * m + j] = targets[i * m + j];
       if (weights) this.#w[k] = weights[i];
