@@ -213,5 +213,6 @@ function flat(f: FlatTensors): Tensor {
 }
 
 /** Plain cross-entropy of class logits against u32 labels: the dev loss of the long-tail runs. */
-export const crossEntropy: LossFn = (ctx, output, targets) =>
-  classificationLoss(ctx, output, targets, {});
+export function crossEntropy(ctx: Ctx, output: Tensor, targets: Tensor): Tensor {
+  return classificationLoss(ctx, output, targets, {});
+}
