@@ -16,7 +16,6 @@ async function runExample(
   const cmd = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
-      READ,
       "--allow-env",
       ...permissions,
       `examples/${file}`,
