@@ -2,16 +2,23 @@
  * tailgrad: a WebGPU compute-shader training engine for Deno.
  *
  * Hand-written WGSL kernels and a tape-based autograd with forward-mode (JVP) replay run the
- * whole training loop on the GPU through Deno's `navigator.gpu`. Its first job is long-tailed
- * classification with the two-component example weights `w_y + eps_i` of "Rethinking
- * Class-Balanced Methods for Long-Tailed Visual Recognition from a Domain Adaptation
- * Perspective", with `eps_i` meta-learned exactly through one JVP per step.
+ * whole training loop on the GPU through Deno's `navigator.gpu`. This entry point is the engine:
+ * the GPU runtime, tensors, the tape, ops, modules and models, optimizers, the step engine with
+ * its meta re-weighting of per-example losses (`w_i + eps_i`, eps exact through one JVP), the
+ * fit loop, metrics, checkpoints and dataset readers. The long-tail experiment built on it is
+ * `./longtail.ts`.
  *
- * @example Train a model from a script
+ * @example Train an MLP
  * ```ts
- * import { train } from "./mod.ts";
- * const summary = await train({ preset: "default", method: "meta", out: "runs/meta" });
- * console.log(summary.last?.top1Error);
+ * import { ArraySource, classificationLoss, fit, Gpu, Linear, Model, ReLU, Sequential, Sgd,
+ *   StepEngine } from "./mod.ts";
+ * const gpu = await Gpu.create();
+ * const model = new Model(gpu, new Sequential(new Linear(4, 16), new ReLU(), new Linear(16, 3)), 0);
+ * const optimizer = new Sgd(gpu, model.paramLayout, { momentum: 0.9, weightDecay: 0, nesterov: false });
+ * const engine = new StepEngine(model, {
+ *   loss: (ctx, y, t) => classificationLoss(ctx, y, t), optimizer, batch: 8, input: [4] });
+ * const data = new ArraySource({ engine, inputs: new Float32Array(64 * 4), targets: new Uint32Array(64), seed: 0 });
+ * await fit({ engine, data, epochs: 2, lr: () => 0.1 });
  * ```
  *
  * @module
@@ -44,17 +51,11 @@ export type { GemmPolicy } from "./src/ops/gemm.ts";
 export type { GemmTile } from "./shaders/gemm.ts";
 export { sgdStep } from "./src/optim/sgd.ts";
 export type { SgdOptions } from "./src/optim/sgd.ts";
-export { FlatLayout, FlatTensors } from "./src/nn/params.ts";
-export type { ParamSpec } from "./src/nn/params.ts";
-export { blocksPerStage, ResNet, resnetInit, resnetSpecs } from "./src/nn/resnet.ts";
-export type { ForwardMode, ResNetConfig } from "./src/nn/resnet.ts";
+export * from "./src/nn/mod.ts";
 export { Rng } from "./src/random.ts";
-export { TrainState } from "./src/train/step.ts";
-export type { MetaOptions, MetaStepResult, MetaWeightRule, StepShapes } from "./src/train/step.ts";
-export * from "./src/data/mod.ts";
-export * from "./src/train/mod.ts";
+export type { RngState } from "./src/random.ts";
+export * from "./src/engine/mod.ts";
 export * from "./src/checkpoint/mod.ts";
-export * from "./src/report/mod.ts";
 export { avgPool2d, maxPool2d } from "./src/ops/pool.ts";
 export type { PoolOptions } from "./src/ops/pool.ts";
 export { flatten, reshape } from "./src/ops/shape.ts";
@@ -77,3 +78,4 @@ export {
   stepLr,
 } from "./src/optim/schedule.ts";
 export type { Schedule, SchedulePoint } from "./src/optim/schedule.ts";
+export * from "./src/data/readers.ts";

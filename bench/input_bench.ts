@@ -12,8 +12,11 @@ import { loadDataset } from "../src/data/load.ts";
 import { Batcher } from "../src/data/batcher.ts";
 import { augmentParamsFor, GpuAugmenter } from "../src/data/augment.ts";
 import { epochPermutation } from "../src/data/sampler.ts";
-import { ResNet, resnetInit } from "../src/nn/resnet.ts";
-import { TrainState } from "../src/train/step.ts";
+import { ResNet } from "../src/nn/resnet.ts";
+import { Model } from "../src/nn/model.ts";
+import { Sgd } from "../src/optim/optimizer.ts";
+import { crossEntropy } from "../src/engine/meta.ts";
+import { StepEngine } from "../src/engine/step.ts";
 
 const BATCH = 100;
 const gpu = await Gpu.create();
@@ -32,19 +35,19 @@ const out = Tensor.empty(gpu, [BATCH, C, H, W]);
 const order = epochPermutation(train.count, 0, 0);
 let step = 0;
 
-const model = new ResNet(gpu, { depth: 8, inChannels: C, numClasses: 10 });
-const state = new TrainState(gpu, model, {
-  batch: BATCH,
-  devBatch: BATCH,
-  image: [C, H, W],
-  numClasses: 10,
+const model = new Model(gpu, new ResNet({ depth: 8, inChannels: C, numClasses: 10 }), 0);
+const optimizer = new Sgd(gpu, model.paramLayout, {
+  momentum: 0.9,
+  weightDecay: 5e-4,
+  nesterov: true,
 });
-const init = resnetInit(model.config, 0);
-state.params.upload(init);
-state.buffers.upload(init);
-state.weights.upload(gpu, new Float32Array(BATCH).fill(1));
-state.labels.upload(gpu, Array.from({ length: BATCH }, (_, i) => i % 10));
-const sgd = { lr: 0.1, momentum: 0.9, weightDecay: 5e-4, nesterov: true };
+const engine = new StepEngine(model, {
+  loss: crossEntropy,
+  optimizer,
+  batch: BATCH,
+  input: [C, H, W],
+});
+engine.targets.upload(gpu, Array.from({ length: BATCH }, (_, i) => i % 10));
 
 const ms: Record<string, number[]> = { input: [], step: [] };
 
@@ -78,7 +81,7 @@ Deno.bench({
   async fn(b) {
     b.start();
     const t = performance.now();
-    state.plainStep({}, sgd);
+    engine.step(0.1);
     await gpu.sync();
     ms.step.push(performance.now() - t);
     b.end();

@@ -18,8 +18,11 @@ import {
   convForwardInto,
   convOutSize,
 } from "../src/ops/conv.ts";
-import { ResNet, resnetInit } from "../src/nn/resnet.ts";
-import { type MetaOptions, TrainState } from "../src/train/step.ts";
+import { ResNet } from "../src/nn/resnet.ts";
+import { Model } from "../src/nn/model.ts";
+import { Sgd } from "../src/optim/optimizer.ts";
+import { StepEngine } from "../src/engine/step.ts";
+import { crossEntropy, type MetaOptions, MetaReweighter } from "../src/engine/meta.ts";
 import type { SgdOptions } from "../src/optim/sgd.ts";
 
 // ------------------------------------------------------------------ data
@@ -196,10 +199,14 @@ export const META: MetaOptions = {
   lookaheadWeights: "w",
 };
 
-/** A CIFAR-shaped training state with random images and labels. */
+/** A CIFAR-shaped training step with random images and labels. */
 export interface StepHarness {
-  state: TrainState;
-  model: ResNet;
+  /** The ResNet with its parameters. */
+  model: Model<ResNet>;
+  /** The step engine (SGD, cross-entropy). */
+  engine: StepEngine;
+  /** The meta re-weighting of the engine. */
+  reweighter: MetaReweighter;
   plain(): void;
   meta(): void;
   dispose(): void;
@@ -212,32 +219,36 @@ class PhasedResNet extends ResNet {
   }
 }
 
-/** Builds a ResNet-(depth) TrainState at `batch` (dev batch the same) on 3x32x32 inputs. */
+/** Builds a ResNet-(depth) step at `batch` (dev batch the same) on 3x32x32 inputs. */
 export function stepHarness(gpu: Gpu, depth: number, batch = 100, classes = 10): StepHarness {
-  const cfg = { depth, inChannels: 3, numClasses: classes };
-  const model = new PhasedResNet(gpu, cfg);
-  const state = new TrainState(gpu, model, {
+  const model = new Model(gpu, new PhasedResNet({ depth, inChannels: 3, numClasses: classes }), 7);
+  const { momentum, weightDecay, nesterov } = SGD;
+  const optimizer = new Sgd(gpu, model.paramLayout, { momentum, weightDecay, nesterov });
+  const engine = new StepEngine(model, {
+    loss: crossEntropy,
+    optimizer,
     batch,
-    devBatch: batch,
-    image: [3, 32, 32],
-    numClasses: classes,
+    input: [3, 32, 32],
   });
-  const init = resnetInit(cfg, 7);
-  state.params.upload(init);
-  state.buffers.upload(init);
-  state.x.upload(gpu, randomArray(batch * 3 * 32 * 32, 11));
-  state.devX.upload(gpu, randomArray(batch * 3 * 32 * 32, 12));
+  const reweighter = new MetaReweighter(engine, { devBatch: batch, numClasses: classes });
+  engine.x.upload(gpu, randomArray(batch * 3 * 32 * 32, 11));
+  reweighter.devX.upload(gpu, randomArray(batch * 3 * 32 * 32, 12));
   const labels = Array.from({ length: batch }, (_, i) => (i * 7 + 3) % classes);
-  state.labels.upload(gpu, labels);
-  state.devLabels.upload(gpu, labels.map((l) => (l + 1) % classes));
-  state.weights.upload(gpu, new Float32Array(batch).fill(1));
-  state.classWeights.upload(gpu, new Float32Array(classes).fill(1));
+  engine.targets.upload(gpu, labels);
+  reweighter.devTargets.upload(gpu, labels.map((l) => (l + 1) % classes));
+  reweighter.classWeights.upload(gpu, new Float32Array(classes).fill(1));
   return {
-    state,
     model,
-    plain: () => state.plainStep({}, SGD),
-    meta: () => void state.metaStep({}, SGD, META),
-    dispose: () => state.destroy(),
+    engine,
+    reweighter,
+    plain: () => engine.step(SGD.lr),
+    meta: () => void reweighter.step(SGD.lr, META),
+    dispose: () => {
+      reweighter.destroy();
+      engine.destroy();
+      optimizer.destroy();
+      model.destroy();
+    },
   };
 }
 

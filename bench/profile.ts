@@ -10,14 +10,14 @@
  *   (`Gpu.inPhase`: the tape labels "backward" and "jvp", the bench model "forward"), numbered
  *   by occurrence; dispatches outside any phase are "other".
  * - {@linkcode phaseWallTimes}: without timestamps, wall time of forward, backward and optimizer
- *   of a plain step, synced between phases (the ops of TrainState.plainStep but its loss sum).
+ *   of a plain step, synced between phases (the ops of StepEngine.step but its loss sum).
  */
 import type { BufferView, DispatchObserver, Gpu, Program } from "../src/gpu/runtime.ts";
 import { Ctx, Tape } from "../src/autograd/tape.ts";
 import { classificationLoss } from "../src/ops/loss.ts";
 import { scale } from "../src/ops/elementwise.ts";
-import { sgdStep } from "../src/optim/sgd.ts";
-import type { TrainState } from "../src/train/step.ts";
+import type { StepEngine } from "../src/engine/step.ts";
+import { TRAIN } from "../src/nn/module.ts";
 import { SGD } from "./lib.ts";
 
 /** One profiled dispatch. */
@@ -195,42 +195,33 @@ export function summarizeFamilies(samples: KernelSample[]): { family: string; ms
 /**
  * Wall time of the phases of a plain step (forward + loss, backward, optimizer and gradient
  * copies), with a GPU sync after each: the fallback where timestamps are missing, and a
- * cross-check where they exist. Runs the ops of TrainState.plainStep except the loss sum.
+ * cross-check where they exist. Runs the ops of StepEngine.step except the loss sum.
  */
 export async function phaseWallTimes(
   gpu: Gpu,
-  state: TrainState,
+  engine: StepEngine,
 ): Promise<{ forwardMs: number; backwardMs: number; optimizerMs: number }> {
   await gpu.sync();
   const tape = new Tape();
   const ctx = new Ctx(gpu, tape);
   let t = performance.now();
-  const logits = state.model.forward(ctx, state.x, state.params, state.buffers, {
-    bn: "train",
-    updateRunningStats: true,
-  });
-  const l = classificationLoss(ctx, logits, state.labels, {});
+  const { model } = engine;
+  const logits = model.forward(ctx, engine.x, TRAIN);
+  const l = classificationLoss(ctx, logits, engine.targets, {});
   await gpu.sync();
   const forwardMs = performance.now() - t;
   t = performance.now();
-  const seed = scale(gpu, state.weights, 1 / state.shapes.batch, ctx.empty([state.shapes.batch]));
-  const grads = tape.backward(gpu, l, seed, state.params.tensors);
+  const seed = scale(gpu, engine.weights, 1 / engine.batch, ctx.empty([engine.batch]));
+  const grads = tape.backward(gpu, l, seed, model.params.tensors);
   await gpu.sync();
   const backwardMs = performance.now() - t;
   t = performance.now();
-  state.params.tensors.forEach((p, i) => {
+  model.params.tensors.forEach((p, i) => {
     const g = grads.get(p)!;
-    gpu.copy(g.view, state.grads.tensors[i].view, p.size * 4);
+    gpu.copy(g.view, engine.grads.tensors[i].view, p.size * 4);
     g.release(gpu);
   });
-  sgdStep(
-    gpu,
-    state.params.all,
-    state.grads.all,
-    state.momentum.all,
-    state.params.layout.length,
-    SGD,
-  );
+  engine.optimizer.step(model.params, engine.grads, SGD.lr);
   await gpu.sync();
   const optimizerMs = performance.now() - t;
   ctx.release();

@@ -226,14 +226,14 @@ async function measureSteps(
       model: `ResNet-${depth}`,
       depth,
       kind,
-      batch: h.state.shapes.batch,
+      batch: h.engine.batch,
       firstMs: first.get(kind)!.ms,
       firstPipelines: first.get(kind)!.created.pipelines,
       medianMs,
       samplesMs: list.map((x) => x.ms),
       cpuMs: median(list.map((x) => x.cpuMs)),
       samplesCpuMs: list.map((x) => x.cpuMs),
-      imagesPerSec: (h.state.shapes.batch * 1000) / medianMs,
+      imagesPerSec: (h.engine.batch * 1000) / medianMs,
       dispatchesPerStep: last.dispatches,
       // the first step grows the pool: only a later one says whether warm steps create objects
       warmStepCreated: last === first.get(kind) ? null : last.created,
@@ -353,7 +353,7 @@ if (flags.profile) {
   const h = stepHarness(gpu, depth, 100);
   h.plain();
   await gpu.sync();
-  const phases = await phaseWallTimes(gpu, h.state);
+  const phases = await phaseWallTimes(gpu, h.engine);
   log(
     `plain step wall time by phase (synced): forward ${fmt(phases.forwardMs, 0)} ms, ` +
       `backward ${fmt(phases.backwardMs, 0)} ms, optimizer ${fmt(phases.optimizerMs, 0)} ms`,

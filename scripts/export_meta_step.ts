@@ -17,11 +17,15 @@ import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { Gpu } from "../src/gpu/runtime.ts";
 import { Ctx } from "../src/autograd/tape.ts";
-import { ResNet, resnetInit, resnetSpecs } from "../src/nn/resnet.ts";
+import { ResNet, resnetSpecs } from "../src/nn/resnet.ts";
+import { Model } from "../src/nn/model.ts";
+import { TRAIN_NO_UPDATE } from "../src/nn/module.ts";
+import { Sgd } from "../src/optim/optimizer.ts";
+import { StepEngine } from "../src/engine/step.ts";
+import { crossEntropy, MetaReweighter, type MetaWeightRule } from "../src/engine/meta.ts";
 import { classificationLoss } from "../src/ops/loss.ts";
 import { Rng } from "../src/random.ts";
 import { effectiveNumberWeights } from "../src/data/weights.ts";
-import { type MetaWeightRule, TrainState } from "../src/train/step.ts";
 import { encodeSafetensors, type SafeTensor, writeFileAtomic } from "../src/checkpoint/mod.ts";
 import { rejectRepeatedFlags } from "../src/train/cli.ts";
 import { reportError } from "../src/errors.ts";
@@ -98,17 +102,20 @@ async function main() {
   const C = 4, S = 8, B = o.batch, D = B;
   const modelCfg = { depth: 8, inChannels: 1, numClasses: C };
   const gpu = await Gpu.create();
-  const model = new ResNet(gpu, modelCfg);
-  const state = new TrainState(gpu, model, {
-    batch: B,
-    devBatch: D,
-    image: [1, S, S],
-    numClasses: C,
+  const model = new Model(gpu, new ResNet(modelCfg), o.seed);
+  const optimizer = new Sgd(gpu, model.paramLayout, {
+    momentum: 0.9,
+    weightDecay: 5e-4,
+    nesterov: true,
   });
+  const engine = new StepEngine(model, {
+    loss: crossEntropy,
+    optimizer,
+    batch: B,
+    input: [1, S, S],
+  });
+  const meta = new MetaReweighter(engine, { devBatch: D, numClasses: C });
   const rng = Rng.derive(o.seed, "export-meta-step");
-  const init = resnetInit(modelCfg, o.seed);
-  state.params.upload(init);
-  state.buffers.upload(init);
   const x = Float32Array.from({ length: B * S * S }, () => rng.normal());
   const devX = Float32Array.from({ length: D * S * S }, () => rng.normal());
   // long-tailed batch labels (class 0 most frequent), balanced dev labels
@@ -120,39 +127,35 @@ async function main() {
   const counts = Array.from({ length: C }, (_, c) => labels.filter((y) => y === c).length);
   const classW = Float32Array.from(effectiveNumberWeights(counts, 0.9));
   const w = Float32Array.from(labels, (y) => classW[y]);
-  state.x.upload(gpu, x);
-  state.labels.upload(gpu, labels);
-  state.weights.upload(gpu, w);
-  state.devX.upload(gpu, devX);
-  state.devLabels.upload(gpu, devLabels);
-  state.classWeights.upload(gpu, classW);
+  engine.x.upload(gpu, x);
+  engine.targets.upload(gpu, labels);
+  engine.weights.upload(gpu, w);
+  meta.devX.upload(gpu, devX);
+  meta.devTargets.upload(gpu, devLabels);
+  meta.classWeights.upload(gpu, classW);
 
   // per-example losses at theta (BN train mode on the batch, running stats untouched)
   const ctx = new Ctx(gpu, null);
-  const logits = model.forward(ctx, state.x, state.params, state.buffers, {
-    bn: "train",
-    updateRunningStats: false,
-  });
-  const losses = await classificationLoss(ctx, logits, state.labels, {}).read(gpu);
+  const logits = model.forward(ctx, engine.x, TRAIN_NO_UPDATE);
+  const losses = await classificationLoss(ctx, logits, engine.targets, {}).read(gpu);
   ctx.release();
-  const [pBefore, bBefore] = [await state.params.download(), await state.buffers.download()];
+  const [pBefore, bBefore] = [await model.params.download(), await model.buffers.download()];
 
-  const sgd = { lr: o.eta, momentum: 0.9, weightDecay: 5e-4, nesterov: true };
-  state.metaStep({}, sgd, {
+  meta.step(o.eta, {
     eta: o.eta,
     tau: o.tau,
     lookahead: o.lookahead,
     rule: o.rule,
     lookaheadWeights: "w",
   });
-  const eps = await state.eps.read(gpu);
-  const fin = await state.finalWeights.read(gpu);
+  const eps = await meta.eps.read(gpu);
+  const fin = await meta.finalWeights.read(gpu);
   const [pAfter, bAfter, mAfter] = [
-    await state.params.download(),
-    await state.buffers.download(),
-    await state.momentum.download(),
+    await model.params.download(),
+    await model.buffers.download(),
+    await optimizer.momentum.download(),
   ];
-  const classWAfter = await state.classWeights.read(gpu);
+  const classWAfter = await meta.classWeights.read(gpu);
 
   const specs = resnetSpecs(modelCfg);
   const t = new Map<string, SafeTensor>();
@@ -187,7 +190,7 @@ async function main() {
     rule: o.rule,
     lookahead: o.lookahead,
     seed: o.seed,
-    sgd,
+    sgd: { lr: o.eta, ...optimizer.config },
     bn: { momentum: 0.1, eps: 1e-5, runningVar: "unbiased" },
     adapter: gpu.adapter.description,
   };
@@ -200,7 +203,10 @@ async function main() {
   await Deno.mkdir(o.out, { recursive: true });
   const path = join(o.out, "meta_step.safetensors");
   await writeFileAtomic(path, encodeSafetensors(t, { config: JSON.stringify(config), definition }));
-  state.destroy();
+  meta.destroy();
+  engine.destroy();
+  optimizer.destroy();
+  model.destroy();
   gpu.dispose();
   console.log(`wrote ${path} (${t.size} tensors)`);
 }

@@ -1,4 +1,4 @@
-/** Declarations of the trainer's bookkeeping kernels (src/train/kernels.ts, src/train/step.ts). */
+/** Declarations of the trainer's bookkeeping kernels (src/train/kernels.ts, src/engine/kernels.ts). */
 import { kernel } from "../src/gpu/kernel.ts";
 
 /** acc[0] += sum(loss) in index order, acc[1] += |B| (one invocation). */

@@ -4,7 +4,7 @@
  * - ResNet-8 forward (logits, per-example losses, running statistics), every parameter gradient
  *   of sum_i w_i loss_i, and the JVP of the per-example losses along a random direction (all
  *   parameters, and only some), for CE / focal / eval-mode BN / LDAM's cosine classifier;
- * - TrainState.metaStep: eps vs -tau * metaEpsGrad (and vs -tau * FD of F(eps)), the final
+ * - MetaReweighter.step (the meta step of a StepEngine): eps vs -tau * metaEpsGrad (and vs -tau * FD of F(eps)), the final
  *   weights, the SGD update that follows, and the running statistics (only the real pass updates
  *   them), for look-ahead "sum" and "mean";
  * - determinism: 20 plain steps twice from the same state give bit-identical parameters;
@@ -23,9 +23,12 @@ import type { Gpu } from "../src/gpu/runtime.ts";
 import { Tensor } from "../src/tensor.ts";
 import { Ctx, Tape } from "../src/autograd/tape.ts";
 import { ResNet, type ResNetConfig, resnetInit } from "../src/nn/resnet.ts";
+import { Model } from "../src/nn/model.ts";
 import { FlatTensors } from "../src/nn/params.ts";
 import { classificationLoss } from "../src/ops/loss.ts";
-import { type MetaOptions, type StepShapes, TrainState } from "../src/train/step.ts";
+import { Sgd } from "../src/optim/optimizer.ts";
+import { StepEngine } from "../src/engine/step.ts";
+import { crossEntropy, type MetaOptions, MetaReweighter } from "../src/engine/meta.ts";
 import type { SgdOptions } from "../src/optim/sgd.ts";
 import * as ref from "./reference/mod.ts";
 import { f32, gpuTest, maxAbsErr } from "./gpu_harness.ts";
@@ -164,7 +167,7 @@ for (const nc of netCases) {
     const rng = new ref.Rng(100 + nc.seed);
     const { cfg, batch: B } = nc;
     const rcfg = refConfig(cfg);
-    const model = new ResNet(gpu, cfg);
+    const model = new Model(gpu, new ResNet(cfg));
     // same names, order and shapes as the reference (PyTorch's state_dict)
     const pNames = ref.resnetParamSpec(rcfg).map((s) => s.name);
     const bNames = ref.resnetBufferSpec(rcfg).map((s) => s.name);
@@ -172,8 +175,7 @@ for (const nc of netCases) {
     assert.deepEqual(model.bufferLayout.specs, ref.resnetBufferSpec(rcfg));
 
     const values = initValues(cfg, nc.seed, rng, nc.bn === "eval");
-    const params = new FlatTensors(gpu, model.paramLayout, true);
-    const buffers = new FlatTensors(gpu, model.bufferLayout, false);
+    const { params, buffers } = model;
     params.upload(values);
     buffers.upload(values);
     const rParams = toRef(values, pNames), rBuffers = toRef(values, bNames);
@@ -191,10 +193,7 @@ for (const nc of netCases) {
 
     const tape = new Tape();
     const ctx = new Ctx(gpu, tape);
-    const logits = model.forward(ctx, xT, params, buffers, {
-      bn: nc.bn,
-      updateRunningStats: nc.bn === "train",
-    });
+    const logits = model.forward(ctx, xT, { bn: nc.bn, updateRunningStats: nc.bn === "train" });
     const loss = classificationLoss(ctx, logits, labelsT, lossOpts);
     const fwd = ref.resnetForward(
       rcfg,
@@ -264,13 +263,22 @@ for (const nc of netCases) {
     );
     ctx.release();
     for (const tt of [xT, labelsT, weightsT, ...(marginsT ? [marginsT] : [])]) tt.release(gpu);
-    for (const f of [params, buffers, dir]) f.destroy();
+    dir.destroy();
+    model.destroy();
   });
 }
 
-// ------------------------------------------------------------------------------ TrainState
+// ------------------------------------------------------------------------------ StepEngine
 
 const SGD: SgdOptions = { lr: 0.1, momentum: 0.9, weightDecay: 5e-4, nesterov: true };
+
+/** Static sizes of a test problem. */
+interface StepShapes {
+  batch: number;
+  devBatch: number;
+  image: [number, number, number];
+  numClasses: number;
+}
 
 interface Problem {
   cfg: ResNetConfig;
@@ -302,22 +310,51 @@ function makeProblem(
   };
 }
 
-function makeState(gpu: Gpu, p: Problem): TrainState {
-  const state = new TrainState(gpu, new ResNet(gpu, p.cfg), p.shapes);
-  state.params.upload(p.values);
-  state.buffers.upload(p.values);
-  state.x.upload(gpu, p.x);
-  state.labels.upload(gpu, p.labels);
-  state.weights.upload(gpu, p.weights);
-  state.devX.upload(gpu, p.devX);
-  state.devLabels.upload(gpu, p.devLabels);
-  state.classWeights.upload(gpu, new Float32Array(p.cfg.numClasses).fill(1));
-  return state;
+/** A ResNet, SGD, the step engine and its meta re-weighting, loaded with problem `p`. */
+interface State {
+  model: Model;
+  engine: StepEngine;
+  meta: MetaReweighter;
+  destroy(): void;
+}
+
+function makeState(gpu: Gpu, p: Problem): State {
+  const model = new Model(gpu, new ResNet(p.cfg));
+  model.loadStateDict(p.values);
+  const { momentum, weightDecay, nesterov } = SGD;
+  const optimizer = new Sgd(gpu, model.paramLayout, { momentum, weightDecay, nesterov });
+  const engine = new StepEngine(model, {
+    loss: crossEntropy,
+    optimizer,
+    batch: p.shapes.batch,
+    input: p.shapes.image,
+  });
+  const meta = new MetaReweighter(engine, {
+    devBatch: p.shapes.devBatch,
+    numClasses: p.cfg.numClasses,
+  });
+  engine.x.upload(gpu, p.x);
+  engine.targets.upload(gpu, p.labels);
+  engine.weights.upload(gpu, p.weights);
+  meta.devX.upload(gpu, p.devX);
+  meta.devTargets.upload(gpu, p.devLabels);
+  meta.classWeights.upload(gpu, new Float32Array(p.cfg.numClasses).fill(1));
+  return {
+    model,
+    engine,
+    meta,
+    destroy() {
+      meta.destroy();
+      engine.destroy();
+      optimizer.destroy();
+      model.destroy();
+    },
+  };
 }
 
 for (const mode of ["sum", "mean"] as const) {
   gpuTest(
-    `TrainState.metaStep (lookahead ${mode}): eps, final weights, update vs reference`,
+    `MetaReweighter.step (lookahead ${mode}): eps, final weights, update vs reference`,
     async (gpu) => {
       const cfg: ResNetConfig = { depth: 8, inChannels: 2, numClasses: 3 };
       const shapes: StepShapes = { batch: 3, devBatch: 4, image: [2, 6, 6], numClasses: 3 };
@@ -330,11 +367,11 @@ for (const mode of ["sum", "mean"] as const) {
         lookaheadWeights: "w",
       };
       const state = makeState(gpu, p);
-      const res = state.metaStep({}, SGD, meta);
+      const res = state.meta.step(SGD.lr, meta);
       const eps = await res.eps.read(gpu);
       const finalW = await res.finalWeights.read(gpu);
-      const after = await state.params.download();
-      const bufAfter = await state.buffers.download();
+      const after = await state.model.params.download();
+      const bufAfter = await state.model.buffers.download();
 
       const rcfg = refConfig(cfg);
       const pNames = ref.resnetParamSpec(rcfg).map((s) => s.name);
@@ -418,15 +455,15 @@ gpuTest("determinism: 20 plain steps twice give bit-identical parameters", async
   const run = async () => {
     const state = makeState(gpu, p);
     for (const b of batches) {
-      state.x.upload(gpu, b.x);
-      state.labels.upload(gpu, b.labels);
-      state.plainStep({}, SGD);
+      state.engine.x.upload(gpu, b.x);
+      state.engine.targets.upload(gpu, b.labels);
+      state.engine.step(SGD.lr);
     }
     const bytes = (b: ArrayBuffer) => new Uint8Array(b);
     const out = {
-      params: bytes(await gpu.read(state.params.all)),
-      buffers: bytes(await gpu.read(state.buffers.all)),
-      loss: await state.takeMeanLoss(),
+      params: bytes(await gpu.read(state.model.params.all)),
+      buffers: bytes(await gpu.read(state.model.buffers.all)),
+      loss: await state.engine.takeMeanLoss(),
     };
     state.destroy();
     return out;
@@ -434,10 +471,9 @@ gpuTest("determinism: 20 plain steps twice give bit-identical parameters", async
   const a = await run();
   const b = await run();
   assert.ok(Number.isFinite(a.loss), `mean loss ${a.loss}`);
-  const init = new FlatTensors(gpu, new ResNet(gpu, cfg).paramLayout);
-  init.upload(p.values);
-  const initBytes = new Uint8Array(await gpu.read(init.all));
-  init.destroy();
+  const probe = makeState(gpu, p);
+  const initBytes = new Uint8Array(await gpu.read(probe.model.params.all));
+  probe.destroy();
   assert.notDeepEqual(a.params, initBytes, "parameters did not change");
   assert.deepEqual(a.params, b.params, "parameters differ between identical runs");
   assert.deepEqual(a.buffers, b.buffers, "running statistics differ between identical runs");
@@ -461,9 +497,9 @@ gpuTest(
       lookaheadWeights: "w",
     };
     // warm-up: a few plain and meta steps
-    for (let i = 0; i < 2; i++) state.plainStep({}, SGD);
-    for (let i = 0; i < 2; i++) state.metaStep({}, SGD, meta);
-    for (let i = 0; i < 2; i++) state.plainStep({}, SGD);
+    for (let i = 0; i < 2; i++) state.engine.step(SGD.lr);
+    for (let i = 0; i < 2; i++) state.meta.step(SGD.lr, meta);
+    for (let i = 0; i < 2; i++) state.engine.step(SGD.lr);
     await gpu.sync();
     const snap = () => ({
       liveBuffers: gpu.liveBuffers,
@@ -478,7 +514,7 @@ gpuTest(
     const rss0 = Deno.memoryUsage().rss;
 
     // one step on its own: exactly one submit, no readback
-    state.plainStep({}, SGD);
+    state.engine.step(SGD.lr);
     const s1 = snap();
     assert.equal(s1.submits - s0.submits, 1, "a step must submit exactly once");
     assert.equal(s1.readbacks, s0.readbacks, "a step must not read back");
@@ -486,7 +522,7 @@ gpuTest(
     const steps = 500;
     const t0 = performance.now();
     for (let i = 0; i < steps; i++) {
-      state.plainStep({}, SGD);
+      state.engine.step(SGD.lr);
       if (i % 50 === 49) await gpu.sync(); // keep the queue bounded; sync is not a readback
     }
     await gpu.sync();
@@ -516,8 +552,8 @@ gpuTest(
     // depend on the step before it)
     const s3 = snap();
     for (let i = 0; i < 20; i++) {
-      if (i % 2 === 0) state.metaStep({}, SGD, meta);
-      else state.plainStep({}, SGD);
+      if (i % 2 === 0) state.meta.step(SGD.lr, meta);
+      else state.engine.step(SGD.lr);
     }
     await gpu.sync();
     const s4 = snap();
@@ -534,7 +570,7 @@ gpuTest(
     }
     assert.equal(s4.submits - s3.submits, 20, "one submit per meta or plain step");
     assert.equal(s4.readbacks, s3.readbacks, "meta steps read nothing back");
-    assert.ok(Number.isFinite(await state.takeMeanLoss()));
+    assert.ok(Number.isFinite(await state.engine.takeMeanLoss()));
     state.destroy();
   },
 );

@@ -5,23 +5,8 @@
  * (src/train/summary.ts fixes the config type).
  */
 
-/** Test metrics of one evaluation. */
-export interface EvalMetrics {
-  /** Fractions in [0, 1]. */
-  top1Error: number;
-  /** Fraction of examples whose label is not among the 3 largest logits. */
-  top3Error: number;
-  /** Fraction of examples whose label is not among the 5 largest logits. */
-  top5Error: number;
-  /** Mean cross-entropy of the (scaled) logits. */
-  loss: number;
-  /** Accuracy of each class, in [0, 1]. */
-  perClassAccuracy: number[];
-  /** confusion[true][predicted] counts. */
-  confusion: number[][];
-  /** Number of examples evaluated. */
-  count: number;
-}
+import type { EvalMetrics } from "../engine/metrics.ts";
+export type { EvalMetrics };
 
 /** Per-class statistics of the meta weights over a set of meta steps (null: no example). */
 export interface PerClassMeta {

@@ -5,15 +5,13 @@
  *   keeps its class weights on the GPU, and its look-ahead uses their current values);
  * - {@linkcode accumulateMetaStats}: per-class sums of eps, eps / w, count, min(w + eps) and
  *   the final weights, over every meta step of an epoch, read once at the epoch's end;
- * - {@linkcode monitorStep}: counts steps and records the first step whose running loss sum is
- *   not finite, so a NaN is pinned to its step even when the host reads only every k steps.
  *
  * Each is one invocation walking its (small) arrays in index order: deterministic, and cheap
  * next to a training step.
  */
 import type { Gpu } from "../gpu/runtime.ts";
 import { bind, type Tensor } from "../tensor.ts";
-import { gatherClassWeightsKernel, metaStatsKernel, monitorKernel } from "../../shaders/train.ts";
+import { gatherClassWeightsKernel, metaStatsKernel } from "../../shaders/train.ts";
 
 /** Floats per class in the meta statistics buffer. */
 export const META_STATS_FIELDS = 5;
@@ -55,12 +53,4 @@ export function emptyMetaStats(numClasses: number): Float32Array {
   const s = new Float32Array(numClasses * META_STATS_FIELDS);
   for (let c = 0; c < numClasses; c++) s[c * META_STATS_FIELDS + MetaStat.minWPlusEps] = 3.4e38;
   return s;
-}
-
-/**
- * mon = [steps done, first step (1-based count) with a non-finite loss sum or -1, loss sum,
- * loss count] after each step (recorded).
- */
-export function monitorStep(gpu: Gpu, lossSum: Tensor, mon: Tensor): void {
-  monitorKernel.dispatch(gpu, [bind(lossSum), bind(mon)], null, [1]);
 }

@@ -32,7 +32,7 @@
  * Meta steps use eta = the current lr for the look-ahead, `--lookahead` (sum by default) and
  * `--tau`; Meta-Weight-Net always uses a mean look-ahead, as its reference code does.
  */
-import type { MetaWeightRule } from "./step.ts";
+import type { MetaWeightRule } from "../engine/meta.ts";
 import type { Method } from "./config.ts";
 
 /** What one epoch runs. */

@@ -1,6 +1,6 @@
 /**
- * Training: the loop over every weighting method, its configuration and presets, evaluation,
- * checkpoints with resume, metrics, summary and report.
+ * The long-tail trainer: every weighting method as a client of the engine's fit loop, its
+ * configuration and presets, evaluation, checkpoints with resume, metrics, summary and report.
  *
  * @example
  * ```ts
@@ -11,22 +11,16 @@
  *
  * @module
  */
-export { OUTPUT_FILES, resolveConfig, train } from "./trainer.ts";
+export { ldamMargins, OUTPUT_FILES, resolveConfig, train } from "./trainer.ts";
 export type { TrainOptions } from "./trainer.ts";
-export { ldamMargins } from "./trainer.ts";
 export * from "./config.ts";
 export { phaseOf, usesDevSet } from "./methods.ts";
 export type { Phase } from "./methods.ts";
 export { balancedSubset, EpochRandom, fineTuneSubset, prepareData } from "./data.ts";
 export type { RunData, SuppliedData } from "./data.ts";
-export { evaluate, MetricAccumulator } from "./eval.ts";
-export type { EvalMetrics } from "./eval.ts";
+export { evaluate } from "./eval.ts";
 export { MetaWeightNet } from "./mwn.ts";
 export type { MwnOptions } from "./mwn.ts";
-export { formatDuration, Progress, stdoutSink } from "./progress.ts";
-export type { ProgressSink } from "./progress.ts";
 export type { EpochMetrics, EpochRecord, EpochTest, PerClassMeta, RunSummary } from "./summary.ts";
-export { TrainState } from "./step.ts";
-export type { HostWeightRule, MetaOptions, MetaStepResult, StepShapes } from "./step.ts";
 export { parseTrainArgs, TRAIN_FLAGS, UsageError } from "./cli.ts";
 export type { Flag, FlagKind, ParsedArgs } from "./cli.ts";

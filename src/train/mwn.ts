@@ -3,7 +3,7 @@
  * maps a per-example loss to a weight, and is meta-learned on the dev set every step.
  *
  * Per step, with phi the MLP parameters and V_i = V(loss_i; phi):
- *   theta'  = theta - eta * grad (1/|B|) sum_i V_i loss_i          (GPU, TrainState.metaStepHost)
+ *   theta'  = theta - eta * grad (1/|B|) sum_i V_i loss_i          (GPU, MetaReweighter.stepHost)
  *   g_i     = d L_dev(theta') / d V_i = -(eta/|B|) <grad L_dev(theta'), grad loss_i(theta)>  (GPU)
  *   grad_phi = sum_i g_i dV_i/dphi;  phi <- Adam(phi, grad_phi)    (host, float64)
  *   final weights V'_i = V(loss_i; phi') / sum_j V(loss_j; phi');  loss = sum_i V'_i loss_i
@@ -15,7 +15,7 @@
  * hundred flops per example) runs on the CPU in float64, which costs two small readbacks
  * (losses and the JVP) per step.
  */
-import type { HostWeightRule } from "./step.ts";
+import type { HostWeightRule } from "../engine/meta.ts";
 import { Rng } from "../random.ts";
 import type { SafeTensor } from "../checkpoint/safetensors.ts";
 
@@ -31,7 +31,7 @@ export interface MwnOptions {
 
 const NAMES = ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"] as const;
 
-/** The MLP, its Adam state, and the weighting rule for {@linkcode TrainState.metaStepHost}. */
+/** The MLP, its Adam state, and the weighting rule for {@linkcode MetaReweighter.stepHost}. */
 export class MetaWeightNet implements HostWeightRule {
   /** Hidden units H of the MLP. */
   readonly hidden: number;

@@ -1,0 +1,87 @@
+/**
+ * An in-memory data source for the fit loop: inputs and targets held on the host, shuffled per
+ * epoch from the stream `(seed, "shuffle", epoch)`, each batch uploaded into the engine's inputs.
+ * The last batch of an epoch wraps around to the epoch's first examples, so every step is full.
+ */
+import { Rng, type RngState } from "../random.ts";
+import type { DataSource, EpochBatches } from "./fit.ts";
+import type { StepEngine } from "./step.ts";
+
+/** Options of {@linkcode ArraySource}. */
+export interface ArraySourceOptions {
+  /** The engine whose `x`, `targets` (and `weights`, when given) each batch fills. */
+  engine: StepEngine;
+  /** Inputs, one example after another (`count * exampleSize` values). */
+  inputs: Float32Array;
+  /** Targets, one example after another (class labels, or `count * targetSize` values). */
+  targets: ArrayLike<number>;
+  /** Per-example loss weights (default: the engine's weights are left as they are, 1). */
+  weights?: Float32Array;
+  /** Seed of the shuffles. */
+  seed: number;
+  /** Keep the order (no shuffle). */
+  ordered?: boolean;
+}
+
+/** Batches of host arrays (see the module comment). */
+export class ArraySource implements DataSource {
+  /** Number of examples. */
+  readonly count: number;
+  /** Example indices of the batch loaded last (for per-example extras such as class weights). */
+  readonly batchIndices: Int32Array;
+  readonly #o: ArraySourceOptions;
+  readonly #x: Float32Array;
+  readonly #t: Float32Array | Uint32Array;
+  readonly #w: Float32Array;
+  readonly #inSize: number;
+  readonly #tSize: number;
+
+  /** A source over `o.inputs` and `o.targets` for `o.engine`. */
+  constructor(o: ArraySourceOptions) {
+    const e = o.engine;
+    this.#o = o;
+    this.#inSize = e.x.size / e.batch;
+    this.#tSize = e.targets.size / e.batch;
+    this.count = o.inputs.length / this.#inSize;
+    if (!Number.isInteger(this.count) || o.targets.length !== this.count * this.#tSize) {
+      throw new Error(
+        `ArraySource: ${o.inputs.length} input values and ${o.targets.length} targets do not ` +
+          `make whole examples of ${this.#inSize} inputs and ${this.#tSize} targets`,
+      );
+    }
+    this.#x = new Float32Array(e.x.size);
+    this.#t = e.targets.dtype === "u32"
+      ? new Uint32Array(e.targets.size)
+      : new Float32Array(e.targets.size);
+    this.#w = new Float32Array(e.batch);
+    this.batchIndices = new Int32Array(e.batch);
+  }
+
+  /** The epoch's order (shuffled from `(seed, "shuffle", epoch)`) and its batches. */
+  epoch(epoch: number): EpochBatches {
+    const order = Int32Array.from({ length: this.count }, (_, i) => i);
+    if (!this.#o.ordered) new Rng(this.#o.seed, "shuffle", epoch).shuffle(order);
+    const B = this.#o.engine.batch;
+    return { steps: Math.ceil(this.count / B), load: (step) => this.#load(order, step) };
+  }
+
+  /** The generator state at the start of `epoch` (the shuffle stream). */
+  rngState(epoch: number): RngState {
+    return new Rng(this.#o.seed, "shuffle", epoch).getState();
+  }
+
+  #load(order: Int32Array, step: number): void {
+    const { engine, inputs, targets, weights } = this.#o;
+    const B = engine.batch, n = this.#inSize, m = this.#tSize;
+    for (let k = 0; k < B; k++) {
+      const i = order[(step * B + k) % order.length];
+      this.batchIndices[k] = i;
+      this.#x.set(inputs.subarray(i * n, (i + 1) * n), k * n);
+      for (let j = 0; j < m; j++) this.#t[k * m + j] = targets[i * m + j];
+      if (weights) this.#w[k] = weights[i];
+    }
+    engine.gpu.write(engine.x.view, this.#x);
+    engine.gpu.write(engine.targets.view, this.#t);
+    if (weights) engine.gpu.write(engine.weights.view, this.#w);
+  }
+}

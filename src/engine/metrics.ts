@@ -1,0 +1,123 @@
+/**
+ * Classification metrics computed on the host from logits (read back once per batch): top-1/3/5
+ * error, cross-entropy, per-class accuracy and the confusion matrix; and the evaluation of a
+ * classifier over in-memory inputs.
+ */
+import { Ctx } from "../autograd/tape.ts";
+import { Tensor } from "../tensor.ts";
+import type { Model } from "../nn/model.ts";
+import { EVAL } from "../nn/module.ts";
+
+/** Test metrics of one evaluation. */
+export interface EvalMetrics {
+  /** Fractions in [0, 1]. */
+  top1Error: number;
+  /** Fraction of examples whose label is not among the 3 largest logits. */
+  top3Error: number;
+  /** Fraction of examples whose label is not among the 5 largest logits. */
+  top5Error: number;
+  /** Mean cross-entropy of the (scaled) logits. */
+  loss: number;
+  /** Accuracy of each class, in [0, 1]. */
+  perClassAccuracy: number[];
+  /** confusion[true][predicted] counts. */
+  confusion: number[][];
+  /** Number of examples evaluated. */
+  count: number;
+}
+
+/** Accumulates metrics from logits batch by batch. */
+export class MetricAccumulator {
+  /** Number of classes C (logit row length). */
+  readonly numClasses: number;
+  /** Running counts `confusion[true][predicted]`, C x C. */
+  readonly confusion: number[][];
+  #hits = [0, 0, 0];
+  #loss = 0;
+  #count = 0;
+
+  /** An empty accumulator for `numClasses` classes. */
+  constructor(numClasses: number) {
+    this.numClasses = numClasses;
+    this.confusion = Array.from({ length: numClasses }, () => new Array(numClasses).fill(0));
+  }
+
+  /** Adds `n` rows of logits [n, C] with labels; logits are multiplied by `scale` for the loss. */
+  add(logits: Float32Array, labels: ArrayLike<number>, n: number, scale = 1): void {
+    const C = this.numClasses;
+    for (let i = 0; i < n; i++) {
+      const y = labels[i];
+      const row = logits.subarray(i * C, (i + 1) * C);
+      const zy = row[y];
+      let rank = 0, pred = 0, mx = -Infinity;
+      for (let j = 0; j < C; j++) {
+        const z = row[j];
+        if (z > zy || (z === zy && j < y) || Number.isNaN(z)) rank++;
+        if (z > mx) {
+          mx = z;
+          pred = j;
+        }
+      }
+      if (rank < 1) this.#hits[0]++;
+      if (rank < 3) this.#hits[1]++;
+      if (rank < 5) this.#hits[2]++;
+      // cross-entropy in float64
+      let se = 0;
+      for (let j = 0; j < C; j++) se += Math.exp(scale * (row[j] - mx));
+      this.#loss += Math.log(se) - scale * (zy - mx);
+      this.confusion[y][pred]++;
+      this.#count++;
+    }
+  }
+
+  /** The metrics so far. */
+  result(): EvalMetrics {
+    const n = Math.max(1, this.#count);
+    const perClassAccuracy = this.confusion.map((row, c) => {
+      const total = row.reduce((a, b) => a + b, 0);
+      return total > 0 ? row[c] / total : 0;
+    });
+    return {
+      top1Error: 1 - this.#hits[0] / n,
+      top3Error: 1 - this.#hits[1] / n,
+      top5Error: 1 - this.#hits[2] / n,
+      loss: this.#loss / n,
+      perClassAccuracy,
+      confusion: this.confusion.map((r) => [...r]),
+      count: this.#count,
+    };
+  }
+}
+
+/**
+ * Metrics of `model` (eval mode) on `count` examples: `inputs` holds them back to back
+ * (`count * exampleSize` floats), `labels` their classes; `batch` examples per forward.
+ */
+export async function evaluateClassifier(
+  model: Model,
+  inputs: Float32Array,
+  labels: ArrayLike<number>,
+  o: { batch: number; inputShape: readonly number[]; numClasses: number },
+): Promise<EvalMetrics> {
+  const gpu = model.gpu;
+  const per = o.inputShape.reduce((a, b) => a * b, 1);
+  const count = labels.length;
+  const acc = new MetricAccumulator(o.numClasses);
+  const x = Tensor.empty(gpu, [o.batch, ...o.inputShape]);
+  try {
+    for (let at = 0; at < count; at += o.batch) {
+      const n = Math.min(o.batch, count - at);
+      const xn = n === o.batch
+        ? x
+        : new Tensor([n, ...o.inputShape], { ...x.view, size: n * per * 4 }, false);
+      gpu.write(xn.view, inputs.subarray(at * per, (at + n) * per));
+      const ctx = new Ctx(gpu, null);
+      const logits = await model.forward(ctx, xn, EVAL).read(gpu);
+      ctx.release();
+      acc.add(logits, Array.from({ length: n }, (_, i) => labels[at + i]), n);
+    }
+  } finally {
+    x.release(gpu);
+  }
+  return acc.result();
+}

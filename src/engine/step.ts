@@ -1,0 +1,160 @@
+/**
+ * The training step of any model: forward of the batch onto a tape, per-example losses from any
+ * loss function, a backward seeded with per-example weights, and one optimizer update, all
+ * recorded into one command encoder and submitted once. Re-weighting rules (the meta step of
+ * meta.ts, Meta-Weight-Net) supply the seed of the backward from the same tape.
+ *
+ * The state a step needs is allocated once (gradients, fixed input tensors), so a warm step
+ * creates no GPU objects; losses accumulate in a GPU buffer that is read only when asked.
+ */
+import { Ctx, Tape } from "../autograd/tape.ts";
+import type { Gpu } from "../gpu/runtime.ts";
+import { type DType, Tensor } from "../tensor.ts";
+import type { Model } from "../nn/model.ts";
+import { TRAIN } from "../nn/module.ts";
+import { FlatTensors } from "../nn/params.ts";
+import { scale, zero } from "../ops/elementwise.ts";
+import type { Optimizer } from "../optim/optimizer.ts";
+import { accumulateLoss } from "./kernels.ts";
+
+/** Per-example losses [B] of a batch's outputs and targets. */
+export type LossFn = (ctx: Ctx, output: Tensor, targets: Tensor) => Tensor;
+
+/**
+ * The seed [B] of the final backward (each loss_i's multiplier), allocated from `ctx`, computed
+ * from the batch's tape and its per-example losses.
+ */
+export type SeedRule = (ctx: Ctx, tape: Tape, losses: Tensor) => Tensor;
+
+/** Sizes and parts of a {@linkcode StepEngine}. */
+export interface StepEngineOptions {
+  /** Per-example loss, e.g. `(ctx, y, t) => classificationLoss(ctx, y, t)`. */
+  loss: LossFn;
+  /** The update rule over the model's parameter layout. */
+  optimizer: Optimizer;
+  /** Batch size B: every step takes exactly B examples. */
+  batch: number;
+  /** Shape of one input example, e.g. [1, 28, 28] or [784]. */
+  input: readonly number[];
+  /** Shape and type of one example's target; default a u32 class label (shape []). */
+  target?: { shape?: readonly number[]; dtype?: DType };
+}
+
+/**
+ * Steps of one model: the fixed input tensors a data source writes into (`x`, `targets`,
+ * `weights`), the gradient buffer, and the running loss. Does not own the model or optimizer.
+ */
+export class StepEngine {
+  /** The GPU everything lives on. */
+  readonly gpu: Gpu;
+  /** The model trained. */
+  readonly model: Model;
+  /** The per-example loss. */
+  readonly loss: LossFn;
+  /** The update rule. */
+  readonly optimizer: Optimizer;
+  /** Batch size B. */
+  readonly batch: number;
+  /** Gradients of the last backward of the batch, laid out like the parameters. */
+  readonly grads: FlatTensors;
+  /** Batch inputs [B, ...input]. */
+  readonly x: Tensor;
+  /** Batch targets [B, ...target] (u32 labels by default). */
+  readonly targets: Tensor;
+  /** Per-example weights [B] of the loss (all 1 at construction). */
+  readonly weights: Tensor;
+  /** Running sums for logging: [0] sum of (unweighted) losses, [1] count of examples. */
+  readonly lossSum: Tensor;
+  readonly #fixed: Tensor[] = [];
+
+  /** Allocates the step's buffers for `model`. */
+  constructor(model: Model, o: StepEngineOptions) {
+    const gpu = model.gpu;
+    this.gpu = gpu;
+    this.model = model;
+    this.loss = o.loss;
+    this.optimizer = o.optimizer;
+    this.batch = o.batch;
+    this.grads = new FlatTensors(gpu, model.paramLayout, false);
+    const B = o.batch;
+    this.x = this.fixed([B, ...o.input]);
+    this.targets = this.fixed([B, ...(o.target?.shape ?? [])], o.target?.dtype ?? "u32");
+    this.weights = this.fixed([B]);
+    this.weights.upload(gpu, new Float32Array(B).fill(1));
+    this.lossSum = this.fixed([2]);
+    zero(gpu, this.lossSum);
+  }
+
+  /** A tensor freed with the engine (for components that extend a step). */
+  fixed(shape: number[], dtype: DType = "f32"): Tensor {
+    const t = Tensor.empty(this.gpu, shape, dtype);
+    this.#fixed.push(t);
+    return t;
+  }
+
+  /** Frees the engine's buffers (not the model's or the optimizer's). */
+  destroy(): void {
+    this.grads.destroy();
+    for (const t of this.#fixed) t.release(this.gpu);
+  }
+
+  /** Per-example losses of the batch at the parameters, recorded on ctx's tape (real pass). */
+  forwardLosses(ctx: Ctx): Tensor {
+    return this.loss(ctx, this.model.forward(ctx, this.x, TRAIN), this.targets);
+  }
+
+  /** Backward of `tape` from `root` with `seed`, writing the gradients of `wrt` into `into`. */
+  gradients(tape: Tape, root: Tensor, seed: Tensor, wrt: FlatTensors, into: FlatTensors): void {
+    const grads = tape.backward(this.gpu, root, seed, wrt.tensors);
+    wrt.tensors.forEach((p, i) => {
+      const g = grads.get(p)!;
+      this.gpu.copy(g.view, into.tensors[i].view, p.size * 4);
+      g.release(this.gpu);
+    });
+  }
+
+  /** s * weights, a fresh tensor of `ctx`. */
+  scaledWeights(ctx: Ctx, s: number): Tensor {
+    return scale(this.gpu, this.weights, s, ctx.empty([this.batch]));
+  }
+
+  /**
+   * One step at learning rate `lr`: loss = sum_i seed_i * loss_i, with seed = weights / B, or
+   * the seed of `rule` (re-weighting from the same tape).
+   */
+  step(lr: number, rule?: SeedRule): void {
+    const tape = new Tape();
+    const ctx = new Ctx(this.gpu, tape);
+    const l = this.forwardLosses(ctx);
+    const seed = rule ? rule(ctx, tape, l) : this.scaledWeights(ctx, 1 / this.batch);
+    this.#update(ctx, tape, l, seed, lr);
+  }
+
+  /** {@linkcode StepEngine.step} with a rule that reads values back (host-side weighting). */
+  async stepAsync(
+    lr: number,
+    rule: (ctx: Ctx, tape: Tape, losses: Tensor) => Promise<Tensor>,
+  ): Promise<void> {
+    const tape = new Tape();
+    const ctx = new Ctx(this.gpu, tape);
+    const l = this.forwardLosses(ctx);
+    const seed = await rule(ctx, tape, l);
+    this.#update(ctx, tape, l, seed, lr);
+  }
+
+  /** Backward with `seed`, one optimizer update, loss bookkeeping; submits. */
+  #update(ctx: Ctx, tape: Tape, l: Tensor, seed: Tensor, lr: number): void {
+    this.gradients(tape, l, seed, this.model.params, this.grads);
+    this.optimizer.step(this.model.params, this.grads, lr);
+    accumulateLoss(this.gpu, l, this.lossSum);
+    ctx.release();
+    this.gpu.submit();
+  }
+
+  /** Reads and resets the running loss: mean per-example (unweighted) loss since the last call. */
+  async takeMeanLoss(): Promise<number> {
+    const [sum, count] = await this.lossSum.read(this.gpu);
+    zero(this.gpu, this.lossSum);
+    return count > 0 ? sum / count : NaN;
+  }
+}

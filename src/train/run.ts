@@ -1,0 +1,436 @@
+/**
+ * One long-tail run as a client of the fit loop: builds the model, optimizer, step engine, meta
+ * re-weighting and data source of a configuration, runs each epoch's step kind (plain, meta or
+ * Meta-Weight-Net), and turns epochs into metrics.jsonl lines, summaries and reports.
+ */
+import { join } from "node:path";
+import type { Gpu } from "../gpu/runtime.ts";
+import { Tensor } from "../tensor.ts";
+import { Model } from "../nn/model.ts";
+import { ResNet, type ResNetConfig } from "../nn/resnet.ts";
+import { classificationLoss, type LossOptions } from "../ops/loss.ts";
+import { Sgd } from "../optim/optimizer.ts";
+import { GpuAugmenter } from "../data/augment.ts";
+import { effectiveNumberWeights } from "../data/weights.ts";
+import type { SafeTensor, SafetensorsFile } from "../checkpoint/safetensors.ts";
+import { writeFileAtomic } from "../checkpoint/atomic.ts";
+import { renderReport } from "../report/html.ts";
+import type { CheckpointExtra, EpochEnd, FitHooks, StepKind } from "../engine/fit.ts";
+import { crossEntropy, MetaReweighter } from "../engine/meta.ts";
+import type { EvalMetrics } from "../engine/metrics.ts";
+import { StepEngine } from "../engine/step.ts";
+import { type LossName, methodLoss, modelDepth, type TrainConfig } from "./config.ts";
+import { fineTuneSubset, type RunData } from "./data.ts";
+import { evaluate } from "./eval.ts";
+import {
+  accumulateMetaStats,
+  emptyMetaStats,
+  gatherClassWeights,
+  META_STATS_FIELDS,
+} from "./kernels.ts";
+import { type Phase, phaseOf } from "./methods.ts";
+import { MetaWeightNet } from "./mwn.ts";
+import { LongTailSource } from "./source.ts";
+import {
+  addSums,
+  emptySums,
+  type EpochMetrics,
+  type EpochRecord,
+  type MetaSums,
+  perClassMeta,
+  type RunSummary,
+  sumsFromJson,
+  sumsFromStats,
+  sumsToJson,
+} from "./summary.ts";
+
+/** File names inside `out`. */
+export const OUTPUT_FILES = {
+  checkpoint: "checkpoint.safetensors",
+  metrics: "metrics.jsonl",
+  summary: "summary.json",
+  report: "report.html",
+} as const;
+
+/** LDAM margins C / n_y^(1/4), scaled so the largest is 0.5. */
+export function ldamMargins(counts: number[]): number[] {
+  const raw = counts.map((n) => (n > 0 ? 1 / Math.pow(n, 0.25) : 0));
+  const max = Math.max(...raw);
+  return raw.map((m) => (max > 0 ? (m * 0.5) / max : 0));
+}
+
+/** The GPU parts of a run, freed by {@linkcode LongTailRun.destroy}. */
+interface RunParts {
+  model: Model<ResNet>;
+  optimizer: Sgd;
+  engine: StepEngine;
+  meta: MetaReweighter;
+  augmenter: GpuAugmenter;
+  margins: Tensor | null;
+  stats: Tensor;
+}
+
+/** The state and hooks of one long-tail run. */
+export class LongTailRun {
+  readonly gpu: Gpu;
+  readonly cfg: TrainConfig;
+  readonly data: RunData;
+  readonly modelConfig: ResNetConfig;
+  readonly lossName: LossName;
+  readonly phases: Phase[];
+  readonly classWeights: number[];
+  readonly margins: number[] | null;
+  readonly parts: RunParts;
+  readonly source: LongTailSource;
+  readonly lossOptions: LossOptions;
+  readonly mwn: MetaWeightNet | null;
+  readonly evalBatch: number;
+  history: EpochRecord[] = [];
+  last: EpochMetrics | null = null;
+  best: EpochMetrics | null = null;
+  metaSums: MetaSums | null = null;
+  epochsDone = 0;
+  steps = 0;
+  wallBefore = 0;
+  readonly segmentStart = performance.now();
+  #epochSums: MetaSums | null = null;
+
+  /** Builds every part of the run (parameters initialised from the seed). */
+  constructor(gpu: Gpu, cfg: TrainConfig, data: RunData) {
+    this.gpu = gpu;
+    this.cfg = cfg;
+    this.data = data;
+    const C = data.numClasses;
+    const loss = methodLoss(cfg.method, cfg.loss);
+    this.lossName = loss;
+    this.modelConfig = {
+      depth: modelDepth(cfg.model),
+      inChannels: data.image[0],
+      numClasses: C,
+      cosine: loss === "ldam",
+    };
+    this.phases = Array.from(
+      { length: cfg.epochs },
+      (_, e) => phaseOf(cfg.method, e, cfg.metaStart),
+    );
+    this.classWeights = Array.from(effectiveNumberWeights(data.trainCounts, cfg.beta));
+    this.margins = loss === "ldam" ? ldamMargins(data.trainCounts) : null;
+    this.mwn = this.phases.some((p) => p.kind === "mwn") ? new MetaWeightNet(cfg.seed) : null;
+    this.evalBatch = Math.max(1, Math.min(200, data.testIndices.length));
+    this.parts = this.#build();
+    const margins = this.parts.margins;
+    this.lossOptions = loss === "ce"
+      ? {}
+      : loss === "focal"
+      ? { gamma: cfg.focalGamma }
+      : { scale: 30, margins };
+    const { engine, meta, augmenter } = this.parts;
+    const devPerClass = Math.max(1, Math.round(cfg.batch / C));
+    this.source = new LongTailSource({
+      gpu,
+      data,
+      seed: cfg.seed,
+      batch: cfg.batch,
+      devPerClass,
+      phases: this.phases,
+      classWeights: this.classWeights,
+      subset: this.phases.some((p) => p.images === "balanced-subset")
+        ? fineTuneSubset(data, cfg.seed)
+        : null,
+      augmenter,
+      into: {
+        x: engine.x,
+        labels: engine.targets,
+        weights: engine.weights,
+        devX: meta.devX,
+        devLabels: meta.devTargets,
+      },
+    });
+    meta.classWeights.upload(gpu, Float32Array.from(this.classWeights));
+  }
+
+  #build(): RunParts {
+    const { gpu, cfg, data } = this;
+    const C = data.numClasses;
+    const [ch, H, W] = data.image;
+    const model = new Model(gpu, new ResNet(this.modelConfig), cfg.seed);
+    const optimizer = new Sgd(gpu, model.paramLayout, {
+      momentum: cfg.momentum,
+      weightDecay: cfg.weightDecay,
+      nesterov: cfg.nesterov,
+    });
+    const margins = this.margins ? Tensor.from(gpu, this.margins, [C]) : null;
+    const engine = new StepEngine(model, {
+      loss: (ctx, logits, labels) => classificationLoss(ctx, logits, labels, this.lossOptions),
+      optimizer,
+      batch: cfg.batch,
+      input: data.image,
+    });
+    const devBatch = Math.max(1, Math.round(cfg.batch / C)) * C;
+    const meta = new MetaReweighter(engine, { devBatch, devLoss: crossEntropy, numClasses: C });
+    const augmenter = new GpuAugmenter(gpu, {
+      channels: ch,
+      height: H,
+      width: W,
+      mean: data.mean,
+      std: data.std,
+      pad: data.pad,
+      maxBatch: Math.max(cfg.batch, devBatch, this.evalBatch),
+    });
+    const stats = Tensor.empty(gpu, [C * META_STATS_FIELDS]);
+    return { model, optimizer, engine, meta, augmenter, margins, stats };
+  }
+
+  /** Frees every GPU part. */
+  destroy(): void {
+    const p = this.parts;
+    p.meta.destroy();
+    p.engine.destroy();
+    p.optimizer.destroy();
+    p.model.destroy();
+    p.augmenter.dispose();
+    p.margins?.release(this.gpu);
+    p.stats.release(this.gpu);
+  }
+
+  /** The step of `epoch`'s phase. */
+  stepKind(epoch: number): StepKind {
+    const phase = this.phases[epoch];
+    const { engine, meta, stats } = this.parts;
+    const gpu = this.gpu;
+    if (phase.kind === "plain") return { name: "plain", run: (lr) => engine.step(lr) };
+    if (phase.kind === "mwn") {
+      return {
+        name: "mwn",
+        run: async (lr) => {
+          await meta.stepHost(lr, { eta: lr, lookahead: "mean" }, this.mwn!);
+          const sums = this.#epochSums!;
+          const labels = this.source.labels;
+          for (let k = 0; k < this.cfg.batch; k++) {
+            sums.count[labels[k]]++;
+            sums.sumFinal[labels[k]] += this.mwn!.lastWeights[k];
+          }
+        },
+      };
+    }
+    return {
+      name: "meta",
+      run: (lr) => {
+        if (phase.rule === "meta-update-wy") {
+          gatherClassWeights(gpu, meta.classWeights, engine.targets, engine.weights);
+        }
+        meta.step(lr, {
+          eta: lr,
+          tau: this.cfg.tau,
+          lookahead: this.cfg.lookahead,
+          rule: phase.rule!,
+          lookaheadWeights: phase.lookaheadWeights!,
+        });
+        accumulateMetaStats(
+          gpu,
+          engine.weights,
+          meta.eps,
+          meta.finalWeights,
+          engine.targets,
+          stats,
+        );
+      },
+    };
+  }
+
+  /** The hooks of the fit loop. */
+  hooks(): FitHooks<EpochRecord, EvalMetrics> {
+    return {
+      stepKind: (e) => this.stepKind(e),
+      epochStart: (e) => this.#epochStart(e),
+      epochEnd: (end) => this.#epochEnd(end),
+      checkpointState: () => this.#checkpointState(),
+      restore: async (file) => {
+        this.restore(file);
+        // a resumed run rewrites the outputs from the checkpoint (drops lines of a lost epoch)
+        await this.writeOutputs("running");
+      },
+      saved: (record, done) => this.#saved(record, done),
+    };
+  }
+
+  /** Evaluation on the balanced test subset. */
+  evaluate(): Promise<EvalMetrics> {
+    const p = this.parts;
+    const scale = this.modelConfig.cosine ? 30 : 1;
+    return evaluate(this.gpu, p.model, p.augmenter, this.data, this.evalBatch, scale);
+  }
+
+  #epochStart(epoch: number): void {
+    const kind = this.phases[epoch].kind;
+    const C = this.data.numClasses;
+    if (kind === "meta") this.parts.stats.upload(this.gpu, emptyMetaStats(C));
+    this.#epochSums = kind === "mwn" ? emptySums(C, false) : null;
+  }
+
+  async #epochEnd(end: EpochEnd<EvalMetrics>): Promise<EpochRecord> {
+    const phase = this.phases[end.epoch];
+    let epochMeta = null;
+    if (phase.kind !== "plain") {
+      const sums = phase.kind === "meta"
+        ? sumsFromStats(
+          await this.parts.stats.read(this.gpu),
+          this.data.numClasses,
+          phase.weights === "zero",
+        )
+        : this.#epochSums!;
+      epochMeta = perClassMeta(sums);
+      this.metaSums ??= emptySums(this.data.numClasses, sums.hasEps);
+      addSums(this.metaSums, sums);
+    }
+    const test = end.metrics;
+    if (test) {
+      this.last = { ...test, epoch: end.epoch };
+      if (!this.best || test.top1Error < this.best.top1Error) {
+        this.best = { ...test, epoch: end.epoch };
+      }
+    }
+    const { confusion: _, ...epochTest } = test ?? { confusion: null };
+    const record: EpochRecord = {
+      epoch: end.epoch,
+      phase: phase.kind,
+      lr: end.lr,
+      trainLoss: end.trainLoss,
+      steps: end.steps,
+      images: end.examples,
+      test: test ? epochTest as EpochRecord["test"] : null,
+      meta: epochMeta,
+      timing: { seconds: end.seconds, imagesPerSecond: end.examples / end.seconds },
+    };
+    this.history.push(record);
+    this.epochsDone = end.epoch + 1;
+    this.steps += end.steps;
+    return record;
+  }
+
+  async #checkpointState(): Promise<CheckpointExtra> {
+    const C = this.data.numClasses;
+    const tensors = new Map<string, SafeTensor>();
+    const cw = await this.parts.meta.classWeights.read(this.gpu);
+    tensors.set("train.class_weights", { dtype: "F32", shape: [C], data: cw });
+    if (this.mwn) { for (const [k, v] of this.mwn.state()) tensors.set(k, v); }
+    return {
+      tensors,
+      metadata: {
+        config: JSON.stringify(this.cfg),
+        rng_derivation:
+          "per epoch e: Rng.derive(seed, 'shuffle'|'augment'|'dev', e) (src/random.ts)",
+        last: JSON.stringify(this.last),
+        best: JSON.stringify(this.best),
+        meta_sums: JSON.stringify(sumsToJson(this.metaSums)),
+        wall_seconds: String(this.wallSeconds()),
+        model: JSON.stringify(this.modelConfig),
+        data_fingerprint: JSON.stringify(this.data.fingerprints),
+      },
+    };
+  }
+
+  /** Restores the run's own state from a checkpoint (the fit loop restores the rest). */
+  restore(file: SafetensorsFile): void {
+    const m = file.metadata;
+    const json = (k: string) => JSON.parse(m[k] ?? "null");
+    const cw = file.tensors.get("train.class_weights");
+    if (!cw || cw.data.length !== this.data.numClasses) {
+      throw new Error("checkpoint lacks train.class_weights");
+    }
+    this.parts.meta.classWeights.upload(this.gpu, cw.data as Float32Array);
+    this.mwn?.load(file.tensors);
+    this.epochsDone = Number(m.epoch);
+    this.steps = Number(m.steps);
+    this.history = json("history") ?? [];
+    this.last = json("last");
+    this.best = json("best");
+    this.metaSums = sumsFromJson(json("meta_sums"));
+    this.wallBefore = Number(m.wall_seconds ?? 0);
+  }
+
+  async #saved(record: EpochRecord, done: boolean): Promise<void> {
+    this.completed = await this.writeOutputs(done ? "completed" : "running");
+    const t = record.test;
+    const pct = (v: number) => `${(100 * v).toFixed(2)}%`;
+    this.log(
+      `epoch ${record.epoch + 1}/${this.cfg.epochs} ${record.phase} lr ${
+        record.lr.toPrecision(3)
+      }: ` +
+        `train loss ${record.trainLoss.toFixed(4)}` +
+        (t
+          ? `, test top-1 error ${pct(t.top1Error)} (top-3 ${pct(t.top3Error)}, top-5 ${
+            pct(t.top5Error)
+          })`
+          : "") +
+        `, ${record.timing.seconds.toFixed(1)} s, ${
+          record.timing.imagesPerSecond.toFixed(1)
+        } img/s`,
+    );
+  }
+
+  /** The summary written at the last epoch's checkpoint (returned as it is). */
+  completed: RunSummary | null = null;
+  /** Where lines go. */
+  log: (msg: string) => void = () => {};
+
+  /** Wall seconds over all segments so far. */
+  wallSeconds(): number {
+    return this.wallBefore + (performance.now() - this.segmentStart) / 1000;
+  }
+
+  /** The run's summary now. */
+  async summary(
+    status: RunSummary["status"],
+    extra: Partial<RunSummary> = {},
+  ): Promise<RunSummary> {
+    const d = this.data;
+    const metaW = this.phases.some((ph) => ph.rule === "meta-update-wy");
+    return {
+      status,
+      config: this.cfg,
+      adapter: {
+        description: this.gpu.adapter.description,
+        isFallbackAdapter: this.gpu.adapter.isFallbackAdapter,
+      },
+      data: {
+        source: d.source,
+        numClasses: d.numClasses,
+        image: [...d.image],
+        nMax: d.nMax,
+        trainCounts: d.trainCounts,
+        devCounts: d.devCounts,
+        testCounts: d.testCounts,
+        trainTotal: d.trainIndices.length,
+        testTotal: d.testIndices.length,
+      },
+      classWeights: this.classWeights,
+      margins: this.margins,
+      finalClassWeights: metaW
+        ? Array.from(await this.parts.meta.classWeights.read(this.gpu))
+        : null,
+      epochsDone: this.epochsDone,
+      steps: this.steps,
+      last: this.last,
+      best: this.best,
+      meta: this.metaSums ? perClassMeta(this.metaSums) : null,
+      nonFinite: null,
+      wallSeconds: this.wallSeconds(),
+      ...extra,
+    };
+  }
+
+  /** Writes metrics.jsonl, summary.json and report.html for `status`; returns the summary. */
+  async writeOutputs(
+    status: RunSummary["status"],
+    extra: Partial<RunSummary> = {},
+  ): Promise<RunSummary> {
+    const summary = await this.summary(status, extra);
+    const out = this.cfg.out;
+    const lines = this.history.map((h) => JSON.stringify(h) + "\n").join("");
+    await writeFileAtomic(join(out, OUTPUT_FILES.metrics), lines);
+    await writeFileAtomic(join(out, OUTPUT_FILES.summary), JSON.stringify(summary, null, 2) + "\n");
+    await writeFileAtomic(join(out, OUTPUT_FILES.report), renderReport(summary, this.history));
+    return summary;
+  }
+}
