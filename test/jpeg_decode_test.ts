@@ -206,6 +206,7 @@ Deno.test("decoder: bad and unsupported files throw JpegError", async () => {
     ["lossless", withMarker(0xc3), /SOF3/],
     ["12-bit", twelveBit, /12-bit/],
     ["truncated header", good.slice(0, sof + 6), /truncated/],
+    ["truncated data", good.slice(0, good.length - 40), /truncated/],
   ];
   for (const [name, bytes, pattern] of cases) {
     assert.throws(() => decodeJpeg(bytes), (e: unknown) => {

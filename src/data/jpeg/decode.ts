@@ -361,6 +361,9 @@ function readScan(s: ParseState, body: Uint8Array, dataStart: number): number {
       }
     }
   }
+  // Running out of file mid-scan is an error (as PIL's default); a scan cut short by a marker
+  // decodes with zeros, as libjpeg does after its "premature end of data segment" warning.
+  if (scan.reader.truncated) throw new JpegError("file is truncated (image data ends early)");
   return nextMarker(s.bytes, scan.reader.pos);
 }
 
@@ -560,4 +563,60 @@ function cmykToRgb(frame: JpegFrame, full: Uint8Array[], data: Uint8Array): void
       data[o + c] = nk - ((t + (t >> 8)) >> 8);
     }
   }
+}
+
+/** What a JPEG header says, without decoding the image. */
+export interface JpegInfo {
+  /** Width in pixels. */
+  width: number;
+  /** Height in pixels. */
+  height: number;
+  /** Number of components (1, 3 or 4). */
+  components: number;
+  /** Whether the file is progressive. */
+  progressive: boolean;
+}
+
+/**
+ * Reads the frame header of a JPEG (the start of the file suffices) and checks that the decoder
+ * supports it. Throws {@linkcode JpegError} otherwise.
+ */
+export function readJpegInfo(bytes: Uint8Array): JpegInfo {
+  if (bytes.length < 4 || bytes[0] !== 0xff || bytes[1] !== 0xd8) {
+    throw new JpegError("not a JPEG file (no SOI marker at the start)");
+  }
+  let pos = 2;
+  while (pos + 4 <= bytes.length) {
+    while (pos < bytes.length && bytes[pos] === 0xff) pos++;
+    const marker = bytes[pos++];
+    const end = pos + u16(bytes, pos);
+    if (marker === 0xc0 || marker === 0xc1 || marker === 0xc2) {
+      const s: ParseState = {
+        bytes,
+        quant: [],
+        dc: [],
+        ac: [],
+        restartInterval: 0,
+        frame: null,
+        adobeTransform: -1,
+        eobrun: 0,
+      };
+      readFrame(s, bytes.subarray(pos + 2, Math.min(end, bytes.length)), marker);
+      const f = s.frame!;
+      return {
+        width: f.width,
+        height: f.height,
+        components: f.components.length,
+        progressive: f.progressive,
+      };
+    }
+    if (marker === 0xda || marker === 0xd9) break;
+    if (
+      marker === 0xcc || (marker >= 0xc3 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8)
+    ) {
+      throw new JpegError(`unsupported JPEG process (SOF${marker - 0xc0})`);
+    }
+    pos = end;
+  }
+  throw new JpegError("no frame header (SOF) found");
 }

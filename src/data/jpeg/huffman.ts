@@ -56,6 +56,8 @@ export class BitReader {
   #count = 0;
   /** Zero bits fed past the end of the segment (a marker or the end of data). */
   #padding = 0;
+  /** Of those, bits fed past the end of the file. */
+  #eofPadding = 0;
 
   /** A reader starting at byte `pos`. */
   constructor(data: Uint8Array, pos: number) {
@@ -79,7 +81,10 @@ export class BitReader {
             this.#padding += 8;
           }
         } else this.pos = p + 1;
-      } else this.#padding += 8;
+      } else {
+        this.#padding += 8;
+        this.#eofPadding += 8;
+      }
       if (this.#padding > 4096) throw new JpegError("unexpected end of entropy-coded data");
       this.#acc = (this.#acc << 8) | byte;
       this.#count += 8;
@@ -128,10 +133,16 @@ export class BitReader {
     return table.symbols[code + table.valOffset[len]];
   }
 
+  /** Whether bits past the end of the file were consumed: the file is truncated. */
+  get truncated(): boolean {
+    return this.#count < this.#eofPadding;
+  }
+
   /** Drops buffered bits (at a restart marker or the end of a scan). */
   reset(): void {
     this.#acc = 0;
     this.#count = 0;
     this.#padding = 0;
+    this.#eofPadding = 0;
   }
 }
