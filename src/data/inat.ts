@@ -94,7 +94,7 @@ function field<T extends "integer" | "string">(
 }
 
 /** The dense category map of a file's `categories` (ascending ids). */
-export function categoryMap(json: Row, file: string): CategoryMap {
+export function categoryMap(json: Record<string, unknown>, file: string): CategoryMap {
   const cats = rows(json, "categories", file).map((c, i) => ({
     id: field(c, "id", "integer", `categories[${i}]`, file),
     name: typeof c.name === "string" ? c.name : "",

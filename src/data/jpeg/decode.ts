@@ -17,7 +17,7 @@ import { upsampleTo, ycbcrToRgb } from "./upsample.ts";
 export { JpegError } from "./huffman.ts";
 
 /** Natural (row-major) position of the k-th coefficient in zigzag order. */
-export const ZIGZAG = Uint8Array.from([
+export const ZIGZAG: Uint8Array = Uint8Array.from([
   0,
   1,
   8,
