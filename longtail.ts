@@ -17,4 +17,6 @@ export * from "./src/train/mod.ts";
 export * from "./src/data/split.ts";
 export * from "./src/data/weights.ts";
 export * from "./src/data/sampler.ts";
+export * from "./src/data/lists.ts";
+export * from "./src/data/inat.ts";
 export * from "./src/report/mod.ts";

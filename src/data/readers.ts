@@ -16,3 +16,7 @@ export * from "./download.ts";
 export * from "./load.ts";
 export * from "./batcher.ts";
 export * from "./augment.ts";
+export * from "./jpeg/decode.ts";
+export * from "./jpeg/pool.ts";
+export * from "./jpeg/loader.ts";
+export * from "./jpeg/transforms.ts";
