@@ -105,12 +105,7 @@ export class StepEngine {
 
   /** Backward of `tape` from `root` with `seed`, writing the gradients of `wrt` into `into`. */
   gradients(tape: Tape, root: Tensor, seed: Tensor, wrt: FlatTensors, into: FlatTensors): void {
-    const grads = tape.backward(this.gpu, root, seed, wrt.tensors);
-    wrt.tensors.forEach((p, i) => {
-      const g = grads.get(p)!;
-      this.gpu.copy(g.view, into.tensors[i].view, p.size * 4);
-      g.release(this.gpu);
-    });
+    tape.backward(this.gpu, root, seed, wrt.tensors, into.tensors);
   }
 
   /** s * weights, a fresh tensor of `ctx`. */
