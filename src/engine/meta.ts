@@ -195,7 +195,8 @@ export class MetaReweighter {
     }
     const devTape = new Tape();
     const devCtx = new Ctx(gpu, devTape);
-    const devOut = e.model.forward(devCtx, this.devX, TRAIN_NO_UPDATE, this.lookahead);
+    const mode = { ...TRAIN_NO_UPDATE, noise: e.noise(1) };
+    const devOut = e.model.forward(devCtx, this.devX, mode, this.lookahead);
     const devLoss = this.devLoss(devCtx, devOut, this.devTargets);
     e.gradients(devTape, devLoss, this.#devSeed, this.lookahead, this.direction);
     devCtx.release();
