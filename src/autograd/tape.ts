@@ -105,19 +105,19 @@ export class Tape {
     if (into && into.length !== wrt.length) {
       throw new Error(`backward: ${into.length} destinations for ${wrt.length} tensors`);
     }
-    return gpu.inPhase("backward", () => this.#backward(gpu, root, seed, wrt, into));
+    const dest = new Map<Tensor, Tensor>(into ? wrt.map((t, k) => [t, into[k]]) : []);
+    return gpu.inPhase("backward", () => this.#backward(gpu, [root, seed], wrt, dest));
   }
 
+  /** The pass from `root` with gradient `seed`; `dest`: destinations by tensor. */
   #backward(
     gpu: Gpu,
-    root: Tensor,
-    seed: Tensor,
+    [root, seed]: [Tensor, Tensor],
     wrt: Tensor[],
-    into?: Tensor[],
+    dest: Map<Tensor, Tensor>,
   ): Map<Tensor, Tensor> {
     const grads = new Map<Tensor, Tensor>();
     const owned = new Set<Tensor>(); // gradient tensors we allocated (seed is the caller's)
-    const dest = new Map<Tensor, Tensor>(into ? wrt.map((t, k) => [t, into[k]]) : []);
     const writable = new Set<Tensor>(); // owned gradients and destinations: may accumulate
     grads.set(root, seed);
     const wanted = new Set(wrt);

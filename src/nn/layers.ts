@@ -278,8 +278,8 @@ export class Tanh extends Module {
   }
 }
 
-/** Max pooling of [N, C, H, W] (PyTorch semantics; stride defaults to the kernel). */
-export class MaxPool2d extends Module {
+/** A pooling window over [N, C, H, W]: square `kernel`, stride default `kernel`, pad default 0. */
+export abstract class Pool2d extends Module {
   /** The window. */
   readonly window: PoolOptions;
 
@@ -288,7 +288,10 @@ export class MaxPool2d extends Module {
     super();
     this.window = { kernel, stride: o.stride ?? kernel, pad: o.pad ?? 0 };
   }
+}
 
+/** Max pooling of [N, C, H, W] (PyTorch semantics; padding never wins). */
+export class MaxPool2d extends Pool2d {
   /** The pooled maps. */
   forward(ctx: Ctx, x: Tensor): Tensor {
     return maxPool2d(ctx, x, this.window);
@@ -296,16 +299,7 @@ export class MaxPool2d extends Module {
 }
 
 /** Average pooling of [N, C, H, W] (padding counts in the average, as PyTorch's default). */
-export class AvgPool2d extends Module {
-  /** The window. */
-  readonly window: PoolOptions;
-
-  /** A `kernel` x `kernel` window (stride default `kernel`, pad default 0). */
-  constructor(kernel: number, o: { stride?: number; pad?: number } = {}) {
-    super();
-    this.window = { kernel, stride: o.stride ?? kernel, pad: o.pad ?? 0 };
-  }
-
+export class AvgPool2d extends Pool2d {
   /** The pooled maps. */
   forward(ctx: Ctx, x: Tensor): Tensor {
     return avgPool2d(ctx, x, this.window);

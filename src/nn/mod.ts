@@ -26,6 +26,7 @@ export {
   GlobalAvgPool,
   Linear,
   MaxPool2d,
+  Pool2d,
   ReLU,
   Sequential,
   Sigmoid,
