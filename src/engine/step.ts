@@ -151,18 +151,6 @@ export class StepEngine {
     this.#update(ctx, tape, l, seed, lr);
   }
 
-  /** {@linkcode StepEngine.step} with a rule that reads values back (host-side weighting). */
-  async stepAsync(
-    lr: number,
-    rule: (ctx: Ctx, tape: Tape, losses: Tensor) => Promise<Tensor>,
-  ): Promise<void> {
-    const tape = new Tape();
-    const ctx = new Ctx(this.gpu, tape);
-    const l = this.forwardLosses(ctx);
-    const seed = await rule(ctx, tape, l);
-    this.#update(ctx, tape, l, seed, lr);
-  }
-
   /** Backward with `seed`, one optimizer update, loss bookkeeping; submits. */
   #update(ctx: Ctx, tape: Tape, l: Tensor, seed: Tensor, lr: number): void {
     this.gradients(tape, l, seed, this.model.params, this.grads);
