@@ -18,6 +18,7 @@ import {
   EVAL,
   fit,
   Flatten,
+  type Gpu,
   Linear,
   MaxPool2d,
   Model,
@@ -259,21 +260,30 @@ gpuTest(
   },
 );
 
+/** A step engine over the small CNN (batch 6, SGD with momentum), and its destructor. */
+function cnnEngine(gpu: Gpu, modelSeed: number, engineSeed: number) {
+  const model = new Model(gpu, smallCnn(), modelSeed);
+  const sgd = { momentum: 0.9, weightDecay: 0, nesterov: false };
+  const optimizer = new Sgd(gpu, model.paramLayout, sgd);
+  const engine = new StepEngine(model, {
+    loss: (ctx, y, t) => classificationLoss(ctx, y, t),
+    optimizer,
+    batch: 6,
+    input: [2, 5, 7],
+    seed: engineSeed,
+  });
+  const destroy = () => {
+    engine.destroy();
+    optimizer.destroy();
+    model.destroy();
+  };
+  return { model, engine, destroy };
+}
+
 gpuTest(
   "steady state: warm steps of the CNN (dropout, batch norm 1d) create no GPU objects",
   async (gpu) => {
-    const model = new Model(gpu, smallCnn(), 0);
-    const optimizer = new Sgd(gpu, model.paramLayout, {
-      momentum: 0.9,
-      weightDecay: 0,
-      nesterov: false,
-    });
-    const engine = new StepEngine(model, {
-      loss: (ctx, y, t) => classificationLoss(ctx, y, t),
-      optimizer,
-      batch: 6,
-      input: [2, 5, 7],
-    });
+    const { engine, destroy } = cnnEngine(gpu, 0, 0);
     engine.x.upload(gpu, Array.from({ length: 6 * 70 }, (_, i) => Math.sin(i)));
     engine.targets.upload(gpu, [0, 1, 2, 0, 1, 2]);
     for (let i = 0; i < 3; i++) engine.step(0.01 * (i + 1));
@@ -284,9 +294,7 @@ gpuTest(
     await gpu.sync();
     assert.deepEqual(snap(), s0);
     assert.equal(engine.stepIndex, 23);
-    engine.destroy();
-    optimizer.destroy();
-    model.destroy();
+    destroy();
   },
 );
 
@@ -298,19 +306,7 @@ gpuTest(
     const inputs = Float32Array.from({ length: n * 70 }, (_, i) => Math.cos(i * 0.37));
     const targets = Uint32Array.from({ length: n }, (_, i) => i % 3);
     const run = async (path: string, maxEpochs: number, resume: boolean) => {
-      const model = new Model(gpu, smallCnn(), 4);
-      const optimizer = new Sgd(gpu, model.paramLayout, {
-        momentum: 0.9,
-        weightDecay: 0,
-        nesterov: false,
-      });
-      const engine = new StepEngine(model, {
-        loss: (ctx, y, t) => classificationLoss(ctx, y, t),
-        optimizer,
-        batch: 6,
-        input: [2, 5, 7],
-        seed: 8,
-      });
+      const { model, engine, destroy } = cnnEngine(gpu, 4, 8);
       const result = await fit({
         engine,
         data: new ArraySource({ engine, inputs, targets, seed: 2 }),
@@ -322,9 +318,7 @@ gpuTest(
       });
       const state = await model.stateDict();
       const losses = result.history.map((h) => (h as { trainLoss: number }).trainLoss);
-      engine.destroy();
-      optimizer.destroy();
-      model.destroy();
+      destroy();
       return { state, losses };
     };
     try {
