@@ -64,6 +64,7 @@ export { flatten, reshape } from "./src/ops/shape.ts";
 export { l1Loss, mseLoss } from "./src/ops/regression.ts";
 export { channelBias } from "./src/ops/bias.ts";
 export { dropout } from "./src/ops/dropout.ts";
+export type { GpuSeed } from "./src/ops/dropout.ts";
 export { sigmoid, tanh } from "./src/ops/activation.ts";
 export { createOptimizer, Sgd } from "./src/optim/optimizer.ts";
 export type { Optimizer, OptimizerSpec, SgdConfig } from "./src/optim/optimizer.ts";

@@ -1,57 +1,67 @@
 /**
- * `deno task export-meta-step --out DIR`: runs ONE meta step of the paper's method on a tiny
- * ResNet and a tiny random batch, and writes everything needed to check it independently (e.g.
- * in PyTorch with a double backward) to `DIR/meta_step.safetensors`:
+ * `deno task export-meta-step --checkpoint FILE --out DIR`: runs ONE meta step of a run from any
+ * of its checkpoints (any method, model and loss of the long-tail trainer; the run's config is
+ * in the checkpoint) and writes everything needed to recompute it independently (e.g. in PyTorch
+ * with a double backward) to `DIR/meta_step.safetensors`.
+ *
+ * The step is the one the run takes next: epoch `epoch` of the checkpoint (the last epoch for a
+ * finished run), its first batch and dev batch from the run's data and generators, learning rate
+ * and eta from the run's schedule, momentum and meta-learned class weights restored. An epoch
+ * that is not a meta epoch (stage 1, or a method without meta steps) takes the paper's meta step
+ * (w = class-balanced weights, final weights w + eps).
  *
  * - `before.<name>` / `after.<name>`: parameters and BN running statistics (PyTorch state_dict
- *   names) before and after the step; `after.optimizer.momentum.<name>` (momentum starts at 0);
- * - `batch.x` [B,C,H,W], `batch.labels` (I32) [B], `dev.x`, `dev.labels`;
- * - `eta`, `tau` (F32 scalars), `losses` [B] (per-example losses at theta, BN in train mode),
- *   `class_weights` [classes], `weights` [B] (w_{y_i}), `eps` [B], `final_weights` [B];
- * - metadata `config` (JSON: model, shapes, rule, look-ahead, SGD settings) and `definition`.
- *
- * Flags: --out DIR (required), --seed N, --eta X, --tau X, --lookahead sum|mean,
- * --rule meta|l2rw|l2rw-wy-eps|meta-update-wy, --batch N.
+ *   names); `before.optimizer.momentum.<name>` / `after.optimizer.momentum.<name>`;
+ * - `batch.x` [B,C,H,W] (augmented, as the model sees it), `batch.labels` (I32) [B], `dev.x`,
+ *   `dev.labels`;
+ * - `eta`, `tau` (F32 scalars), `losses` [B] (the run's per-example loss at theta, BN in train
+ *   mode), `class_weights` / `class_weights_after` [classes], `weights` [B] (w_i), `eps` [B],
+ *   `final_weights` [B];
+ * - metadata `config` (the run's full config), `model`, `loss` (name and options: focal gamma,
+ *   LDAM margins and scale), `step` (epoch, rule, look-ahead, eta, tau, SGD settings),
+ *   `source`, and `definition` (the math, in words).
  */
 import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { Gpu } from "../src/gpu/runtime.ts";
 import { Ctx } from "../src/autograd/tape.ts";
-import { ResNet, resnetSpecs } from "../src/nn/resnet.ts";
-import { Model } from "../src/nn/model.ts";
+import type { Tensor } from "../src/tensor.ts";
 import { TRAIN_NO_UPDATE } from "../src/nn/module.ts";
-import { Sgd } from "../src/optim/optimizer.ts";
-import { StepEngine } from "../src/engine/step.ts";
-import { crossEntropy, MetaReweighter, type MetaWeightRule } from "../src/engine/meta.ts";
-import { classificationLoss } from "../src/ops/loss.ts";
-import { Rng } from "../src/random.ts";
-import { effectiveNumberWeights } from "../src/data/weights.ts";
-import { encodeSafetensors, type SafeTensor, writeFileAtomic } from "../src/checkpoint/mod.ts";
+import { takeF32 } from "../src/checkpoint/checkpoint.ts";
+import {
+  encodeSafetensors,
+  readCheckpoint,
+  type SafeTensor,
+  type SafetensorsFile,
+  writeFileAtomic,
+} from "../src/checkpoint/mod.ts";
+import { lrAt } from "../src/train/config.ts";
+import { prepareData } from "../src/train/data.ts";
+import { phaseOf } from "../src/train/methods.ts";
+import { LongTailRun } from "../src/train/run.ts";
+import { CHECKPOINT_FORMAT } from "../src/train/trainer.ts";
+import { checkResumeData, checkResumeMetadata } from "../src/train/validate.ts";
 import { rejectRepeatedFlags } from "../src/train/cli.ts";
-import { reportError } from "../src/errors.ts";
+import { reportError, UserError } from "../src/errors.ts";
 
-const RULES = ["meta", "l2rw", "l2rw-wy-eps", "meta-update-wy"];
-const FLAGS = ["out", "seed", "eta", "tau", "lookahead", "rule", "batch", "help"];
+const FLAGS = ["checkpoint", "out", "data-dir", "help"];
+const USAGE = "usage: deno task export-meta-step --checkpoint FILE --out DIR [--data-dir DIR]";
 
 function fail(msg: string): never {
   console.error(`error: ${msg}`);
   Deno.exit(2);
 }
 
-function parse(args: string[]) {
+function parse(args: string[]): { checkpoint: string; out: string; dataDir: string | null } {
   let v;
   try {
     const parsed = parseArgs({
       args,
       strict: true,
       options: {
+        checkpoint: { type: "string" },
         out: { type: "string" },
-        seed: { type: "string", default: "0" },
-        eta: { type: "string", default: "0.1" },
-        tau: { type: "string", default: "1" },
-        lookahead: { type: "string", default: "sum" },
-        rule: { type: "string", default: "meta" },
-        batch: { type: "string", default: "8" },
+        "data-dir": { type: "string" },
         help: { type: "boolean" },
       },
       tokens: true,
@@ -59,156 +69,175 @@ function parse(args: string[]) {
     rejectRepeatedFlags(parsed.tokens);
     v = parsed.values;
   } catch (e) {
-    fail(
-      `${e instanceof Error ? e.message : e}; valid flags: ${
-        FLAGS.map((f) => `--${f}`).join(", ")
-      }`,
-    );
+    const valid = FLAGS.map((f) => `--${f}`).join(", ");
+    fail(`${e instanceof Error ? e.message : e}; valid flags: ${valid}`);
   }
   if (v.help) {
-    console.log(
-      "usage: deno task export-meta-step --out DIR [--seed N] [--eta X] [--tau X] " +
-        "[--lookahead sum|mean] [--rule meta|l2rw|l2rw-wy-eps|meta-update-wy] [--batch N]",
-    );
+    console.log(USAGE);
     Deno.exit(0);
   }
-  if (!v.out) fail("--out DIR is required");
-  const num = (name: string, s: string, ok: (x: number) => boolean, what: string) => {
-    const x = Number(s);
-    if (s.trim() === "" || !Number.isFinite(x) || !ok(x)) {
-      fail(`invalid --${name} ${s}: expected ${what}`);
-    }
-    return x;
-  };
-  if (!["sum", "mean"].includes(v.lookahead!)) {
-    fail(`invalid --lookahead ${v.lookahead}: expected sum or mean`);
+  if (!v.checkpoint) {
+    fail(`--checkpoint FILE is required (a run's checkpoint.safetensors)\n${USAGE}`);
   }
-  if (!RULES.includes(v.rule!)) {
-    fail(`invalid --rule ${v.rule}: expected one of ${RULES.join(", ")}`);
+  if (!v.out) fail(`--out DIR is required\n${USAGE}`);
+  return { checkpoint: v.checkpoint, out: v.out, dataDir: v["data-dir"] ?? null };
+}
+
+/** The run of a checkpoint, its data checked against the checkpoint's fingerprints. */
+async function openRun(path: string, dataDir: string | null) {
+  const ckpt = await readCheckpoint(path);
+  if (!ckpt) {
+    throw new UserError(`--checkpoint ${path}: no such file`, {
+      file: path,
+      hint: "pass the checkpoint.safetensors in a run's --out folder",
+    });
   }
+  const saved = checkResumeMetadata(ckpt, path, CHECKPOINT_FORMAT).config;
+  const cfg = { ...saved, dataDir: dataDir ?? saved.dataDir, download: false };
+  const data = await prepareData(cfg);
+  checkResumeData(ckpt, path, cfg, data);
+  return { ckpt, cfg, data };
+}
+
+/** Restores the whole training state of `run` from its checkpoint (as a resume does). */
+function restore(run: LongTailRun, ckpt: SafetensorsFile): void {
+  const { model, optimizer } = run.parts;
+  model.loadFile(ckpt);
+  optimizer.momentum.upload(takeF32(ckpt, model.specs.params, "optimizer.momentum."));
+  run.restore(ckpt);
+}
+
+/** Host copies of the state a step changes. */
+async function snapshot(run: LongTailRun) {
+  const { model, optimizer, meta } = run.parts;
   return {
-    out: v.out,
-    seed: num("seed", v.seed!, (x) => Number.isInteger(x) && x >= 0, "an integer >= 0"),
-    eta: num("eta", v.eta!, (x) => x > 0, "a positive number"),
-    tau: num("tau", v.tau!, (x) => x >= 0, "a number >= 0"),
-    batch: num("batch", v.batch!, (x) => Number.isInteger(x) && x >= 2, "an integer >= 2"),
-    lookahead: v.lookahead as "sum" | "mean",
-    rule: v.rule as MetaWeightRule,
+    params: await model.params.download(),
+    buffers: await model.buffers.download(),
+    momentum: await optimizer.momentum.download(),
+    classWeights: await meta.classWeights.read(run.gpu),
   };
 }
 
 async function main() {
   const o = parse(Deno.args);
-  const C = 4, S = 8, B = o.batch, D = B;
-  const modelCfg = { depth: 8, inChannels: 1, numClasses: C };
+  const { ckpt, cfg, data } = await openRun(o.checkpoint, o.dataDir);
   const gpu = await Gpu.create();
-  const model = new Model(gpu, new ResNet(modelCfg), o.seed);
-  const optimizer = new Sgd(gpu, model.paramLayout, {
-    momentum: 0.9,
-    weightDecay: 5e-4,
-    nesterov: true,
-  });
-  const engine = new StepEngine(model, {
-    loss: crossEntropy,
-    optimizer,
-    batch: B,
-    input: [1, S, S],
-  });
-  const meta = new MetaReweighter(engine, { devBatch: D, numClasses: C });
-  const rng = Rng.derive(o.seed, "export-meta-step");
-  const x = Float32Array.from({ length: B * S * S }, () => rng.normal());
-  const devX = Float32Array.from({ length: D * S * S }, () => rng.normal());
-  // long-tailed batch labels (class 0 most frequent), balanced dev labels
-  const labels = Int32Array.from(
-    { length: B },
-    (_, i) => Math.min(C - 1, Math.floor(Math.log2(1 + i))),
-  );
-  const devLabels = Int32Array.from({ length: D }, (_, i) => i % C);
-  const counts = Array.from({ length: C }, (_, c) => labels.filter((y) => y === c).length);
-  const classW = Float32Array.from(effectiveNumberWeights(counts, 0.9));
-  const w = Float32Array.from(labels, (y) => classW[y]);
-  engine.x.upload(gpu, x);
-  engine.targets.upload(gpu, labels);
-  engine.weights.upload(gpu, w);
-  meta.devX.upload(gpu, devX);
-  meta.devTargets.upload(gpu, devLabels);
-  meta.classWeights.upload(gpu, classW);
+  const run = new LongTailRun(gpu, cfg, data);
+  try {
+    restore(run, ckpt);
+    const done = Number(ckpt.metadata.epoch);
+    const epoch = Math.min(done, cfg.epochs - 1);
+    const own = run.phases[epoch].kind === "meta";
+    if (!own) run.phases[epoch] = phaseOf("meta", cfg.metaStart, cfg.metaStart);
+    const { engine, meta, model } = run.parts;
+    engine.stepIndex = Number(ckpt.metadata.steps);
+    const rng = epoch === done ? JSON.parse(ckpt.metadata.rng ?? "null") ?? undefined : undefined;
+    await run.source.epoch(epoch, rng).load(0);
+    const ctx = new Ctx(gpu, null);
+    const losses = await engine.loss(
+      ctx,
+      model.forward(ctx, engine.x, TRAIN_NO_UPDATE),
+      engine.targets,
+    )
+      .read(gpu);
+    ctx.release();
+    const before = await snapshot(run);
+    const lr = lrAt(cfg, epoch);
+    await run.stepKind(epoch).run(lr, 0);
+    const after = await snapshot(run);
+    const tensors = await exportTensors(run, before, after, losses, lr);
+    const phase = run.phases[epoch];
+    const step = {
+      epoch,
+      phase: own ? "the run's meta epoch" : "not a meta epoch of the run: the paper's meta step",
+      rule: phase.rule,
+      classWeights: phase.weights,
+      lookaheadWeights: phase.lookaheadWeights,
+      lookahead: cfg.lookahead,
+      eta: lr,
+      tau: cfg.tau,
+      sgd: { lr, ...run.parts.optimizer.config },
+      batch: cfg.batch,
+      devBatch: meta.devBatch,
+    };
+    const metadata = {
+      config: JSON.stringify(cfg),
+      model: JSON.stringify(run.modelConfig),
+      loss: JSON.stringify({ name: run.lossName, ...run.lossOptions, dev: "ce" }),
+      step: JSON.stringify(step),
+      source: JSON.stringify({
+        checkpoint: o.checkpoint,
+        epochsDone: done,
+        steps: Number(ckpt.metadata.steps),
+      }),
+      bn: JSON.stringify({ momentum: 0.1, eps: 1e-5, runningVar: "unbiased" }),
+      adapter: gpu.adapter.description,
+      definition: DEFINITION,
+    };
+    await Deno.mkdir(o.out, { recursive: true });
+    const path = join(o.out, "meta_step.safetensors");
+    await writeFileAtomic(path, encodeSafetensors(tensors, metadata));
+    console.log(`wrote ${path} (${tensors.size} tensors; epoch ${epoch + 1}, rule ${phase.rule})`);
+  } finally {
+    run.destroy();
+    gpu.dispose();
+  }
+}
 
-  // per-example losses at theta (BN train mode on the batch, running stats untouched)
-  const ctx = new Ctx(gpu, null);
-  const logits = model.forward(ctx, engine.x, TRAIN_NO_UPDATE);
-  const losses = await classificationLoss(ctx, logits, engine.targets, {}).read(gpu);
-  ctx.release();
-  const [pBefore, bBefore] = [await model.params.download(), await model.buffers.download()];
+const DEFINITION = "loss_i = the run's per-example loss (metadata loss: ce, focal with gamma, or " +
+  "LDAM with margins and scale on the cosine classifier) of f(batch.x_i; theta), BN with batch " +
+  "statistics; theta' = theta - eta * grad_theta sum_i a_i (w_i + eps_i) loss_i(theta) with " +
+  "a_i = 1 (look-ahead sum) or 1/B (mean), w_i = weights (0 for look-ahead weights 'zero'), " +
+  "plain SGD; L_dev = mean_j CE(f(dev.x_j; theta'), dev.labels_j) on the raw model outputs, BN " +
+  "batch statistics; eps_i = -tau * dL_dev/deps_i at eps = 0; final weights by the rule " +
+  "(meta: w_i + eps_i, final loss (1/B) sum_i final_i loss_i; l2rw: max(eps_i, 0) normalised to " +
+  "sum 1, loss sum_i final_i loss_i; l2rw-wy-eps: max(w_i + eps_i, 0) normalised; " +
+  "meta-update-wy: class_weights[y_i] += eps_i, final_i = class_weights_after[y_i], loss (1/B) " +
+  "sum_i final_i loss_i); then one SGD step (PyTorch semantics: momentum, Nesterov, weight decay " +
+  "of metadata step.sgd, lr = eta) from before.optimizer.momentum; only the pass at theta " +
+  "updates BN running statistics (momentum 0.1, unbiased variance)";
 
-  meta.step(o.eta, {
-    eta: o.eta,
-    tau: o.tau,
-    lookahead: o.lookahead,
-    rule: o.rule,
-    lookaheadWeights: "w",
-  });
-  const eps = await meta.eps.read(gpu);
-  const fin = await meta.finalWeights.read(gpu);
-  const [pAfter, bAfter, mAfter] = [
-    await model.params.download(),
-    await model.buffers.download(),
-    await optimizer.momentum.download(),
-  ];
-  const classWAfter = await meta.classWeights.read(gpu);
-
-  const specs = resnetSpecs(modelCfg);
+async function exportTensors(
+  run: LongTailRun,
+  before: Awaited<ReturnType<typeof snapshot>>,
+  after: Awaited<ReturnType<typeof snapshot>>,
+  losses: Float32Array,
+  lr: number,
+): Promise<Map<string, SafeTensor>> {
+  const { gpu } = run;
+  const { engine, meta, model } = run.parts;
   const t = new Map<string, SafeTensor>();
-  const put = (name: string, data: Float32Array, shape: number[]) =>
-    t.set(name, { dtype: "F32", shape, data });
-  for (
-    const [prefix, p, b] of [["before.", pBefore, bBefore], ["after.", pAfter, bAfter]] as const
-  ) {
-    for (const s of specs.params) put(prefix + s.name, p.get(s.name)!, s.shape);
-    for (const s of specs.buffers) put(prefix + s.name, b.get(s.name)!, s.shape);
+  const put = (name: string, data: Float32Array, shape: readonly number[]) =>
+    t.set(name, { dtype: "F32", shape: [...shape], data });
+  const labels = async (u: Tensor) => Int32Array.from(await u.read(gpu));
+  for (const [prefix, s] of [["before.", before], ["after.", after]] as const) {
+    for (const p of model.specs.params) {
+      put(prefix + p.name, s.params.get(p.name)!, p.shape);
+      put(`${prefix}optimizer.momentum.${p.name}`, s.momentum.get(p.name)!, p.shape);
+    }
+    for (const b of model.specs.buffers) put(prefix + b.name, s.buffers.get(b.name)!, b.shape);
   }
-  for (const s of specs.params) {
-    put(`after.optimizer.momentum.${s.name}`, mAfter.get(s.name)!, s.shape);
-  }
-  put("batch.x", x, [B, 1, S, S]);
-  t.set("batch.labels", { dtype: "I32", shape: [B], data: labels });
-  put("dev.x", devX, [D, 1, S, S]);
-  t.set("dev.labels", { dtype: "I32", shape: [D], data: devLabels });
-  put("eta", Float32Array.of(o.eta), []);
-  put("tau", Float32Array.of(o.tau), []);
-  put("losses", losses, [B]);
-  put("class_weights", classW, [C]);
-  put("class_weights_after", classWAfter, [C]);
-  put("weights", w, [B]);
-  put("eps", eps, [B]);
-  put("final_weights", fin, [B]);
-  const config = {
-    model: { ...modelCfg, name: "resnet8", cosine: false },
-    image: [1, S, S],
-    batch: B,
-    devBatch: D,
-    rule: o.rule,
-    lookahead: o.lookahead,
-    seed: o.seed,
-    sgd: { lr: o.eta, ...optimizer.config },
-    bn: { momentum: 0.1, eps: 1e-5, runningVar: "unbiased" },
-    adapter: gpu.adapter.description,
-  };
-  const definition = "theta' = theta - eta * grad_theta sum_i w_i loss_i(theta) (times 1/B for a " +
-    "mean look-ahead; plain SGD, BN batch statistics); L_dev = mean_j CE(f(dev.x_j; theta'), " +
-    "dev.labels_j) with BN batch statistics; eps_i = -tau * dL_dev/deps_i at eps = 0; final " +
-    "loss (1/B) sum_i (w_i + eps_i) loss_i(theta) for rule meta; one SGD step (momentum 0.9, " +
-    "Nesterov, weight decay 5e-4, lr = eta) from zero momentum; only this pass updates BN " +
-    "running statistics";
-  await Deno.mkdir(o.out, { recursive: true });
-  const path = join(o.out, "meta_step.safetensors");
-  await writeFileAtomic(path, encodeSafetensors(t, { config: JSON.stringify(config), definition }));
-  meta.destroy();
-  engine.destroy();
-  optimizer.destroy();
-  model.destroy();
-  gpu.dispose();
-  console.log(`wrote ${path} (${t.size} tensors)`);
+  put("batch.x", await engine.x.read(gpu), engine.x.shape);
+  t.set("batch.labels", {
+    dtype: "I32",
+    shape: [engine.batch],
+    data: await labels(engine.targets),
+  });
+  put("dev.x", await meta.devX.read(gpu), meta.devX.shape);
+  t.set("dev.labels", {
+    dtype: "I32",
+    shape: [meta.devBatch],
+    data: await labels(meta.devTargets),
+  });
+  put("eta", Float32Array.of(lr), []);
+  put("tau", Float32Array.of(run.cfg.tau), []);
+  put("losses", losses, [engine.batch]);
+  put("class_weights", before.classWeights, [before.classWeights.length]);
+  put("class_weights_after", after.classWeights, [after.classWeights.length]);
+  put("weights", await engine.weights.read(gpu), [engine.batch]);
+  put("eps", await meta.eps.read(gpu), [engine.batch]);
+  put("final_weights", await meta.finalWeights.read(gpu), [engine.batch]);
+  return t;
 }
 
 if (import.meta.main) {

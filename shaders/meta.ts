@@ -10,7 +10,7 @@
  *   l2rw-wy-eps    final = max(w + eps, 0) / sum                s = final
  *   meta-update-wy classW[y] += eps (summed per class); final = classW[y]; s = final / |B|
  */
-import { kernelFamily } from "../src/gpu/kernel.ts";
+import { kernel, kernelFamily } from "../src/gpu/kernel.ts";
 
 /** How the meta step turns eps into final weights and the seed of the final backward. */
 export type MetaWeightRule = "meta" | "l2rw" | "l2rw-wy-eps" | "meta-update-wy";
@@ -59,3 +59,18 @@ export const metaWeightsKernel = kernelFamily((rule: MetaWeightRule) => ({
     // keep every binding statically used so one layout serves all rules
     if (p.B == 0u) { classW[0] = classW[0] + f32(labels[0]); }`,
 }));
+
+/**
+ * out[i] = v[i] / sum_j v[j] (v[i] itself when the sum is 0), the sum taken in index order by
+ * one invocation: Meta-Weight-Net's final weights.
+ */
+export const normalizeBySumKernel = kernel({
+  name: "normalize-by-sum",
+  storage: [["v", "read"], ["out", "write"]],
+  uniforms: [["B", "u32"]],
+  workgroupSize: 1,
+  main: `
+    var total = 0.0;
+    for (var i = 0u; i < p.B; i++) { total += v[i]; }
+    for (var i = 0u; i < p.B; i++) { out[i] = select(v[i], v[i] / total, total != 0.0); }`,
+});

@@ -13,16 +13,21 @@ import {
   ArraySource,
   classificationLoss,
   crossEntropy,
+  Ctx,
   fit,
   type Gpu,
   Linear,
+  linear,
   MetaReweighter,
   Model,
   readCheckpoint,
   ReLU,
+  relu,
   Sequential,
   Sgd,
   StepEngine,
+  Tape,
+  Tensor,
 } from "../mod.ts";
 import { gpuTest } from "./gpu_harness.ts";
 
@@ -254,5 +259,54 @@ gpuTest(
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
+  },
+);
+
+gpuTest(
+  "tape: gradients written into destinations equal the returned ones, bit for bit",
+  async (gpu) => {
+    // w is used twice (its second contribution is added in the destination), c gets no
+    // gradient (its destination is zeroed), b's gradient is written by the op itself, and the
+    // root's own gradient is the seed
+    const rnd = (n: number, s: number) => Array.from({ length: n }, (_, i) => Math.sin(i * s + 1));
+    const leaf = (values: number[], shape: number[]) => {
+      const t = Tensor.from(gpu, values, shape);
+      t.requiresGrad = true;
+      return t;
+    };
+    const x = leaf(rnd(15, 0.7), [3, 5]);
+    const w = leaf(rnd(25, 1.3), [5, 5]);
+    const b = leaf(rnd(5, 2.1), [5]);
+    const c = leaf(rnd(5, 0.3), [5]);
+    const run = async (into: boolean) => {
+      const ctx = new Ctx(gpu, new Tape());
+      const h = relu(ctx, linear(ctx, x, w, b));
+      const y = linear(ctx, h, w, null);
+      const seed = Tensor.from(gpu, rnd(15, 0.9), [3, 5]);
+      const wrt = [w, b, c, x, y];
+      const dests = wrt.map((t) => {
+        const d = Tensor.empty(gpu, t.shape);
+        gpu.write(d.view, new Float32Array(t.size).fill(7)); // stale values must not leak in
+        return d;
+      });
+      const grads = ctx.tape!.backward(gpu, y, seed, wrt, into ? dests : undefined);
+      const out = [];
+      for (const [k, t] of wrt.entries()) {
+        const g = grads.get(t)!;
+        if (into) assert.equal(g, dests[k], "the destination is returned");
+        out.push(await g.read(gpu));
+        if (!into && g !== seed) g.release(gpu); // the root's gradient is the seed itself
+      }
+      for (const d of dests) d.release(gpu);
+      seed.release(gpu);
+      ctx.release();
+      return out;
+    };
+    const returned = await run(false);
+    const written = await run(true);
+    assert.deepEqual(written, returned);
+    assert.ok(returned[2].every((v) => v === 0), "c got no gradient");
+    assert.ok(returned[0].some((v) => v !== 0));
+    for (const t of [x, w, b, c]) t.release(gpu);
   },
 );

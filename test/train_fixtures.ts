@@ -113,8 +113,11 @@ export function tinyArgs(dataRoot: string, out: string, extra: string[] = []): s
 
 const SCRIPT = new URL("../scripts/train.ts", import.meta.url).pathname;
 
-/** `deno run` of the train script with narrow permissions (read anywhere, write `writeRoot`). */
-export function trainCommand(args: string[], writeRoot: string): Deno.Command {
+/**
+ * `deno run` of the train script (or another script of the trainer's, e.g. export_meta_step.ts)
+ * with narrow permissions (read anywhere, write `writeRoot`).
+ */
+export function trainCommand(args: string[], writeRoot: string, script = SCRIPT): Deno.Command {
   return new Deno.Command("deno", {
     args: [
       "run",
@@ -123,7 +126,7 @@ export function trainCommand(args: string[], writeRoot: string): Deno.Command {
       "--allow-read",
       `--allow-write=${writeRoot}`,
       "--allow-env=TAILGRAD_DATA",
-      SCRIPT,
+      script,
       ...args,
     ],
     env: { DENO_WEBGPU_BACKEND: "vulkan" },

@@ -22,8 +22,13 @@ export interface OpRecord {
   inputs: Tensor[];
   /** The op's output tensor. */
   output: Tensor;
-  /** Gradients for each input given the output's gradient (null where not needed). */
-  backward(gradOut: Tensor, needsGrad: boolean[]): (Tensor | null)[];
+  /**
+   * Gradients for each input given the output's gradient (null where not needed). `into[i]`,
+   * when given, is a destination the op may write input i's gradient into (overwriting it) and
+   * return instead of a fresh tensor: a parameter's gradient then lands in the flat gradient
+   * buffer directly. Ops that ignore it return fresh tensors, which the tape copies there.
+   */
+  backward(gradOut: Tensor, needsGrad: boolean[], into?: (Tensor | null)[]): (Tensor | null)[];
   /** The output's tangent given the inputs' tangents (null = zero); null if zero. */
   jvp(tangents: (Tensor | null)[]): Tensor | null;
 }
@@ -83,17 +88,37 @@ export class Tape {
 
   /**
    * Reverse-mode pass: propagates `seed` (the gradient of `root`) back through the tape and
-   * returns the gradients of `wrt` (zero-filled when a tensor got no gradient). Gradient
-   * tensors of intermediate values are released as soon as they are consumed. Its dispatches
-   * run in the runtime phase "backward" (see `Gpu.inPhase`).
+   * returns the gradients of `wrt` (zero-filled when a tensor got no gradient). With `into`
+   * (one tensor per `wrt` entry, e.g. the views of a flat gradient buffer), the gradient of
+   * `wrt[k]` is written into `into[k]` (its first contribution set there, later ones added, in
+   * the same order as without it) and the returned map holds those tensors. Gradient tensors of
+   * intermediate values are released as soon as they are consumed. Its dispatches run in the
+   * runtime phase "backward" (see `Gpu.inPhase`).
    */
-  backward(gpu: Gpu, root: Tensor, seed: Tensor, wrt: Tensor[]): Map<Tensor, Tensor> {
-    return gpu.inPhase("backward", () => this.#backward(gpu, root, seed, wrt));
+  backward(
+    gpu: Gpu,
+    root: Tensor,
+    seed: Tensor,
+    wrt: Tensor[],
+    into?: Tensor[],
+  ): Map<Tensor, Tensor> {
+    if (into && into.length !== wrt.length) {
+      throw new Error(`backward: ${into.length} destinations for ${wrt.length} tensors`);
+    }
+    const dest = new Map<Tensor, Tensor>(into ? wrt.map((t, k) => [t, into[k]]) : []);
+    return gpu.inPhase("backward", () => this.#backward(gpu, [root, seed], wrt, dest));
   }
 
-  #backward(gpu: Gpu, root: Tensor, seed: Tensor, wrt: Tensor[]): Map<Tensor, Tensor> {
+  /** The pass from `root` with gradient `seed`; `dest`: destinations by tensor. */
+  #backward(
+    gpu: Gpu,
+    [root, seed]: [Tensor, Tensor],
+    wrt: Tensor[],
+    dest: Map<Tensor, Tensor>,
+  ): Map<Tensor, Tensor> {
     const grads = new Map<Tensor, Tensor>();
     const owned = new Set<Tensor>(); // gradient tensors we allocated (seed is the caller's)
+    const writable = new Set<Tensor>(); // owned gradients and destinations: may accumulate
     grads.set(root, seed);
     const wanted = new Set(wrt);
     for (let r = this.records.length - 1; r >= 0; r--) {
@@ -101,44 +126,60 @@ export class Tape {
       const gOut = grads.get(rec.output);
       if (!gOut) continue;
       const needs = rec.inputs.map((t) => t.requiresGrad);
-      const gIns = rec.backward(gOut, needs);
+      const gIns = rec.backward(gOut, needs, offers(rec.inputs, dest, grads));
       if (!wanted.has(rec.output)) {
         grads.delete(rec.output);
         if (owned.has(gOut)) {
           gOut.release(gpu);
           owned.delete(gOut);
+          writable.delete(gOut);
         }
       }
       rec.inputs.forEach((input, i) => {
         const g = gIns[i];
         if (!g || !input.requiresGrad) {
-          if (g) g.release(gpu);
+          if (g && g !== dest.get(input)) g.release(gpu);
           return;
         }
         const prev = grads.get(input);
-        if (prev && owned.has(prev)) {
+        const d = dest.get(input);
+        if (prev && writable.has(prev)) {
           accumulateInto(gpu, prev, g);
           g.release(gpu);
         } else if (prev) {
           // the previous gradient is the caller's seed: do not write into it
-          const sum = Tensor.empty(gpu, prev.shape);
+          const sum = d ?? Tensor.empty(gpu, prev.shape);
           gpu.copy(prev.view, sum.view, prev.size * 4);
           accumulateInto(gpu, sum, g);
           g.release(gpu);
           grads.set(input, sum);
-          owned.add(sum);
+          if (!d) owned.add(sum);
+          writable.add(sum);
+        } else if (d) {
+          if (g !== d) {
+            gpu.copy(g.view, d.view, g.size * 4);
+            g.release(gpu);
+          }
+          grads.set(input, d);
+          writable.add(d);
         } else {
           grads.set(input, g);
           owned.add(g);
+          writable.add(g);
         }
       });
     }
     const out = new Map<Tensor, Tensor>();
     for (const t of wrt) {
       let g = grads.get(t);
+      const d = dest.get(t);
       if (!g) {
-        g = Tensor.empty(gpu, t.shape);
+        g = d ?? Tensor.empty(gpu, t.shape);
         zero(gpu, g);
+      } else if (d && g !== d) {
+        gpu.copy(g.view, d.view, g.size * 4); // the root itself, whose gradient is the seed
+        if (owned.has(g)) g.release(gpu);
+        g = d;
       }
       out.set(t, g);
       grads.delete(t);
@@ -172,4 +213,23 @@ export class Tape {
     for (const t of created) if (t !== result) t.release(gpu);
     return result;
   }
+}
+
+/**
+ * The destinations offered to a record's backward: each input's own destination while it has
+ * no gradient yet (a later contribution is added, so it must not overwrite), once per record.
+ */
+function offers(
+  inputs: Tensor[],
+  dest: Map<Tensor, Tensor>,
+  grads: Map<Tensor, Tensor>,
+): (Tensor | null)[] | undefined {
+  if (dest.size === 0) return undefined;
+  const seen = new Set<Tensor>();
+  return inputs.map((t) => {
+    const d = dest.get(t);
+    if (!d || grads.has(t) || seen.has(t)) return null;
+    seen.add(t);
+    return d;
+  });
 }

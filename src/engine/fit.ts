@@ -200,6 +200,7 @@ async function runEpoch<R, M>(
     kind.name,
     laterSeconds(o, state, epoch),
   );
+  engine.stepIndex = state.steps; // the dropout seeds continue the run's sequence on resume
   const stopped = await runSteps(o, epoch, kind, batches, monitor);
   if (stopped) return stopped;
   const trainLoss = await engine.takeMeanLoss();

@@ -3,6 +3,7 @@
  *
  * - {@linkcode accumulateLoss}: the running sum and count of per-example losses;
  * - {@linkcode metaWeights}: eps and the final per-example weights of a meta step, by rule;
+ * - {@linkcode normalizeBySum}: weights divided by their sum (Meta-Weight-Net's final weights);
  * - {@linkcode monitorStep}: counts steps and records the first step whose running loss sum is
  *   not finite, so a NaN is pinned to its step even when the host reads only every k steps.
  *
@@ -11,7 +12,11 @@
  */
 import type { Gpu } from "../gpu/runtime.ts";
 import { bind, type Tensor } from "../tensor.ts";
-import { type MetaWeightRule, metaWeightsKernel } from "../../shaders/meta.ts";
+import {
+  type MetaWeightRule,
+  metaWeightsKernel,
+  normalizeBySumKernel,
+} from "../../shaders/meta.ts";
 import { lossSumKernel, monitorKernel } from "../../shaders/train.ts";
 
 /** lossSum[0] += sum(loss), lossSum[1] += |B|, in index order (one thread). */
@@ -41,6 +46,11 @@ export function metaWeights(
     { B: o.batch, c: o.c },
     [1],
   );
+}
+
+/** out = v / sum(v), the sum in index order (one thread); v itself when the sum is 0. */
+export function normalizeBySum(gpu: Gpu, v: Tensor, out: Tensor): void {
+  normalizeBySumKernel.dispatch(gpu, [bind(v), bind(out)], { B: v.size }, [1]);
 }
 
 /**

@@ -46,14 +46,6 @@ export interface MetaStepResult {
   finalWeights: Tensor;
 }
 
-/** Host-side weighting of {@linkcode MetaReweighter.stepHost} (e.g. Meta-Weight-Net). */
-export interface HostWeightRule {
-  /** Look-ahead per-example weights [B] from the per-example losses [B] at theta. */
-  lookahead(losses: Float32Array): Float32Array;
-  /** Seed [B] of the final backward from d L_dev / d w_i [B] and the losses. */
-  final(dDevDw: Float32Array, losses: Float32Array): Float32Array;
-}
-
 /** Options of {@linkcode MetaReweighter}. */
 export interface MetaReweighterOptions {
   /** Dev batch size. */
@@ -150,34 +142,6 @@ export class MetaReweighter {
   }
 
   /**
-   * A meta step whose per-example weights are computed on the host, with the same exact
-   * meta-gradient: the losses at theta are read back, `rule.lookahead` gives the look-ahead
-   * weights (written to the engine's `weights`), and after the JVP `rule.final` receives
-   * d L_dev(theta') / d w_i = -eta * ldot_i (times 1/|B| for a mean look-ahead) and returns the
-   * seed of the final backward. Two readbacks per step.
-   */
-  stepHost(
-    lr: number,
-    meta: { eta: number; lookahead: "sum" | "mean" },
-    rule: HostWeightRule,
-  ): Promise<void> {
-    const e = this.engine;
-    const B = e.batch;
-    const lookScale = meta.lookahead === "mean" ? 1 / B : 1;
-    return e.stepAsync(lr, async (ctx, tape, l) => {
-      const losses = await l.read(e.gpu);
-      e.weights.upload(e.gpu, rule.lookahead(losses));
-      const ldot = this.signal(tape, l, e.scaledWeights(ctx, lookScale), meta.eta);
-      const dw = await ldot.read(e.gpu);
-      ldot.release(e.gpu);
-      for (let i = 0; i < B; i++) dw[i] *= -meta.eta * lookScale;
-      const seed = ctx.empty([B]);
-      seed.upload(e.gpu, rule.final(dw, losses));
-      return seed;
-    });
-  }
-
-  /**
    * Steps 2-4: theta' = theta - eta * (gradient of the batch tape under `lookaheadSeed`;
    * theta' = theta when null), v = gradient of the dev loss at theta', and ldot = J v, the JVP
    * of the per-example losses `l` along v (a fresh tensor the caller releases).
@@ -195,7 +159,8 @@ export class MetaReweighter {
     }
     const devTape = new Tape();
     const devCtx = new Ctx(gpu, devTape);
-    const devOut = e.model.forward(devCtx, this.devX, TRAIN_NO_UPDATE, this.lookahead);
+    const mode = { ...TRAIN_NO_UPDATE, noise: e.noise(1) };
+    const devOut = e.model.forward(devCtx, this.devX, mode, this.lookahead);
     const devLoss = this.devLoss(devCtx, devOut, this.devTargets);
     e.gradients(devTape, devLoss, this.#devSeed, this.lookahead, this.direction);
     devCtx.release();

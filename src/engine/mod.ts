@@ -9,13 +9,7 @@
 export { StepEngine } from "./step.ts";
 export type { LossFn, SeedRule, StepEngineOptions } from "./step.ts";
 export { crossEntropy, MetaReweighter } from "./meta.ts";
-export type {
-  HostWeightRule,
-  MetaOptions,
-  MetaReweighterOptions,
-  MetaStepResult,
-  MetaWeightRule,
-} from "./meta.ts";
+export type { MetaOptions, MetaReweighterOptions, MetaStepResult, MetaWeightRule } from "./meta.ts";
 export { fit } from "./fit.ts";
 export type {
   CheckpointExtra,

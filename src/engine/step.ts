@@ -11,10 +11,12 @@ import { Ctx, Tape } from "../autograd/tape.ts";
 import type { Gpu } from "../gpu/runtime.ts";
 import { type DType, Tensor } from "../tensor.ts";
 import type { Model } from "../nn/model.ts";
-import { TRAIN } from "../nn/module.ts";
+import { type Noise, TRAIN } from "../nn/module.ts";
 import { FlatTensors } from "../nn/params.ts";
 import { scale, zero } from "../ops/elementwise.ts";
 import type { Optimizer } from "../optim/optimizer.ts";
+import { StepValues } from "../optim/step_values.ts";
+import { Rng } from "../random.ts";
 import { accumulateLoss } from "./kernels.ts";
 
 /** Per-example losses [B] of a batch's outputs and targets. */
@@ -38,6 +40,8 @@ export interface StepEngineOptions {
   input: readonly number[];
   /** Shape and type of one example's target; default a u32 class label (shape []). */
   target?: { shape?: readonly number[]; dtype?: DType };
+  /** Seed of random layers (dropout masks); default 0. */
+  seed?: number;
 }
 
 /**
@@ -65,6 +69,14 @@ export class StepEngine {
   readonly weights: Tensor;
   /** Running sums for logging: [0] sum of (unweighted) losses, [1] count of examples. */
   readonly lossSum: Tensor;
+  /** Seed of random layers: each step's dropout seed derives from (seed, stepIndex). */
+  readonly seed: number;
+  /**
+   * Index of the current step over the run: advanced by every step, and set by the fit loop
+   * at each epoch start, so a resumed run draws the same dropout masks.
+   */
+  stepIndex = 0;
+  readonly #noise: StepValues;
   readonly #fixed: Tensor[] = [];
 
   /** Allocates the step's buffers for `model`. */
@@ -83,6 +95,8 @@ export class StepEngine {
     this.weights.upload(gpu, new Float32Array(B).fill(1));
     this.lossSum = this.fixed([2]);
     zero(gpu, this.lossSum);
+    this.seed = o.seed ?? 0;
+    this.#noise = new StepValues(gpu, 1, "u32");
   }
 
   /** A tensor freed with the engine (for components that extend a step). */
@@ -94,23 +108,30 @@ export class StepEngine {
 
   /** Frees the engine's buffers (not the model's or the optimizer's). */
   destroy(): void {
+    this.gpu.submit();
+    this.#noise.destroy();
     this.grads.destroy();
     for (const t of this.#fixed) t.release(this.gpu);
   }
 
+  /**
+   * The randomness of a forward pass of the current step (see {@linkcode Noise}): stream 0 is
+   * the batch pass; other passes of the same step (a dev pass) take other streams.
+   */
+  noise(stream: number): Noise {
+    const value = new Rng(this.seed, "dropout-step", this.stepIndex).nextU32();
+    return { seed: this.#noise.set([value]), stream };
+  }
+
   /** Per-example losses of the batch at the parameters, recorded on ctx's tape (real pass). */
   forwardLosses(ctx: Ctx): Tensor {
-    return this.loss(ctx, this.model.forward(ctx, this.x, TRAIN), this.targets);
+    const mode = { ...TRAIN, noise: this.noise(0) };
+    return this.loss(ctx, this.model.forward(ctx, this.x, mode), this.targets);
   }
 
   /** Backward of `tape` from `root` with `seed`, writing the gradients of `wrt` into `into`. */
   gradients(tape: Tape, root: Tensor, seed: Tensor, wrt: FlatTensors, into: FlatTensors): void {
-    const grads = tape.backward(this.gpu, root, seed, wrt.tensors);
-    wrt.tensors.forEach((p, i) => {
-      const g = grads.get(p)!;
-      this.gpu.copy(g.view, into.tensors[i].view, p.size * 4);
-      g.release(this.gpu);
-    });
+    tape.backward(this.gpu, root, seed, wrt.tensors, into.tensors);
   }
 
   /** s * weights, a fresh tensor of `ctx`. */
@@ -130,18 +151,6 @@ export class StepEngine {
     this.#update(ctx, tape, l, seed, lr);
   }
 
-  /** {@linkcode StepEngine.step} with a rule that reads values back (host-side weighting). */
-  async stepAsync(
-    lr: number,
-    rule: (ctx: Ctx, tape: Tape, losses: Tensor) => Promise<Tensor>,
-  ): Promise<void> {
-    const tape = new Tape();
-    const ctx = new Ctx(this.gpu, tape);
-    const l = this.forwardLosses(ctx);
-    const seed = await rule(ctx, tape, l);
-    this.#update(ctx, tape, l, seed, lr);
-  }
-
   /** Backward with `seed`, one optimizer update, loss bookkeeping; submits. */
   #update(ctx: Ctx, tape: Tape, l: Tensor, seed: Tensor, lr: number): void {
     this.gradients(tape, l, seed, this.model.params, this.grads);
@@ -149,6 +158,7 @@ export class StepEngine {
     accumulateLoss(this.gpu, l, this.lossSum);
     ctx.release();
     this.gpu.submit();
+    this.stepIndex++;
   }
 
   /** Reads and resets the running loss: mean per-example (unweighted) loss since the last call. */

@@ -4,12 +4,17 @@
  * a dozen lines.
  */
 import type { Ctx } from "../autograd/tape.ts";
-import type { Rng } from "../random.ts";
+import { Rng } from "../random.ts";
 import type { Tensor } from "../tensor.ts";
 import { batchNorm } from "../ops/batchnorm.ts";
 import { conv2d } from "../ops/conv.ts";
 import { globalAvgPool, relu } from "../ops/elementwise.ts";
 import { linear } from "../ops/linear.ts";
+import { channelBias } from "../ops/bias.ts";
+import { avgPool2d, maxPool2d, type PoolOptions } from "../ops/pool.ts";
+import { flatten } from "../ops/shape.ts";
+import { dropout } from "../ops/dropout.ts";
+import { sigmoid, tanh } from "../ops/activation.ts";
 import { type ForwardMode, Module, type ParamScope } from "./module.ts";
 import type { ParamSpec } from "./params.ts";
 
@@ -27,6 +32,34 @@ function uniformValues(rng: Rng, size: number, bound: number): Float32Array {
   return v;
 }
 
+/** Init rule of a weight (and bias) layer. */
+export type WeightInit = "uniform" | "he-normal";
+
+/**
+ * Weight (`size` values) then bias (`biasSize`, 0 for none) by `rule` with fan-in `fanIn`:
+ * "uniform" is PyTorch's default for Linear and Conv2d (kaiming_uniform with a = sqrt(5), i.e.
+ * U(-1/sqrt(fan_in), 1/sqrt(fan_in)), and the same bound for the bias); "he-normal" draws the
+ * weight from N(0, 2 / fan_in) and sets the bias to 0.
+ */
+function weightAndBias(
+  rng: Rng,
+  rule: WeightInit,
+  size: number,
+  fanIn: number,
+  biasSize: number,
+): Map<string, Float32Array> {
+  const v = new Map<string, Float32Array>();
+  if (rule === "he-normal") {
+    v.set("weight", normalValues(rng, size, Math.sqrt(2 / fanIn)));
+    if (biasSize) v.set("bias", new Float32Array(biasSize));
+  } else {
+    const bound = 1 / Math.sqrt(fanIn);
+    v.set("weight", uniformValues(rng, size, bound));
+    if (biasSize) v.set("bias", uniformValues(rng, biasSize, bound));
+  }
+  return v;
+}
+
 /** Options of {@linkcode Linear}. */
 export interface LinearOptions {
   /** Add a bias (default true). */
@@ -35,7 +68,7 @@ export interface LinearOptions {
    * "uniform" (default, PyTorch's): weight and bias U(-1/sqrt(in), 1/sqrt(in)).
    * "he-normal": weight N(0, 2/in), bias 0 (the CIFAR ResNet's classifier).
    */
-  init?: "uniform" | "he-normal";
+  init?: WeightInit;
 }
 
 /** Fully connected layer y = x W^T + b on [N, in] inputs; weight [out, in]. */
@@ -47,7 +80,7 @@ export class Linear extends Module {
   /** Whether the layer has a bias. */
   readonly bias: boolean;
   /** The init rule. */
-  readonly initRule: "uniform" | "he-normal";
+  readonly initRule: WeightInit;
 
   /** A layer from `inFeatures` to `outFeatures`. */
   constructor(inFeatures: number, outFeatures: number, o: LinearOptions = {}) {
@@ -68,16 +101,8 @@ export class Linear extends Module {
   /** By the init rule (weight drawn first, then bias). */
   override init(rng: Rng): Map<string, Float32Array> {
     const size = this.outFeatures * this.inFeatures;
-    const v = new Map<string, Float32Array>();
-    if (this.initRule === "he-normal") {
-      v.set("weight", normalValues(rng, size, Math.sqrt(2 / this.inFeatures)));
-      if (this.bias) v.set("bias", new Float32Array(this.outFeatures));
-    } else {
-      const bound = 1 / Math.sqrt(this.inFeatures);
-      v.set("weight", uniformValues(rng, size, bound));
-      if (this.bias) v.set("bias", uniformValues(rng, this.outFeatures, bound));
-    }
-    return v;
+    const biasSize = this.bias ? this.outFeatures : 0;
+    return weightAndBias(rng, this.initRule, size, this.inFeatures, biasSize);
   }
 
   /** x W^T + b. */
@@ -94,11 +119,18 @@ export interface Conv2dOptions {
   stride?: number;
   /** Zero padding on each side (default 1). */
   pad?: number;
+  /** Add a per-output-channel bias (default true, as PyTorch). */
+  bias?: boolean;
+  /**
+   * "uniform" (default, PyTorch's): weight and bias U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+   * "he-normal": weight N(0, 2 / fan_in), bias 0 (the CIFAR ResNet's convolutions).
+   */
+  init?: WeightInit;
 }
 
 /**
- * 2-D convolution without bias on [N, C, H, W]; weight [out, in, k, k], He-normal init
- * N(0, 2 / fan_in) as the CIFAR ResNet (PyTorch's default is a uniform init).
+ * 2-D convolution on [N, C, H, W] (conv2d, then channelBias when it has a bias); weight
+ * [out, in, k, k], bias [out]; fan_in = in * k * k.
  */
 export class Conv2d extends Module {
   /** Input channels. */
@@ -111,6 +143,10 @@ export class Conv2d extends Module {
   readonly stride: number;
   /** Zero padding on each side. */
   readonly pad: number;
+  /** Whether the layer has a bias. */
+  readonly bias: boolean;
+  /** The init rule. */
+  readonly initRule: WeightInit;
 
   /** A convolution from `inChannels` to `outChannels`. */
   constructor(inChannels: number, outChannels: number, o: Conv2dOptions = {}) {
@@ -120,24 +156,29 @@ export class Conv2d extends Module {
     this.kernel = o.kernel ?? 3;
     this.stride = o.stride ?? 1;
     this.pad = o.pad ?? 1;
+    this.bias = o.bias ?? true;
+    this.initRule = o.init ?? "uniform";
   }
 
-  /** `weight` [out, in, k, k]. */
+  /** `weight` [out, in, k, k] and `bias` [out]. */
   override params(): ParamSpec[] {
     const k = this.kernel;
-    return [{ name: "weight", shape: [this.outChannels, this.inChannels, k, k] }];
+    const p = [{ name: "weight", shape: [this.outChannels, this.inChannels, k, k] }];
+    if (this.bias) p.push({ name: "bias", shape: [this.outChannels] });
+    return p;
   }
 
-  /** He-normal weight. */
+  /** By the init rule (weight drawn first, then bias). */
   override init(rng: Rng): Map<string, Float32Array> {
     const fanIn = this.inChannels * this.kernel * this.kernel;
-    const size = this.outChannels * fanIn;
-    return new Map([["weight", normalValues(rng, size, Math.sqrt(2 / fanIn))]]);
+    const biasSize = this.bias ? this.outChannels : 0;
+    return weightAndBias(rng, this.initRule, this.outChannels * fanIn, fanIn, biasSize);
   }
 
-  /** The convolution. */
+  /** The convolution (plus bias). */
   forward(ctx: Ctx, x: Tensor, p: ParamScope): Tensor {
-    return conv2d(ctx, x, p.param("weight"), { stride: this.stride, pad: this.pad });
+    const y = conv2d(ctx, x, p.param("weight"), { stride: this.stride, pad: this.pad });
+    return this.bias ? channelBias(ctx, y, p.param("bias")) : y;
   }
 }
 
@@ -196,11 +237,111 @@ export class BatchNorm2d extends Module {
   }
 }
 
+/**
+ * Batch norm over the features of [N, C] (PyTorch's BatchNorm1d on 2-D input: same parameters,
+ * buffers, statistics and running-statistics update as {@linkcode BatchNorm2d}, which treats
+ * [N, C] as [N, C, 1, 1]).
+ */
+export class BatchNorm1d extends BatchNorm2d {
+  /** Normalised (and rectified) features; `x` must be [N, C]. */
+  override forward(ctx: Ctx, x: Tensor, p: ParamScope, mode: ForwardMode): Tensor {
+    if (x.shape.length !== 2 || x.shape[1] !== this.channels) {
+      throw new Error(
+        `BatchNorm1d ${p.prefix || "(root)"}: expected [N, ${this.channels}], got [${x.shape}]`,
+      );
+    }
+    return super.forward(ctx, x, p, mode);
+  }
+}
+
 /** max(x, 0). */
 export class ReLU extends Module {
   /** The activation. */
   forward(ctx: Ctx, x: Tensor): Tensor {
     return relu(ctx, x);
+  }
+}
+
+/** 1 / (1 + exp(-x)). */
+export class Sigmoid extends Module {
+  /** The activation. */
+  forward(ctx: Ctx, x: Tensor): Tensor {
+    return sigmoid(ctx, x);
+  }
+}
+
+/** tanh(x). */
+export class Tanh extends Module {
+  /** The activation. */
+  forward(ctx: Ctx, x: Tensor): Tensor {
+    return tanh(ctx, x);
+  }
+}
+
+/** A pooling window over [N, C, H, W]: square `kernel`, stride default `kernel`, pad default 0. */
+export abstract class Pool2d extends Module {
+  /** The window. */
+  readonly window: PoolOptions;
+
+  /** A `kernel` x `kernel` window (stride default `kernel`, pad default 0). */
+  constructor(kernel: number, o: { stride?: number; pad?: number } = {}) {
+    super();
+    this.window = { kernel, stride: o.stride ?? kernel, pad: o.pad ?? 0 };
+  }
+}
+
+/** Max pooling of [N, C, H, W] (PyTorch semantics; padding never wins). */
+export class MaxPool2d extends Pool2d {
+  /** The pooled maps. */
+  forward(ctx: Ctx, x: Tensor): Tensor {
+    return maxPool2d(ctx, x, this.window);
+  }
+}
+
+/** Average pooling of [N, C, H, W] (padding counts in the average, as PyTorch's default). */
+export class AvgPool2d extends Pool2d {
+  /** The pooled maps. */
+  forward(ctx: Ctx, x: Tensor): Tensor {
+    return avgPool2d(ctx, x, this.window);
+  }
+}
+
+/** [N, ...] -> [N, product of the rest], recorded on the tape. */
+export class Flatten extends Module {
+  /** The flattened rows. */
+  forward(ctx: Ctx, x: Tensor): Tensor {
+    return flatten(ctx, x);
+  }
+}
+
+/**
+ * Inverted dropout: in a train-mode pass each element is zeroed with probability `p` and the
+ * rest scaled by 1 / (1 - p); the identity in eval mode. The mask is a GPU hash of the pass's
+ * seed (`mode.noise`: the step's seed and the pass's stream) and the layer's name, so it is
+ * fresh every step and layer, and the same again for the same run seed and step.
+ */
+export class Dropout extends Module {
+  /** Probability of zeroing an element. */
+  readonly p: number;
+
+  /** Dropout with probability `p` in [0, 1) (default 0.5, as PyTorch). */
+  constructor(p = 0.5) {
+    super();
+    if (!(p >= 0 && p < 1)) throw new Error(`Dropout: p = ${p}, expected a number in [0, 1)`);
+    this.p = p;
+  }
+
+  /** Masked and scaled `x` in train mode, `x` in eval mode. */
+  forward(ctx: Ctx, x: Tensor, p: ParamScope, mode: ForwardMode): Tensor {
+    if (mode.bn === "eval" || this.p === 0) return x;
+    if (!mode.noise) {
+      throw new Error(
+        `Dropout ${p.prefix || "(root)"}: a train-mode forward needs mode.noise (the step's ` +
+          `seed); the StepEngine passes it, a hand-written pass can take engine.noise(stream)`,
+      );
+    }
+    const salt = new Rng(mode.noise.stream, "dropout", p.prefix).nextU32();
+    return dropout(ctx, x, this.p, { seeds: mode.noise.seed, salt });
   }
 }
 

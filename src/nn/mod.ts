@@ -15,9 +15,24 @@ export {
   TRAIN,
   TRAIN_NO_UPDATE,
 } from "./module.ts";
-export type { ForwardMode } from "./module.ts";
-export { BatchNorm2d, Conv2d, GlobalAvgPool, Linear, ReLU, Sequential } from "./layers.ts";
-export type { Conv2dOptions, LinearOptions } from "./layers.ts";
+export type { ForwardMode, Noise } from "./module.ts";
+export {
+  AvgPool2d,
+  BatchNorm1d,
+  BatchNorm2d,
+  Conv2d,
+  Dropout,
+  Flatten,
+  GlobalAvgPool,
+  Linear,
+  MaxPool2d,
+  Pool2d,
+  ReLU,
+  Sequential,
+  Sigmoid,
+  Tanh,
+} from "./layers.ts";
+export type { Conv2dOptions, LinearOptions, WeightInit } from "./layers.ts";
 export {
   BasicBlock,
   blocksPerStage,

@@ -9,14 +9,33 @@
 import type { Ctx } from "../autograd/tape.ts";
 import type { Rng } from "../random.ts";
 import type { Tensor } from "../tensor.ts";
+import type { BufferView } from "../gpu/runtime.ts";
 import type { FlatTensors, ParamSpec } from "./params.ts";
+
+/**
+ * Randomness of one forward pass for random layers (dropout): a u32 seed on the GPU that the
+ * step engine rewrites every step (derived from the run's seed and the step index, so a resumed
+ * run draws the same masks), and the pass's stream (the batch pass and the meta step's dev pass
+ * differ). Each layer mixes in its own name.
+ */
+export interface Noise {
+  /** One u32 value, the step's seed. */
+  seed: BufferView;
+  /** Stream of this pass (0: the batch pass). */
+  stream: number;
+}
 
 /** Behaviour of one forward pass. */
 export interface ForwardMode {
-  /** "train": batch statistics in batch norm; "eval": running statistics. */
+  /**
+   * "train": batch statistics in batch norm, random layers active; "eval": running statistics,
+   * random layers are the identity.
+   */
   bn: "train" | "eval";
   /** Train-mode passes that may update running statistics (only the real update pass). */
   updateRunningStats: boolean;
+  /** Randomness of random layers; a train-mode pass through a Dropout needs it. */
+  noise?: Noise;
 }
 
 /** Train mode that updates running statistics: the pass of a training step. */

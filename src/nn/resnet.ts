@@ -29,6 +29,8 @@ export interface ResNetConfig {
 }
 
 const WIDTHS = [16, 32, 64];
+/** The ResNet's convolutions: 3x3, no bias, He-normal init. */
+const CONV = { bias: false, init: "he-normal" } as const;
 
 /** Blocks per stage for a depth. */
 export function blocksPerStage(depth: number): number {
@@ -58,9 +60,9 @@ export class BasicBlock extends Module {
     this.planes = planes;
     this.stride = stride;
     this.#layers = [
-      ["conv1", new Conv2d(inPlanes, planes, { stride })],
+      ["conv1", new Conv2d(inPlanes, planes, { ...CONV, stride })],
       ["bn1", new BatchNorm2d(planes, { relu: true })],
-      ["conv2", new Conv2d(planes, planes)],
+      ["conv2", new Conv2d(planes, planes, CONV)],
       ["bn2", new BatchNorm2d(planes)],
     ];
   }
@@ -106,7 +108,7 @@ export class ResNet extends Module {
     this.config = config;
     this.blocks = blocksPerStage(config.depth);
     const layers: [string, Module][] = [
-      ["conv1", new Conv2d(config.inChannels, 16)],
+      ["conv1", new Conv2d(config.inChannels, 16, CONV)],
       ["bn1", new BatchNorm2d(16, { relu: true })],
     ];
     let inPlanes = 16;

@@ -122,12 +122,12 @@ export function batchNorm(
     op: opts.relu ? "batchNorm+relu" : "batchNorm",
     inputs: [x, gamma, beta],
     output: y,
-    backward: (dyIn, needs) => {
+    backward: (dyIn, needs, into) => {
       const dy = opts.relu ? maskByOutput(dyIn) : dyIn;
       const sums = channelSums(gpu, dy, x, stats, uni);
       const dx = needs[0] ? gradForm(gpu, train, dy, x, stats, sums, gamma, null, uni) : null;
-      const dgamma = needs[1] ? Tensor.empty(gpu, [C]) : null;
-      const dbeta = needs[2] ? Tensor.empty(gpu, [C]) : null;
+      const dgamma = needs[1] ? into?.[1] ?? Tensor.empty(gpu, [C]) : null;
+      const dbeta = needs[2] ? into?.[2] ?? Tensor.empty(gpu, [C]) : null;
       if (dbeta) gpu.copy(sums.view, dbeta.view, C * 4);
       if (dgamma) {
         gpu.copy({ ...sums.view, offset: sums.view.offset + C * 4 }, dgamma.view, C * 4);

@@ -28,14 +28,14 @@ export function channelBias(ctx: Ctx, x: Tensor, b: Tensor): Tensor {
     op: "channelBias",
     inputs: [x, b],
     output: y,
-    backward: (dy, needs) => {
+    backward: (dy, needs, into) => {
       let dx: Tensor | null = null, db: Tensor | null = null;
       if (needs[0]) {
         dx = Tensor.empty(gpu, x.shape);
         gpu.copy(dy.view, dx.view, x.size * 4);
       }
       if (needs[1]) {
-        db = Tensor.empty(gpu, [C]);
+        db = into?.[1] ?? Tensor.empty(gpu, [C]);
         channelBiasGrad.dispatch(gpu, [bind(dy), bind(db)], { N, C, inner }, [C]);
       }
       return [dx, db];

@@ -219,9 +219,9 @@ export function convBackwardWeight(
   x: Tensor,
   w: Tensor,
   o: ConvOptions,
+  dw: Tensor = Tensor.empty(gpu, w.shape),
 ): Tensor {
   const s = shapeOf(x, w, o);
-  const dw = Tensor.empty(gpu, w.shape);
   runGemm(
     gpu,
     DW,
@@ -244,9 +244,9 @@ export function conv2d(ctx: Ctx, x: Tensor, w: Tensor, o: ConvOptions): Tensor {
     op: "conv2d",
     inputs: [x, w],
     output: y,
-    backward: (dy, needs) => [
+    backward: (dy, needs, into) => [
       needs[0] ? convBackwardInput(ctx.gpu, dy, w, x, o) : null,
-      needs[1] ? convBackwardWeight(ctx.gpu, dy, x, w, o) : null,
+      needs[1] ? convBackwardWeight(ctx.gpu, dy, x, w, o, into?.[1] ?? undefined) : null,
     ],
     jvp: ([xDot, wDot]) => {
       const yDot = Tensor.empty(ctx.gpu, y.shape);

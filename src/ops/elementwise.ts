@@ -187,9 +187,9 @@ export function globalAvgPool(ctx: Ctx, x: Tensor): Tensor {
 // ------------------------------------------------------------------ column sums
 
 /** Sums the rows of a [R, C] matrix: [C] (bias gradients), one thread per column, in order. */
-export function columnSums(gpu: Gpu, a: Tensor): Tensor {
+export function columnSums(gpu: Gpu, a: Tensor, out?: Tensor): Tensor {
   const [R, C] = a.shape;
-  const out = Tensor.empty(gpu, [C]);
+  out ??= Tensor.empty(gpu, [C]);
   columnSumsKernel.dispatch(gpu, [bind(a), bind(out)], { R, C }, [Math.ceil(C / 64)]);
   return out;
 }

@@ -63,11 +63,18 @@ export function linear(ctx: Ctx, x: Tensor, w: Tensor, b: Tensor | null): Tensor
     op: "linear",
     inputs: b ? [x, w, b] : [x, w],
     output: y,
-    backward: (dy, needs) => [
-      needs[0] ? matmul(gpu, dy, w) : null,
-      needs[1] ? matmul(gpu, dy, x, true, false) : null,
-      ...(b ? [needs[2] ? columnSums(gpu, dy) : null] : []),
-    ],
+    backward: (dy, needs, into) => {
+      let dw: Tensor | null = null;
+      if (needs[1]) {
+        dw = into?.[1] ?? Tensor.empty(gpu, w.shape);
+        matmulInto(gpu, dy, x, dw, { transA: true });
+      }
+      return [
+        needs[0] ? matmul(gpu, dy, w) : null,
+        dw,
+        ...(b ? [needs[2] ? columnSums(gpu, dy, into?.[2] ?? undefined) : null] : []),
+      ];
+    },
     jvp: ([xDot, wDot, bDot]) => {
       const out = Tensor.empty(gpu, y.shape);
       let first = true;

@@ -6,19 +6,19 @@
  */
 import type { BufferView, Gpu } from "../gpu/runtime.ts";
 
-/** A few f32 values read by a kernel, rewritten between steps. */
+/** A few f32 (or u32) values read by a kernel, rewritten between steps. */
 export class StepValues {
   readonly #gpu: Gpu;
   readonly #buffer: GPUBuffer;
-  readonly #host: Float32Array<ArrayBuffer>;
+  readonly #host: Float32Array<ArrayBuffer> | Uint32Array<ArrayBuffer>;
   /** `gpu.stats.submits` when a dispatch last bound the buffer (-1: never). */
   #boundAt = -1;
   #written = false;
 
-  /** Allocates room for `count` values. */
-  constructor(gpu: Gpu, count: number) {
+  /** Allocates room for `count` values of `type` (default f32). */
+  constructor(gpu: Gpu, count: number, type: "f32" | "u32" = "f32") {
     this.#gpu = gpu;
-    this.#host = new Float32Array(count);
+    this.#host = type === "u32" ? new Uint32Array(count) : new Float32Array(count);
     // Its own buffer, not one from the pool: a pooled buffer may still be bound by recorded,
     // unsubmitted work, which the first queue write would then overtake.
     this.#buffer = gpu.device.createBuffer({
@@ -29,13 +29,15 @@ export class StepValues {
   }
 
   /**
-   * Holds `values` (rounded to f32) for the next dispatch and returns the binding. Writes only
-   * when a value changed; work recorded but not yet submitted that still binds the old values
-   * is submitted first (a queue write lands before the next submit, so that work would see the
+   * Holds `values` (rounded to f32, or modulo 2^32 for u32) for the next dispatch and returns
+   * the binding. Writes only when a value changed; work recorded but not yet submitted that
+   * still binds the old values is submitted first (a queue write lands before the next submit, so that work would see the
    * new values otherwise).
    */
   set(values: readonly number[]): BufferView {
-    const next = Float32Array.from(values);
+    const next = this.#host instanceof Uint32Array
+      ? Uint32Array.from(values)
+      : Float32Array.from(values);
     if (next.length !== this.#host.length) {
       throw new Error(`StepValues: ${next.length} values for ${this.#host.length} slots`);
     }

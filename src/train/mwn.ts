@@ -1,25 +1,37 @@
 /**
- * Meta-Weight-Net (Shu et al., NeurIPS 2019) on the host: an MLP 1-100-1 (ReLU, sigmoid output)
- * maps a per-example loss to a weight, and is meta-learned on the dev set every step.
+ * Meta-Weight-Net (Shu et al., NeurIPS 2019) on the GPU through the engine itself: an MLP 1-100-1
+ * (Linear, ReLU, Linear, Sigmoid: a {@linkcode Model} of its own) maps a per-example loss to a
+ * weight, and is meta-learned on the dev set at every step, with no readback.
  *
- * Per step, with phi the MLP parameters and V_i = V(loss_i; phi):
- *   theta'  = theta - eta * grad (1/|B|) sum_i V_i loss_i          (GPU, MetaReweighter.stepHost)
- *   g_i     = d L_dev(theta') / d V_i = -(eta/|B|) <grad L_dev(theta'), grad loss_i(theta)>  (GPU)
- *   grad_phi = sum_i g_i dV_i/dphi;  phi <- Adam(phi, grad_phi)    (host, float64)
- *   final weights V'_i = V(loss_i; phi') / sum_j V(loss_j; phi');  loss = sum_i V'_i loss_i
+ * Per step, with phi the MLP parameters and V_i = V(loss_i; phi), loss_i entering detached:
+ *   theta'   = theta - eta * grad (1/|B|) sum_i V_i loss_i           (MetaReweighter.signal)
+ *   g_i      = d L_dev(theta') / d V_i = -(eta/|B|) <grad L_dev(theta'), grad loss_i(theta)>
+ *              (the engine's one JVP)
+ *   grad_phi = sum_i g_i dV_i/dphi: a backward of the MLP's tape seeded with g
+ *   phi     <- Adam(phi, grad_phi)                                    (the fused Adam kernel)
+ *   final weights V'_i = V(loss_i; phi') / sum_j V(loss_j; phi')     (one fixed-order kernel)
+ *   loss = sum_i V'_i loss_i, backward of the batch's tape, SGD update
  *
  * as in the reference code (look-ahead mean over the batch, eta = the current lr, Adam with lr
- * 1e-3 and weight decay 1e-4, weights normalised by their sum). Deviation: the reference code
- * differentiates through the look-ahead with a double backward at every step; here the
- * identical meta-gradient comes from the engine's single JVP, and the 1-100-1 MLP (a few
- * hundred flops per example) runs on the CPU in float64, which costs two small readbacks
- * (losses and the JVP) per step.
+ * 1e-3 and L2 weight decay 1e-4, weights normalised by their sum). Deviation: the reference code
+ * differentiates through the look-ahead with a double backward at every step; here the identical
+ * meta-gradient comes from the engine's single JVP. Everything runs in float32 (an earlier
+ * version ran the MLP on the host in float64, with two readbacks per step).
  */
-import type { HostWeightRule } from "../engine/meta.ts";
+import { Ctx, Tape } from "../autograd/tape.ts";
+import type { Tensor } from "../tensor.ts";
+import { Linear, ReLU, Sequential, Sigmoid } from "../nn/layers.ts";
+import { Model } from "../nn/model.ts";
+import { EVAL, moduleInit, moduleSpecs } from "../nn/module.ts";
+import { FlatTensors } from "../nn/params.ts";
+import { scale } from "../ops/elementwise.ts";
+import { Adam } from "../optim/adam.ts";
 import { Rng } from "../random.ts";
-import type { SafeTensor } from "../checkpoint/safetensors.ts";
+import type { MetaReweighter } from "../engine/meta.ts";
+import { normalizeBySum } from "../engine/kernels.ts";
+import type { SafeDType, SafeTensor } from "../checkpoint/safetensors.ts";
 
-/** Hyper-parameters of the MLP's optimiser. */
+/** Hyper-parameters of the MLP and its optimiser. */
 export interface MwnOptions {
   /** Hidden units of the 1-H-1 MLP; default 100. */
   hidden?: number;
@@ -29,152 +41,144 @@ export interface MwnOptions {
   weightDecay?: number;
 }
 
-const NAMES = ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"] as const;
+/** The MLP 1-H-1 with PyTorch's names: fc1, relu, fc2, sigmoid. */
+export function mwnModule(hidden: number): Sequential {
+  return new Sequential(
+    ["fc1", new Linear(1, hidden)],
+    ["relu", new ReLU()],
+    ["fc2", new Linear(hidden, 1)],
+    ["sigmoid", new Sigmoid()],
+  );
+}
 
-/** The MLP, its Adam state, and the weighting rule for {@linkcode MetaReweighter.stepHost}. */
-export class MetaWeightNet implements HostWeightRule {
+const ADAM_PREFIXES = [["exp_avg", "expAvg"], ["exp_avg_sq", "expAvgSq"]] as const;
+
+/** The MLP, its Adam state and the MWN step of a {@linkcode MetaReweighter}'s engine. */
+export class MetaWeightNet {
   /** Hidden units H of the MLP. */
   readonly hidden: number;
   /** Adam learning rate. */
   readonly lr: number;
-  /** L2 weight decay added to the Adam gradient. */
-  readonly weightDecay: number;
-  /** fc1.weight [H,1], fc1.bias [H], fc2.weight [1,H], fc2.bias [1]. */
-  readonly params: Float64Array[];
-  #m: Float64Array[];
-  #v: Float64Array[];
-  #t = 0;
-  /** Final (unnormalised) MLP outputs V(loss; phi') of the last step, for statistics. */
-  lastWeights: Float32Array = new Float32Array(0);
+  /** The MLP: fc1.weight [H,1], fc1.bias [H], fc2.weight [1,H], fc2.bias [1]. */
+  readonly model: Model<Sequential>;
+  /** Adam over the MLP's parameters (L2 weight decay added to the gradient). */
+  readonly optimizer: Adam;
+  /** Gradients of the MLP's parameters. */
+  readonly grads: FlatTensors;
+  /** V(loss_i; phi') of the last step, before normalisation, [B] (for statistics). */
+  readonly lastWeights: Tensor;
+  readonly #meta: MetaReweighter;
+  readonly #losses: Tensor;
 
-  /** An MLP initialised like PyTorch's Linear from `seed`, with zeroed Adam state. */
-  constructor(seed: number, options: MwnOptions = {}) {
-    const H = this.hidden = options.hidden ?? 100;
+  /**
+   * An MLP initialised like PyTorch's Linear from the stream `(seed, "mwn-init")`, zeroed Adam
+   * state, for the batch of `meta`'s engine.
+   */
+  constructor(meta: MetaReweighter, seed: number, options: MwnOptions = {}) {
+    const e = meta.engine;
+    this.#meta = meta;
+    this.hidden = options.hidden ?? 100;
     this.lr = options.lr ?? 1e-3;
-    this.weightDecay = options.weightDecay ?? 1e-4;
-    // PyTorch's default Linear init: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weight and bias.
-    const rng = Rng.derive(seed, "mwn-init");
-    const u = (n: number, bound: number) =>
-      Float64Array.from({ length: n }, () => (2 * rng.nextFloat() - 1) * bound);
-    this.params = [u(H, 1), u(H, 1), u(H, 1 / Math.sqrt(H)), u(1, 1 / Math.sqrt(H))];
-    this.#m = this.params.map((p) => new Float64Array(p.length));
-    this.#v = this.params.map((p) => new Float64Array(p.length));
+    const net = mwnModule(this.hidden);
+    this.model = new Model(e.gpu, net);
+    this.model.loadStateDict(moduleInit(net, Rng.derive(seed, "mwn-init")));
+    this.optimizer = new Adam(e.gpu, this.model.paramLayout, {
+      weightDecay: options.weightDecay ?? 1e-4,
+    });
+    this.grads = new FlatTensors(e.gpu, this.model.paramLayout, false);
+    this.lastWeights = e.fixed([e.batch]);
+    this.#losses = e.fixed([e.batch, 1]);
   }
 
-  /** V(loss) for each loss. */
-  weigh(losses: ArrayLike<number>): Float64Array {
-    const [w1, b1, w2, b2] = this.params;
-    const out = new Float64Array(losses.length);
-    for (let i = 0; i < losses.length; i++) {
-      let o = b2[0];
-      for (let j = 0; j < this.hidden; j++) {
-        const h = w1[j] * losses[i] + b1[j];
-        if (h > 0) o += w2[j] * h;
-      }
-      out[i] = 1 / (1 + Math.exp(-o));
-    }
-    return out;
+  /** Frees the MLP, its gradients and Adam state (the tensors go with the engine). */
+  destroy(): void {
+    this.optimizer.destroy();
+    this.grads.destroy();
+    this.model.destroy();
   }
 
-  /** Look-ahead weights: V(loss_i; phi). */
-  lookahead(losses: Float32Array): Float32Array {
-    return Float32Array.from(this.weigh(losses));
-  }
-
-  /** Meta-update phi from d L_dev / d V_i; returns the normalised new weights as the seed. */
-  final(dDevDw: Float32Array, losses: Float32Array): Float32Array {
-    this.update(losses, dDevDw);
-    const v = this.weigh(losses);
-    this.lastWeights = Float32Array.from(v);
-    let sum = 0;
-    for (const x of v) sum += x;
-    const seed = new Float32Array(v.length);
-    for (let i = 0; i < v.length; i++) seed[i] = sum !== 0 ? v[i] / sum : v[i];
-    return seed;
-  }
-
-  /** One Adam step on phi with gradient sum_i g_i dV(loss_i)/dphi (+ L2 weight decay). */
-  update(losses: ArrayLike<number>, g: ArrayLike<number>): void {
-    const H = this.hidden;
-    const [w1, b1, w2, b2] = this.params;
-    const grads = this.params.map((p) => new Float64Array(p.length));
-    const [gw1, gb1, gw2, gb2] = grads;
-    for (let i = 0; i < losses.length; i++) {
-      const l = losses[i];
-      let o = b2[0];
-      for (let j = 0; j < H; j++) {
-        const h = w1[j] * l + b1[j];
-        if (h > 0) o += w2[j] * h;
-      }
-      const v = 1 / (1 + Math.exp(-o));
-      const d = g[i] * v * (1 - v); // dL/do
-      gb2[0] += d;
-      for (let j = 0; j < H; j++) {
-        const h = w1[j] * l + b1[j];
-        if (h > 0) {
-          gw2[j] += d * h;
-          const dh = d * w2[j];
-          gw1[j] += dh * l;
-          gb1[j] += dh;
-        }
-      }
-    }
-    this.#t++;
-    const b1c = 1 - 0.9 ** this.#t, b2c = 1 - 0.999 ** this.#t;
-    this.params.forEach((p, k) => {
-      const m = this.#m[k], s = this.#v[k], gr = grads[k];
-      for (let j = 0; j < p.length; j++) {
-        const gj = gr[j] + this.weightDecay * p[j];
-        m[j] = 0.9 * m[j] + 0.1 * gj;
-        s[j] = 0.999 * s[j] + 0.001 * gj * gj;
-        p[j] -= this.lr * (m[j] / b1c) / (Math.sqrt(s[j] / b2c) + 1e-8);
-      }
+  /** One training step of the engine at learning rate `lr` (also the look-ahead's eta). */
+  step(lr: number): void {
+    const e = this.#meta.engine;
+    const gpu = e.gpu;
+    const B = e.batch;
+    e.step(lr, (ctx, tape, l) => {
+      gpu.copy(l.view, this.#losses.view, B * 4); // the MLP sees the losses detached
+      const mlpCtx = new Ctx(gpu, new Tape());
+      const v = this.model.forward(mlpCtx, this.#losses, EVAL);
+      const ldot = this.#meta.signal(tape, l, scale(gpu, v, 1 / B, ctx.empty([B])), lr);
+      const dv = scale(gpu, ldot, -lr / B, mlpCtx.empty([B, 1])); // d L_dev / d V_i
+      ldot.release(gpu);
+      mlpCtx.tape!.backward(gpu, v, dv, this.model.params.tensors, this.grads.tensors);
+      mlpCtx.release();
+      this.optimizer.step(this.model.params, this.grads, this.lr);
+      this.weigh(this.#losses, this.lastWeights);
+      const seed = ctx.empty([B]);
+      normalizeBySum(gpu, this.lastWeights, seed);
+      return seed;
     });
   }
 
-  /** Checkpoint entries: `mwn.<name>` (float64, PyTorch shapes) and the Adam state. */
-  state(): Map<string, SafeTensor> {
-    const H = this.hidden;
-    const shapes = [[H, 1], [H], [1, H], [1]];
+  /** V(loss; phi) of `losses` [B, 1] into `out` [B] (recorded, nothing taped). */
+  weigh(losses: Tensor, out: Tensor): void {
+    const ctx = new Ctx(this.model.gpu, null);
+    const v = this.model.forward(ctx, losses, EVAL);
+    this.model.gpu.copy(v.view, out.view, out.size * 4);
+    ctx.release();
+  }
+
+  /** Names, dtypes and shapes of {@linkcode MetaWeightNet.state} for `hidden` units. */
+  static stateSpecs(hidden = 100): [string, SafeDType, number[]][] {
+    const out: [string, SafeDType, number[]][] = [];
+    for (const prefix of ["mwn.", ...ADAM_PREFIXES.map(([name]) => `mwn.adam.${name}.`)]) {
+      for (const s of moduleSpecs(mwnModule(hidden)).params) {
+        out.push([prefix + s.name, "F32", s.shape]);
+      }
+    }
+    out.push(["mwn.adam.step", "I64", []]);
+    return out;
+  }
+
+  /**
+   * Checkpoint entries (float32, PyTorch shapes): `mwn.<name>`, Adam's
+   * `mwn.adam.exp_avg.<name>` and `mwn.adam.exp_avg_sq.<name>`, and `mwn.adam.step` (I64).
+   */
+  async state(): Promise<Map<string, SafeTensor>> {
     const out = new Map<string, SafeTensor>();
-    NAMES.forEach((n, k) => {
-      out.set(`mwn.${n}`, { dtype: "F64", shape: shapes[k], data: this.params[k].slice() });
-      out.set(`mwn.adam.exp_avg.${n}`, {
-        dtype: "F64",
-        shape: shapes[k],
-        data: this.#m[k].slice(),
-      });
-      out.set(`mwn.adam.exp_avg_sq.${n}`, {
-        dtype: "F64",
-        shape: shapes[k],
-        data: this.#v[k].slice(),
-      });
-    });
-    out.set("mwn.adam.step", {
-      dtype: "I64",
-      shape: [],
-      data: new BigInt64Array([BigInt(this.#t)]),
-    });
+    const put = (prefix: string, values: Map<string, Float32Array>) => {
+      for (const s of this.model.specs.params) {
+        out.set(prefix + s.name, { dtype: "F32", shape: [...s.shape], data: values.get(s.name)! });
+      }
+    };
+    put("mwn.", await this.model.params.download());
+    for (const [name, field] of ADAM_PREFIXES) {
+      put(`mwn.adam.${name}.`, await this.optimizer[field].download());
+    }
+    const step = BigInt(this.optimizer.stepCount);
+    out.set("mwn.adam.step", { dtype: "I64", shape: [], data: new BigInt64Array([step]) });
     return out;
   }
 
-  /** Restores {@linkcode state}. */
+  /** Restores {@linkcode MetaWeightNet.state}; throws naming a missing or mis-typed entry. */
   load(entries: Map<string, SafeTensor>): void {
-    const get = (name: string, len: number) => {
-      const t = entries.get(name);
-      if (!t || t.dtype !== "F64" || t.data.length !== len) {
-        throw new Error(`checkpoint lacks ${name} (F64, ${len} values)`);
+    const take = (prefix: string) => {
+      const values = new Map<string, Float32Array>();
+      for (const s of this.model.specs.params) {
+        const t = entries.get(prefix + s.name);
+        const n = s.shape.reduce((a, b) => a * b, 1);
+        if (!t || t.dtype !== "F32" || t.data.length !== n) {
+          throw new Error(`checkpoint lacks ${prefix + s.name} (F32, ${n} values)`);
+        }
+        values.set(s.name, t.data as Float32Array);
       }
-      return t.data as Float64Array;
+      return values;
     };
-    NAMES.forEach((n, k) => {
-      const len = this.params[k].length;
-      this.params[k].set(get(`mwn.${n}`, len));
-      this.#m[k].set(get(`mwn.adam.exp_avg.${n}`, len));
-      this.#v[k].set(get(`mwn.adam.exp_avg_sq.${n}`, len));
-    });
+    this.model.params.upload(take("mwn."));
+    for (const [name, field] of ADAM_PREFIXES) {
+      this.optimizer[field].upload(take(`mwn.adam.${name}.`));
+    }
     const step = entries.get("mwn.adam.step");
-    if (!step || step.dtype !== "I64") throw new Error("checkpoint lacks mwn.adam.step");
-    this.#t = Number((step.data as BigInt64Array)[0]);
+    if (!step || step.dtype !== "I64") throw new Error("checkpoint lacks mwn.adam.step (I64)");
+    this.optimizer.loadScalars({ step: Number((step.data as BigInt64Array)[0]) });
   }
 }

@@ -59,6 +59,11 @@ export function ldamMargins(counts: number[]): number[] {
   return raw.map((m) => (max > 0 ? (m * 0.5) / max : 0));
 }
 
+/** The counts and final-weight sums of meta statistics (what Meta-Weight-Net steps record). */
+function finalOnly(s: MetaSums): Pick<MetaSums, "count" | "sumFinal"> {
+  return { count: s.count, sumFinal: s.sumFinal };
+}
+
 /** The GPU parts of a run, freed by {@linkcode LongTailRun.destroy}. */
 interface RunParts {
   model: Model<ResNet>;
@@ -93,7 +98,6 @@ export class LongTailRun {
   steps = 0;
   wallBefore = 0;
   readonly segmentStart = performance.now();
-  #epochSums: MetaSums | null = null;
 
   /** Builds every part of the run (parameters initialised from the seed). */
   constructor(gpu: Gpu, cfg: TrainConfig, data: RunData) {
@@ -115,9 +119,11 @@ export class LongTailRun {
     );
     this.classWeights = Array.from(effectiveNumberWeights(data.trainCounts, cfg.beta));
     this.margins = loss === "ldam" ? ldamMargins(data.trainCounts) : null;
-    this.mwn = this.phases.some((p) => p.kind === "mwn") ? new MetaWeightNet(cfg.seed) : null;
     this.evalBatch = Math.max(1, Math.min(200, data.testIndices.length));
     this.parts = this.#build();
+    this.mwn = this.phases.some((p) => p.kind === "mwn")
+      ? new MetaWeightNet(this.parts.meta, cfg.seed)
+      : null;
     const margins = this.parts.margins;
     this.lossOptions = loss === "ce"
       ? {}
@@ -184,6 +190,7 @@ export class LongTailRun {
   /** Frees every GPU part. */
   destroy(): void {
     const p = this.parts;
+    this.mwn?.destroy();
     p.meta.destroy();
     p.engine.destroy();
     p.optimizer.destroy();
@@ -200,16 +207,20 @@ export class LongTailRun {
     const gpu = this.gpu;
     if (phase.kind === "plain") return { name: "plain", run: (lr) => engine.step(lr) };
     if (phase.kind === "mwn") {
+      const mwn = this.mwn!;
       return {
         name: "mwn",
-        run: async (lr) => {
-          await meta.stepHost(lr, { eta: lr, lookahead: "mean" }, this.mwn!);
-          const sums = this.#epochSums!;
-          const labels = this.source.labels;
-          for (let k = 0; k < this.cfg.batch; k++) {
-            sums.count[labels[k]]++;
-            sums.sumFinal[labels[k]] += this.mwn!.lastWeights[k];
-          }
+        run: (lr) => {
+          mwn.step(lr);
+          // eps is zero for MWN: only the counts and the (unnormalised) final weights are used
+          accumulateMetaStats(
+            gpu,
+            engine.weights,
+            meta.eps,
+            mwn.lastWeights,
+            engine.targets,
+            stats,
+          );
         },
       };
     }
@@ -264,21 +275,21 @@ export class LongTailRun {
   #epochStart(epoch: number): void {
     const kind = this.phases[epoch].kind;
     const C = this.data.numClasses;
-    if (kind === "meta") this.parts.stats.upload(this.gpu, emptyMetaStats(C));
-    this.#epochSums = kind === "mwn" ? emptySums(C, false) : null;
+    if (kind !== "plain") this.parts.stats.upload(this.gpu, emptyMetaStats(C));
+    if (kind === "mwn") this.parts.meta.eps.upload(this.gpu, new Float32Array(this.cfg.batch));
   }
 
   async #epochEnd(end: EpochEnd<EvalMetrics>): Promise<EpochRecord> {
     const phase = this.phases[end.epoch];
     let epochMeta = null;
     if (phase.kind !== "plain") {
-      const sums = phase.kind === "meta"
-        ? sumsFromStats(
-          await this.parts.stats.read(this.gpu),
-          this.data.numClasses,
-          phase.weights === "zero",
-        )
-        : this.#epochSums!;
+      const C = this.data.numClasses;
+      const stats = sumsFromStats(
+        await this.parts.stats.read(this.gpu),
+        C,
+        phase.weights === "zero",
+      );
+      const sums = phase.kind === "meta" ? stats : { ...emptySums(C, false), ...finalOnly(stats) };
       epochMeta = perClassMeta(sums);
       this.metaSums ??= emptySums(this.data.numClasses, sums.hasEps);
       addSums(this.metaSums, sums);
@@ -313,7 +324,7 @@ export class LongTailRun {
     const tensors = new Map<string, SafeTensor>();
     const cw = await this.parts.meta.classWeights.read(this.gpu);
     tensors.set("train.class_weights", { dtype: "F32", shape: [C], data: cw });
-    if (this.mwn) { for (const [k, v] of this.mwn.state()) tensors.set(k, v); }
+    if (this.mwn) { for (const [k, v] of await this.mwn.state()) tensors.set(k, v); }
     return {
       tensors,
       metadata: {

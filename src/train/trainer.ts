@@ -51,7 +51,8 @@ export interface TrainOptions extends Partial<TrainConfig> {
   maxEpochs?: number;
 }
 
-const CHECKPOINT_FORMAT = "tailgrad-train-checkpoint/1";
+/** The format tag of the trainer's checkpoints. */
+export const CHECKPOINT_FORMAT = "tailgrad-train-checkpoint/1";
 /** Settings that may differ between a run and its resumption. */
 const RESUME_FREE: (keyof TrainConfig)[] = ["dataDir", "download", "out"];
 const CONFIG_KEYS = Object.keys(presetConfig("default")) as (keyof TrainConfig)[];

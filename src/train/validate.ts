@@ -274,7 +274,7 @@ export function expectedTensors(cfg: TrainConfig, data: ResumeData): Map<string,
   }
   put("train.class_weights", "F32", [data.numClasses]);
   if (cfg.method === "mwn") {
-    for (const [name, t] of new MetaWeightNet(cfg.seed).state()) put(name, t.dtype, t.shape);
+    for (const [name, dtype, shape] of MetaWeightNet.stateSpecs()) put(name, dtype, shape);
   }
   return out;
 }

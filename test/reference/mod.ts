@@ -9,3 +9,4 @@ export * from "./meta.ts";
 export * from "./fd.ts";
 export * from "./rng.ts";
 export * from "./nn_ops.ts";
+export * from "./mwn.ts";
