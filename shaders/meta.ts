@@ -39,7 +39,10 @@ const RULES: Record<MetaWeightRule, string> = {
   }`,
 };
 
-/** eps, final weights and seed of a batch by one rule (one invocation). */
+/**
+ * eps, final weights and seed of a batch by one rule (one invocation). The factor c of
+ * eps = c * ldot follows the learning rate, so it is read from a storage slot, not a uniform.
+ */
 export const metaWeightsKernel = kernelFamily((rule: MetaWeightRule) => ({
   name: `meta-weights:${rule}`,
   storage: [
@@ -50,11 +53,12 @@ export const metaWeightsKernel = kernelFamily((rule: MetaWeightRule) => ({
     ["eps", "write"],
     ["finalW", "write"],
     ["seed", "write"],
+    ["c", "read"],
   ] as const,
-  uniforms: [["B", "u32"], ["c", "f32"]] as const,
+  uniforms: [["B", "u32"]] as const,
   workgroupSize: 1,
   main: `
-    for (var i = 0u; i < p.B; i++) { eps[i] = p.c * ldot[i]; }
+    for (var i = 0u; i < p.B; i++) { eps[i] = c[0] * ldot[i]; }
     ${RULES[rule]}
     // keep every binding statically used so one layout serves all rules
     if (p.B == 0u) { classW[0] = classW[0] + f32(labels[0]); }`,
@@ -73,4 +77,19 @@ export const normalizeBySumKernel = kernel({
     var total = 0.0;
     for (var i = 0u; i < p.B; i++) { total += v[i]; }
     for (var i = 0u; i < p.B; i++) { out[i] = select(v[i], v[i] / total, total != 0.0); }`,
+});
+
+/**
+ * The look-ahead parameters theta' = theta - eta * g over the flat buffers, eta read from a
+ * storage slot so that a learning rate that changes every step creates no uniform.
+ */
+export const lookaheadKernel = kernel({
+  name: "lookahead",
+  storage: [["theta", "read"], ["g", "read"], ["eta", "read"], ["out", "write"]],
+  uniforms: [["n", "u32"]],
+  workgroupSize: 256,
+  main: `
+    let i = flatIndex(gid, nwg);
+    if (i >= p.n) { return; }
+    out[i] = theta[i] - eta[0] * g[i];`,
 });

@@ -172,8 +172,13 @@ gpuTest(
 
 gpuTest("steady state: warm plain and meta steps of an MLP create no GPU objects", async (gpu) => {
   const { engine, meta, destroy } = mlpEngine(gpu, 8, 8);
-  const opts = { eta: 0.1, tau: 1, lookahead: "mean" as const, rule: "meta" as const };
-  const metaStep = () => meta.step(0.1, { ...opts, lookaheadWeights: "w" });
+  const opts = { tau: 1, lookahead: "mean" as const, rule: "meta" as const };
+  // a learning rate that changes every step (a per-step schedule) must create nothing either
+  let lr = 0.1;
+  const metaStep = () => {
+    lr *= 0.999;
+    meta.step(lr, { ...opts, eta: lr, lookaheadWeights: "w" });
+  };
   for (let i = 0; i < 2; i++) {
     engine.step(0.1);
     metaStep();
@@ -190,7 +195,7 @@ gpuTest("steady state: warm plain and meta steps of an MLP create no GPU objects
   const s0 = snap();
   for (let i = 0; i < 100; i++) {
     if (i % 3 === 0) metaStep();
-    else engine.step(0.1);
+    else engine.step(lr *= 0.999);
   }
   await gpu.sync();
   assert.deepEqual(snap(), s0);

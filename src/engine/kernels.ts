@@ -10,7 +10,7 @@
  * Each walks its (small) arrays in index order in one invocation: deterministic, and cheap next
  * to a training step.
  */
-import type { Gpu } from "../gpu/runtime.ts";
+import type { BufferView, Gpu } from "../gpu/runtime.ts";
 import { bind, type Tensor } from "../tensor.ts";
 import {
   type MetaWeightRule,
@@ -25,7 +25,7 @@ export function accumulateLoss(gpu: Gpu, loss: Tensor, into: Tensor): void {
 }
 
 /**
- * eps_i = c * ldot_i; final weights by rule; seed = final / |B| (or the normalised weights
+ * eps_i = c * ldot_i (c: one f32 in a storage slot); final weights by rule; seed = final / |B| (or the normalised weights
  * for L2RW-style rules, whose loss is a weighted sum).
  */
 export function metaWeights(
@@ -38,12 +38,13 @@ export function metaWeights(
   eps: Tensor,
   final: Tensor,
   seed: Tensor,
-  o: { c: number; batch: number },
+  c: BufferView,
+  batch: number,
 ): void {
   metaWeightsKernel(rule).dispatch(
     gpu,
-    [bind(w), bind(ldot), bind(labels), bind(classW), bind(eps), bind(final), bind(seed)],
-    { B: o.batch, c: o.c },
+    [bind(w), bind(ldot), bind(labels), bind(classW), bind(eps), bind(final), bind(seed), c],
+    { B: batch },
     [1],
   );
 }

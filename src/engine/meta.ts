@@ -13,13 +13,14 @@
  *   5. per-example weights from ldot (the rule); backward of the SAME tape T with them; update.
  */
 import { Ctx, Tape } from "../autograd/tape.ts";
-import { Tensor } from "../tensor.ts";
+import type { Tensor } from "../tensor.ts";
 import { TRAIN_NO_UPDATE } from "../nn/module.ts";
 import { FlatTensors } from "../nn/params.ts";
-import { runMap } from "../ops/elementwise.ts";
+import { grid1d } from "../gpu/runtime.ts";
+import { StepValues } from "../optim/step_values.ts";
 import { classificationLoss } from "../ops/loss.ts";
 import { metaWeights } from "./kernels.ts";
-import type { MetaWeightRule } from "../../shaders/meta.ts";
+import { lookaheadKernel, type MetaWeightRule } from "../../shaders/meta.ts";
 import type { LossFn, StepEngine } from "./step.ts";
 
 export type { MetaWeightRule };
@@ -79,6 +80,10 @@ export class MetaReweighter {
   /** Class weights [numClasses]: meta-learned in place by the "meta-update-wy" rule. */
   readonly classWeights: Tensor;
   readonly #devSeed: Tensor;
+  /** The look-ahead's eta, per step without a uniform (see {@linkcode StepValues}). */
+  readonly #eta: StepValues;
+  /** The factor of eps = c * ldot, likewise per step. */
+  readonly #c: StepValues;
   readonly #labels: Tensor;
 
   /** Allocates the look-ahead state and the dev batch of `engine`. */
@@ -90,6 +95,8 @@ export class MetaReweighter {
     const layout = engine.model.paramLayout;
     this.lookahead = new FlatTensors(gpu, layout, true);
     this.direction = new FlatTensors(gpu, layout, false);
+    this.#eta = new StepValues(gpu, 1);
+    this.#c = new StepValues(gpu, 1);
     const B = engine.batch;
     this.devX = engine.fixed([o.devBatch, ...engine.x.shape.slice(1)]);
     this.devTargets = engine.fixed(
@@ -110,6 +117,8 @@ export class MetaReweighter {
 
   /** Frees the look-ahead buffers (the tensors go with the engine). */
   destroy(): void {
+    this.#eta.destroy();
+    this.#c.destroy();
     this.lookahead.destroy();
     this.direction.destroy();
   }
@@ -133,7 +142,8 @@ export class MetaReweighter {
         this.eps,
         this.finalWeights,
         seed,
-        { c: meta.tau * meta.eta * lookScale, batch: B },
+        this.#c.set([meta.tau * meta.eta * lookScale]),
+        B,
       );
       ldot.release(e.gpu);
       return seed;
@@ -152,8 +162,13 @@ export class MetaReweighter {
     const params = e.model.params;
     if (lookaheadSeed) {
       e.gradients(tape, l, lookaheadSeed, params, e.grads);
-      const axpy = "a[i] - p.s0 * b[i]";
-      runMap(gpu, "axpy", axpy, [flat(params), flat(e.grads)], flat(this.lookahead), eta);
+      const n = params.layout.length;
+      lookaheadKernel.dispatch(
+        gpu,
+        [params.all, e.grads.all, this.#eta.set([eta]), this.lookahead.all],
+        { n },
+        grid1d(Math.ceil(n / 256)),
+      );
     } else {
       this.lookahead.copyFrom(params);
     }
@@ -170,11 +185,6 @@ export class MetaReweighter {
     if (!ldot) throw new Error("meta step: the loss does not depend on the parameters");
     return ldot;
   }
-}
-
-/** The whole flat buffer as one tensor (for the look-ahead axpy). */
-function flat(f: FlatTensors): Tensor {
-  return new Tensor([f.layout.length], f.all, false);
 }
 
 /** Plain cross-entropy of class logits against u32 labels: the dev loss of the long-tail runs. */
