@@ -21,7 +21,7 @@ import { StepValues } from "../optim/step_values.ts";
 import { classificationLoss } from "../ops/loss.ts";
 import { metaWeights } from "./kernels.ts";
 import { lookaheadKernel, type MetaWeightRule } from "../../shaders/meta.ts";
-import type { LossFn, StepEngine } from "./step.ts";
+import { leadingRows, type LossFn, type StepEngine } from "./step.ts";
 
 export type { MetaWeightRule };
 
@@ -123,31 +123,36 @@ export class MetaReweighter {
     this.direction.destroy();
   }
 
-  /** One meta step (see the module comment) with update learning rate `lr`. */
-  step(lr: number, meta: MetaOptions): MetaStepResult {
+  /**
+   * One meta step (see the module comment) with update learning rate `lr`, over the first `n`
+   * examples of the batch (default all B; a partial last batch): look-ahead and final losses
+   * over those n; `eps` and `finalWeights` hold n values.
+   */
+  step(lr: number, meta: MetaOptions, n = this.engine.batch): MetaStepResult {
     const e = this.engine;
-    const B = e.batch;
-    const lookScale = meta.lookahead === "mean" ? 1 / B : 1;
+    const lookScale = meta.lookahead === "mean" ? 1 / n : 1;
     e.step(lr, (ctx, tape, l) => {
-      const lookaheadSeed = meta.lookaheadWeights === "w" ? e.scaledWeights(ctx, lookScale) : null;
+      const lookaheadSeed = meta.lookaheadWeights === "w"
+        ? e.scaledWeights(ctx, lookScale, n)
+        : null;
       const ldot = this.signal(tape, l, lookaheadSeed, meta.eta);
-      const seed = ctx.empty([B]);
+      const seed = ctx.empty([n]);
       metaWeights(
         e.gpu,
         meta.rule,
-        e.weights,
+        leadingRows(e.weights, n),
         ldot,
-        this.#labels,
+        leadingRows(this.#labels, n),
         this.classWeights,
-        this.eps,
-        this.finalWeights,
+        leadingRows(this.eps, n),
+        leadingRows(this.finalWeights, n),
         seed,
         this.#c.set([meta.tau * meta.eta * lookScale]),
-        B,
+        n,
       );
       ldot.release(e.gpu);
       return seed;
-    });
+    }, n);
     return { eps: this.eps, finalWeights: this.finalWeights };
   }
 

@@ -28,6 +28,7 @@ import { scale } from "../ops/elementwise.ts";
 import { Adam } from "../optim/adam.ts";
 import { Rng } from "../random.ts";
 import type { MetaReweighter } from "../engine/meta.ts";
+import { leadingRows } from "../engine/step.ts";
 import { normalizeBySum } from "../engine/kernels.ts";
 import type { SafeDType, SafeTensor } from "../checkpoint/safetensors.ts";
 
@@ -97,26 +98,30 @@ export class MetaWeightNet {
     this.model.destroy();
   }
 
-  /** One training step of the engine at learning rate `lr` (also the look-ahead's eta). */
-  step(lr: number): void {
+  /**
+   * One training step of the engine at learning rate `lr`, with look-ahead learning rate `eta`
+   * (default `lr`), over the first `n` examples of the batch (default all; a partial batch).
+   */
+  step(lr: number, eta: number = lr, n: number = this.#meta.engine.batch): void {
     const e = this.#meta.engine;
     const gpu = e.gpu;
-    const B = e.batch;
     e.step(lr, (ctx, tape, l) => {
-      gpu.copy(l.view, this.#losses.view, B * 4); // the MLP sees the losses detached
+      const losses = leadingRows(this.#losses, n);
+      const weights = leadingRows(this.lastWeights, n);
+      gpu.copy(l.view, losses.view, n * 4); // the MLP sees the losses detached
       const mlpCtx = new Ctx(gpu, new Tape());
-      const v = this.model.forward(mlpCtx, this.#losses, EVAL);
-      const ldot = this.#meta.signal(tape, l, scale(gpu, v, 1 / B, ctx.empty([B])), lr);
-      const dv = scale(gpu, ldot, -lr / B, mlpCtx.empty([B, 1])); // d L_dev / d V_i
+      const v = this.model.forward(mlpCtx, losses, EVAL);
+      const ldot = this.#meta.signal(tape, l, scale(gpu, v, 1 / n, ctx.empty([n])), eta);
+      const dv = scale(gpu, ldot, -eta / n, mlpCtx.empty([n, 1])); // d L_dev / d V_i
       ldot.release(gpu);
       mlpCtx.tape!.backward(gpu, v, dv, this.model.params.tensors, this.grads.tensors);
       mlpCtx.release();
       this.optimizer.step(this.model.params, this.grads, this.lr);
-      this.weigh(this.#losses, this.lastWeights);
-      const seed = ctx.empty([B]);
-      normalizeBySum(gpu, this.lastWeights, seed);
+      this.weigh(losses, weights);
+      const seed = ctx.empty([n]);
+      normalizeBySum(gpu, weights, seed);
       return seed;
-    });
+    }, n);
   }
 
   /** V(loss; phi) of `losses` [B, 1] into `out` [B] (recorded, nothing taped). */
