@@ -115,7 +115,8 @@ Deno.test({
     try {
       const f = await runAndExport(root, "focal", ["--method", "focal"]);
       const loss = JSON.parse(f.metadata.loss);
-      assert.deepEqual(loss, { name: "focal", gamma: 1, dev: "ce" });
+      // focal defaults to Cui's sigmoid form (the paper's focal rows); the export records it
+      assert.deepEqual(loss, { name: "focal", gamma: 1, form: "sigmoid", dev: "ce" });
       assert.equal(JSON.parse(f.metadata.config).focalGamma, 1);
       const step = JSON.parse(f.metadata.step);
       assert.equal(step.rule, "meta");
