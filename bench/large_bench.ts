@@ -152,7 +152,9 @@ try {
 } finally {
   await Deno.remove(tmp, { recursive: true });
 }
-const slug = `large-${gpu.adapter.description.replace(/[^a-z0-9]+/gi, "-").toLowerCase()}`;
+const slug = `large-${
+  gpu.adapter.description.replace(/[^a-z0-9]+/gi, "-").replace(/^-|-$/g, "").toLowerCase()
+}`;
 const md = ["| measurement | value |", "|---|--:|", ...rows.map(([a, b]) => `| ${a} | ${b} |`)];
 await Deno.writeTextFile(join("bench", "results", `${slug}.md`), md.join("\n") + "\n");
 console.log(`wrote bench/results/${slug}.md`);
