@@ -10,6 +10,7 @@
  *   deno task bench --quick         # kernels (2 samples) and ResNet-8 only (about 1.5 minutes)
  *   deno task bench --tfjs          # also TensorFlow.js 4.22 WebGPU on the same adapter
  *   deno task bench --profile       # per-kernel GPU time of one plain and one meta step
+ *   deno task bench --large         # JPEG decode and loader beside the ResNet-50 / meta steps
  *
  * More flags (bench/flags.ts; `--runs 3` or `--runs=3`): --runs N (kernel samples, default 3),
  * --depths 8,32 (plain steps), --meta-depths 8,32, --profile-depth 8, --no-kernels, --no-steps,
@@ -46,6 +47,11 @@ import {
 
 // ------------------------------------------------------------------ flags
 
+if (Deno.args.includes("--large")) {
+  // the large-scale pipeline (decode, loader, ResNet-50 and meta steps): bench/large_bench.ts
+  await import("../bench/large_bench.ts");
+  Deno.exit(0);
+}
 let flags: BenchFlags;
 try {
   flags = parseBenchFlags(Deno.args);

@@ -9,8 +9,10 @@ import { parseTrainArgs, usage } from "../src/train/cli.ts";
 import { train } from "../src/train/trainer.ts";
 import { reportError, UserError } from "../src/errors.ts";
 import { GpuUnavailableError } from "../src/gpu/device.ts";
+import { largeMain, wantsLargePreset } from "../src/large/cli.ts";
 
 async function main(args: string[]): Promise<number> {
+  if (wantsLargePreset(args)) return await largeMain(args); // src/large: JPEG datasets
   try {
     const parsed = parseTrainArgs(args);
     if (parsed.help) {

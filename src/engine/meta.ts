@@ -13,13 +13,22 @@
  *   5. per-example weights from ldot (the rule); backward of the SAME tape T with them; update.
  */
 import { Ctx, Tape } from "../autograd/tape.ts";
-import type { Tensor } from "../tensor.ts";
-import { TRAIN_NO_UPDATE } from "../nn/module.ts";
+import { Tensor } from "../tensor.ts";
+import {
+  EVAL,
+  type ForwardMode,
+  type Module,
+  type ParamScope,
+  TRAIN,
+  TRAIN_NO_UPDATE,
+} from "../nn/module.ts";
 import { FlatTensors } from "../nn/params.ts";
-import { grid1d } from "../gpu/runtime.ts";
+import { type BufferView, grid1d } from "../gpu/runtime.ts";
 import { StepValues } from "../optim/step_values.ts";
+import { Sgd } from "../optim/optimizer.ts";
+import { sgdStep } from "../optim/sgd.ts";
 import { classificationLoss } from "../ops/loss.ts";
-import { metaWeights } from "./kernels.ts";
+import { accumulateLoss, metaWeights } from "./kernels.ts";
 import { lookaheadKernel, type MetaWeightRule } from "../../shaders/meta.ts";
 import { leadingRows, type LossFn, type StepEngine } from "./step.ts";
 
@@ -55,6 +64,45 @@ export interface MetaReweighterOptions {
   devLoss?: LossFn;
   /** Classes of the per-class weights `classWeights` (rule "meta-update-wy"); default 1. */
   numClasses?: number;
+  /**
+   * Parameters of the look-ahead, the dev gradient and the JVP: "all" (default) or
+   * "classifier", the head of a {@linkcode HeadSplit} root module only (the backbone is then
+   * trained by the final update, or frozen with `freezeBackbone`).
+   */
+  params?: "all" | "classifier";
+  /**
+   * With "classifier": the backbone is not trained; its features are computed in eval mode
+   * (running statistics) without a tape, and only the head is updated (SGD only).
+   */
+  freezeBackbone?: boolean;
+}
+
+/**
+ * A root module that splits into a feature extractor and a final layer, its child `headName`
+ * (whose parameters must be contiguous in the layout): what the classifier-only meta step needs.
+ */
+export interface HeadSplit extends Module {
+  /** Name of the head child (e.g. "fc"). */
+  readonly headName: string;
+  /** The head: features [N, F] to outputs. */
+  readonly head: Module;
+  /** Features of `x`: everything before the head. */
+  features(ctx: Ctx, x: Tensor, p: ParamScope, mode: ForwardMode): Tensor;
+}
+
+/** Whether a module implements {@linkcode HeadSplit}. */
+export function isHeadSplit(m: Module): m is HeadSplit {
+  const h = m as Partial<HeadSplit>;
+  return typeof h.headName === "string" && typeof h.features === "function" && !!h.head;
+}
+
+/** The head's parameters: indices in the layout and their contiguous byte range. */
+interface HeadRange {
+  indices: number[];
+  /** Byte offset of the range's first value. */
+  offset: number;
+  /** Floats in the range (with alignment gaps). */
+  length: number;
 }
 
 /** The meta step over any model and loss of a {@linkcode StepEngine}. */
@@ -85,6 +133,9 @@ export class MetaReweighter {
   /** The factor of eps = c * ldot, likewise per step. */
   readonly #c: StepValues;
   readonly #labels: Tensor;
+  /** The head's range when the meta step is restricted to it. */
+  readonly #head: HeadRange | null;
+  readonly #freeze: boolean;
 
   /** Allocates the look-ahead state and the dev batch of `engine`. */
   constructor(engine: StepEngine, o: MetaReweighterOptions) {
@@ -113,6 +164,14 @@ export class MetaReweighter {
       ? engine.targets
       : engine.fixed([B], "u32");
     if (this.#labels !== engine.targets) this.#labels.upload(gpu, new Uint32Array(B));
+    this.#head = o.params === "classifier" ? headRange(engine) : null;
+    this.#freeze = o.freezeBackbone ?? false;
+    if (this.#freeze && !this.#head) {
+      throw new Error('MetaReweighter: freezeBackbone needs params: "classifier"');
+    }
+    if (this.#freeze && !(engine.optimizer instanceof Sgd)) {
+      throw new Error("MetaReweighter: freezeBackbone updates the head with SGD only");
+    }
   }
 
   /** Frees the look-ahead buffers (the tensors go with the engine). */
@@ -129,6 +188,12 @@ export class MetaReweighter {
    * over those n; `eps` and `finalWeights` hold n values.
    */
   step(lr: number, meta: MetaOptions, n = this.engine.batch): MetaStepResult {
+    if (this.#head) {
+      if (n !== this.engine.batch) {
+        throw new Error(`classifier-only meta step: a partial batch (${n} of ${this.engine.batch})`);
+      }
+      return this.#headStep(lr, meta, this.#head);
+    }
     const e = this.engine;
     const lookScale = meta.lookahead === "mean" ? 1 / n : 1;
     e.step(lr, (ctx, tape, l) => {
@@ -154,6 +219,119 @@ export class MetaReweighter {
       return seed;
     }, n);
     return { eps: this.eps, finalWeights: this.finalWeights };
+  }
+
+  /** The head's range of a flat buffer, as one binding. */
+  #range(flat: FlatTensors | GPUBuffer, h: HeadRange): BufferView {
+    const buffer = flat instanceof FlatTensors ? flat.buffer : flat;
+    return { buffer, offset: h.offset, size: h.length * 4 };
+  }
+
+  /**
+   * The meta step restricted to the head: the batch features f (on tape T, or without a tape
+   * when the backbone is frozen), the head on its own tape H over f, the look-ahead, dev
+   * gradient and JVP over the head's parameters only, then the final backward through H (and on
+   * through T from f's gradient, unless frozen) and the update (the head's range when frozen).
+   */
+  #headStep(lr: number, meta: MetaOptions, h: HeadRange): MetaStepResult {
+    const e = this.engine, gpu = e.gpu, B = e.batch, model = e.model;
+    const root = model.root as HeadSplit;
+    const lookScale = meta.lookahead === "mean" ? 1 / B : 1;
+    const frozen = this.#freeze;
+    const pick = (flat: FlatTensors) => h.indices.map((i) => flat.tensors[i]);
+    const [params, grads, look, dir] = [model.params, e.grads, this.lookahead, this.direction]
+      .map(pick);
+    const tapeT = frozen ? null : new Tape();
+    const ctxT = new Ctx(gpu, tapeT);
+    const backboneMode = frozen ? EVAL : { ...TRAIN, noise: e.noise(0) };
+    const f = root.features(ctxT, e.x, model.scope(), backboneMode);
+    const fHead = new Tensor(f.shape, f.view, false); // the head's input, its own tape's leaf
+    fHead.requiresGrad = !frozen;
+    const tapeH = new Tape(), ctxH = new Ctx(gpu, tapeH);
+    const headMode = { ...TRAIN, noise: e.noise(0) };
+    const out = root.head.forward(ctxH, fHead, model.scope().child(root.headName), headMode);
+    const l = e.loss(ctxH, out, e.targets);
+    if (meta.lookaheadWeights === "w") {
+      tapeH.backward(gpu, l, e.scaledWeights(ctxH, lookScale), params, grads);
+      lookaheadKernel.dispatch(
+        gpu,
+        [
+          this.#range(model.params, h),
+          this.#range(e.grads, h),
+          this.#eta.set([meta.eta]),
+          this.#range(this.lookahead, h),
+        ],
+        { n: h.length },
+        grid1d(Math.ceil(h.length / 256)),
+      );
+    } else {
+      gpu.copy(this.#range(model.params, h), this.#range(this.lookahead, h));
+    }
+    this.#headDevGradient(root, frozen, look, dir);
+    const ldot = tapeH.jvp(gpu, new Map(params.map((p, k) => [p, dir[k]])), l);
+    if (!ldot) throw new Error("meta step: the loss does not depend on the head");
+    const seed = ctxH.empty([B]);
+    metaWeights(
+      gpu,
+      meta.rule,
+      e.weights,
+      ldot,
+      this.#labels,
+      this.classWeights,
+      this.eps,
+      this.finalWeights,
+      seed,
+      this.#c.set([meta.tau * meta.eta * lookScale]),
+      B,
+    );
+    ldot.release(gpu);
+    if (frozen) {
+      tapeH.backward(gpu, l, seed, params, grads);
+      const sgd = e.optimizer as Sgd;
+      sgdStep(
+        gpu,
+        this.#range(model.params, h),
+        this.#range(e.grads, h),
+        this.#range(sgd.momentum, h),
+        h.length,
+        { lr, ...sgd.config },
+      );
+    } else {
+      const fGrad = ctxT.empty(f.shape);
+      tapeH.backward(gpu, l, seed, [...params, fHead], [...grads, fGrad]);
+      const rest = model.params.tensors.filter((_, i) => !h.indices.includes(i));
+      const restGrads = e.grads.tensors.filter((_, i) => !h.indices.includes(i));
+      tapeT!.backward(gpu, f, fGrad, rest, restGrads);
+      e.optimizer.step(model.params, e.grads, lr);
+    }
+    accumulateLoss(gpu, l, e.lossSum);
+    ctxH.release();
+    ctxT.release();
+    gpu.submit();
+    e.stepIndex++;
+    return { eps: this.eps, finalWeights: this.finalWeights };
+  }
+
+  /**
+   * v = gradient of the dev loss w.r.t. the head at theta' (written into `dir`): the dev
+   * features at the backbone's parameters without a tape (eval mode when frozen, else batch
+   * statistics), the head at the look-ahead parameters on a tape.
+   */
+  #headDevGradient(root: HeadSplit, frozen: boolean, look: Tensor[], dir: Tensor[]): void {
+    const e = this.engine, gpu = e.gpu;
+    const featCtx = new Ctx(gpu, null);
+    const mode = frozen ? EVAL : { ...TRAIN_NO_UPDATE, noise: e.noise(1) };
+    const fDev = root.features(featCtx, this.devX, e.model.scope(), mode);
+    const devTape = new Tape(), devCtx = new Ctx(gpu, devTape);
+    const headScope = e.model.scope(this.lookahead).child(root.headName);
+    const out = root.head.forward(devCtx, fDev, headScope, {
+      ...TRAIN_NO_UPDATE,
+      noise: e.noise(1),
+    });
+    const devLoss = this.devLoss(devCtx, out, this.devTargets);
+    devTape.backward(gpu, devLoss, this.#devSeed, look, dir);
+    devCtx.release();
+    featCtx.release();
   }
 
   /**
@@ -190,6 +368,26 @@ export class MetaReweighter {
     if (!ldot) throw new Error("meta step: the loss does not depend on the parameters");
     return ldot;
   }
+}
+
+/** The head's parameter range of an engine's model (checked to be a {@linkcode HeadSplit}). */
+function headRange(engine: StepEngine): HeadRange {
+  const root = engine.model.root;
+  if (!isHeadSplit(root)) {
+    throw new Error(
+      'MetaReweighter: params "classifier" needs a root module with headName, head and ' +
+        "features() (a HeadSplit, e.g. TorchvisionResNet)",
+    );
+  }
+  const layout = engine.model.paramLayout;
+  const prefix = root.headName + ".";
+  const indices = layout.specs.flatMap((s, i) => (s.name.startsWith(prefix) ? [i] : []));
+  if (!indices.length || indices.some((k, j) => k !== indices[0] + j)) {
+    throw new Error(`MetaReweighter: the head ${root.headName} has no contiguous parameters`);
+  }
+  const first = indices[0], next = indices[indices.length - 1] + 1;
+  const end = next < layout.specs.length ? layout.offsets[next] : layout.length;
+  return { indices, offset: layout.offsets[first] * 4, length: end - layout.offsets[first] };
 }
 
 /** Plain cross-entropy of class logits against u32 labels: the dev loss of the long-tail runs. */

@@ -1,7 +1,8 @@
 /**
  * Classification metrics computed on the host from logits (read back once per batch): top-1/3/5
- * error, cross-entropy, per-class accuracy and the confusion matrix; and the evaluation of a
- * classifier over in-memory inputs.
+ * error, cross-entropy, per-class accuracy and the confusion matrix; the many/medium/few-shot
+ * accuracies of long-tailed recognition; and the evaluation of a classifier over in-memory
+ * inputs.
  */
 import { Ctx } from "../autograd/tape.ts";
 import { Tensor } from "../tensor.ts";
@@ -24,6 +25,66 @@ export interface EvalMetrics {
   confusion: number[][];
   /** Number of examples evaluated. */
   count: number;
+  /** Many/medium/few-shot accuracies, when the training counts are known (see shotGroups). */
+  shots?: ShotGroups;
+}
+
+/** Accuracy by training-set frequency, as the long-tail literature reports it. */
+export interface ShotGroups {
+  /** Mean per-class accuracy of the classes with more than `many` training images. */
+  many: number | null;
+  /** Mean per-class accuracy of the classes with `few` to `many` training images. */
+  medium: number | null;
+  /** Mean per-class accuracy of the classes with fewer than `few` training images. */
+  few: number | null;
+  /** Classes in each group (those with test examples). */
+  classes: { many: number; medium: number; few: number };
+  /** The thresholds: many-shot above `many`, few-shot below `few`. */
+  thresholds: { many: number; few: number };
+}
+
+/** The literature's thresholds (Liu et al. 2019): > 100 many-shot, < 20 few-shot. */
+export const SHOT_THRESHOLDS = { many: 100, few: 20 } as const;
+
+/**
+ * Many-shot (more than `many` training images), medium-shot (`few` to `many`) and few-shot
+ * (fewer than `few`) accuracy: the mean per-class accuracy of each group's classes, over the
+ * classes that have test examples (`testCounts`, default all); null for an empty group.
+ */
+export function shotGroups(
+  perClassAccuracy: ArrayLike<number>,
+  trainCounts: ArrayLike<number>,
+  testCounts?: ArrayLike<number>,
+  thresholds: { many: number; few: number } = SHOT_THRESHOLDS,
+): ShotGroups {
+  if (perClassAccuracy.length !== trainCounts.length) {
+    throw new Error(
+      `shotGroups: ${perClassAccuracy.length} class accuracies, ${trainCounts.length} counts`,
+    );
+  }
+  const sum = { many: 0, medium: 0, few: 0 };
+  const classes = { many: 0, medium: 0, few: 0 };
+  for (let c = 0; c < trainCounts.length; c++) {
+    if (testCounts && !(testCounts[c] > 0)) continue;
+    const n = trainCounts[c];
+    const g = n > thresholds.many ? "many" : n < thresholds.few ? "few" : "medium";
+    sum[g] += perClassAccuracy[c];
+    classes[g]++;
+  }
+  const mean = (g: keyof typeof sum) => (classes[g] ? sum[g] / classes[g] : null);
+  return {
+    many: mean("many"),
+    medium: mean("medium"),
+    few: mean("few"),
+    classes,
+    thresholds: { ...thresholds },
+  };
+}
+
+/** `m` with its shot groups for classes of `trainCounts` training images. */
+export function withShots(m: EvalMetrics, trainCounts: ArrayLike<number>): EvalMetrics {
+  const testCounts = m.confusion.map((row) => row.reduce((a, b) => a + b, 0));
+  return { ...m, shots: shotGroups(m.perClassAccuracy, trainCounts, testCounts) };
 }
 
 /** Accumulates metrics from logits batch by batch. */

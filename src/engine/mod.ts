@@ -8,8 +8,14 @@
  */
 export { StepEngine } from "./step.ts";
 export type { LossFn, SeedRule, StepEngineOptions } from "./step.ts";
-export { crossEntropy, MetaReweighter } from "./meta.ts";
-export type { MetaOptions, MetaReweighterOptions, MetaStepResult, MetaWeightRule } from "./meta.ts";
+export { crossEntropy, isHeadSplit, MetaReweighter } from "./meta.ts";
+export type {
+  HeadSplit,
+  MetaOptions,
+  MetaReweighterOptions,
+  MetaStepResult,
+  MetaWeightRule,
+} from "./meta.ts";
 export { fit } from "./fit.ts";
 export type {
   CheckpointExtra,
@@ -24,7 +30,13 @@ export type {
 } from "./fit.ts";
 export { ArraySource } from "./data.ts";
 export type { ArraySourceOptions } from "./data.ts";
-export { evaluateClassifier, MetricAccumulator } from "./metrics.ts";
-export type { EvalMetrics } from "./metrics.ts";
+export {
+  evaluateClassifier,
+  MetricAccumulator,
+  SHOT_THRESHOLDS,
+  shotGroups,
+  withShots,
+} from "./metrics.ts";
+export type { EvalMetrics, ShotGroups } from "./metrics.ts";
 export { formatDuration, Progress, stdoutSink } from "./progress.ts";
 export type { ProgressSink } from "./progress.ts";

@@ -45,3 +45,13 @@ export type { ResNetConfig } from "./resnet.ts";
 export { Model } from "./model.ts";
 export { FlatLayout, FlatTensors } from "./params.ts";
 export type { ParamSpec } from "./params.ts";
+export {
+  applyPretrained,
+  loadPretrained,
+  TORCHVISION_DEPTHS,
+  TorchvisionResNet,
+  TvBasicBlock,
+  TvBottleneck,
+  TvResidualBlock,
+} from "./torchvision.ts";
+export type { PretrainedLoad, TorchvisionConfig, TorchvisionDepth } from "./torchvision.ts";

@@ -61,14 +61,26 @@ export function renderReport(
   const sections: string[] = [];
   const cfg = summary.config;
 
+  const shots = summary.last?.shots;
+  const shotHead = shots
+    ? `<th>many-shot acc. (&gt; ${shots.thresholds.many}: ${shots.classes.many})</th>` +
+      `<th>medium-shot acc. (${shots.classes.medium})</th>` +
+      `<th>few-shot acc. (&lt; ${shots.thresholds.few}: ${shots.classes.few})</th>`
+    : "";
+  const shotCells = (m: RunRecord["last"]) =>
+    shots
+      ? `<td>${pct(m?.shots?.many)}</td><td>${pct(m?.shots?.medium)}</td><td>${
+        pct(m?.shots?.few)
+      }</td>`
+      : "";
   const headline = `<table class="kv">
-<tr><th></th><th>top-1 error</th><th>top-3 error</th><th>top-5 error</th><th>test loss</th><th>epoch</th></tr>
+<tr><th></th><th>top-1 error</th><th>top-3 error</th><th>top-5 error</th><th>test loss</th><th>epoch</th>${shotHead}</tr>
 ${
     (["last", "best"] as const).map((k) => {
       const m = summary[k];
       return `<tr><th>${k}</th><td>${pct(m?.top1Error)}</td><td>${pct(m?.top3Error)}</td><td>${
         pct(m?.top5Error)
-      }</td><td>${num(m?.loss)}</td><td>${m ? m.epoch + 1 : "–"}</td></tr>`;
+      }</td><td>${num(m?.loss)}</td><td>${m ? m.epoch + 1 : "–"}</td>${shotCells(m)}</tr>`;
     }).join("\n")
   }
 </table>`;

@@ -17,7 +17,7 @@ import { writeFileAtomic } from "../checkpoint/atomic.ts";
 import { renderReport } from "../report/html.ts";
 import type { CheckpointExtra, EpochEnd, FitHooks, StepKind } from "../engine/fit.ts";
 import { crossEntropy, MetaReweighter } from "../engine/meta.ts";
-import type { EvalMetrics } from "../engine/metrics.ts";
+import { type EvalMetrics, withShots } from "../engine/metrics.ts";
 import { leadingRows, type SeedRule, StepEngine } from "../engine/step.ts";
 import { Rng } from "../random.ts";
 import { priorBias, torchLinearBias, unitNormRows } from "../nn/init.ts";
@@ -60,6 +60,13 @@ export function ldamMargins(counts: number[]): number[] {
   const raw = counts.map((n) => (n > 0 ? 1 / Math.pow(n, 0.25) : 0));
   const max = Math.max(...raw);
   return raw.map((m) => (max > 0 ? (m * 0.5) / max : 0));
+}
+
+/** ", many/medium/few-shot accuracy a / b / c" of an evaluation, or "". */
+export function shotText(s: EvalMetrics["shots"]): string {
+  if (!s) return "";
+  const pct = (v: number | null) => (v === null ? "–" : `${(100 * v).toFixed(2)}%`);
+  return `, many/medium/few-shot accuracy ${pct(s.many)} / ${pct(s.medium)} / ${pct(s.few)}`;
 }
 
 /** The counts and final-weight sums of meta statistics (what Meta-Weight-Net steps record). */
@@ -307,7 +314,8 @@ export class LongTailRun {
   evaluate(): Promise<EvalMetrics> {
     const p = this.parts;
     const scale = this.modelConfig.cosine ? 30 : 1;
-    return evaluate(this.gpu, p.model, p.augmenter, this.data, this.evalBatch, scale);
+    return evaluate(this.gpu, p.model, p.augmenter, this.data, this.evalBatch, scale)
+      .then((m) => withShots(m, this.data.trainCounts));
   }
 
   #epochStart(epoch: number): void {
@@ -411,7 +419,7 @@ export class LongTailRun {
         (t
           ? `, test top-1 error ${pct(t.top1Error)} (top-3 ${pct(t.top3Error)}, top-5 ${
             pct(t.top5Error)
-          })`
+          })` + shotText(t.shots)
           : "") +
         `, ${record.timing.seconds.toFixed(1)} s, ${
           record.timing.imagesPerSecond.toFixed(1)

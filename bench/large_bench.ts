@@ -1,0 +1,161 @@
+/**
+ * The large-scale pipeline beside the step it feeds (`deno task bench --large`): JPEG decode
+ * images/s (ImageNet-like 500x375 quality-90 4:2:0 files) on one core and through the worker pool
+ * at all cores, the loader to 224x224 GPU batches, the torchvision ResNet-50 training step at
+ * 224x224 (a small batch: a software adapter is slow), and the meta step of a ResNet-18 at a
+ * small input in each variant (full, classifier-only with the backbone trained, and frozen).
+ * Prints a table and writes it to bench/results/large-<adapter>.md.
+ */
+import { join } from "node:path";
+import { decodeJpeg } from "../src/data/jpeg/decode.ts";
+import { DecodePool } from "../src/data/jpeg/pool.ts";
+import { JpegLoader } from "../src/data/jpeg/loader.ts";
+import { Gpu } from "../src/gpu/runtime.ts";
+import { Model } from "../src/nn/model.ts";
+import { type TorchvisionDepth, TorchvisionResNet } from "../src/nn/torchvision.ts";
+import { Sgd } from "../src/optim/optimizer.ts";
+import { StepEngine } from "../src/engine/step.ts";
+import { crossEntropy, MetaReweighter } from "../src/engine/meta.ts";
+import { encodeJpeg } from "../test/support/jpeg_encoder.ts";
+import { testImage } from "../test/support/images.ts";
+
+const rows: [string, string][] = [];
+function report(name: string, value: string): void {
+  rows.push([name, value]);
+  console.log(`${name.padEnd(72)} ${value}`);
+}
+
+/** Calls per second of `fn` over at least `minCalls` calls and `seconds` (after one warm call). */
+async function rate(fn: () => unknown, minCalls: number, seconds: number): Promise<number> {
+  await fn();
+  let n = 0;
+  const t0 = performance.now();
+  while (n < minCalls || performance.now() - t0 < seconds * 1000) {
+    await fn();
+    n++;
+  }
+  return (n * 1000) / (performance.now() - t0);
+}
+
+async function decodeRates(gpu: Gpu, dir: string): Promise<void> {
+  const files: string[] = [];
+  for (let i = 0; i < 32; i++) {
+    const path = join(dir, `img${i}.jpg`);
+    const rgb = testImage(500, 375, i + 1);
+    await Deno.writeFile(path, encodeJpeg(rgb, 500, 375, { quality: 90, sampling: [2, 2] }).bytes);
+    files.push(path);
+  }
+  const bytes = await Promise.all(files.map((f) => Deno.readFile(f)));
+  let k = 0;
+  const one = await rate(() => decodeJpeg(bytes[k++ % bytes.length]), 16, 3);
+  report("JPEG decode, one core (500x375, 4:2:0)", `${one.toFixed(1)} images/s`);
+  const pool = new DecodePool();
+  const perRound = await rate(() => Promise.all(files.map((f) => pool.decode(f))), 2, 3);
+  report(
+    `JPEG decode, worker pool (${pool.workers} workers)`,
+    `${(perRound * 32).toFixed(1)} images/s`,
+  );
+  const list = {
+    source: "bench",
+    root: "/",
+    paths: Array.from({ length: 128 }, (_, i) => files[i % files.length]),
+    labels: new Int32Array(128),
+    numClasses: 1,
+    where: (i: number) => `bench:${i}`,
+  };
+  const loader = new JpegLoader(gpu, pool, list, { batchSize: 64, mode: "train" });
+  let epoch = 0;
+  const loaderRate = await rate(
+    async () => {
+      for await (const _ of loader.epoch(epoch++)) await gpu.sync();
+    },
+    1,
+    3,
+  ) * 128;
+  report(
+    `loader to GPU batches of 64 at 224x224 (${pool.workers} workers)`,
+    `${loaderRate.toFixed(1)} images/s`,
+  );
+  loader.dispose();
+  pool.close();
+}
+
+type Variant = "plain" | "meta all" | "meta classifier" | "meta classifier, frozen";
+
+/** Seconds per step of a torchvision ResNet at batch B and side S. */
+async function stepSeconds(
+  gpu: Gpu,
+  depth: TorchvisionDepth,
+  B: number,
+  S: number,
+  variant: Variant,
+): Promise<number> {
+  const model = new Model(gpu, new TorchvisionResNet({ depth, numClasses: 1000 }), 0);
+  const optimizer = new Sgd(gpu, model.paramLayout, {
+    momentum: 0.9,
+    weightDecay: 5e-4,
+    nesterov: false,
+  });
+  const engine = new StepEngine(model, {
+    loss: crossEntropy,
+    optimizer,
+    batch: B,
+    input: [3, S, S],
+  });
+  const meta = variant === "plain" ? null : new MetaReweighter(engine, {
+    devBatch: B,
+    numClasses: 1000,
+    params: variant === "meta all" ? "all" : "classifier",
+    freezeBackbone: variant === "meta classifier, frozen",
+  });
+  const x = Float32Array.from({ length: B * 3 * S * S }, (_, i) => Math.sin(i * 0.37));
+  engine.x.upload(gpu, x);
+  engine.targets.upload(gpu, Array.from({ length: B }, (_, i) => (i * 37) % 1000));
+  meta?.devX.upload(gpu, x);
+  meta?.devTargets.upload(gpu, Array.from({ length: B }, (_, i) => (i * 91) % 1000));
+  const how = {
+    eta: 0.01,
+    tau: 1,
+    lookahead: "mean",
+    rule: "meta",
+    lookaheadWeights: "w",
+  } as const;
+  const step = async () => {
+    if (meta) meta.step(0.01, how);
+    else engine.step(0.01);
+    await gpu.sync();
+  };
+  const perSecond = await rate(step, 2, 5);
+  meta?.destroy();
+  engine.destroy();
+  optimizer.destroy();
+  model.destroy();
+  return 1 / perSecond;
+}
+
+const gpu = await Gpu.create();
+const tmp = join(Deno.cwd(), "bench", "results", ".large-bench-tmp");
+await Deno.mkdir(tmp, { recursive: true });
+try {
+  console.log(`adapter: ${gpu.adapter.description}; ${navigator.hardwareConcurrency} cores`);
+  await decodeRates(gpu, tmp);
+  const B50 = Number(Deno.env.get("TAILGRAD_BENCH_R50_BATCH") ?? 2);
+  const s50 = await stepSeconds(gpu, 50, B50, 224, "plain");
+  report(
+    `ResNet-50 training step, 224x224, batch ${B50}`,
+    `${s50.toFixed(2)} s (${(B50 / s50).toFixed(2)} images/s)`,
+  );
+  for (const v of ["plain", "meta all", "meta classifier", "meta classifier, frozen"] as const) {
+    const s = await stepSeconds(gpu, 18, 8, 64, v);
+    report(`ResNet-18 ${v} step, 64x64, batch 8 (dev batch 8)`, `${s.toFixed(3)} s`);
+  }
+} finally {
+  await Deno.remove(tmp, { recursive: true });
+}
+const slug = `large-${
+  gpu.adapter.description.replace(/[^a-z0-9]+/gi, "-").replace(/^-|-$/g, "").toLowerCase()
+}`;
+const md = ["| measurement | value |", "|---|--:|", ...rows.map(([a, b]) => `| ${a} | ${b} |`)];
+await Deno.writeTextFile(join("bench", "results", `${slug}.md`), md.join("\n") + "\n");
+console.log(`wrote bench/results/${slug}.md`);
+gpu.dispose();

@@ -1,0 +1,200 @@
+/**
+ * Settings of the large-scale long-tailed runs (ImageNet-LT, Places-LT, iNaturalist 2017/2018):
+ * the presets with the paper's settings, and their validation. Where the paper is silent (the
+ * number of epochs; when the iNaturalist meta stage starts) the choice is said in the preset.
+ */
+import { ConfigError } from "../train/config.ts";
+import { TORCHVISION_DEPTHS, type TorchvisionDepth } from "../nn/torchvision.ts";
+
+/** The large presets. */
+export const LARGE_PRESETS = ["imagenet-lt", "places-lt", "inat2017", "inat2018"] as const;
+/** A large preset name. */
+export type LargePreset = typeof LARGE_PRESETS[number];
+
+/** Whether `name` is a large preset. */
+export function isLargePreset(name: unknown): name is LargePreset {
+  return (LARGE_PRESETS as readonly unknown[]).includes(name);
+}
+
+/** Every setting of a large run. */
+export interface LargeConfig {
+  /** The preset (dataset layout and paper settings). */
+  preset: LargePreset;
+  /** Dataset name shown in reports (the preset). */
+  dataset: string;
+  /** Folder the list / annotation files and image paths are relative to. */
+  dataRoot: string;
+  /** Training list or annotation file (default: the layout's, inside dataRoot). */
+  trainList: string | null;
+  /** Evaluation list or annotation file (default: the layout's `evalSplit` file). */
+  evalList: string | null;
+  /** "val" or "test" (iNaturalist has only "val"). */
+  evalSplit: "val" | "test";
+  /** Always "meta": CE first, then w_y + eps. */
+  method: "meta";
+  /** n_max / n_min of the training list (filled in from the data; reports show it). */
+  imbalance: number;
+  /** torchvision ResNet depth. */
+  depth: TorchvisionDepth;
+  /** Channels of the first stage (64 = torchvision; smaller for tests). */
+  width: number;
+  /** torchvision checkpoint (safetensors) to start from, or null (from scratch). */
+  pretrained: string | null;
+  /** Training epochs. */
+  epochs: number;
+  /** Batch size. */
+  batch: number;
+  /** Initial learning rate. */
+  lr: number;
+  /** Multiply the lr by `lrDecay` every this many epochs (null: never). */
+  lrDecayEvery: number | null;
+  /** Decay factor. */
+  lrDecay: number;
+  /** First epoch of the meta stage (epochs before it: cross-entropy). */
+  metaStart: number;
+  /** Learning rate of the meta stage (null: the schedule's); also the look-ahead's eta. */
+  metaLr: number | null;
+  /** Parameters of the meta step: "all" or "classifier" (fc only). */
+  metaParams: "all" | "classifier";
+  /** Freeze the backbone in the meta stage (with metaParams "classifier"). */
+  freezeBackbone: boolean;
+  /** eps = -tau * d L_dev / d eps. */
+  tau: number;
+  /** Effective-number beta of the class weights w_y. */
+  beta: number;
+  /** Balanced dev set images per class, taken from the training list first. */
+  devPerClass: number;
+  /** Crop side (224). */
+  size: number;
+  /** Shorter side before the evaluation centre crop (256). */
+  resize: number;
+  /** SGD momentum. */
+  momentum: number;
+  /** L2 weight decay. */
+  weightDecay: number;
+  /** Seed of init, dev split, order and crops. */
+  seed: number;
+  /** Decode worker threads (null: cores - 1). */
+  workers: number | null;
+  /** Output folder. */
+  out: string;
+  /** Evaluate every this many epochs (and at the last). */
+  evalEvery: number;
+}
+
+const BASE = {
+  dataset: "",
+  trainList: null,
+  evalList: null,
+  method: "meta",
+  imbalance: 1,
+  width: 64,
+  pretrained: null,
+  lrDecay: 0.1,
+  metaLr: null,
+  metaParams: "all",
+  freezeBackbone: false,
+  tau: 1,
+  beta: 0.9999,
+  devPerClass: 1,
+  size: 224,
+  resize: 256,
+  momentum: 0.9,
+  weightDecay: 5e-4,
+  seed: 0,
+  workers: null,
+  evalEvery: 1,
+} as const;
+
+/**
+ * The presets. ImageNet-LT: ResNet-10 from scratch (the OLTR setting; `--depth 50` for
+ * ResNet-50), lr 0.1 x0.1 every 35 epochs, batch 64, meta stage from the first decay, 90 epochs.
+ * Places-LT: ResNet-152 from ImageNet weights, lr 0.01 x0.1 every 10 epochs, meta from the first
+ * decay, 30 epochs. iNaturalist: ResNet-50 from ImageNet weights, batch 64, lr 0.01, meta stage
+ * at lr 0.001 (the paper does not say when: here the last third of 90 epochs).
+ */
+export function largePreset(preset: LargePreset): Omit<LargeConfig, "dataRoot" | "out"> {
+  switch (preset) {
+    case "imagenet-lt":
+      return {
+        ...BASE,
+        preset,
+        dataset: preset,
+        evalSplit: "test",
+        depth: 10,
+        epochs: 90,
+        batch: 64,
+        lr: 0.1,
+        lrDecayEvery: 35,
+        metaStart: 35,
+      };
+    case "places-lt":
+      return {
+        ...BASE,
+        preset,
+        dataset: preset,
+        evalSplit: "test",
+        depth: 152,
+        epochs: 30,
+        batch: 64,
+        lr: 0.01,
+        lrDecayEvery: 10,
+        metaStart: 10,
+        metaParams: "classifier",
+      };
+    case "inat2017":
+    case "inat2018":
+      return {
+        ...BASE,
+        preset,
+        dataset: preset,
+        evalSplit: "val",
+        depth: 50,
+        epochs: 90,
+        batch: 64,
+        lr: 0.01,
+        lrDecayEvery: null,
+        metaStart: 60,
+        metaLr: 0.001,
+      };
+  }
+}
+
+/** Learning rate of `epoch`: the step schedule, or `metaLr` in the meta stage when set. */
+export function largeLr(cfg: LargeConfig, epoch: number): number {
+  if (epoch >= cfg.metaStart && cfg.metaLr !== null) return cfg.metaLr;
+  const decays = cfg.lrDecayEvery ? Math.floor(epoch / cfg.lrDecayEvery) : 0;
+  return cfg.lr * Math.pow(cfg.lrDecay, decays);
+}
+
+/** Throws a {@linkcode ConfigError} naming the first bad setting. */
+export function validateLargeConfig(c: LargeConfig): void {
+  const bad = (flag: string, msg: string): never => {
+    throw new ConfigError(`--${flag}: ${msg}`, { flag: `--${flag}`, exitCode: 2 });
+  };
+  const posInt = (flag: string, v: number) => {
+    if (!(Number.isInteger(v) && v >= 1)) bad(flag, `expected a positive integer, got ${v}`);
+  };
+  if (!c.dataRoot) bad("data-root", "the dataset folder is required");
+  if (!(TORCHVISION_DEPTHS as readonly number[]).includes(c.depth)) {
+    bad("depth", `expected one of ${TORCHVISION_DEPTHS.join(", ")}, got ${c.depth}`);
+  }
+  for (const [flag, v] of [["epochs", c.epochs], ["batch", c.batch], ["width", c.width]]) {
+    posInt(flag as string, v as number);
+  }
+  posInt("dev-per-class", c.devPerClass);
+  posInt("size", c.size);
+  posInt("eval-every", c.evalEvery);
+  if (c.resize < c.size) bad("resize", `must be at least --size ${c.size}, got ${c.resize}`);
+  if (!(c.lr > 0)) bad("lr", `expected a positive number, got ${c.lr}`);
+  if (c.metaLr !== null && !(c.metaLr > 0)) bad("meta-lr", `expected a positive number`);
+  if (!(Number.isInteger(c.metaStart) && c.metaStart >= 0 && c.metaStart <= c.epochs)) {
+    bad("meta-start", `expected an epoch in [0, ${c.epochs}] (${c.epochs}: no meta stage)`);
+  }
+  if (c.freezeBackbone && c.metaParams !== "classifier") {
+    bad("freeze-backbone", "needs --meta-params classifier");
+  }
+  if (c.preset.startsWith("inat") && c.evalSplit === "test") {
+    bad("eval-split", "iNaturalist's test annotations are not public; use val");
+  }
+}

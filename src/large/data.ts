@@ -1,0 +1,97 @@
+/**
+ * The data of a large run: the layout's list or annotation files under `--data-root`, parsed and
+ * checked (every line or JSON entry, every image present) before anything is written; the
+ * balanced dev set taken from the training list first; class counts and weights.
+ */
+import { join } from "node:path";
+import { type ImageList, readList } from "../data/lists.ts";
+import { checkImages, type DevSplit, devSplit } from "../data/lists.ts";
+import { readInat } from "../data/inat.ts";
+import { DataError } from "../data/errors.ts";
+import { effectiveNumberWeights } from "../data/weights.ts";
+import type { LargeConfig, LargePreset } from "./config.ts";
+
+/** File names of each layout inside the data root. */
+export const LAYOUT_FILES: Record<LargePreset, { train: string; val: string; test: string }> = {
+  "imagenet-lt": {
+    train: "ImageNet_LT_train.txt",
+    val: "ImageNet_LT_val.txt",
+    test: "ImageNet_LT_test.txt",
+  },
+  "places-lt": {
+    train: "Places_LT_train.txt",
+    val: "Places_LT_val.txt",
+    test: "Places_LT_test.txt",
+  },
+  inat2017: { train: "train2017.json", val: "val2017.json", test: "" },
+  inat2018: { train: "train2018.json", val: "val2018.json", test: "" },
+};
+
+/** Everything a large run needs to know about its data. */
+export interface LargeData {
+  /** The training list (dev entries included; see `split`). */
+  train: ImageList;
+  /** The evaluation list. */
+  eval: ImageList;
+  /** Training / dev entries and the training counts. */
+  split: DevSplit;
+  /** Number of classes. */
+  numClasses: number;
+  /** Effective-number class weights of the training counts. */
+  classWeights: number[];
+  /** Evaluation images per class. */
+  evalCounts: number[];
+}
+
+/** The list and evaluation files of a config. */
+export function dataFiles(cfg: LargeConfig): { train: string; eval: string } {
+  const files = LAYOUT_FILES[cfg.preset];
+  return {
+    train: cfg.trainList ?? join(cfg.dataRoot, files.train),
+    eval: cfg.evalList ?? join(cfg.dataRoot, files[cfg.evalSplit]),
+  };
+}
+
+/**
+ * Reads and checks the data of `cfg` (lists or JSON, every image present), takes the dev set.
+ * Throws a {@linkcode DataError} naming the file and line or entry.
+ */
+export async function loadLargeData(cfg: LargeConfig): Promise<LargeData> {
+  const root = cfg.dataRoot;
+  try {
+    const info = await Deno.stat(root);
+    if (!info.isDirectory) throw new DataError(`--data-root ${root} is not a folder`);
+  } catch (e) {
+    if (e instanceof DataError) throw e;
+    throw new DataError(`--data-root ${root} does not exist`, {
+      file: root,
+      hint: "pass the folder holding the dataset's list files and images",
+      cause: e,
+    });
+  }
+  const files = dataFiles(cfg);
+  const json = cfg.preset.startsWith("inat");
+  let train: ImageList, evalList: ImageList;
+  if (json) {
+    const t = await readInat(files.train, root);
+    train = t;
+    evalList = await readInat(files.eval, root, { categories: t.categories });
+  } else {
+    train = await readList(files.train, root);
+    evalList = await readList(files.eval, root, { numClasses: train.numClasses });
+  }
+  await checkImages(train);
+  await checkImages(evalList);
+  const split = devSplit(train, cfg.seed, cfg.devPerClass);
+  const numClasses = train.numClasses;
+  const evalCounts = new Array(numClasses).fill(0);
+  for (const y of evalList.labels) evalCounts[y]++;
+  return {
+    train,
+    eval: evalList,
+    split,
+    numClasses,
+    classWeights: Array.from(effectiveNumberWeights(split.counts, cfg.beta)),
+    evalCounts,
+  };
+}

@@ -1,0 +1,388 @@
+/**
+ * The large-scale long-tailed trainer: a torchvision ResNet (from scratch or a torchvision
+ * checkpoint) trained on JPEG lists through the engine's fit loop: cross-entropy epochs, then the
+ * meta stage (`w_y + eps`, eps by the full or the classifier-only meta step, the backbone trained
+ * or frozen), evaluation with top-1/3/5 error and many/medium/few-shot accuracy, a checkpoint at
+ * every epoch end with exact resume, and metrics.jsonl, summary.json and report.html.
+ *
+ * Nothing is written before the data (every list line or JSON entry, every image present), the
+ * output folder and the checkpoint to resume have been checked.
+ */
+import { join } from "node:path";
+import { Gpu } from "../gpu/runtime.ts";
+import { Ctx } from "../autograd/tape.ts";
+import { Tensor } from "../tensor.ts";
+import { Model } from "../nn/model.ts";
+import { EVAL } from "../nn/module.ts";
+import { loadPretrained, TorchvisionResNet } from "../nn/torchvision.ts";
+import { Sgd } from "../optim/optimizer.ts";
+import { StepEngine } from "../engine/step.ts";
+import { crossEntropy, MetaReweighter } from "../engine/meta.ts";
+import { type EvalMetrics, MetricAccumulator, withShots } from "../engine/metrics.ts";
+import { fit, type FitHooks } from "../engine/fit.ts";
+import { Progress, type ProgressSink, stdoutSink } from "../engine/progress.ts";
+import { DecodePool } from "../data/jpeg/pool.ts";
+import { JpegLoader } from "../data/jpeg/loader.ts";
+import { readCheckpoint, removeStaleTemps, type SafetensorsFile } from "../checkpoint/mod.ts";
+import { writeFileAtomic } from "../checkpoint/atomic.ts";
+import { renderReport } from "../report/html.ts";
+import type { EpochRecord, RunRecord } from "../report/summary.ts";
+import { ConfigError } from "../train/config.ts";
+import { checkOutDir } from "../train/validate.ts";
+import { shotText } from "../train/run.ts";
+import { type LargeConfig, largeLr, validateLargeConfig } from "./config.ts";
+import { type LargeData, loadLargeData } from "./data.ts";
+import { JpegSource } from "./source.ts";
+
+/** The checkpoint format of large runs. */
+export const LARGE_CHECKPOINT_FORMAT = "tailgrad-large-checkpoint/1";
+const FILES = {
+  checkpoint: "checkpoint.safetensors",
+  metrics: "metrics.jsonl",
+  summary: "summary.json",
+  report: "report.html",
+};
+
+/** summary.json of a large run. */
+export type LargeSummary = RunRecord<LargeConfig>;
+
+/** How to run {@linkcode trainLarge}. */
+export interface LargeRunOptions {
+  /** Continue from the checkpoint in `cfg.out`. */
+  resume?: boolean;
+  /** Train at most this many epochs in this call. */
+  maxEpochs?: number;
+  /** Progress output (default stdout; null: silent). */
+  progress?: ProgressSink | null;
+  /** A GPU to use (kept open). */
+  gpu?: Gpu;
+  /** Decode workers (overrides cfg.workers; 0 decodes on the calling thread). */
+  workers?: number;
+}
+
+/** The GPU parts of a run. */
+interface Parts {
+  model: Model<TorchvisionResNet>;
+  optimizer: Sgd;
+  engine: StepEngine;
+  meta: MetaReweighter;
+}
+
+function build(gpu: Gpu, cfg: LargeConfig, data: LargeData): Parts {
+  const C = data.numClasses;
+  const root = new TorchvisionResNet({ depth: cfg.depth, numClasses: C, width: cfg.width });
+  const model = new Model(gpu, root, cfg.seed);
+  const optimizer = new Sgd(gpu, model.paramLayout, {
+    momentum: cfg.momentum,
+    weightDecay: cfg.weightDecay,
+    nesterov: false,
+  });
+  const engine = new StepEngine(model, {
+    loss: crossEntropy,
+    optimizer,
+    batch: cfg.batch,
+    input: [3, cfg.size, cfg.size],
+    seed: cfg.seed,
+  });
+  const meta = new MetaReweighter(engine, {
+    devBatch: Math.min(cfg.batch, data.split.dev.length),
+    numClasses: C,
+    params: cfg.metaParams,
+    freezeBackbone: cfg.freezeBackbone,
+  });
+  meta.classWeights.upload(gpu, Float32Array.from(data.classWeights));
+  return { model, optimizer, engine, meta };
+}
+
+/** Trains a large run (see the module doc) and returns its summary. */
+export async function trainLarge(
+  cfg: LargeConfig,
+  o: LargeRunOptions = {},
+): Promise<LargeSummary> {
+  validateLargeConfig(cfg);
+  const sink = o.progress === undefined ? stdoutSink() : o.progress;
+  const progress = new Progress(sink ?? { line() {} }, 20);
+  const log = (m: string) => progress.line(m);
+  const data = await loadLargeData(cfg);
+  const counts = data.split.counts;
+  cfg = { ...cfg, imbalance: Math.max(...counts) / Math.min(...counts) };
+  const ckptPath = join(cfg.out, FILES.checkpoint);
+  await checkOutDir(cfg.out, FILES.checkpoint);
+  const ckpt = await readCheckpoint(ckptPath);
+  if (ckpt) checkLargeResume(ckpt, ckptPath, cfg, o.resume ?? false);
+  await Deno.mkdir(cfg.out, { recursive: true });
+  await removeStaleTemps(ckptPath);
+  const gpu = o.gpu ?? await Gpu.create();
+  const pool = new DecodePool({ workers: o.workers ?? cfg.workers ?? undefined });
+  let parts: Parts | null = null, source: JpegSource | null = null, run: LargeRun | null = null;
+  try {
+    parts = build(gpu, cfg, data);
+    if (cfg.pretrained && !ckpt) {
+      const r = await loadPretrained(parts.model, cfg.pretrained);
+      log(
+        `pretrained: ${r.loaded} tensors from ${cfg.pretrained}` +
+          (r.classifierReset
+            ? `; fc re-initialised (${r.fileClasses} classes in the file, ${data.numClasses} here)`
+            : ""),
+      );
+    }
+    const p = parts;
+    source = new JpegSource({
+      gpu,
+      pool,
+      data,
+      engine: p.engine,
+      meta: p.meta,
+      seed: cfg.seed,
+      size: cfg.size,
+      isMeta: (e) => e >= cfg.metaStart,
+    });
+    const r = run = new LargeRun(gpu, cfg, data, p, pool, log);
+    log(
+      `tailgrad large: ${cfg.preset}, ResNet-${cfg.depth}${
+        cfg.width !== 64 ? ` (width ${cfg.width})` : ""
+      }, ` +
+        `${data.numClasses} classes, train ${data.split.train.length} (IF ${
+          cfg.imbalance.toFixed(1)
+        }), ` +
+        `dev ${data.split.dev.length}, eval ${data.eval.paths.length}; ${cfg.epochs} epochs, ` +
+        `meta (${cfg.metaParams}${cfg.freezeBackbone ? ", backbone frozen" : ""}) from ` +
+        `${cfg.metaStart}; batch ${cfg.batch}; ${pool.workers} decode workers; ${gpu.adapter.description}`,
+    );
+    const result = await fit<EpochRecord, EvalMetrics>({
+      engine: p.engine,
+      data: source,
+      epochs: cfg.epochs,
+      lr: (epoch) => largeLr(cfg, epoch),
+      evaluate: () => r.evaluate(),
+      evalEvery: cfg.evalEvery,
+      checkpoint: { path: ckptPath, format: LARGE_CHECKPOINT_FORMAT },
+      resume: ckpt,
+      maxEpochs: o.maxEpochs,
+      progress,
+      hooks: r.hooks(),
+    });
+    if (result.status === "stopped") {
+      const at = result.nonFinite!;
+      const message = `non-finite loss at step ${at.step} (epoch ${at.epoch + 1})`;
+      log(`stopped: ${message}`);
+      return await r.write("stopped", message);
+    }
+    return await r.write(result.status === "completed" ? "completed" : "running");
+  } finally {
+    source?.dispose();
+    run?.dispose();
+    pool.close();
+    if (parts) {
+      parts.meta.destroy();
+      parts.engine.destroy();
+      parts.optimizer.destroy();
+      parts.model.destroy();
+    }
+    if (!o.gpu) gpu.dispose();
+  }
+}
+
+/** Settings that may change on resume. */
+const RESUME_FREE: (keyof LargeConfig)[] = ["dataRoot", "out", "workers", "trainList", "evalList"];
+
+function checkLargeResume(
+  ckpt: SafetensorsFile,
+  path: string,
+  cfg: LargeConfig,
+  resume: boolean,
+): void {
+  if (!resume) {
+    throw new ConfigError(
+      `${cfg.out} already holds a run (${FILES.checkpoint}); pass --resume to continue it, or ` +
+        "choose another --out",
+    );
+  }
+  const m = ckpt.metadata;
+  if (m.format !== LARGE_CHECKPOINT_FORMAT) {
+    throw new ConfigError(`${path}: not a large-run checkpoint (format ${m.format})`, {
+      file: path,
+    });
+  }
+  const saved = JSON.parse(m.config ?? "{}") as LargeConfig;
+  const differ = (Object.keys(cfg) as (keyof LargeConfig)[]).filter((k) =>
+    !RESUME_FREE.includes(k) && JSON.stringify(saved[k]) !== JSON.stringify(cfg[k])
+  );
+  if (differ.length) {
+    throw new ConfigError(
+      `--resume: ${differ.join(", ")} differ from the checkpoint's settings in ${path}; ` +
+        "use the run's settings",
+      { file: path },
+    );
+  }
+}
+
+/** The records, evaluation and outputs of one large run. */
+class LargeRun {
+  history: EpochRecord[] = [];
+  last: (EvalMetrics & { epoch: number }) | null = null;
+  best: (EvalMetrics & { epoch: number }) | null = null;
+  steps = 0;
+  epochsDone = 0;
+  wallBefore = 0;
+  readonly start = performance.now();
+  readonly #eval: JpegLoader;
+
+  constructor(
+    readonly gpu: Gpu,
+    readonly cfg: LargeConfig,
+    readonly data: LargeData,
+    readonly parts: Parts,
+    pool: DecodePool,
+    readonly log: (m: string) => void,
+  ) {
+    this.#eval = new JpegLoader(gpu, pool, data.eval, {
+      batchSize: cfg.batch,
+      mode: "eval",
+      size: cfg.size,
+      resize: cfg.resize,
+    });
+  }
+
+  /** Top-1/3/5 error, loss, per-class accuracy and shot groups on the evaluation list. */
+  async evaluate(): Promise<EvalMetrics> {
+    const { gpu, cfg, parts } = this;
+    const acc = new MetricAccumulator(this.data.numClasses);
+    for await (const b of this.#eval.epoch(0)) {
+      const x = new Tensor([b.count, 3, cfg.size, cfg.size], b.images, false);
+      const ctx = new Ctx(gpu, null);
+      const logits = await parts.model.forward(ctx, x, EVAL).read(gpu);
+      ctx.release();
+      acc.add(logits, b.labels, b.count);
+    }
+    return withShots(acc.result(), this.data.split.counts);
+  }
+
+  hooks(): FitHooks<EpochRecord, EvalMetrics> {
+    const { meta } = this.parts;
+    const cfg = this.cfg;
+    return {
+      stepKind: (epoch) =>
+        epoch < cfg.metaStart ? { name: "plain", run: (lr) => this.parts.engine.step(lr) } : {
+          name: "meta",
+          run: (lr) =>
+            void meta.step(lr, {
+              eta: lr,
+              tau: cfg.tau,
+              lookahead: "mean",
+              rule: "meta",
+              lookaheadWeights: "w",
+            }),
+        },
+      epochEnd: (end) => {
+        const t = end.metrics;
+        if (t) {
+          this.last = { ...t, epoch: end.epoch };
+          if (!this.best || t.top1Error < this.best.top1Error) this.best = this.last;
+        }
+        const { confusion: _, ...test } = t ?? { confusion: null };
+        const record: EpochRecord = {
+          epoch: end.epoch,
+          phase: end.kind === "meta" ? "meta" : "plain",
+          lr: end.lr,
+          trainLoss: end.trainLoss,
+          steps: end.steps,
+          images: end.examples,
+          test: t ? test as EpochRecord["test"] : null,
+          meta: null,
+          timing: { seconds: end.seconds, imagesPerSecond: end.examples / end.seconds },
+        };
+        this.history.push(record);
+        this.epochsDone = end.epoch + 1;
+        this.steps += end.steps;
+        return record;
+      },
+      checkpointState: () => ({
+        metadata: {
+          config: JSON.stringify(cfg),
+          last: JSON.stringify(this.last),
+          best: JSON.stringify(this.best),
+          wall_seconds: String(this.wallSeconds()),
+        },
+      }),
+      restore: (file) => {
+        const m = file.metadata;
+        this.history = JSON.parse(m.history ?? "[]");
+        this.last = JSON.parse(m.last ?? "null");
+        this.best = JSON.parse(m.best ?? "null");
+        this.epochsDone = Number(m.epoch);
+        this.steps = Number(m.steps);
+        this.wallBefore = Number(m.wall_seconds ?? 0);
+        this.log(`resuming ${cfg.out} after epoch ${m.epoch}`);
+      },
+      saved: async (r, done) => {
+        await this.write(done ? "completed" : "running");
+        const t = r.test;
+        const pct = (v: number) => `${(100 * v).toFixed(2)}%`;
+        this.log(
+          `epoch ${r.epoch + 1}/${cfg.epochs} ${r.phase} lr ${r.lr.toPrecision(3)}: train loss ` +
+            `${r.trainLoss.toFixed(4)}` +
+            (t
+              ? `, top-1/3/5 error ${pct(t.top1Error)} / ${pct(t.top3Error)} / ${
+                pct(t.top5Error)
+              }` + shotText(t.shots)
+              : "") +
+            `, ${r.timing.imagesPerSecond.toFixed(1)} img/s`,
+        );
+      },
+    };
+  }
+
+  /** Frees the evaluation loader's buffers. */
+  dispose(): void {
+    this.#eval.dispose();
+  }
+
+  wallSeconds(): number {
+    return this.wallBefore + (performance.now() - this.start) / 1000;
+  }
+
+  /** Writes metrics.jsonl, summary.json and report.html; returns the summary. */
+  async write(status: LargeSummary["status"], message?: string): Promise<LargeSummary> {
+    const { cfg, data, gpu } = this;
+    const counts = data.split.counts;
+    const summary: LargeSummary = {
+      status,
+      ...(message ? { message } : {}),
+      config: cfg,
+      adapter: {
+        description: gpu.adapter.description,
+        isFallbackAdapter: gpu.adapter.isFallbackAdapter,
+      },
+      data: {
+        source: `${data.train.source} / ${data.eval.source}`,
+        numClasses: data.numClasses,
+        image: [3, cfg.size, cfg.size],
+        nMax: Math.max(...counts),
+        trainCounts: counts,
+        devCounts: new Array(data.numClasses).fill(cfg.devPerClass),
+        testCounts: data.evalCounts,
+        trainTotal: data.split.train.length,
+        testTotal: data.eval.paths.length,
+      },
+      classWeights: data.classWeights,
+      margins: null,
+      finalClassWeights: null,
+      epochsDone: this.epochsDone,
+      steps: this.steps,
+      last: this.last,
+      best: this.best,
+      meta: null,
+      nonFinite: null,
+      wallSeconds: this.wallSeconds(),
+    };
+    const out = cfg.out;
+    await writeFileAtomic(
+      join(out, FILES.metrics),
+      this.history.map((h) => JSON.stringify(h) + "\n").join(""),
+    );
+    await writeFileAtomic(join(out, FILES.summary), JSON.stringify(summary, null, 2) + "\n");
+    await writeFileAtomic(join(out, FILES.report), renderReport(summary, this.history));
+    return summary;
+  }
+}

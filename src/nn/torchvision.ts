@@ -1,0 +1,287 @@
+/**
+ * torchvision-layout ResNets (torchvision.models.resnet, "v1.5": the stride of a bottleneck is on
+ * its 3x3 convolution): ResNet-10/18/34/50/101/152 as modules with torchvision's state_dict names
+ * and layouts (`conv1`, `bn1`, `layer1.0.conv1`, `layer2.0.downsample.0` / `.1`, `fc`), so an
+ * ImageNet checkpoint saved as safetensors loads as it is ({@linkcode loadPretrained}).
+ * ResNet-10 ([1, 1, 1, 1] basic blocks) is the long-tail literature's ImageNet-LT backbone.
+ *
+ * Init as torchvision: convolutions kaiming_normal (fan_out, gain sqrt(2)), batch norms 1 / 0,
+ * `fc` PyTorch's default Linear init. `width` scales every stage (64 is torchvision's) for small
+ * test networks.
+ */
+import type { Ctx } from "../autograd/tape.ts";
+import type { Rng } from "../random.ts";
+import type { Tensor } from "../tensor.ts";
+import { addRelu } from "../ops/elementwise.ts";
+import { UserError } from "../errors.ts";
+import { decodeSafetensors, type SafetensorsFile } from "../checkpoint/safetensors.ts";
+import { BatchNorm2d, Conv2d, GlobalAvgPool, Linear, MaxPool2d, Sequential } from "./layers.ts";
+import { type ForwardMode, Module, type ParamScope } from "./module.ts";
+import type { Model } from "./model.ts";
+
+/** The depths torchvision builds, plus ResNet-10. */
+export const TORCHVISION_DEPTHS = [10, 18, 34, 50, 101, 152] as const;
+/** A torchvision ResNet depth. */
+export type TorchvisionDepth = typeof TORCHVISION_DEPTHS[number];
+
+/** Block kind and blocks per stage of each depth (torchvision's table; 10 as the LT papers). */
+const LAYOUTS: Record<TorchvisionDepth, { block: "basic" | "bottleneck"; blocks: number[] }> = {
+  10: { block: "basic", blocks: [1, 1, 1, 1] },
+  18: { block: "basic", blocks: [2, 2, 2, 2] },
+  34: { block: "basic", blocks: [3, 4, 6, 3] },
+  50: { block: "bottleneck", blocks: [3, 4, 6, 3] },
+  101: { block: "bottleneck", blocks: [3, 4, 23, 3] },
+  152: { block: "bottleneck", blocks: [3, 8, 36, 3] },
+};
+
+/** Architecture of a {@linkcode TorchvisionResNet}. */
+export interface TorchvisionConfig {
+  /** 10, 18, 34, 50, 101 or 152. */
+  depth: TorchvisionDepth;
+  /** Classifier outputs (torchvision's ImageNet models: 1000). */
+  numClasses: number;
+  /** Channels of the first stage (default 64, torchvision's); later stages double it. */
+  width?: number;
+  /** Input channels (default 3). */
+  inChannels?: number;
+}
+
+/** A bias-free convolution with torchvision's init: N(0, 2 / (out * k * k)). */
+class TvConv extends Conv2d {
+  constructor(inC: number, outC: number, kernel: number, stride: number, pad: number) {
+    super(inC, outC, { kernel, stride, pad, bias: false });
+  }
+
+  /** kaiming_normal_(mode="fan_out", nonlinearity="relu"). */
+  override init(rng: Rng): Map<string, Float32Array> {
+    const fanOut = this.outChannels * this.kernel * this.kernel;
+    const std = Math.sqrt(2 / fanOut);
+    const v = new Float32Array(fanOut * this.inChannels);
+    for (let i = 0; i < v.length; i++) v[i] = rng.normal() * std;
+    return new Map([["weight", v]]);
+  }
+}
+
+/** A residual block: layers in order plus the (optional) projection shortcut, then relu(h + shortcut). */
+export abstract class TvResidualBlock extends Module {
+  readonly #layers: [string, Module][];
+
+  /** A block of `layers` (named) and an optional `downsample` shortcut. */
+  constructor(layers: [string, Module][], downsample: Sequential | null) {
+    super();
+    this.#layers = downsample ? [...layers, ["downsample", downsample]] : layers;
+  }
+
+  /** conv/bn pairs, then `downsample` when the shape changes. */
+  override children(): [string, Module][] {
+    return this.#layers;
+  }
+
+  /** relu(residual(x) + shortcut(x)). */
+  forward(ctx: Ctx, x: Tensor, p: ParamScope, mode: ForwardMode): Tensor {
+    let h = x, shortcut = x;
+    for (const [name, layer] of this.#layers) {
+      if (name === "downsample") shortcut = layer.forward(ctx, x, p.child(name), mode);
+      else h = layer.forward(ctx, h, p.child(name), mode);
+    }
+    return addRelu(ctx, h, shortcut);
+  }
+}
+
+/** `downsample`: 1x1 convolution with the block's stride, then batch norm. */
+function projection(inC: number, outC: number, stride: number): Sequential {
+  return new Sequential(new TvConv(inC, outC, 1, stride, 0), new BatchNorm2d(outC));
+}
+
+/** torchvision's BasicBlock: 3x3 (stride) - BN - ReLU - 3x3 - BN, plus the shortcut. */
+export class TvBasicBlock extends TvResidualBlock {
+  /** Output channels per input channel of the block's width. */
+  static readonly expansion = 1;
+
+  /** A block from `inPlanes` to `planes` channels. */
+  constructor(inPlanes: number, planes: number, stride: number) {
+    super(
+      [
+        ["conv1", new TvConv(inPlanes, planes, 3, stride, 1)],
+        ["bn1", new BatchNorm2d(planes, { relu: true })],
+        ["conv2", new TvConv(planes, planes, 3, 1, 1)],
+        ["bn2", new BatchNorm2d(planes)],
+      ],
+      stride !== 1 || inPlanes !== planes ? projection(inPlanes, planes, stride) : null,
+    );
+  }
+}
+
+/**
+ * torchvision's Bottleneck (v1.5): 1x1 - BN - ReLU - 3x3 (stride) - BN - ReLU - 1x1 (4x) - BN,
+ * plus the shortcut.
+ */
+export class TvBottleneck extends TvResidualBlock {
+  /** Output channels per channel of the block's width. */
+  static readonly expansion = 4;
+
+  /** A block from `inPlanes` to `4 * planes` channels. */
+  constructor(inPlanes: number, planes: number, stride: number) {
+    const out = planes * 4;
+    super(
+      [
+        ["conv1", new TvConv(inPlanes, planes, 1, 1, 0)],
+        ["bn1", new BatchNorm2d(planes, { relu: true })],
+        ["conv2", new TvConv(planes, planes, 3, stride, 1)],
+        ["bn2", new BatchNorm2d(planes, { relu: true })],
+        ["conv3", new TvConv(planes, out, 1, 1, 0)],
+        ["bn3", new BatchNorm2d(out)],
+      ],
+      stride !== 1 || inPlanes !== out ? projection(inPlanes, out, stride) : null,
+    );
+  }
+}
+
+/**
+ * A torchvision ResNet: conv1 (7x7, stride 2, pad 3), bn1 + ReLU, max-pool 3x3 stride 2 pad 1,
+ * layer1-4, global average pooling, `fc`. Splits into {@linkcode TorchvisionResNet.features} and
+ * the head `fc` (for the classifier-only meta step).
+ */
+export class TorchvisionResNet extends Module {
+  /** The architecture. */
+  readonly config: Required<TorchvisionConfig>;
+  /** Features entering `fc` (512 or 2048 times width / 64). */
+  readonly featureSize: number;
+  /** Name of the head child. */
+  readonly headName = "fc";
+  /** The classifier. */
+  readonly head: Linear;
+  readonly #body: [string, Module][];
+
+  /** Builds the layers of `config` (throws on an unknown depth). */
+  constructor(config: TorchvisionConfig) {
+    super();
+    const layout = LAYOUTS[config.depth];
+    if (!layout) {
+      throw new UserError(
+        `ResNet depth ${config.depth} is not one of ${TORCHVISION_DEPTHS.join(", ")}`,
+      );
+    }
+    const width = config.width ?? 64;
+    this.config = { width, inChannels: 3, ...config };
+    const Block = layout.block === "basic" ? TvBasicBlock : TvBottleneck;
+    const body: [string, Module][] = [
+      ["conv1", new TvConv(this.config.inChannels, width, 7, 2, 3)],
+      ["bn1", new BatchNorm2d(width, { relu: true })],
+      ["maxpool", new MaxPool2d(3, { stride: 2, pad: 1 })],
+    ];
+    let inPlanes = width;
+    layout.blocks.forEach((n, stage) => {
+      const planes = width << stage;
+      const blocks: Module[] = [];
+      for (let b = 0; b < n; b++) {
+        blocks.push(new Block(inPlanes, planes, stage > 0 && b === 0 ? 2 : 1));
+        inPlanes = planes * Block.expansion;
+      }
+      body.push([`layer${stage + 1}`, new Sequential(...blocks)]);
+    });
+    body.push(["avgpool", new GlobalAvgPool()]);
+    this.#body = body;
+    this.featureSize = inPlanes;
+    this.head = new Linear(inPlanes, config.numClasses);
+  }
+
+  /** conv1, bn1, layer1-4, fc (pooling layers have no state, so add no names). */
+  override children(): [string, Module][] {
+    return [...this.#body, ["fc", this.head]];
+  }
+
+  /** Pooled features [N, featureSize] of images [N, C, H, W]. */
+  features(ctx: Ctx, x: Tensor, p: ParamScope, mode: ForwardMode): Tensor {
+    let h = x;
+    for (const [name, layer] of this.#body) h = layer.forward(ctx, h, p.child(name), mode);
+    return h;
+  }
+
+  /** Logits [N, numClasses]. */
+  forward(ctx: Ctx, x: Tensor, p: ParamScope, mode: ForwardMode): Tensor {
+    return this.head.forward(ctx, this.features(ctx, x, p, mode), p.child("fc"));
+  }
+}
+
+/** What {@linkcode loadPretrained} did. */
+export interface PretrainedLoad {
+  /** Tensors taken from the file. */
+  loaded: number;
+  /** Whether `fc` kept its fresh init because the file's class count differs. */
+  classifierReset: boolean;
+  /** Classes of the file's `fc`. */
+  fileClasses: number;
+}
+
+/**
+ * Loads a torchvision ResNet checkpoint saved as safetensors (`safetensors.torch.save_file(
+ * model.state_dict(), FILE)`) into `model`, as it is: every parameter and running statistic by
+ * name, F32 or F64, `num_batches_tracked` ignored. When the file's `fc` has another class count,
+ * `fc` keeps the model's own init (said by the result). Anything else missing, unexpected or of
+ * another shape is a {@linkcode UserError} naming the file and the first such tensor.
+ */
+export async function loadPretrained(
+  model: Model<TorchvisionResNet>,
+  path: string,
+): Promise<PretrainedLoad> {
+  let file: SafetensorsFile;
+  try {
+    file = decodeSafetensors(await Deno.readFile(path));
+  } catch (e) {
+    const why = e instanceof Deno.errors.NotFound
+      ? "does not exist"
+      : `is not a readable safetensors file (${e instanceof Error ? e.message : String(e)})`;
+    throw new UserError(`--pretrained ${path} ${why}`, {
+      file: path,
+      flag: "--pretrained",
+      hint: "pass a torchvision ResNet state_dict saved with safetensors.torch.save_file",
+      cause: e,
+    });
+  }
+  return await applyPretrained(model, file, path);
+}
+
+/** {@linkcode loadPretrained} of an already decoded file (`path` names it in messages). */
+export async function applyPretrained(
+  model: Model<TorchvisionResNet>,
+  file: SafetensorsFile,
+  path: string,
+): Promise<PretrainedLoad> {
+  const fail = (msg: string): never => {
+    throw new UserError(`--pretrained ${path}: ${msg}`, {
+      file: path,
+      flag: "--pretrained",
+      hint: `pass a checkpoint of torchvision's resnet${model.root.config.depth} ` +
+        `(width ${model.root.config.width}), or train from scratch without --pretrained`,
+    });
+  };
+  const specs = [...model.specs.params, ...model.specs.buffers];
+  const known = new Set(specs.map((s) => s.name));
+  for (const name of file.tensors.keys()) {
+    if (!known.has(name) && !name.endsWith(".num_batches_tracked")) {
+      fail(`unexpected tensor ${name} (not in the model)`);
+    }
+  }
+  const fcWeight = file.tensors.get("fc.weight");
+  const fileClasses = fcWeight?.shape[0] ?? -1;
+  const reset = fcWeight !== undefined && fileClasses !== model.root.config.numClasses &&
+    fcWeight.shape[1] === model.root.featureSize;
+  const values = await model.stateDict(); // the model's own values stay where none is loaded
+  let loaded = 0;
+  for (const s of specs) {
+    if (reset && (s.name === "fc.weight" || s.name === "fc.bias")) continue;
+    const t = file.tensors.get(s.name);
+    if (!t) fail(`lacks ${s.name} [${s.shape}]`);
+    if (t!.shape.join(",") !== s.shape.join(",")) {
+      fail(`${s.name} is [${t!.shape}], the model's is [${s.shape}]`);
+    }
+    if (t!.dtype !== "F32" && t!.dtype !== "F64") {
+      fail(`${s.name} is ${t!.dtype}, expected F32 or F64 (convert with .float())`);
+    }
+    values.set(s.name, Float32Array.from(t!.data as Float32Array | Float64Array));
+    loaded++;
+  }
+  model.loadStateDict(values);
+  return { loaded, classifierReset: reset, fileClasses };
+}
