@@ -618,17 +618,29 @@ async function* walkTs(dir: string): AsyncGenerator<string> {
 
 Deno.test("docs: --help shows every default, $TAILGRAD_DATA and where --out may point", () => {
   const text = usage();
-  const d = presetConfig("default"), p = presetConfig("paper-cifar");
+  const d = presetConfig("default"), m = presetConfig("medium"), p = presetConfig("paper-cifar");
   assert.match(
     text,
-    new RegExp(`--epochs <value>\\n.*\\(default: ${d.epochs}; paper-cifar: ${p.epochs}\\)`),
+    new RegExp(
+      `--epochs <value>\\n.*\\(default: ${d.epochs}; medium: ${m.epochs}; paper-cifar: ${p.epochs}\\)`,
+    ),
   );
-  assert.match(text, /--meta-start <value>\n.*\(default: 12; paper-cifar: 160\)/);
-  assert.match(text, /--lr-decay-epochs <value>\n.*\(default: 12,14; paper-cifar: 160,180\)/);
+  assert.match(text, /--meta-start <value>\n.*\(default: 12; medium: 24; paper-cifar: 160\)/);
+  assert.match(
+    text,
+    /--lr-decay-epochs <value>\n.*\(default: 12,14; medium: 24,27; paper-cifar: 160,180\)/,
+  );
+  assert.match(
+    text,
+    /--max-per-class <value>\n.*\(default: 200; medium: 1000; paper-cifar: none\)/,
+  );
+  assert.match(text, /--final-full-test\n.*\(default: off; medium: on\)/);
+  assert.match(text, /--dev-loss <ce\|ce-raw\|train>\n.*\(default: ce\)/);
+  assert.match(text, /--init-from <value>\n.*\(default: none\)/);
   assert.match(text, /--tau <value>\n.*\(default: 0\.01\)/);
   assert.match(
     text,
-    /--out <value>\n.*under runs\/ and data\/.*\(default: runs\/default; paper-cifar: runs\/paper-cifar\)/,
+    /--out <value>\n.*under runs\/ and data\/.*\(default: runs\/default; medium: runs\/medium; paper-cifar: runs\/paper-cifar\)/,
   );
   assert.match(text, /TAILGRAD_DATA/);
   // every flag but --help names a default

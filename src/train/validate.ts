@@ -149,6 +149,11 @@ export function checkResumeMetadata(
   if (typeof config !== "object" || config === null || Array.isArray(config)) {
     throw badCheckpoint(path, `metadata "config" is not a JSON object`);
   }
+  // settings added after a checkpoint was written take the behaviour it was trained with
+  const saved = config as Partial<TrainConfig>;
+  saved.finalFullTest ??= false;
+  saved.devLoss ??= "ce-raw";
+  saved.initFrom ??= null;
   try {
     validateConfig(config as TrainConfig);
   } catch (e) {
@@ -214,6 +219,7 @@ export function checkResumeData(
   path: string,
   cfg: TrainConfig,
   data: ResumeData,
+  flag: "--resume" | "--init-from" = "--resume",
 ): void {
   const raw = ckpt.metadata.data_fingerprint;
   if (raw === undefined) {
@@ -233,16 +239,16 @@ export function checkResumeData(
   for (const split of ["train", "test"] as const) {
     if (saved?.[split] !== data.fingerprints[split]) {
       throw new UserError(
-        `--resume: checkpoint ${path} was trained on other data: the ${split} split it ` +
+        `${flag}: checkpoint ${path} was trained on other data: the ${split} split it ` +
           `recorded has fingerprint ${
             String(saved?.[split]).slice(0, 16)
           }..., but ${data.source} ` +
           `gives ${data.fingerprints[split].slice(0, 16)}...`,
         {
           file: path,
-          flag: "--resume",
-          hint: "resume with the data of the original run (its --data-dir), or choose another " +
-            "--out to start a new run on this data",
+          flag,
+          hint: `${flag === "--resume" ? "resume" : "fork"} with the data of the original run ` +
+            "(its --data-dir), or choose another --out to start a new run on this data",
         },
       );
     }
