@@ -172,6 +172,7 @@ export function stageOneOf(options: TrainOptions): StageOne | null {
 /** Every cell of a scale for the given factors and seeds, in the order they run. */
 export function planCells(plan: ScalePlan, imbalances: number[], seeds: number[]): Cell[] {
   const cells: Cell[] = [];
+  const presetTau = resolveTrainConfig(plan.options).tau;
   const add = (line: Line, label: string, imbalance: number, seed: number, tau?: number) => {
     const id = tau === undefined ? `${label}-if${imbalance}-s${seed}` : `tau${tau}-if100-s${seed}`;
     const options: TrainOptions = {
@@ -181,7 +182,6 @@ export function planCells(plan: ScalePlan, imbalances: number[], seeds: number[]
       seed,
       ...(tau === undefined ? {} : { tau }),
     };
-    const presetTau = resolveTrainConfig(plan.options).tau;
     cells.push({
       id,
       line,
