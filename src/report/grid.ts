@@ -90,18 +90,23 @@ function factorSection(rows: GridPageRow[], info: GridPageInfo): string {
     ),
     "</table>",
   ].join("");
-  const perClass = barChart(
-    names.map((n, c) => `${c} ${n}`),
-    sorted.map((r) => ({ name: r.label, values: r.perClassAccuracy })),
-    { title: `accuracy per class, IF ${f}`, xLabel: "class (head to tail)", max: 1 },
+  // one line per method over the classes (head to tail): readable with a dozen methods
+  const perClass = lineChart(
+    sorted.map((r) => ({
+      name: r.label,
+      points: r.perClassAccuracy.map((v, c): [number, number] => [c, v]),
+    })),
+    {
+      title: `accuracy per class, IF ${f}`,
+      xLabel: "class",
+      yLabel: "accuracy",
+      width: 900,
+    },
   );
   const groups = barChart(
-    sorted.map((r) => r.label),
-    (["head", "middle", "tail"] as const).map((g) => ({
-      name: `${g} error`,
-      values: sorted.map((r) => 1 - r[g]),
-    })),
-    { title: `head / middle / tail error, IF ${f}`, xLabel: "method", max: 1 },
+    ["head (0-2)", "middle (3-6)", "tail (7-9)"],
+    sorted.map((r) => ({ name: r.label, values: [1 - r.head, 1 - r.middle, 1 - r.tail] })),
+    { title: `head / middle / tail error, IF ${f}`, xLabel: "classes", max: 1 },
   );
   const curves = lineChart(
     sorted.map((r) => ({
@@ -110,7 +115,10 @@ function factorSection(rows: GridPageRow[], info: GridPageInfo): string {
     })),
     { title: `test top-1 error per epoch, IF ${f}`, xLabel: "epoch", yLabel: "top-1 error" },
   );
-  return `<h2>IF ${f}</h2>${table}${perClass}${groups}${curves}`;
+  const legend = `<p>Classes, head to tail: ${
+    esc(names.map((n, c) => `${c} ${n}`).join(", "))
+  }.</p>`;
+  return `<h2>IF ${f}</h2>${table}${legend}${perClass}${groups}${curves}`;
 }
 
 function epsSection(rows: GridPageRow[]): string {
