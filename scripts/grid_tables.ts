@@ -359,11 +359,13 @@ function devLossNote(rows: Row[], devLoss: string): string[] {
   const stale = rows.filter((r) =>
     r.group === "grid" && r.label === "meta-ldam" && r.devLosses.some((d) => d !== devLoss)
   );
-  return stale.map((r) =>
-    `\nNote: the meta-ldam runs at IF ${r.imbalance} used the dev loss ` +
-    `${r.devLosses.join(", ")} (before \`--dev-loss\` existed: cross-entropy on unscaled ` +
-    `cosines), not the default ${devLoss}; remove their folders and rerun to update them.`
-  );
+  if (!stale.length) return [];
+  const used = [...new Set(stale.flatMap((r) => r.devLosses))].join(", ");
+  return [
+    `\nNote: the meta-ldam runs at IF ${stale.map((r) => r.imbalance).join(" and ")} used the ` +
+    `dev loss ${used} (before \`--dev-loss\` existed: cross-entropy on unscaled cosines), not ` +
+    `the default ${devLoss}; remove their folders and rerun them to update the rows.`,
+  ];
 }
 
 function tauSection(rows: Row[]): string[] {
