@@ -1,117 +1,210 @@
 /**
  * `deno task reproduce`: the paper's comparison on long-tailed Fashion-MNIST as a resumable grid
- * of (method x imbalance factor x seed), plus the tau sweep of the meta method, aggregated into
- * `results/fashion-mnist-lt.{json,md,html}`.
+ * of (method x imbalance factor x seed) plus the tau sweep of the meta method, at a scale
+ * (`small` = the default preset, `medium`), aggregated into results/fashion-mnist-lt.{md,json},
+ * results/fashion-mnist-lt.html and one report.html per scale.
  *
- * Every cell is one `train()` run in its own directory. A finished cell (summary.json with status
- * "completed") is skipped; a killed one resumes from its last epoch checkpoint, so the table can be
- * built across several sittings. The seed also changes the data split.
- *
- *   deno task reproduce                      # the whole default grid at --scale small
- *   deno task reproduce --only meta,ce       # cells whose id contains "meta" or "ce"
- *   deno task reproduce --aggregate          # only rebuild the table from finished cells
+ * Every cell is one `train()` run in results/fashion-mnist-lt/<scale>/<cell>/. A finished cell
+ * (summary.json with status "completed") is skipped; a killed one resumes from its last epoch
+ * checkpoint, so the grid survives a kill at any moment and can be built over several sittings.
+ * Cells whose epochs before stage 2 are the same run (ce, meta, meta-eps0, the tau sweep and
+ * cb-finetune with cross-entropy; focal and meta-focal; ldam-drw and meta-ldam) fork one shared
+ * stage-1 run per (loss, IF, seed), stage1-<loss>-if<IF>-s<seed>/, trained up to `metaStart`
+ * (`--init-from`, bit for bit the run from scratch: test/train_fork_test.ts).
  */
 import { parseArgs } from "node:util";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { Gpu } from "../src/gpu/runtime.ts";
 import { train, type TrainOptions } from "../src/train/mod.ts";
-import { presetConfig } from "../src/train/config.ts";
+import { type Method, methodLoss, resolveTrainConfig } from "../src/train/config.ts";
+import { phaseOf } from "../src/train/methods.ts";
+import type { RunSummary } from "../src/train/mod.ts";
 import { rejectRepeatedFlags, UsageError } from "../src/train/cli.ts";
 import { reportError } from "../src/errors.ts";
-import { barChart, esc, lineChart } from "../src/report/svg.ts";
-import type { RunSummary } from "../src/train/mod.ts";
+import { renderGridPage } from "../src/report/grid.ts";
+import { esc } from "../src/report/svg.ts";
+import {
+  aggregate,
+  type GridCell,
+  markdown,
+  pairedComparisons,
+  paperSection,
+  type Row,
+  type StageOneTime,
+  testSetWords,
+} from "./grid_tables.ts";
 
-/** Run sizes. `small` is the trainer's default preset (1.5-5 minutes a cell on 2 cores). */
-export const SCALES: Record<string, TrainOptions> = {
+export {
+  groupAccuracy,
+  meanStd,
+  pairedComparisons,
+  pairedDifferences,
+  type Row,
+} from "./grid_tables.ts";
+
+/** The parts of a grid, run in this order: `--only` picks some of them. */
+export const LINES = ["first-line", "second-line", "tau-sweep"] as const;
+/** A part of the grid. */
+export type Line = typeof LINES[number];
+
+/** What a scale runs: its settings, the methods of each line and their imbalance factors. */
+export interface ScalePlan {
+  /** Settings of every cell (over the preset they name). */
+  options: TrainOptions;
+  /** First line: the paper's question (does meta beat CE and CB; does eps matter). */
+  first: string[];
+  /** Imbalance factors of the first line. */
+  firstFactors: number[];
+  /** Second line: the other baselines and meta with other losses. */
+  second: string[];
+  /** Imbalance factors of the second line. */
+  secondFactors: number[];
+  /** tau values of the sweep (meta, IF 100); the preset's own tau is the meta cell itself. */
+  taus: number[];
+}
+
+const FIRST = ["ce", "cb", "meta-eps0", "meta"];
+const SMALL_SECOND = [
+  "focal",
+  "cb-focal",
+  "ldam-drw",
+  "cb-finetune",
+  "l2rw",
+  "mwn",
+  "meta-focal",
+  "meta-ldam",
+];
+const SMALL_PLAN = {
+  first: FIRST,
+  firstFactors: [100, 10],
+  second: SMALL_SECOND,
+  secondFactors: [100, 10],
+  taus: [0.01, 1, 100, 1e4],
+};
+
+/** The scales. `small` is the trainer's default preset, `medium` its medium preset. */
+export const SCALES: Record<string, ScalePlan> = {
   /** For tests: seconds a cell. */
   tiny: {
-    preset: "default",
-    maxPerClass: 20,
-    testPerClass: 10,
-    devPerClass: 2,
-    epochs: 2,
-    metaStart: 1,
-    lrDecayEpochs: [1],
-    batch: 16,
+    ...SMALL_PLAN,
+    options: {
+      preset: "default",
+      maxPerClass: 20,
+      testPerClass: 10,
+      devPerClass: 2,
+      epochs: 2,
+      metaStart: 1,
+      lrDecayEpochs: [1],
+      batch: 16,
+    },
   },
-  /** ResNet-8, 200 head-class images, 15 epochs: the default preset. */
-  small: { preset: "default" },
+  /** ResNet-8, 200 head-class images, 15 epochs: the default preset (1.5-5 min a cell). */
+  small: { ...SMALL_PLAN, options: { preset: "default" } },
+  /** ResNet-8, 1000 head-class images, 30 epochs, final figures on the whole test set. */
+  medium: {
+    options: { preset: "medium" },
+    first: FIRST,
+    firstFactors: [100, 10],
+    second: ["focal", "meta-focal", "cb-focal", "ldam-drw", "meta-ldam", "mwn", "l2rw"],
+    secondFactors: [100],
+    taus: [0.01, 1, 100],
+  },
   /** The paper's recipe (ResNet-32, 200 epochs, meta from 160) on the full long-tailed set. */
   paper: {
-    preset: "paper-cifar",
-    dataset: "fashion-mnist",
-    maxPerClass: null,
-    testPerClass: null,
+    ...SMALL_PLAN,
+    options: { preset: "paper-cifar", dataset: "fashion-mnist", maxPerClass: null },
   },
 };
 
-/** Methods of the comparison, with the loss of the meta family where it matters. */
-export const GRID_METHODS: { method: string; loss?: string }[] = [
-  { method: "ce" },
-  { method: "cb" },
-  { method: "focal" },
-  { method: "cb-focal" },
-  { method: "ldam-drw" },
-  { method: "cb-finetune" },
-  { method: "l2rw" },
-  { method: "mwn" },
-  { method: "meta", loss: "ce" },
-  { method: "meta", loss: "focal" },
-  { method: "meta", loss: "ldam" },
-  { method: "meta-eps0" },
-];
+/** Scales in the order of the aggregate (the largest measured first). */
+const SCALE_ORDER = ["medium", "small", "paper", "tiny"];
 
-/** tau values of the sweep (the reference code uses 0.01). */
-export const TAUS = [0.01, 1, 100, 1e4];
-
-/** One run of the grid. */
-export interface Cell {
-  id: string;
-  group: "grid" | "tau";
-  /** Row label: method (and loss). */
-  label: string;
-  imbalance: number;
-  seed: number;
-  tau?: number;
-  /** Directory name of the run (a cell identical to another one shares its run). */
+/** A shared stage-1 run: trained up to `untilEpoch`, then forked by the cells of its recipe. */
+export interface StageOne {
+  /** Directory name, stage1-<loss>-if<IF>-s<seed>. */
   dir: string;
+  /** Its settings: the plain method of the loss, with the cells' scale, IF and seed. */
   options: TrainOptions;
+  /** The cells' stage-2 start. */
+  untilEpoch: number;
 }
 
-/** Every cell for the given factors and seeds. */
-export function gridCells(imbalances: number[], seeds: number[], scale: TrainOptions): Cell[] {
-  const cells: Cell[] = [];
-  for (const imbalance of imbalances) {
-    for (const { method, loss } of GRID_METHODS) {
-      const label = loss && loss !== "ce" ? `${method}-${loss}` : method;
-      for (const seed of seeds) {
-        cells.push({
-          id: `${label}-if${imbalance}-s${seed}`,
-          group: "grid",
-          label,
-          imbalance,
-          seed,
-          dir: `${label}-if${imbalance}-s${seed}`,
-          options: { ...scale, method, ...(loss ? { loss } : {}), imbalance, seed },
-        } as Cell);
-      }
-    }
+/** One run of the grid. */
+export interface Cell extends GridCell {
+  /** The part of the grid it belongs to. */
+  line: Line;
+  /** Its settings. */
+  options: TrainOptions;
+  /** The stage-1 run it forks, or null when its stage 1 is its own. */
+  stage1: StageOne | null;
+  /** tau of a tau-sweep cell. */
+  tau?: number;
+}
+
+/** method and loss of a row label ("meta-focal" = meta with the focal loss). */
+function methodOf(label: string): { method: Method; loss?: string } {
+  const m = /^meta-(focal|ldam)$/.exec(label);
+  if (m) return { method: "meta", loss: m[1] };
+  return label === "meta" ? { method: "meta", loss: "ce" } : { method: label as Method };
+}
+
+/**
+ * The shared stage-1 run a cell forks: the plain run of its loss (ce, focal or ldam, weights
+ * 1), when every epoch of the cell before `metaStart` is that run's epoch; else null.
+ */
+export function stageOneOf(options: TrainOptions): StageOne | null {
+  const cfg = resolveTrainConfig(options);
+  const loss = methodLoss(cfg.method, cfg.loss);
+  const base: Method = loss;
+  if (cfg.metaStart <= 0 || cfg.metaStart >= cfg.epochs) return null;
+  for (let e = 0; e < cfg.metaStart; e++) {
+    const a = phaseOf(cfg.method, e, cfg.metaStart), b = phaseOf(base, e, cfg.metaStart);
+    if (JSON.stringify(a) !== JSON.stringify(b)) return null;
   }
-  const presetTau = presetConfig(scale.preset ?? "default").tau;
-  for (const tau of TAUS) {
-    for (const seed of seeds) {
-      cells.push({
-        id: `tau${tau}-if100-s${seed}`,
-        group: "tau",
-        label: `meta tau=${tau}`,
-        imbalance: 100,
-        seed,
-        tau,
-        // The reference tau is the meta row's own setting: the same run, not a second copy.
-        dir: tau === presetTau ? `meta-if100-s${seed}` : `tau${tau}-if100-s${seed}`,
-        options: { ...scale, method: "meta", loss: "ce", imbalance: 100, seed, tau },
-      } as Cell);
+  const { tau: _t, loss: _l, ...rest } = options;
+  return {
+    dir: `stage1-${loss}-if${cfg.imbalance}-s${cfg.seed}`,
+    options: { ...rest, method: base },
+    untilEpoch: cfg.metaStart,
+  };
+}
+
+/** Every cell of a scale for the given factors and seeds, in the order they run. */
+export function planCells(plan: ScalePlan, imbalances: number[], seeds: number[]): Cell[] {
+  const cells: Cell[] = [];
+  const presetTau = resolveTrainConfig(plan.options).tau;
+  const add = (line: Line, label: string, imbalance: number, seed: number, tau?: number) => {
+    const id = tau === undefined ? `${label}-if${imbalance}-s${seed}` : `tau${tau}-if100-s${seed}`;
+    const options: TrainOptions = {
+      ...plan.options,
+      ...methodOf(label) as TrainOptions,
+      imbalance,
+      seed,
+      ...(tau === undefined ? {} : { tau }),
+    };
+    cells.push({
+      id,
+      line,
+      group: tau === undefined ? "grid" : "tau",
+      label: tau === undefined ? label : `meta tau=${tau}`,
+      imbalance,
+      seed,
+      // the reference tau is the meta row's own setting: the same run, not a second copy
+      dir: tau === presetTau ? `meta-if100-s${seed}` : id,
+      options,
+      stage1: stageOneOf(options),
+      ...(tau === undefined ? {} : { tau }),
+    });
+  };
+  const line = (name: Line, methods: string[], factors: number[]) => {
+    for (const f of factors.filter((x) => imbalances.includes(x))) {
+      for (const seed of seeds) for (const m of methods) add(name, m, f, seed);
     }
+  };
+  line("first-line", plan.first, plan.firstFactors);
+  line("second-line", plan.second, plan.secondFactors);
+  if (imbalances.includes(100)) {
+    for (const seed of seeds) for (const tau of plan.taus) add("tau-sweep", "meta", 100, seed, tau);
   }
   return cells;
 }
@@ -133,261 +226,162 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
-/** Mean and sample standard deviation. */
-export function meanStd(xs: number[]): { mean: number; std: number; n: number } {
-  const n = xs.length;
-  const mean = xs.reduce((a, b) => a + b, 0) / Math.max(n, 1);
-  const v = n > 1 ? xs.reduce((a, b) => a + (b - mean) ** 2, 0) / (n - 1) : 0;
-  return { mean, std: Math.sqrt(v), n };
+/** How a sitting runs its cells. */
+interface Sitting {
+  gpu: Gpu;
+  root: string;
+  dataDir?: string;
+  share: boolean;
 }
 
-/** Classes 0-2 head, 3-6 middle, 7-9 tail (for 10 classes; thirds otherwise). */
-export function groupAccuracy(perClass: number[]): { head: number; middle: number; tail: number } {
-  const C = perClass.length;
-  const a = Math.round(C * 0.3);
-  const b = Math.round(C * 0.7);
-  const avg = (xs: number[]) => xs.reduce((s, x) => s + x, 0) / Math.max(xs.length, 1);
-  return {
-    head: avg(perClass.slice(0, a)),
-    middle: avg(perClass.slice(a, b)),
-    tail: avg(perClass.slice(b)),
-  };
-}
-
-/** One row of the table: a method at an imbalance factor, over its finished seeds. */
-export interface Row {
-  label: string;
-  group: "grid" | "tau";
-  imbalance: number;
-  seeds: number[];
-  lastTop1: { mean: number; std: number; n: number };
-  /** Last-epoch top-1 error of each seed, in the order of `seeds`. */
-  lastTop1BySeed: number[];
-  bestTop1: { mean: number; std: number; n: number };
-  head: number;
-  middle: number;
-  tail: number;
-  /** Mean over seeds of per-class accuracy (last epoch). */
-  perClassAccuracy: number[];
-  /** Meta statistics (mean over seeds) where the method has them. */
-  meanAbsEpsOverW: number[] | null;
-  minWPlusEps: number | null;
-  /** Per-class mean eps per meta epoch (first seed), for the Figure 3 plot. */
-  epsCurve: number[][] | null;
-  /** Wall time summed over the row's runs, and the run directories it came from. */
-  wallSeconds: number;
-  dirs: string[];
-}
-
-/** Aggregates the finished cells into rows. */
-export async function aggregate(cells: Cell[], dirOf: (c: Cell) => string): Promise<Row[]> {
-  const byRow = new Map<string, { cell: Cell; summary: RunSummary; dir: string }[]>();
-  for (const cell of cells) {
-    const s = await readSummary(dirOf(cell));
-    if (!s || s.status !== "completed" || !s.last || !s.best) continue;
-    const key = `${cell.group}|${cell.label}|${cell.imbalance}`;
-    if (!byRow.has(key)) byRow.set(key, []);
-    byRow.get(key)!.push({ cell, summary: s, dir: dirOf(cell) });
-  }
-  const rows: Row[] = [];
-  for (const runs of byRow.values()) {
-    const { cell } = runs[0];
-    const C = runs[0].summary.last!.perClassAccuracy.length;
-    const perClass = Array.from(
-      { length: C },
-      (_, c) => runs.reduce((s, r) => s + r.summary.last!.perClassAccuracy[c], 0) / runs.length,
-    );
-    const groups = runs.map((r) => groupAccuracy(r.summary.last!.perClassAccuracy));
-    const metas = runs.map((r) => r.summary.meta).filter((m) => m !== null);
-    let meanAbsEpsOverW: number[] | null = null;
-    let minWPlusEps: number | null = null;
-    if (metas.length > 0) {
-      meanAbsEpsOverW = Array.from({ length: C }, (_, c) => {
-        const xs = metas.map((m) => Math.abs(m!.meanEpsOverW[c] ?? 0));
-        return xs.reduce((a, b) => a + b, 0) / xs.length;
-      });
-      minWPlusEps = Math.min(
-        ...metas.flatMap((m) => m!.minWPlusEps.filter((v): v is number => v !== null)),
-      );
-    }
-    rows.push({
-      label: cell.label,
-      group: cell.group,
-      imbalance: cell.imbalance,
-      seeds: runs.map((r) => r.cell.seed),
-      lastTop1: meanStd(runs.map((r) => r.summary.last!.top1Error)),
-      lastTop1BySeed: runs.map((r) => r.summary.last!.top1Error),
-      bestTop1: meanStd(runs.map((r) => r.summary.best!.top1Error)),
-      head: groups.reduce((s, g) => s + g.head, 0) / groups.length,
-      middle: groups.reduce((s, g) => s + g.middle, 0) / groups.length,
-      tail: groups.reduce((s, g) => s + g.tail, 0) / groups.length,
-      perClassAccuracy: perClass,
-      meanAbsEpsOverW,
-      minWPlusEps: Number.isFinite(minWPlusEps) ? minWPlusEps : null,
-      epsCurve: await epsCurve(runs[0].dir),
-      wallSeconds: runs.reduce((s, r) => s + r.summary.wallSeconds, 0),
-      dirs: runs.map((r) => r.dir),
-    });
-  }
-  return rows;
-}
-
-async function epsCurve(dir: string): Promise<number[][] | null> {
-  let text: string;
-  try {
-    text = await Deno.readTextFile(join(dir, "metrics.jsonl"));
-  } catch {
-    return null;
-  }
-  const curve: number[][] = [];
-  for (const line of text.split("\n")) {
-    if (!line.trim()) continue;
-    const rec = JSON.parse(line);
-    if (rec.meta?.meanEps) curve.push(rec.meta.meanEps.map((v: number | null) => v ?? 0));
-  }
-  return curve.length ? curve : null;
-}
-
-const pct = (x: number) => (100 * x).toFixed(2);
-
-/** The comparisons that answer the paper's questions: does meta beat CE and CB, does eps matter. */
-export const PAIRED: [string, string][] = [
-  ["meta", "ce"],
-  ["meta", "cb"],
-  ["meta", "meta-eps0"],
-  ["meta-eps0", "ce"],
-  ["mwn", "ce"],
-  ["meta-focal", "focal"],
-  ["meta-ldam", "ldam-drw"],
-  ...TAUS.filter((tau) => tau !== presetConfig("default").tau).map((
-    tau,
-  ): [string, string] => [`meta tau=${tau}`, "meta"]),
-];
-
-/** Per-seed differences a - b of last-epoch top-1 error for the {@linkcode PAIRED} rows. */
-export function pairedDifferences(
-  rows: Row[],
-): { imbalance: number; a: string; b: string; diffs: number[] }[] {
-  const out: { imbalance: number; a: string; b: string; diffs: number[] }[] = [];
-  const grid = rows.filter((r) => r.group === "grid");
-  for (const imbalance of [...new Set(grid.map((r) => r.imbalance))].sort((x, y) => y - x)) {
-    for (const [a, b] of PAIRED) {
-      const ra = rows.find((r) => r.label === a && r.imbalance === imbalance);
-      const rb = rows.find((r) => r.label === b && r.imbalance === imbalance);
-      if (!ra || !rb) continue;
-      const diffs = ra.seeds.flatMap((seed, i) => {
-        const j = rb.seeds.indexOf(seed);
-        return j < 0 ? [] : [ra.lastTop1BySeed[i] - rb.lastTop1BySeed[j]];
-      });
-      if (diffs.length) out.push({ imbalance, a, b, diffs });
-    }
-  }
-  return out;
-}
-
-/** The Markdown table of the rows. */
-export function markdown(rows: Row[], scaleName: string): string {
-  const out: string[] = [];
-  out.push(
-    `Scale \`${scaleName}\`. Top-1 error (%) on the balanced test set, mean ± std over seeds;`,
+/** Trains a cell's shared stage-1 run up to stage 2 (resuming it); returns its checkpoint. */
+async function ensureStageOne(s: Sitting, stage1: StageOne): Promise<string> {
+  const dir = join(s.root, stage1.dir);
+  const ckpt = join(dir, "checkpoint.safetensors");
+  const done = await readSummary(dir);
+  if (done && done.epochsDone >= stage1.untilEpoch && await exists(ckpt)) return ckpt;
+  console.log(`  shared stage 1 ${stage1.dir}: training epochs 1-${stage1.untilEpoch}`);
+  const t0 = performance.now();
+  const r = await train({
+    ...stage1.options,
+    ...(s.dataDir ? { dataDir: s.dataDir } : {}),
+    out: dir,
+    resume: true,
+    untilEpoch: stage1.untilEpoch,
+    gpu: s.gpu,
+    progress: null,
+  });
+  console.log(
+    `  shared stage 1 ${stage1.dir}: ${r.epochsDone} epochs, ${r.wallSeconds.toFixed(0)} s ` +
+      `(${((performance.now() - t0) / 1000).toFixed(0)} s in this sitting)`,
   );
-  out.push("head / middle / tail: mean last-epoch accuracy (%) of classes 0-2 / 3-6 / 7-9.\n");
-  out.push("| method | IF | seeds | top-1 last | top-1 best | head | middle | tail | wall (min) |");
-  out.push("|---|--:|--:|--:|--:|--:|--:|--:|--:|");
-  const sorted = [...rows].filter((r) => r.group === "grid").sort((a, b) =>
-    b.imbalance - a.imbalance || a.label.localeCompare(b.label)
-  );
-  for (const r of sorted) {
-    out.push(
-      `| ${r.label} | ${r.imbalance} | ${r.seeds.length} | ${pct(r.lastTop1.mean)} ± ${
-        pct(r.lastTop1.std)
-      } | ${pct(r.bestTop1.mean)} ± ${pct(r.bestTop1.std)} | ${pct(r.head)} | ${pct(r.middle)} | ${
-        pct(r.tail)
-      } | ${(r.wallSeconds / 60).toFixed(1)} |`,
-    );
-  }
-  const pairs = pairedDifferences(rows);
-  if (pairs.length) {
-    out.push(
-      "\nPaired differences of top-1 error (last epoch, percentage points; same seed, same split):",
-    );
-    out.push("mean ± std over the seeds both rows have; negative means the first is better.\n");
-    out.push("| IF | comparison | seeds | difference | per seed |");
-    out.push("|--:|---|--:|--:|---|");
-    for (const d of pairs) {
-      out.push(
-        `| ${d.imbalance} | ${d.a} − ${d.b} | ${d.diffs.length} | ${pct(meanStd(d.diffs).mean)} ± ${
-          pct(meanStd(d.diffs).std)
-        } | ${d.diffs.map((x) => pct(x)).join(", ")} |`,
-      );
-    }
-  }
-  // Runs shared by two rows (the reference tau is the meta row) count once.
-  const seen = new Set<string>();
-  const total = rows.reduce((t, r) => {
-    const fresh = r.dirs.filter((d) => !seen.has(d));
-    fresh.forEach((d) => seen.add(d));
-    return t + r.wallSeconds * fresh.length / Math.max(r.dirs.length, 1);
-  }, 0);
-  out.push(
-    `\nWall time of the runs in this table: ${(total / 3600).toFixed(2)} h (sum over runs).`,
-  );
-  const taus = rows.filter((r) => r.group === "tau");
-  if (taus.length) {
-    out.push("\nTau sweep (meta, IF 100): mean |eps| / w_y per class over the meta epochs.\n");
-    out.push("| tau | seeds | top-1 last | min w+eps | mean abs(eps)/w_y, classes 0..C-1 |");
-    out.push("|--:|--:|--:|--:|---|");
-    for (const r of taus.sort((a, b) => a.label.localeCompare(b.label, "en", { numeric: true }))) {
-      out.push(
-        `| ${r.label.replace("meta tau=", "")} | ${r.seeds.length} | ${pct(r.lastTop1.mean)} ± ${
-          pct(r.lastTop1.std)
-        } | ${r.minWPlusEps?.toExponential(3) ?? "-"} | ${
-          (r.meanAbsEpsOverW ?? []).map((v) => v.toExponential(1)).join(" ")
-        } |`,
-      );
-    }
-  }
-  return out.join("\n") + "\n";
+  return ckpt;
 }
 
-export function htmlReport(rows: Row[], md: string): string {
-  const at100 = (label: string) =>
-    rows.find((r) => r.group === "grid" && r.label === label && r.imbalance === 100);
-  const fig2 = ["ce", "cb", "meta"].map((l) => ({ name: l, row: at100(l) })).filter((s) => s.row);
-  const meta = at100("meta");
-  return `<!doctype html><html><head><meta charset="utf-8"><title>tailgrad: long-tailed Fashion-MNIST</title>
-<style>body{font-family:sans-serif;max-width:900px;margin:2em auto}pre{background:#f6f6f6;padding:1em;overflow:auto}</style>
-</head><body><h1>Long-tailed Fashion-MNIST: the paper's comparison</h1>
-<pre>${esc(md)}</pre>
-<h2>Per-class accuracy at IF 100 (Figure 2)</h2>
-${
-    fig2.length
-      ? barChart(
-        fig2[0].row!.perClassAccuracy.map((_, c) => `${c}`),
-        fig2.map((s) => ({ name: s.name, values: s.row!.perClassAccuracy })),
-        { title: "last-epoch accuracy per class", xLabel: "class", max: 1 },
-      )
-      : "<p>no finished CE / CB / meta runs at IF 100 yet</p>"
+/** Runs (or resumes, or skips) one cell; prints its wall time. */
+async function runCell(s: Sitting, cell: Cell, tag: string): Promise<void> {
+  const dir = join(s.root, cell.dir);
+  const done = await readSummary(dir);
+  if (done?.status === "completed") {
+    console.log(`${tag} ${cell.id}: done, skipped`);
+    return;
   }
-<h2>Per-class mean eps over the meta epochs (Figure 3)</h2>
-${
-    meta?.epsCurve
-      ? lineChart(
-        meta.epsCurve[0].map((_, c) => ({
-          name: `class ${c}`,
-          points: meta.epsCurve!.map((row, e): [number, number] => [e + 1, row[c]]),
-        })),
-        {
-          title: "mean eps per class, meta (CE), IF 100",
-          xLabel: "meta epoch",
-          yLabel: "mean eps",
-        },
-      )
-      : "<p>no finished meta run at IF 100 yet</p>"
-  }
-</body></html>
-`;
+  const own = await exists(join(dir, "checkpoint.safetensors"));
+  // a cell with a checkpoint of its own continues it, however it began
+  const fork = !own && s.share && cell.stage1 ? await ensureStageOne(s, cell.stage1) : null;
+  console.log(
+    `${tag} ${cell.id}: ${own ? "resuming" : fork ? `forking ${cell.stage1!.dir}` : "starting"}`,
+  );
+  const t0 = performance.now();
+  const r = await train({
+    ...cell.options,
+    ...(s.dataDir ? { dataDir: s.dataDir } : {}),
+    ...(fork ? { initFrom: fork } : {}),
+    out: dir,
+    resume: own,
+    gpu: s.gpu,
+    progress: null,
+  });
+  const head = r.final ?? r.last;
+  const inherited = r.initFrom?.wallSeconds ?? 0;
+  console.log(
+    `  ${r.status}: top-1 error ${head ? (100 * head.top1Error).toFixed(2) : "-"}% ` +
+      `(${r.final ? "whole test set" : "last epoch"}); ${
+        ((performance.now() - t0) / 1000).toFixed(0)
+      } s in this sitting, ${r.wallSeconds.toFixed(0)} s as if alone` +
+      (inherited ? ` (${inherited.toFixed(0)} s of it the shared stage 1)` : ""),
+  );
 }
+
+/** Wall time of the shared stage-1 runs the rows forked. */
+async function stageOneTime(rows: Row[]): Promise<StageOneTime> {
+  const dirs = [...new Set(rows.flatMap((r) => r.stage1).map((c) => dirname(c)))];
+  let seconds = 0;
+  for (const d of dirs) seconds += (await readSummary(d))?.wallSeconds ?? 0;
+  return { runs: dirs.length, seconds };
+}
+
+/** The aggregate of one scale: rows, the Markdown section, and its report page. */
+async function aggregateScale(
+  resultsDir: string,
+  scale: string,
+  seeds: number[],
+): Promise<{ rows: Row[]; md: string } | null> {
+  const root = join(resultsDir, "fashion-mnist-lt", scale);
+  if (!(await exists(root))) return null;
+  const plan = SCALES[scale];
+  const cells = planCells(plan, [...new Set([...plan.firstFactors, ...plan.secondFactors])], seeds);
+  const rows = await aggregate(cells, (c) => join(root, c.dir));
+  const referenceTau = resolveTrainConfig(plan.options).tau;
+  const md = markdown(
+    rows,
+    scale,
+    pairedComparisons(referenceTau, plan.taus),
+    await stageOneTime(rows),
+  );
+  const words = testSetWords(rows);
+  const page = renderGridPage(
+    rows.map((r) => ({ ...r, dirs: r.dirs.map((d) => d.slice(root.length + 1)) })),
+    { scale, dataset: "fashion-mnist", headline: words.headline, epoch: words.epoch },
+  );
+  await Deno.writeTextFile(join(root, "report.html"), page);
+  return { rows, md };
+}
+
+/** Rebuilds results/fashion-mnist-lt.{md,json,html} from every scale's finished cells. */
+export async function writeAggregate(resultsDir: string, seeds: number[]): Promise<string> {
+  const sections: string[] = [
+    "# Long-tailed Fashion-MNIST: the paper's comparison\n",
+    "Written by `deno task reproduce --aggregate` from the finished runs under " +
+    "`fashion-mnist-lt/<scale>/`; each scale's report page is `fashion-mnist-lt/<scale>/report.html`.\n",
+  ];
+  const json: Record<string, { rows: Row[] }> = {};
+  const links: string[] = [];
+  for (const scale of SCALE_ORDER) {
+    const agg = await aggregateScale(resultsDir, scale, seeds);
+    if (!agg) continue;
+    sections.push(`## Scale \`${scale}\`\n`, agg.md);
+    json[scale] = { rows: agg.rows };
+    links.push(`<li><a href="fashion-mnist-lt/${scale}/report.html">scale ${scale}</a></li>`);
+  }
+  sections.push(paperSection());
+  const md = sections.join("\n");
+  const base = join(resultsDir, "fashion-mnist-lt");
+  await Deno.mkdir(resultsDir, { recursive: true });
+  await Deno.writeTextFile(`${base}.json`, JSON.stringify({ scales: json }, null, 1) + "\n");
+  await Deno.writeTextFile(`${base}.md`, md);
+  await Deno.writeTextFile(
+    `${base}.html`,
+    `<!doctype html><html><head><meta charset="utf-8"><title>tailgrad: long-tailed ` +
+      `Fashion-MNIST</title><style>body{font-family:sans-serif;max-width:1000px;margin:2em auto}` +
+      `pre{background:#f6f6f6;padding:1em;overflow:auto}</style></head><body>` +
+      `<h1>Long-tailed Fashion-MNIST: the paper's comparison</h1><ul>${links.join("")}</ul>` +
+      `<pre>${esc(md)}</pre></body></html>\n`,
+  );
+  return md;
+}
+
+const USAGE = `usage: deno task reproduce [flags]
+
+Runs the grid of a scale (resumable: finished cells are skipped, killed ones resume), then
+rebuilds results/fashion-mnist-lt.{md,json,html} and results/fashion-mnist-lt/<scale>/report.html.
+
+flags:
+  --scale <tiny|small|medium|paper>   the cells' settings (default: small)
+  --imbalance <list>     imbalance factors to run (default: 100,10; medium's second line and
+                         the tau sweep are IF 100 only)
+  --seeds <list>         seeds to run (default: 0,1,2)
+  --only <lines>         parts of the grid to run, comma-separated: first-line (ce, cb,
+                         meta-eps0, meta), second-line (the other methods), tau-sweep
+                         (default: all three)
+  --cells <ids>          only these cells, e.g. meta-if100-s0,ce-if10-s2 (default: all)
+  --no-share             train every cell from scratch instead of forking a shared stage 1
+                         (default: off; forks are bit for bit the runs from scratch)
+  --no-tau               leave out the tau sweep (default: off)
+  --results-dir <dir>    where results go (default: results)
+  --data-dir <dir>       dataset folder, as for deno task train (default: its search order)
+  --aggregate            run nothing, only rebuild the tables and pages (default: off)
+  --help                 show this help`;
 
 function parseFlags(args: string[]) {
   try {
@@ -398,13 +392,16 @@ function parseFlags(args: string[]) {
         imbalance: { type: "string", default: "100,10" },
         seeds: { type: "string", default: "0,1,2" },
         only: { type: "string" },
+        cells: { type: "string" },
         "results-dir": { type: "string", default: "results" },
         "data-dir": { type: "string" },
         aggregate: { type: "boolean", default: false },
-        "no-tau": { type: "boolean", default: false },
+        tau: { type: "boolean", default: true },
+        share: { type: "boolean", default: true },
         help: { type: "boolean", default: false },
       },
       strict: true,
+      allowNegative: true,
       tokens: true,
     });
     rejectRepeatedFlags(parsed.tokens);
@@ -415,17 +412,49 @@ function parseFlags(args: string[]) {
   }
 }
 
+/** The cells a sitting runs: the scale's plan, narrowed by --only, --cells and --no-tau. */
+export function selectCells(
+  plan: ScalePlan,
+  imbalances: number[],
+  seeds: number[],
+  o: { only?: string; cells?: string; noTau?: boolean },
+): Cell[] {
+  let cells = planCells(plan, imbalances, seeds);
+  if (o.noTau) cells = cells.filter((c) => c.line !== "tau-sweep");
+  if (o.only !== undefined) {
+    const lines = o.only.split(",").map((x) => x.trim());
+    const bad = lines.filter((l) => !(LINES as readonly string[]).includes(l));
+    if (bad.length || !lines.length) {
+      throw new UsageError(
+        `invalid --only ${JSON.stringify(o.only)}: expected parts of the grid from ${
+          LINES.join(", ")
+        }`,
+      );
+    }
+    cells = cells.filter((c) => lines.includes(c.line));
+  }
+  if (o.cells !== undefined) {
+    const ids = o.cells.split(",").map((x) => x.trim());
+    const unknown = ids.filter((id) => !cells.some((c) => c.id === id));
+    if (unknown.length || !ids.length) {
+      throw new UsageError(
+        `--cells: no cell ${unknown.join(", ")} in this selection; cells are named like ` +
+          `${cells.slice(0, 3).map((c) => c.id).join(", ")} (${cells.length} in all)`,
+      );
+    }
+    cells = cells.filter((c) => ids.includes(c.id));
+  }
+  return cells;
+}
+
 async function main(): Promise<void> {
   const values = parseFlags(Deno.args);
   if (values.help) {
-    console.log(
-      "deno task reproduce [--scale tiny|small|paper] [--imbalance 100,10] [--seeds 0,1,2]\n" +
-        "  [--only substr,substr] [--results-dir results] [--data-dir DIR] [--aggregate] [--no-tau]",
-    );
+    console.log(USAGE);
     return;
   }
-  const scale = SCALES[values.scale!];
-  if (!scale) {
+  const plan = SCALES[values.scale!];
+  if (!plan) {
     throw new UsageError(
       `invalid --scale ${values.scale}: expected one of ${Object.keys(SCALES).join(", ")}`,
     );
@@ -438,52 +467,30 @@ async function main(): Promise<void> {
       }
       return v;
     });
-  let cells = gridCells(nums("imbalance", values.imbalance!), nums("seeds", values.seeds!), scale);
-  if (values["no-tau"]) cells = cells.filter((c) => c.group !== "tau");
-  const only = values.only?.split(",").filter(Boolean);
-  const selected = only ? cells.filter((c) => only.some((o) => c.id.includes(o))) : cells;
-  const root = join(values["results-dir"]!, "fashion-mnist-lt", values.scale!);
-  const dirOf = (c: Cell) => join(root, c.dir);
+  const seeds = nums("seeds", values.seeds!);
+  const cells = selectCells(plan, nums("imbalance", values.imbalance!), seeds, {
+    only: values.only,
+    cells: values.cells,
+    noTau: !values.tau,
+  });
+  const resultsDir = values["results-dir"]!;
   if (!values.aggregate) {
     const gpu = await Gpu.create();
+    const sitting: Sitting = {
+      gpu,
+      root: join(resultsDir, "fashion-mnist-lt", values.scale!),
+      dataDir: values["data-dir"],
+      share: values.share!,
+    };
     try {
-      for (const [i, cell] of selected.entries()) {
-        const dir = dirOf(cell);
-        const done = await readSummary(dir);
-        if (done?.status === "completed") {
-          console.log(`[${i + 1}/${selected.length}] ${cell.id}: done, skipped`);
-          continue;
-        }
-        const resume = await exists(join(dir, "checkpoint.safetensors"));
-        console.log(
-          `[${i + 1}/${selected.length}] ${cell.id}: ${resume ? "resuming" : "starting"}`,
-        );
-        const t0 = performance.now();
-        const s = await train({
-          ...cell.options,
-          ...(values["data-dir"] ? { dataDir: values["data-dir"] } : {}),
-          out: dir,
-          resume,
-          gpu,
-          progress: null,
-        });
-        console.log(
-          `  ${s.status}: top-1 error ${s.last ? pct(s.last.top1Error) : "-"}% in ${
-            ((performance.now() - t0) / 1000).toFixed(0)
-          } s`,
-        );
+      for (const [i, cell] of cells.entries()) {
+        await runCell(sitting, cell, `[${i + 1}/${cells.length}]`);
       }
     } finally {
       gpu.dispose();
     }
   }
-  const rows = await aggregate(cells, dirOf);
-  const md = markdown(rows, values.scale!);
-  const base = join(values["results-dir"]!, "fashion-mnist-lt");
-  await Deno.mkdir(values["results-dir"]!, { recursive: true });
-  await Deno.writeTextFile(`${base}.json`, JSON.stringify({ scale: values.scale, rows }, null, 1));
-  await Deno.writeTextFile(`${base}.md`, md);
-  await Deno.writeTextFile(`${base}.html`, htmlReport(rows, md));
+  const md = await writeAggregate(resultsDir, [...new Set([0, 1, 2, ...seeds])]);
   console.log(md);
 }
 

@@ -1,19 +1,22 @@
 /** The reproduce grid end to end at a tiny size: two cells, a SIGKILL, a resume, a skip. */
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { UsageError } from "../src/train/cli.ts";
 import {
-  gridCells,
   groupAccuracy,
   meanStd,
+  pairedComparisons,
   pairedDifferences,
+  planCells,
   type Row,
   SCALES,
+  selectCells,
 } from "../scripts/reproduce.ts";
 
 const script = new URL("../scripts/reproduce.ts", import.meta.url).pathname;
 const ARGS = ["--scale", "tiny", "--imbalance", "100", "--seeds", "0", "--no-tau"];
 
-function command(resultsDir: string, only: string): Deno.Command {
+function command(resultsDir: string, cells: string, extra: string[] = []): Deno.Command {
   return new Deno.Command(Deno.execPath(), {
     args: [
       "run",
@@ -22,10 +25,11 @@ function command(resultsDir: string, only: string): Deno.Command {
       "--allow-env",
       script,
       ...ARGS,
-      "--only",
-      only,
+      "--cells",
+      cells,
       "--results-dir",
       resultsDir,
+      ...extra,
     ],
     env: { DENO_WEBGPU_BACKEND: "vulkan" },
     stdout: "piped",
@@ -46,8 +50,8 @@ async function waitFor(path: string, timeoutMs: number): Promise<void> {
   throw new Error(`timed out waiting for ${path}`);
 }
 
-Deno.test("grid helpers: cells, mean/std, head-middle-tail groups", () => {
-  const cells = gridCells([100, 10], [0, 1, 2], SCALES.tiny);
+Deno.test("grid helpers: cells, lines, stage-1 sharing, mean/std, groups, paired seeds", () => {
+  const cells = planCells(SCALES.small, [100, 10], [0, 1, 2]);
   assert.equal(cells.filter((c) => c.group === "grid").length, 12 * 2 * 3);
   assert.equal(cells.filter((c) => c.group === "tau").length, 4 * 3);
   assert.equal(new Set(cells.map((c) => c.id)).size, cells.length, "ids are unique");
@@ -55,6 +59,59 @@ Deno.test("grid helpers: cells, mean/std, head-middle-tail groups", () => {
   const reference = cells.filter((c) => c.tau === 0.01).map((c) => c.dir);
   assert.deepEqual(reference, ["meta-if100-s0", "meta-if100-s1", "meta-if100-s2"]);
   assert.equal(cells.find((c) => c.id === "tau100-if100-s1")?.dir, "tau100-if100-s1");
+
+  // medium: the issue's first line (both factors), then the second line and the tau sweep at 100
+  const medium = planCells(SCALES.medium, [100, 10], [0, 1, 2]);
+  const first = medium.filter((c) => c.line === "first-line");
+  assert.equal(first.length, 4 * 2 * 3);
+  assert.deepEqual(first.slice(0, 5).map((c) => c.id), [
+    "ce-if100-s0",
+    "cb-if100-s0",
+    "meta-eps0-if100-s0",
+    "meta-if100-s0",
+    "ce-if100-s1",
+  ]);
+  assert.ok(medium.indexOf(first.at(-1)!) < medium.findIndex((c) => c.line === "second-line"));
+  const second = medium.filter((c) => c.line === "second-line");
+  assert.equal(second.length, 7 * 3);
+  assert.ok(second.every((c) => c.imbalance === 100));
+  assert.deepEqual(
+    medium.filter((c) => c.line === "tau-sweep" && c.seed === 0).map((c) => c.dir),
+    ["meta-if100-s0", "tau1-if100-s0", "tau100-if100-s0"],
+  );
+  assert.equal(medium[0].options.preset, "medium");
+
+  // stage-1 sharing: the cells whose epochs before stage 2 are one plain run of their loss
+  const stage1 = (id: string) => medium.find((c) => c.id === id)!.stage1?.dir ?? null;
+  for (const id of ["ce-if100-s1", "meta-if100-s1", "meta-eps0-if100-s1", "tau100-if100-s1"]) {
+    assert.equal(stage1(id), "stage1-ce-if100-s1", id);
+  }
+  assert.equal(stage1("focal-if100-s0"), "stage1-focal-if100-s0");
+  assert.equal(stage1("meta-focal-if100-s0"), "stage1-focal-if100-s0");
+  assert.equal(stage1("ldam-drw-if100-s2"), "stage1-ldam-if100-s2");
+  assert.equal(stage1("meta-ldam-if100-s2"), "stage1-ldam-if100-s2");
+  for (const id of ["cb-if100-s0", "cb-focal-if100-s0", "l2rw-if100-s0", "mwn-if100-s0"]) {
+    assert.equal(stage1(id), null, id);
+  }
+  const ce = medium.find((c) => c.id === "ce-if10-s2")!.stage1!;
+  assert.deepEqual(ce.options, { preset: "medium", method: "ce", imbalance: 10, seed: 2 });
+  assert.equal(ce.untilEpoch, 24);
+  assert.equal(
+    planCells(SCALES.small, [100], [0]).find((c) => c.id === "cb-finetune-if100-s0")
+      ?.stage1?.dir,
+    "stage1-ce-if100-s0",
+  );
+
+  // selections
+  const sel = (o: { only?: string; cells?: string; noTau?: boolean }) =>
+    selectCells(SCALES.medium, [100, 10], [0, 1, 2], o).map((c) => c.id);
+  assert.deepEqual(sel({ only: "first-line" }), first.map((c) => c.id));
+  assert.equal(sel({ only: "second-line,tau-sweep" }).length, 21 + 9);
+  assert.deepEqual(sel({ cells: "meta-if10-s2,ce-if100-s0" }), ["ce-if100-s0", "meta-if10-s2"]);
+  assert.equal(sel({ noTau: true }).length, 24 + 21);
+  assert.throws(() => sel({ only: "first" }), UsageError);
+  assert.throws(() => sel({ cells: "meta-if50-s0" }), /no cell meta-if50-s0/);
+
   const m = meanStd([1, 2, 3]);
   assert.equal(m.mean, 2);
   assert.equal(m.std, 1);
@@ -62,63 +119,90 @@ Deno.test("grid helpers: cells, mean/std, head-middle-tail groups", () => {
   assert.deepEqual(g, { head: 1, middle: 0.5, tail: 0 });
   // paired differences match seeds, not positions, and skip seeds one row lacks
   const row = (label: string, seeds: number[], errs: number[]) =>
-    ({ label, group: "grid", imbalance: 100, seeds, lastTop1BySeed: errs }) as unknown as Row;
+    ({ label, group: "grid", imbalance: 100, seeds, top1BySeed: errs }) as unknown as Row;
   const pairs = pairedDifferences([
     row("meta", [0, 1, 2], [0.5, 0.4, 0.3]),
     row("ce", [2, 0], [0.25, 0.75]),
-  ]);
+  ], pairedComparisons(0.01, [0.01, 1]));
   assert.equal(pairs.length, 1);
   assert.equal(pairs[0].a, "meta");
+  assert.deepEqual(pairs[0].seeds, [0, 2]);
   assert.deepEqual(pairs[0].diffs, [0.5 - 0.75, 0.3 - 0.25]);
+  const wanted = pairedComparisons(0.01, [0.01, 1, 100]).map(([a, b]) => `${a} - ${b}`);
+  for (const p of ["meta - ce", "meta - cb", "meta - meta-eps0", "meta-eps0 - ce"]) {
+    assert.ok(wanted.includes(p), p);
+  }
+  assert.ok(wanted.includes("meta tau=100 - meta") && !wanted.includes("meta tau=0.01 - meta"));
 });
 
 Deno.test({
-  name: "a two-cell grid survives a kill, resumes, skips finished cells and reproduces a cell",
+  name:
+    "a two-cell grid survives a kill, resumes, skips finished cells; forks equal runs from scratch",
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async () => {
     const dir = await Deno.makeTempDir({ prefix: "tailgrad-grid-" });
-    const only = "ce-if100-s0,meta-if100-s0";
-    // 1. start, kill as soon as the first cell has checkpointed an epoch
-    const child = command(dir, only).spawn();
-    const ceDir = join(dir, "fashion-mnist-lt", "tiny", "ce-if100-s0");
-    await waitFor(join(ceDir, "checkpoint.safetensors"), 120_000);
+    const cells = "ce-if100-s0,meta-if100-s0";
+    const scaleDir = join(dir, "fashion-mnist-lt", "tiny");
+    // 1. start, kill as soon as the shared stage 1 has checkpointed an epoch
+    const child = command(dir, cells).spawn();
+    await waitFor(join(scaleDir, "stage1-ce-if100-s0", "checkpoint.safetensors"), 120_000);
     child.kill("SIGKILL");
     const killed = await child.output();
     assert.notEqual(killed.code, 0, "the first sitting was killed");
 
-    // 2. the second sitting resumes the killed cell and runs the other
-    const second = await command(dir, only).output();
+    // 2. the second sitting finishes both cells, each forked from the shared stage 1
+    const second = await command(dir, cells).output();
     const out2 = new TextDecoder().decode(second.stdout);
     assert.equal(second.code, 0, new TextDecoder().decode(second.stderr));
-    assert.match(out2, /ce-if100-s0: (resuming|done, skipped)/);
-    assert.match(out2, /meta-if100-s0: starting/);
+    assert.match(out2, /ce-if100-s0: (forking stage1-ce-if100-s0|resuming|done, skipped)/);
+    assert.match(out2, /meta-if100-s0: forking stage1-ce-if100-s0/);
+    assert.match(out2, /s as if alone \(\d+ s of it the shared stage 1\)/);
     const table = await Deno.readTextFile(join(dir, "fashion-mnist-lt.md"));
+    assert.match(table, /## Scale `tiny`/);
     assert.match(table, /\| ce \| 100 \| 1 \|/);
     assert.match(table, /\| meta \| 100 \| 1 \|/);
+    assert.match(table, /\| 100 \| meta − ce \| 1 \|/);
+    assert.match(table, /1 shared stage-1 runs/);
+    assert.match(
+      table,
+      /the paper's own numbers \(not ours\)[^]*\| Ours with cross-entropy loss \| 29.34 \| 23.59 \|/,
+    );
     const json = JSON.parse(await Deno.readTextFile(join(dir, "fashion-mnist-lt.json")));
-    assert.equal(json.rows.length, 2);
-    const html = await Deno.readTextFile(join(dir, "fashion-mnist-lt.html"));
-    assert.match(html, /<svg/);
+    const rows = json.scales.tiny.rows as Row[];
+    assert.deepEqual(rows.filter((r) => r.group === "grid").map((r) => r.label), ["ce", "meta"]);
+    // the tau sweep's reference tau is the meta run itself
+    assert.deepEqual(rows.filter((r) => r.group === "tau").map((r) => r.label), ["meta tau=0.01"]);
+    const page = await Deno.readTextFile(join(scaleDir, "report.html"));
+    assert.match(page, /<svg/);
+    assert.match(page, /head \/ middle \/ tail error, IF 100/);
+    assert.match(page, /href="ce-if100-s0\/report.html"/);
+    const index = await Deno.readTextFile(join(dir, "fashion-mnist-lt.html"));
+    assert.match(index, /href="fashion-mnist-lt\/tiny\/report.html"/);
 
     // 3. a third sitting has nothing left to run
-    const third = await command(dir, only).output();
+    const third = await command(dir, cells).output();
     const out3 = new TextDecoder().decode(third.stdout);
     assert.match(out3, /ce-if100-s0: done, skipped/);
     assert.match(out3, /meta-if100-s0: done, skipped/);
 
-    // 4. rerunning a cell with its seed in a fresh directory gives the same numbers
+    // 4. the same cells trained from scratch (--no-share) in a fresh directory: the same numbers
     const again = await Deno.makeTempDir({ prefix: "tailgrad-grid-again-" });
-    const rerun = await command(again, "ce-if100-s0").output();
+    const rerun = await command(again, cells, ["--no-share"]).output();
     assert.equal(rerun.code, 0, new TextDecoder().decode(rerun.stderr));
-    const a = JSON.parse(await Deno.readTextFile(join(ceDir, "summary.json")));
-    const b = JSON.parse(
-      await Deno.readTextFile(
-        join(again, "fashion-mnist-lt", "tiny", "ce-if100-s0", "summary.json"),
-      ),
-    );
-    assert.deepEqual(b.last, a.last, "same last-epoch metrics, bit for bit");
-    assert.deepEqual(b.best, a.best);
+    assert.doesNotMatch(new TextDecoder().decode(rerun.stdout), /forking/);
+    for (const cell of ["ce-if100-s0", "meta-if100-s0"]) {
+      const read = async (root: string) =>
+        JSON.parse(
+          await Deno.readTextFile(join(root, "fashion-mnist-lt", "tiny", cell, "summary.json")),
+        );
+      const forked = await read(dir), scratch = await read(again);
+      assert.ok(forked.initFrom, `${cell} was forked`);
+      assert.equal(scratch.initFrom, null);
+      assert.deepEqual(scratch.last, forked.last, `${cell}: same last-epoch metrics, bit for bit`);
+      assert.deepEqual(scratch.best, forked.best);
+      assert.deepEqual(scratch.meta, forked.meta);
+    }
     await Deno.remove(dir, { recursive: true });
     await Deno.remove(again, { recursive: true });
   },

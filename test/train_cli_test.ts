@@ -23,7 +23,7 @@ Deno.test("cli: unknown flags and bad values list what is valid, without a stack
       [["--dataset", "imagenet"], [/fashion-mnist, mnist, cifar10, cifar100/]],
       [["--loss", "hinge"], [/ce, focal, ldam/]],
       [["--lookahead", "avg"], [/one of sum, mean/]],
-      [["--preset", "fast"], [/default, paper-cifar/]],
+      [["--preset", "fast"], [/default, medium, paper-cifar/]],
       [["--lr", "abc"], [/invalid --lr "abc": a number/]],
       [["--epochs", "-3"], [/invalid --epochs/]],
       [["--epochs", "0"], [/invalid --epochs 0: expected an integer >= 1/]],

@@ -5,6 +5,7 @@
  * multi-member gzip file reads; the main job and the tests need no npm package.
  */
 import assert from "node:assert/strict";
+import { longTailCounts } from "../src/data/split.ts";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import {
@@ -621,17 +622,29 @@ async function* walkTs(dir: string): AsyncGenerator<string> {
 
 Deno.test("docs: --help shows every default, $TAILGRAD_DATA and where --out may point", () => {
   const text = usage();
-  const d = presetConfig("default"), p = presetConfig("paper-cifar");
+  const d = presetConfig("default"), m = presetConfig("medium"), p = presetConfig("paper-cifar");
   assert.match(
     text,
-    new RegExp(`--epochs <value>\\n.*\\(default: ${d.epochs}; paper-cifar: ${p.epochs}\\)`),
+    new RegExp(
+      `--epochs <value>\\n.*\\(default: ${d.epochs}; medium: ${m.epochs}; paper-cifar: ${p.epochs}\\)`,
+    ),
   );
-  assert.match(text, /--meta-start <value>\n.*\(default: 12; paper-cifar: 160\)/);
-  assert.match(text, /--lr-decay-epochs <value>\n.*\(default: 12,14; paper-cifar: 160,180\)/);
+  assert.match(text, /--meta-start <value>\n.*\(default: 12; medium: 24; paper-cifar: 160\)/);
+  assert.match(
+    text,
+    /--lr-decay-epochs <value>\n.*\(default: 12,14; medium: 24,27; paper-cifar: 160,180\)/,
+  );
+  assert.match(
+    text,
+    /--max-per-class <value>\n.*\(default: 200; medium: 1000; paper-cifar: none\)/,
+  );
+  assert.match(text, /--final-full-test\n.*\(default: off; medium: on\)/);
+  assert.match(text, /--dev-loss <ce\|ce-raw\|train>\n.*\(default: ce\)/);
+  assert.match(text, /--init-from <value>\n.*\(default: none\)/);
   assert.match(text, /--tau <value>\n.*\(default: 0\.01\)/);
   assert.match(
     text,
-    /--out <value>\n.*under runs\/ and data\/.*\(default: runs\/default; paper-cifar: runs\/paper-cifar\)/,
+    /--out <value>\n.*under runs\/ and data\/.*\(default: runs\/default; medium: runs\/medium; paper-cifar: runs\/paper-cifar\)/,
   );
   assert.match(text, /TAILGRAD_DATA/);
   // every flag but --help names a default
@@ -643,7 +656,8 @@ Deno.test("docs: --help shows every default, $TAILGRAD_DATA and where --out may 
 
 Deno.test("docs: the README's description of the main job matches the default preset", async () => {
   const readme = await Deno.readTextFile(join(ROOT, "README.md"));
-  const job = readme.slice(readme.indexOf("### The main job"), readme.indexOf("### The paper's"));
+  const start = readme.indexOf("### The main job");
+  const job = readme.slice(start, readme.indexOf("\n### ", start + 1));
   const d = presetConfig("default");
   const want = [
     `at most ${d.maxPerClass} training images in the head class`,
@@ -666,4 +680,54 @@ Deno.test("docs: the README's description of the main job matches the default pr
   assert.match(usage(), new RegExp(`about ${about} min on a 2-core software adapter`));
   const config = await Deno.readTextFile(join(ROOT, "src", "train", "config.ts"));
   assert.match(config, new RegExp(`in about ${about} minutes on a 2-core software`));
+});
+
+/** The README section that starts with `heading`, up to the next heading of its level or above. */
+function readmeSection(readme: string, heading: string): string {
+  const start = readme.indexOf(heading);
+  assert.ok(start >= 0, `README lacks "${heading}"`);
+  const level = /^#+/.exec(heading)![0];
+  const next = new RegExp(`\\n#{1,${level.length}} `, "g");
+  next.lastIndex = start + heading.length;
+  const m = next.exec(readme);
+  return readme.slice(start, m ? m.index : undefined);
+}
+
+Deno.test("docs: the README's description of the medium preset matches it, and --help its time", async () => {
+  const readme = await Deno.readTextFile(join(ROOT, "README.md"));
+  const text = readmeSection(readme, "### The `medium` preset");
+  const m = presetConfig("medium");
+  const counts = longTailCounts(m.maxPerClass!, 10, m.imbalance);
+  const want = [
+    `At most ${m.maxPerClass} training images in the head class`,
+    `split counts \`${counts.join(" ")}\``,
+    `at IF ${m.imbalance}, ${counts.reduce((a, b) => a + b, 0).toLocaleString("en-US")} images`,
+    `balanced dev set of ${m.devPerClass} per class`,
+    `ResNet-${m.model.slice(6)}, batch ${m.batch}, ${m.epochs} epochs`,
+    `(x${m.lrDecayFactor}) at epoch ${m.metaStart}, the second at ${m.lrDecayEpochs[1]}`,
+    `test subset (${m.testPerClass} per class)`,
+    "whole 10,000-image test set",
+  ];
+  for (const w of want) assert.ok(text.includes(w), `README lacks "${w}"`);
+  assert.equal(m.lrDecayEpochs[0], m.metaStart);
+  assert.ok(m.finalFullTest);
+  const time = /took (\d+) min on the 2-core software adapter/.exec(text);
+  assert.ok(time, "README states the medium ce run's time");
+  assert.match(usage(), new RegExp(`whole test set: about ${time[1]} min for ce`));
+});
+
+Deno.test("docs: the README's small table is results/fashion-mnist-lt.md's", async () => {
+  const readme = await Deno.readTextFile(join(ROOT, "README.md"));
+  const md = await Deno.readTextFile(join(ROOT, "results", "fashion-mnist-lt.md"));
+  // table rows as trimmed cells (the README is deno-fmt aligned, the results file is not)
+  const rows = (text: string) =>
+    text.split("\n").filter((l) => l.startsWith("|")).map((l) =>
+      l.split("|").slice(1, -1).map((c) => c.trim())
+    ).filter((cells) => !cells.every((c) => /^:?-+:?$/.test(c)));
+  const inReadme = rows(readmeSection(readme, "#### Scale `small`"));
+  const inResults = rows(readmeSection(md, "## Scale `small`"));
+  assert.ok(inResults.length > 20, "the results file has the small table");
+  assert.deepEqual(inReadme, inResults);
+  const paper = rows(readmeSection(readme, "#### For context: the paper's own numbers"));
+  assert.deepEqual(paper, rows(readmeSection(md, "## For context: the paper's own numbers")));
 });

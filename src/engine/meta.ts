@@ -190,7 +190,9 @@ export class MetaReweighter {
   step(lr: number, meta: MetaOptions, n = this.engine.batch): MetaStepResult {
     if (this.#head) {
       if (n !== this.engine.batch) {
-        throw new Error(`classifier-only meta step: a partial batch (${n} of ${this.engine.batch})`);
+        throw new Error(
+          `classifier-only meta step: a partial batch (${n} of ${this.engine.batch})`,
+        );
       }
       return this.#headStep(lr, meta, this.#head);
     }

@@ -67,7 +67,7 @@ export function renderReport(
       `<th>medium-shot acc. (${shots.classes.medium})</th>` +
       `<th>few-shot acc. (&lt; ${shots.thresholds.few}: ${shots.classes.few})</th>`
     : "";
-  const shotCells = (m: RunRecord["last"]) =>
+  const shotCells = (m: RunRecord["last"] | undefined) =>
     shots
       ? `<td>${pct(m?.shots?.many)}</td><td>${pct(m?.shots?.medium)}</td><td>${
         pct(m?.shots?.few)
@@ -76,9 +76,10 @@ export function renderReport(
   const headline = `<table class="kv">
 <tr><th></th><th>top-1 error</th><th>top-3 error</th><th>top-5 error</th><th>test loss</th><th>epoch</th>${shotHead}</tr>
 ${
-    (["last", "best"] as const).map((k) => {
+    (["final", "last", "best"] as const).filter((k) => k !== "final" || summary.final).map((k) => {
       const m = summary[k];
-      return `<tr><th>${k}</th><td>${pct(m?.top1Error)}</td><td>${pct(m?.top3Error)}</td><td>${
+      const name = k === "final" ? `final (whole test set, ${m?.count} images)` : k;
+      return `<tr><th>${name}</th><td>${pct(m?.top1Error)}</td><td>${pct(m?.top3Error)}</td><td>${
         pct(m?.top5Error)
       }</td><td>${num(m?.loss)}</td><td>${m ? m.epoch + 1 : "–"}</td>${shotCells(m)}</tr>`;
     }).join("\n")
@@ -117,6 +118,9 @@ ${lineChart(lossSeries, { title: "Loss", xLabel: "epoch", yLabel: "loss" })}
   const accSeries = [] as { name: string; values: number[] }[];
   if (summary.last) accSeries.push({ name: "last epoch", values: summary.last.perClassAccuracy });
   if (summary.best) accSeries.push({ name: "best epoch", values: summary.best.perClassAccuracy });
+  if (summary.final) {
+    accSeries.push({ name: "final, whole test set", values: summary.final.perClassAccuracy });
+  }
   const countsChart = barChart(
     classLabels,
     [{ name: "training images", values: summary.data.trainCounts, colour: "#777" }],

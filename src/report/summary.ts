@@ -101,6 +101,16 @@ export interface RunRecord<Config extends RunConfigBase = RunConfigBase> {
   last: EpochMetrics | null;
   /** Metrics of the evaluation with the lowest top-1 error, or null before the first. */
   best: EpochMetrics | null;
+  /**
+   * The evaluation on the whole test set after the last epoch (with `finalFullTest`; null
+   * before it or without it; absent in summaries written before it existed).
+   */
+  final?: EpochMetrics | null;
+  /**
+   * The checkpoint a forked run started from (`initFrom`): its path, epoch and wall seconds
+   * (included in `wallSeconds`); null for a run trained from scratch.
+   */
+  initFrom?: { checkpoint: string; epoch: number; wallSeconds: number } | null;
   /** Per-class meta statistics over all meta epochs. */
   meta: PerClassMeta | null;
   /** Where a non-finite loss stopped the run. */

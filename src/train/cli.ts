@@ -6,6 +6,7 @@ import { parseArgs } from "node:util";
 import { DATASET_NAMES } from "../data/dataset.ts";
 import {
   ConfigError,
+  DEV_LOSSES,
   LOOKAHEADS,
   LOSSES,
   type LossName,
@@ -66,8 +67,10 @@ export const TRAIN_FLAGS: Record<string, Flag> = {
     key: "preset",
     kind: "enum",
     values: PRESETS,
-    help: "base settings: default (long-tailed Fashion-MNIST, ResNet-8, 15 epochs: about " +
-      "2 min on a 2-core software adapter) or paper-cifar (the paper's CIFAR-10-LT recipe: " +
+    help: "base settings: default (the main job and the grid's small scale: long-tailed " +
+      "Fashion-MNIST, 200 head-class images, ResNet-8, 15 epochs: about 2 min on a 2-core " +
+      "software adapter), medium (1000 head-class images, 30 epochs, final figures on the " +
+      "whole test set: about 30 min for ce) or paper-cifar (the paper's CIFAR-10-LT recipe: " +
       "ResNet-32, 200 epochs); flags override",
   },
   "dataset": { key: "dataset", kind: "enum", values: DATASET_NAMES, help: "dataset" },
@@ -210,6 +213,28 @@ export const TRAIN_FLAGS: Record<string, Flag> = {
   // ---- end of the recipe block
   "seed": { key: "seed", kind: "int", help: "seed of every random choice" },
   "eval-every": { key: "evalEvery", kind: "int", help: "evaluate every k epochs (and the last)" },
+  "final-full-test": {
+    key: "finalFullTest",
+    kind: "bool",
+    help: "after the last epoch, evaluate once on the whole test set (summary.json `final`; " +
+      "--no-final-full-test: off)",
+  },
+  "dev-loss": {
+    key: "devLoss",
+    kind: "enum",
+    values: DEV_LOSSES,
+    help: "dev loss of the meta step: ce (cross-entropy on the logits the model predicts " +
+      "with: s*cos for LDAM's cosine head), ce-raw (on the raw output: unscaled cosines), " +
+      "train (the training loss, unweighted: LDAM margins, focal gamma)",
+  },
+  "init-from": {
+    key: "initFrom",
+    kind: "string",
+    nullable: true,
+    help: "start from another run's checkpoint.safetensors at its epoch (a fork, e.g. of a " +
+      "shared stage 1): same data and seed, same recipe up to that epoch, epoch <= " +
+      "--meta-start; the file is only read (none: from scratch)",
+  },
   "out": {
     key: "out",
     kind: "string",
@@ -228,16 +253,17 @@ function shown(v: unknown): string {
   return String(v);
 }
 
-/** The usage text, with each flag's default (and paper-cifar's, where it differs). */
+/** The usage text, with each flag's default (and medium's and paper-cifar's, where they differ). */
 export function usage(): string {
-  const base = presetConfig("default"), paper = presetConfig("paper-cifar");
+  const base = presetConfig("default");
+  const others = (["medium", "paper-cifar"] as const).map((p) => [p, presetConfig(p)] as const);
   const lines = [
     "usage: deno task train [flags]",
     "",
     "Trains on a long-tailed dataset and writes metrics.jsonl, summary.json, " +
     "checkpoint.safetensors and report.html to --out.",
     "",
-    "flags (default: the default preset's value; paper-cifar's where it differs):",
+    "flags (default: the default preset's value; medium's and paper-cifar's where they differ):",
   ];
   for (const [name, f] of Object.entries(TRAIN_FLAGS)) {
     const arg = f.kind === "bool"
@@ -250,8 +276,11 @@ export function usage(): string {
     else if (f.defaultText) dflt = ` (default: ${f.defaultText})`;
     else if (f.key !== "help" && f.key !== "resume" && f.key in base) {
       const k = f.key as keyof TrainConfig;
-      const [a, b] = [shown(base[k]), shown(paper[k])];
-      dflt = a === b ? ` (default: ${a})` : ` (default: ${a}; paper-cifar: ${b})`;
+      const a = shown(base[k]);
+      const differ = others.filter(([, c]) => shown(c[k]) !== a).map(([p, c]) =>
+        `; ${p}: ${shown(c[k])}`
+      );
+      dflt = ` (default: ${a}${differ.join("")})`;
     } else if (f.key === "resume") dflt = " (default: off)";
     lines.push(`  --${name}${arg}`, `      ${f.help}${dflt}`);
   }

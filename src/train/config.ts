@@ -47,8 +47,18 @@ export type ModelName = typeof MODELS[number];
 /** Look-ahead loss reductions. */
 export const LOOKAHEADS = ["sum", "mean"] as const;
 
-/** Presets. */
-export const PRESETS = ["default", "paper-cifar"] as const;
+/**
+ * Dev losses of the meta step: "ce", cross-entropy on the logits as the model predicts with
+ * them (s * cos for the cosine head of LDAM, the plain logits otherwise); "ce-raw", cross-entropy
+ * on the model's raw output (unscaled cosines for LDAM: the engine before this option); "train",
+ * the training loss unweighted (LDAM with its scale and margins, focal with its gamma).
+ */
+export const DEV_LOSSES = ["ce", "ce-raw", "train"] as const;
+/** A dev loss of the meta step. */
+export type DevLossName = typeof DEV_LOSSES[number];
+
+/** Presets: the main job (`default`, the `small` scale), `medium`, and the paper's recipe. */
+export const PRESETS = ["default", "medium", "paper-cifar"] as const;
 /** A preset name. */
 export type PresetName = typeof PRESETS[number];
 
@@ -109,6 +119,18 @@ export interface TrainConfig extends RecipeConfig {
   seed: number;
   /** Evaluate every k epochs (and always after the last). */
   evalEvery: number;
+  /**
+   * After the last epoch, evaluate once more on the whole test set (summary.json `final`);
+   * the per-epoch evaluations use the `testPerClass` subset.
+   */
+  finalFullTest: boolean;
+  /** Dev loss of the meta step (see {@linkcode DEV_LOSSES}). */
+  devLoss: DevLossName;
+  /**
+   * Start from another run's checkpoint at its epoch (a fork: same data, same recipe up to
+   * that epoch, which is at most `metaStart`); null: from scratch. The file is only read.
+   */
+  initFrom: string | null;
   /** Output directory. */
   out: string;
 }
@@ -125,8 +147,9 @@ export class ConfigError extends UserError {
 }
 
 /**
- * The default preset: a complete pretrain-then-meta run on long-tailed Fashion-MNIST (IF 100)
- * sized to finish in about 2 minutes on a 2-core software WebGPU adapter (Mesa lavapipe):
+ * The default preset (the main job, and the `small` scale of the grid): a complete
+ * pretrain-then-meta run on long-tailed Fashion-MNIST (IF 100) sized to finish
+ * in about 2 minutes on a 2-core software WebGPU adapter (Mesa lavapipe):
  * at most 200 training images in the head class (492 in all, 2 in the tail), ResNet-8, batch
  * 100, 15 epochs with the paper's schedule shape (meta steps and the first lr decay x0.01 from
  * epoch 12 of 15 = 80%; the second decay at 14, about 90%), and a balanced 1000-image test
@@ -159,6 +182,9 @@ const DEFAULT_PRESET: TrainConfig = {
   lookahead: "sum",
   seed: 0,
   evalEvery: 1,
+  finalFullTest: false,
+  devLoss: "ce",
+  initFrom: null,
   out: "runs/default",
   // ---- the baselines' recipes (src/train/recipe.ts): the values for the preset's method
   // (meta); resolveTrainConfig fills in the defaults of the chosen method
@@ -171,6 +197,23 @@ const DEFAULT_PRESET: TrainConfig = {
   recipe: "shared",
   lastBatch: "partial",
   lrSchedule: "aligned",
+};
+
+/**
+ * The `medium` scale: at most 1000 head-class images (2,478 in all at IF 100, 10 in the tail),
+ * ResNet-8, batch 100, 30 epochs, stage 2 and the first lr decay (x0.01) at epoch 24, the
+ * second at 27 (the paper's 160/180 of 200, scaled); per-epoch evaluation on the balanced
+ * 1000-image subset, and the final figures on the whole 10,000-image test set.
+ */
+const MEDIUM_PRESET: TrainConfig = {
+  ...DEFAULT_PRESET,
+  preset: "medium",
+  maxPerClass: 1000,
+  epochs: 30,
+  metaStart: 24,
+  lrDecayEpochs: [24, 27],
+  finalFullTest: true,
+  out: "runs/medium",
 };
 
 /** The reference recipe of the paper on CIFAR-10-LT (DESIGN.md section 1). */
@@ -187,9 +230,15 @@ const PAPER_CIFAR: TrainConfig = {
   out: "runs/paper-cifar",
 };
 
+const PRESET_CONFIGS: Record<PresetName, TrainConfig> = {
+  "default": DEFAULT_PRESET,
+  "medium": MEDIUM_PRESET,
+  "paper-cifar": PAPER_CIFAR,
+};
+
 /** A copy of a preset's settings. */
 export function presetConfig(name: PresetName): TrainConfig {
-  const p = name === "paper-cifar" ? PAPER_CIFAR : DEFAULT_PRESET;
+  const p = PRESET_CONFIGS[name] ?? DEFAULT_PRESET;
   return { ...p, lrDecayEpochs: [...p.lrDecayEpochs] };
 }
 
@@ -243,6 +292,7 @@ export function validateConfig(c: TrainConfig): void {
   oneOf("loss", c.loss, LOSSES);
   oneOf("model", c.model, MODELS);
   oneOf("lookahead", c.lookahead, LOOKAHEADS);
+  oneOf("dev-loss", c.devLoss, DEV_LOSSES);
   num("imbalance", c.imbalance, (x) => x >= 1, "a number >= 1");
   if (c.maxPerClass !== null) int("max-per-class", c.maxPerClass, 1);
   int("dev-per-class", c.devPerClass, 1);
@@ -273,6 +323,12 @@ export function validateConfig(c: TrainConfig): void {
   validateRecipe(c);
   if (typeof c.out !== "string" || c.out === "") bad("out", c.out, "a directory path");
   if (typeof c.nesterov !== "boolean") bad("nesterov", c.nesterov, "true or false");
+  if (typeof c.finalFullTest !== "boolean") {
+    bad("final-full-test", c.finalFullTest, "true or false");
+  }
+  if (c.initFrom !== null && (typeof c.initFrom !== "string" || c.initFrom === "")) {
+    bad("init-from", c.initFrom, "a checkpoint file path");
+  }
 }
 
 /** Stage 2 and the lr decays must fall inside the run, or they would silently do nothing. */

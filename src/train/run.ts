@@ -16,14 +16,15 @@ import type { SafeTensor, SafetensorsFile } from "../checkpoint/safetensors.ts";
 import { writeFileAtomic } from "../checkpoint/atomic.ts";
 import { renderReport } from "../report/html.ts";
 import type { CheckpointExtra, EpochEnd, FitHooks, StepKind } from "../engine/fit.ts";
-import { crossEntropy, MetaReweighter } from "../engine/meta.ts";
+import { MetaReweighter } from "../engine/meta.ts";
 import { type EvalMetrics, withShots } from "../engine/metrics.ts";
 import { leadingRows, type SeedRule, StepEngine } from "../engine/step.ts";
 import { Rng } from "../random.ts";
 import { priorBias, torchLinearBias, unitNormRows } from "../nn/init.ts";
 import { ConfigError, type LossName, methodLoss, modelDepth, type TrainConfig } from "./config.ts";
 import { lookaheadLr, optimizerLr } from "./recipe.ts";
-import { fineTuneSubset, type RunData } from "./data.ts";
+import { balancedSubset, fineTuneSubset, type RunData } from "./data.ts";
+import { devLossFn, devLossOptions, LDAM_SCALE } from "./devloss.ts";
 import { evaluate } from "./eval.ts";
 import {
   accumulateMetaStats,
@@ -74,6 +75,16 @@ function finalOnly(s: MetaSums): Pick<MetaSums, "count" | "sumFinal"> {
   return { count: s.count, sumFinal: s.sumFinal };
 }
 
+/** Where a forked run (`initFrom`) started: the checkpoint, its epoch and its wall time. */
+export interface ForkOrigin {
+  /** The checkpoint file, as given. */
+  checkpoint: string;
+  /** Epochs it had completed (this run's first epoch). */
+  epoch: number;
+  /** Its wall seconds, included in this run's `wallSeconds`. */
+  wallSeconds: number;
+}
+
 /** The GPU parts of a run, freed by {@linkcode LongTailRun.destroy}. */
 interface RunParts {
   model: Model<ResNet>;
@@ -98,11 +109,17 @@ export class LongTailRun {
   readonly parts: RunParts;
   readonly source: LongTailSource;
   readonly lossOptions: LossOptions;
+  /** Options of the meta step's dev loss (`--dev-loss`). */
+  readonly devLossOptions: LossOptions;
   readonly mwn: MetaWeightNet | null;
   readonly evalBatch: number;
   history: EpochRecord[] = [];
   last: EpochMetrics | null = null;
   best: EpochMetrics | null = null;
+  /** The evaluation on the whole test set after the last epoch (`finalFullTest`). */
+  final: EpochMetrics | null = null;
+  /** The checkpoint this run was forked from (`initFrom`), its epoch and wall time. */
+  forkedFrom: ForkOrigin | null = null;
   metaSums: MetaSums | null = null;
   epochsDone = 0;
   steps = 0;
@@ -139,7 +156,8 @@ export class LongTailRun {
       ? {}
       : loss === "focal"
       ? { gamma: cfg.focalGamma, form: cfg.focalForm }
-      : { scale: 30, margins };
+      : { scale: LDAM_SCALE, margins };
+    this.devLossOptions = devLossOptions(cfg.devLoss, this.lossOptions, loss === "ldam");
     const { engine, meta, augmenter } = this.parts;
     const devPerClass = Math.max(1, Math.round(cfg.batch / C));
     this.source = new LongTailSource({
@@ -188,7 +206,8 @@ export class LongTailRun {
       input: data.image,
     });
     const devBatch = Math.max(1, Math.round(cfg.batch / C)) * C;
-    const meta = new MetaReweighter(engine, { devBatch, devLoss: crossEntropy, numClasses: C });
+    const devLoss = devLossFn(() => this.devLossOptions);
+    const meta = new MetaReweighter(engine, { devBatch, devLoss, numClasses: C });
     const augmenter = new GpuAugmenter(gpu, {
       channels: ch,
       height: H,
@@ -303,19 +322,41 @@ export class LongTailRun {
       checkpointState: () => this.#checkpointState(),
       restore: async (file) => {
         this.restore(file);
-        // a resumed run rewrites the outputs from the checkpoint (drops lines of a lost epoch)
-        await this.writeOutputs("running");
+        // a resumed run rewrites the outputs from the checkpoint (drops lines of a lost epoch);
+        // a fork writes its first outputs with its first checkpoint, so that a fork killed
+        // before it leaves no outputs without a checkpoint in its folder
+        if (!this.forking) await this.writeOutputs("running");
       },
       saved: (record, done) => this.#saved(record, done),
     };
   }
 
-  /** Evaluation on the balanced test subset. */
-  evaluate(): Promise<EvalMetrics> {
+  /**
+   * Evaluation on the balanced test subset; after the last epoch with `finalFullTest`, also on
+   * the whole test set (kept as {@linkcode final}, saved in the checkpoint).
+   */
+  async evaluate(epoch: number): Promise<EvalMetrics> {
     const p = this.parts;
-    const scale = this.modelConfig.cosine ? 30 : 1;
-    return evaluate(this.gpu, p.model, p.augmenter, this.data, this.evalBatch, scale)
-      .then((m) => withShots(m, this.data.trainCounts));
+    const scale = this.modelConfig.cosine ? LDAM_SCALE : 1;
+    const shots = (m: EvalMetrics) => withShots(m, this.data.trainCounts);
+    const metrics = shots(
+      await evaluate(this.gpu, p.model, p.augmenter, this.data, this.evalBatch, scale),
+    );
+    if (epoch === this.cfg.epochs - 1 && this.cfg.finalFullTest) {
+      const all = balancedSubset(this.data.test.labels, this.data.numClasses, null);
+      const full = all.length === this.data.testIndices.length ? metrics : shots(
+        await evaluate(
+          this.gpu,
+          p.model,
+          p.augmenter,
+          { ...this.data, testIndices: all },
+          this.evalBatch,
+          scale,
+        ),
+      );
+      this.final = { ...full, epoch };
+    }
+    return metrics;
   }
 
   #epochStart(epoch: number): void {
@@ -380,6 +421,8 @@ export class LongTailRun {
           "per epoch e: Rng.derive(seed, 'shuffle'|'augment'|'dev', e) (src/random.ts)",
         last: JSON.stringify(this.last),
         best: JSON.stringify(this.best),
+        final: JSON.stringify(this.final),
+        init_from: JSON.stringify(this.forkedFrom),
         meta_sums: JSON.stringify(sumsToJson(this.metaSums)),
         wall_seconds: String(this.wallSeconds()),
         model: JSON.stringify(this.modelConfig),
@@ -403,8 +446,31 @@ export class LongTailRun {
     this.history = json("history") ?? [];
     this.last = json("last");
     this.best = json("best");
+    this.final = json("final");
+    this.forkedFrom = json("init_from");
     this.metaSums = sumsFromJson(json("meta_sums"));
     this.wallBefore = Number(m.wall_seconds ?? 0);
+    if (this.forking) this.#startFork(this.forking);
+  }
+
+  /**
+   * Set before the fit loop when the checkpoint being restored is another run's (`initFrom`):
+   * the run continues from it as its own past (see {@linkcode restore}).
+   */
+  forking: string | null = null;
+
+  /**
+   * A fork keeps the parent's history, metrics and wall time as its own past (what a run
+   * from scratch would have at that epoch), records where it came from, and takes its class
+   * weights from its own settings when no epoch before the fork could have changed them.
+   */
+  #startFork(checkpoint: string): void {
+    this.final = null;
+    this.forkedFrom = { checkpoint, epoch: this.epochsDone, wallSeconds: this.wallBefore };
+    const before = this.phases.slice(0, this.epochsDone);
+    if (before.every((ph) => ph.kind === "plain")) {
+      this.parts.meta.classWeights.upload(this.gpu, Float32Array.from(this.classWeights));
+    }
   }
 
   async #saved(record: EpochRecord, done: boolean): Promise<void> {
@@ -471,6 +537,8 @@ export class LongTailRun {
       steps: this.steps,
       last: this.last,
       best: this.best,
+      final: this.final,
+      initFrom: this.forkedFrom,
       meta: this.metaSums ? perClassMeta(this.metaSums) : null,
       nonFinite: null,
       wallSeconds: this.wallSeconds(),

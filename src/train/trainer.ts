@@ -27,6 +27,7 @@ import { checkEpochSteps, LongTailRun, OUTPUT_FILES } from "./run.ts";
 import { phaseOf } from "./methods.ts";
 import type { RunSummary } from "./summary.ts";
 import { checkOutDir, checkResumeData, checkResumeMetadata } from "./validate.ts";
+import { openFork } from "./fork.ts";
 
 export { ldamMargins, OUTPUT_FILES } from "./run.ts";
 
@@ -49,6 +50,11 @@ export interface TrainOptions extends Partial<TrainConfig> {
    * with `resume` continues. For time-boxed jobs.
    */
   maxEpochs?: number;
+  /**
+   * Stop once this many epochs are done (checkpointed), e.g. `metaStart` for a shared stage-1
+   * run that others fork (`initFrom`); status "running". Default: the whole run.
+   */
+  untilEpoch?: number;
 }
 
 /** The format tag of the trainer's checkpoints. */
@@ -72,7 +78,7 @@ export async function train(options: TrainOptions = {}): Promise<RunSummary> {
   const progress = new Progress(sink ?? { line() {} }, options.progressInterval ?? 20);
   const log = (msg: string) => progress.line(msg);
   // every check before the GPU is acquired or a file written
-  const { cfg, ckpt } = await openResume(resolveConfig(options), options, log);
+  const { cfg, ckpt, forking } = await openResume(resolveConfig(options), options, log);
   const data = await prepareData(cfg, options.data, log);
   const finetunes = Array.from(
     { length: cfg.epochs },
@@ -86,7 +92,9 @@ export async function train(options: TrainOptions = {}): Promise<RunSummary> {
       : []),
   ]);
   const ckptPath = join(cfg.out, OUTPUT_FILES.checkpoint);
-  if (ckpt) checkResumeData(ckpt, ckptPath, cfg, data);
+  if (ckpt) {
+    checkResumeData(ckpt, forking ?? ckptPath, cfg, data, forking ? "--init-from" : "--resume");
+  }
   await Deno.mkdir(cfg.out, { recursive: true });
   await removeStaleTemps(ckptPath);
   const gpu = options.gpu ?? await Gpu.create();
@@ -94,7 +102,10 @@ export async function train(options: TrainOptions = {}): Promise<RunSummary> {
   try {
     run = new LongTailRun(gpu, cfg, data);
     run.log = log;
-    return await runLongTail(run, ckpt, progress, options.maxEpochs ?? Infinity);
+    run.forking = forking;
+    const from = ckpt ? Number(ckpt.metadata.epoch) : 0;
+    const until = Math.max(0, (options.untilEpoch ?? Infinity) - from);
+    return await runLongTail(run, ckpt, progress, Math.min(options.maxEpochs ?? Infinity, until));
   } finally {
     run?.destroy();
     if (!options.gpu) gpu.dispose();
@@ -105,12 +116,14 @@ export async function train(options: TrainOptions = {}): Promise<RunSummary> {
  * The checkpoint a run continues from, and the settings it continues with: the checkpoint's,
  * with only the settings of {@linkcode RESUME_FREE} taken from `options`. Refuses to overwrite a
  * run without `resume`, a file that is not a training checkpoint, and conflicting settings.
+ * Without a checkpoint of its own, a run with `initFrom` starts from that checkpoint (a fork,
+ * checked by src/train/fork.ts); `forking` is then its path.
  */
 async function openResume(
   fresh: TrainConfig,
   options: TrainOptions,
   log: (msg: string) => void,
-): Promise<{ cfg: TrainConfig; ckpt: SafetensorsFile | null }> {
+): Promise<{ cfg: TrainConfig; ckpt: SafetensorsFile | null; forking: string | null }> {
   const ckptPath = join(fresh.out, OUTPUT_FILES.checkpoint);
   await checkOutDir(fresh.out, OUTPUT_FILES.checkpoint);
   const ckpt = await readCheckpoint(ckptPath);
@@ -120,9 +133,14 @@ async function openResume(
         `it, or choose another --out`,
     );
   }
+  if (!ckpt && fresh.initFrom !== null) {
+    const parent = await openFork(fresh, CHECKPOINT_FORMAT);
+    log(`forking ${fresh.initFrom} after epoch ${parent.metadata.epoch} into ${fresh.out}`);
+    return { cfg: fresh, ckpt: parent, forking: fresh.initFrom };
+  }
   if (!ckpt) {
     if (options.resume) log(`no checkpoint in ${fresh.out}: starting from scratch`);
-    return { cfg: fresh, ckpt: null };
+    return { cfg: fresh, ckpt: null, forking: null };
   }
   const saved = checkResumeMetadata(ckpt, ckptPath, CHECKPOINT_FORMAT).config;
   const conflicts = CONFIG_KEYS.filter((k) =>
@@ -142,7 +160,7 @@ async function openResume(
   if (options.download !== undefined) cfg.download = options.download;
   validateConfig(cfg);
   log(`resuming ${cfg.out} after epoch ${ckpt.metadata.epoch} (${ckpt.metadata.steps} steps)`);
-  return { cfg, ckpt };
+  return { cfg, ckpt, forking: null };
 }
 
 function kebab(k: string): string {
@@ -172,7 +190,7 @@ async function runLongTail(
     data: run.source,
     epochs: cfg.epochs,
     lr: (epoch, step) => run.lr(epoch, step),
-    evaluate: () => run.evaluate(),
+    evaluate: (epoch) => run.evaluate(epoch),
     evalEvery: cfg.evalEvery,
     checkpoint: { path: join(cfg.out, OUTPUT_FILES.checkpoint), format: CHECKPOINT_FORMAT },
     resume: ckpt,

@@ -150,8 +150,12 @@ export function checkResumeMetadata(
   if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
     throw badCheckpoint(path, `metadata "config" is not a JSON object`);
   }
-  // a run saved before the recipe settings existed continues with the recipe it ran
-  const config = { ...LEGACY_RECIPE, ...parsed };
+  // a run saved before the recipe settings existed continues with the recipe it ran, and
+  // settings added later take the behaviour it was trained with
+  const config: Partial<TrainConfig> = { ...LEGACY_RECIPE, ...parsed };
+  config.finalFullTest ??= false;
+  config.devLoss ??= "ce-raw";
+  config.initFrom ??= null;
   try {
     validateConfig(config as TrainConfig);
   } catch (e) {
@@ -217,6 +221,7 @@ export function checkResumeData(
   path: string,
   cfg: TrainConfig,
   data: ResumeData,
+  flag: "--resume" | "--init-from" = "--resume",
 ): void {
   const raw = ckpt.metadata.data_fingerprint;
   if (raw === undefined) {
@@ -236,16 +241,16 @@ export function checkResumeData(
   for (const split of ["train", "test"] as const) {
     if (saved?.[split] !== data.fingerprints[split]) {
       throw new UserError(
-        `--resume: checkpoint ${path} was trained on other data: the ${split} split it ` +
+        `${flag}: checkpoint ${path} was trained on other data: the ${split} split it ` +
           `recorded has fingerprint ${
             String(saved?.[split]).slice(0, 16)
           }..., but ${data.source} ` +
           `gives ${data.fingerprints[split].slice(0, 16)}...`,
         {
           file: path,
-          flag: "--resume",
-          hint: "resume with the data of the original run (its --data-dir), or choose another " +
-            "--out to start a new run on this data",
+          flag,
+          hint: `${flag === "--resume" ? "resume" : "fork"} with the data of the original run ` +
+            "(its --data-dir), or choose another --out to start a new run on this data",
         },
       );
     }
