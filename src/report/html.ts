@@ -54,13 +54,37 @@ export function renderReport(
   history: EpochRecord[],
   provenance: Provenance = currentProvenance(),
 ): string {
-  const C = summary.data.numClasses;
-  const classLabels = Array.from({ length: C }, (_, c) => String(c));
-  const names = classNamesOf(summary.config.dataset, C);
-  const tested = history.filter((h) => h.test);
-  const sections: string[] = [];
+  const names = classNamesOf(summary.config.dataset, summary.data.numClasses);
+  const sections = [
+    resultSection(summary, provenance),
+    curvesSection(history),
+    perClassSection(summary, names),
+  ];
+  if (history.some((h) => h.meta)) sections.push(metaSection(summary, history, names));
+  sections.push(configSection(summary));
   const cfg = summary.config;
+  return `<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<title>tailgrad run: ${esc(cfg.method)} on ${esc(cfg.dataset)}</title>
+<style>
+body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
+section { margin-bottom: 2em; }
+svg { margin: 0.5em 1em 0.5em 0; vertical-align: top; font-family: system-ui, sans-serif; }
+table { border-collapse: collapse; margin: 0.5em 0; }
+th, td { border: 1px solid #ccc; padding: 2px 8px; text-align: right; font-size: 13px; }
+table.kv th, table.grid th { text-align: left; background: #f5f5f5; }
+table.kv td { text-align: left; }
+</style></head>
+<body>
+<h1>tailgrad: ${esc(cfg.method)} on long-tailed ${esc(cfg.dataset)} (IF ${esc(cfg.imbalance)})</h1>
+${sections.join("\n")}
+</body></html>
+`;
+}
 
+/** Status, headline errors (final, last, best; shot groups when present) and provenance. */
+function resultSection(summary: RunRecord, provenance: Provenance): string {
+  const cfg = summary.config;
   const shots = summary.last?.shots;
   const shotHead = shots
     ? `<th>many-shot acc. (&gt; ${shots.thresholds.many}: ${shots.classes.many})</th>` +
@@ -85,7 +109,7 @@ ${
     }).join("\n")
   }
 </table>`;
-  sections.push(`<section><h2>Result</h2>
+  return `<section><h2>Result</h2>
 <p>Status: <b>${esc(summary.status)}</b>${summary.message ? ` — ${esc(summary.message)}` : ""}.
 ${summary.epochsDone} of ${cfg.epochs} epochs, ${summary.steps} steps, ${
     (summary.wallSeconds / 60).toFixed(1)
@@ -96,8 +120,12 @@ ${summary.epochsDone} of ${cfg.epochs} epochs, ${summary.steps} steps, ${
 <tr><th>command</th><td><code>${esc(provenance.command)}</code></td></tr>
 <tr><th>commit</th><td><code>${esc(provenance.commit ?? "unknown")}</code></td></tr>
 <tr><th>written</th><td>${esc(provenance.date)}</td></tr>
-</table></section>`);
+</table></section>`;
+}
 
+/** Error and loss curves over the epochs. */
+function curvesSection(history: EpochRecord[]): string {
+  const tested = history.filter((h) => h.test);
   const errSeries: Series[] = (["top1Error", "top3Error", "top5Error"] as const).map((k) => ({
     name: k.replace("Error", " error"),
     points: tested.map((h) => [h.epoch + 1, h.test![k]] as [number, number]),
@@ -110,11 +138,15 @@ ${summary.epochsDone} of ${cfg.epochs} epochs, ${summary.steps} steps, ${
       dashed: true,
     },
   ];
-  sections.push(`<section><h2>Curves</h2>
+  return `<section><h2>Curves</h2>
 ${lineChart(errSeries, { title: "Test error", xLabel: "epoch", yLabel: "error" })}
 ${lineChart(lossSeries, { title: "Loss", xLabel: "epoch", yLabel: "loss" })}
-</section>`);
+</section>`;
+}
 
+/** Per-class table, accuracy and training-count charts, confusion matrices. */
+function perClassSection(summary: RunRecord, names: string[]): string {
+  const classLabels = names.map((_, c) => String(c));
   const accSeries = [] as { name: string; values: number[] }[];
   if (summary.last) accSeries.push({ name: "last epoch", values: summary.last.perClassAccuracy });
   if (summary.best) accSeries.push({ name: "best epoch", values: summary.best.perClassAccuracy });
@@ -133,7 +165,7 @@ ${lineChart(lossSeries, { title: "Loss", xLabel: "epoch", yLabel: "loss" })}
       pct(summary.best?.perClassAccuracy[c])
     }</td></tr>`
   ).join("\n");
-  sections.push(`<section><h2>Per class</h2>
+  return `<section><h2>Per class</h2>
 <table class="grid"><tr><th>class</th><th>name</th><th>train images</th><th>test images</th><th>last accuracy</th><th>best accuracy</th></tr>
 ${classRows}</table>
 ${
@@ -158,41 +190,47 @@ ${
       })
       : ""
   }
-</section>`);
+</section>`;
+}
 
-  if (history.some((h) => h.meta)) {
-    const m = summary.meta;
-    const rows = Array.from(
-      { length: C },
-      (_, c) =>
-        `<tr><td>${c}</td><th>${esc(names[c])}</th><td>${summary.data.trainCounts[c]}</td><td>${
-          num(summary.classWeights[c])
-        }</td><td>${num(m?.meanEps[c])}</td><td>${num(m?.meanEpsOverW[c])}</td><td>${
-          num(m?.minWPlusEps[c])
-        }</td><td>${num(m?.meanFinalWeight[c])}</td><td>${
-          pct(summary.last?.perClassAccuracy[c])
-        }</td></tr>`,
-    ).join("\n");
-    sections.push(`<section><h2>Meta weights</h2>
+/** Per-class eps and final weights over the meta epochs. */
+function metaSection(summary: RunRecord, history: EpochRecord[], names: string[]): string {
+  const C = names.length;
+  const m = summary.meta;
+  const rows = Array.from(
+    { length: C },
+    (_, c) =>
+      `<tr><td>${c}</td><th>${esc(names[c])}</th><td>${summary.data.trainCounts[c]}</td><td>${
+        num(summary.classWeights[c])
+      }</td><td>${num(m?.meanEps[c])}</td><td>${num(m?.meanEpsOverW[c])}</td><td>${
+        num(m?.minWPlusEps[c])
+      }</td><td>${num(m?.meanFinalWeight[c])}</td><td>${
+        pct(summary.last?.perClassAccuracy[c])
+      }</td></tr>`,
+  ).join("\n");
+  return `<section><h2>Meta weights</h2>
 ${
-      lineChart(metaSeries(history, (x) => x.meanEps, names), {
-        title: "Per-class mean eps over the epochs",
-        xLabel: "epoch",
-        yLabel: "mean eps",
-      })
-    }
+    lineChart(metaSeries(history, (x) => x.meanEps, names), {
+      title: "Per-class mean eps over the epochs",
+      xLabel: "epoch",
+      yLabel: "mean eps",
+    })
+  }
 ${
-      lineChart(metaSeries(history, (x) => x.meanFinalWeight, names), {
-        title: "Per-class mean final weight over the epochs",
-        xLabel: "epoch",
-        yLabel: "mean final weight",
-      })
-    }
+    lineChart(metaSeries(history, (x) => x.meanFinalWeight, names), {
+      title: "Per-class mean final weight over the epochs",
+      xLabel: "epoch",
+      yLabel: "mean final weight",
+    })
+  }
 <table class="grid"><tr><th>class</th><th>name</th><th>train images</th><th>w_y</th><th>mean eps</th><th>mean eps / w_y</th><th>min w + eps</th><th>mean final weight</th><th>last accuracy</th></tr>
 ${rows}</table>
-</section>`);
-  }
+</section>`;
+}
 
+/** The run's settings and data. */
+function configSection(summary: RunRecord): string {
+  const cfg = summary.config;
   const cfgRows = Object.entries(cfg).map(([k, v]) =>
     `<tr><th>${esc(k)}</th><td>${esc(Array.isArray(v) ? v.join(", ") : String(v))}</td></tr>`
   ).join("\n");
@@ -205,25 +243,7 @@ ${rows}</table>
 <tr><th>test counts</th><td>${
     esc(summary.data.testCounts.join(", "))
   } (${summary.data.testTotal})</td></tr>`;
-  sections.push(`<section><h2>Configuration</h2>
+  return `<section><h2>Configuration</h2>
 <table class="kv">${cfgRows}</table>
-<h3>Data</h3><table class="kv">${dataRows}</table></section>`);
-
-  return `<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<title>tailgrad run: ${esc(cfg.method)} on ${esc(cfg.dataset)}</title>
-<style>
-body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
-section { margin-bottom: 2em; }
-svg { margin: 0.5em 1em 0.5em 0; vertical-align: top; font-family: system-ui, sans-serif; }
-table { border-collapse: collapse; margin: 0.5em 0; }
-th, td { border: 1px solid #ccc; padding: 2px 8px; text-align: right; font-size: 13px; }
-table.kv th, table.grid th { text-align: left; background: #f5f5f5; }
-table.kv td { text-align: left; }
-</style></head>
-<body>
-<h1>tailgrad: ${esc(cfg.method)} on long-tailed ${esc(cfg.dataset)} (IF ${esc(cfg.imbalance)})</h1>
-${sections.join("\n")}
-</body></html>
-`;
+<h3>Data</h3><table class="kv">${dataRows}</table></section>`;
 }
