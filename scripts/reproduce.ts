@@ -16,11 +16,16 @@ import { parseArgs } from "node:util";
 import { dirname, join } from "node:path";
 import { Gpu } from "../src/gpu/runtime.ts";
 import { train, type TrainOptions } from "../src/train/mod.ts";
-import { type Method, methodLoss, resolveTrainConfig } from "../src/train/config.ts";
-import { phaseOf } from "../src/train/methods.ts";
+import {
+  type Method,
+  methodLoss,
+  resolveTrainConfig,
+  type TrainConfig,
+} from "../src/train/config.ts";
+import { checkFork, STAGE1_RECIPE } from "../src/train/fork.ts";
 import type { RunSummary } from "../src/train/mod.ts";
 import { rejectRepeatedFlags, UsageError } from "../src/train/cli.ts";
-import { reportError } from "../src/errors.ts";
+import { reportError, UserError } from "../src/errors.ts";
 import { renderGridPage } from "../src/report/grid.ts";
 import { esc } from "../src/report/svg.ts";
 import {
@@ -150,23 +155,44 @@ function methodOf(label: string): { method: Method; loss?: string } {
 
 /**
  * The shared stage-1 run a cell forks: the plain run of its loss (ce, focal or ldam, weights
- * 1), when every epoch of the cell before `metaStart` is that run's epoch; else null.
+ * 1) with the cell's own recipe settings, when forking it equals the cell from scratch
+ * ({@linkcode checkFork} decides); else null. Its directory names the loss, IF, seed and a
+ * digest of the recipe, so cells whose recipes differ (ce warms up, meta does not) never share.
  */
 export function stageOneOf(options: TrainOptions): StageOne | null {
   const cfg = resolveTrainConfig(options);
   const loss = methodLoss(cfg.method, cfg.loss);
-  const base: Method = loss;
   if (cfg.metaStart <= 0 || cfg.metaStart >= cfg.epochs) return null;
-  for (let e = 0; e < cfg.metaStart; e++) {
-    const a = phaseOf(cfg.method, e, cfg.metaStart), b = phaseOf(base, e, cfg.metaStart);
-    if (JSON.stringify(a) !== JSON.stringify(b)) return null;
-  }
   const { tau: _t, loss: _l, ...rest } = options;
+  const recipe: Partial<TrainConfig> = {
+    reduction: cfg.reduction,
+    warmupEpochs: cfg.warmupEpochs,
+    lastBatch: cfg.lastBatch,
+    lrSchedule: cfg.lrSchedule,
+    ...(cfg.warmupEpochs > 0 ? { warmup: cfg.warmup } : {}),
+    ...(loss === "ldam" ? { classifierInit: cfg.classifierInit } : { biasInit: cfg.biasInit }),
+    ...(loss === "focal" ? { focalForm: cfg.focalForm } : {}),
+  };
+  const stageOptions: TrainOptions = { ...rest, ...recipe, method: loss as Method };
+  try {
+    checkFork(resolveTrainConfig(stageOptions), cfg.metaStart, cfg, "stage 1");
+  } catch (e) {
+    if (e instanceof UserError) return null;
+    throw e;
+  }
+  const keys = STAGE1_RECIPE.map((k) => cfg[k]).concat(cfg.warmup, cfg.focalForm);
   return {
-    dir: `stage1-${loss}-if${cfg.imbalance}-s${cfg.seed}`,
-    options: { ...rest, method: base },
+    dir: `stage1-${loss}-if${cfg.imbalance}-s${cfg.seed}-${digest(JSON.stringify(keys))}`,
+    options: stageOptions,
     untilEpoch: cfg.metaStart,
   };
+}
+
+/** A short, stable digest of a string (FNV-1a, 32 bits, hex). */
+function digest(text: string): string {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
+  return (h >>> 0).toString(16).padStart(8, "0").slice(0, 6);
 }
 
 /** Every cell of a scale for the given factors and seeds, in the order they run. */

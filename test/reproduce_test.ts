@@ -37,17 +37,17 @@ function command(resultsDir: string, cells: string, extra: string[] = []): Deno.
   });
 }
 
-async function waitFor(path: string, timeoutMs: number): Promise<void> {
+/** Waits until a folder of `root` whose name starts with `prefix` holds `file`. */
+async function waitFor(root: string, prefix: string, file: string, timeoutMs: number) {
   const t0 = Date.now();
   while (Date.now() - t0 < timeoutMs) {
-    try {
-      await Deno.stat(path);
-      return;
-    } catch {
-      await new Promise((r) => setTimeout(r, 100));
+    for (const e of await Array.fromAsync(Deno.readDir(root)).catch(() => [])) {
+      if (!e.name.startsWith(prefix)) continue;
+      if (await Deno.stat(join(root, e.name, file)).then(() => true, () => false)) return;
     }
+    await new Promise((r) => setTimeout(r, 100));
   }
-  throw new Error(`timed out waiting for ${path}`);
+  throw new Error(`timed out waiting for ${root}/${prefix}*/${file}`);
 }
 
 Deno.test("grid helpers: cells, lines, stage-1 sharing, mean/std, groups, paired seeds", () => {
@@ -82,24 +82,30 @@ Deno.test("grid helpers: cells, lines, stage-1 sharing, mean/std, groups, paired
   assert.equal(medium[0].options.preset, "medium");
 
   // stage-1 sharing: the cells whose epochs before stage 2 are one plain run of their loss
+  // with their own recipe settings; the directory names loss, IF, seed and the recipe's digest
   const stage1 = (id: string) => medium.find((c) => c.id === id)!.stage1?.dir ?? null;
-  for (const id of ["ce-if100-s1", "meta-if100-s1", "meta-eps0-if100-s1", "tau100-if100-s1"]) {
-    assert.equal(stage1(id), "stage1-ce-if100-s1", id);
-  }
-  assert.equal(stage1("focal-if100-s0"), "stage1-focal-if100-s0");
-  assert.equal(stage1("meta-focal-if100-s0"), "stage1-focal-if100-s0");
-  assert.equal(stage1("ldam-drw-if100-s2"), "stage1-ldam-if100-s2");
-  assert.equal(stage1("meta-ldam-if100-s2"), "stage1-ldam-if100-s2");
+  const metaS1 = stage1("meta-if100-s1")!;
+  assert.match(metaS1, /^stage1-ce-if100-s1-[0-9a-f]{6}$/);
+  for (const id of ["meta-eps0-if100-s1", "tau100-if100-s1"]) assert.equal(stage1(id), metaS1, id);
+  // ce warms up as Cui's code does and the meta family does not: not one stage 1
+  assert.match(stage1("ce-if100-s1")!, /^stage1-ce-if100-s1-/);
+  assert.notEqual(stage1("ce-if100-s1"), metaS1);
+  assert.match(stage1("meta-focal-if100-s0")!, /^stage1-focal-if100-s0-/);
+  assert.notEqual(stage1("focal-if100-s0"), stage1("meta-focal-if100-s0"));
+  // ldam-drw takes LDAM's weighted mean, meta-ldam the plain mean
+  assert.match(stage1("meta-ldam-if100-s2")!, /^stage1-ldam-if100-s2-/);
+  assert.notEqual(stage1("ldam-drw-if100-s2"), stage1("meta-ldam-if100-s2"));
   for (const id of ["cb-if100-s0", "cb-focal-if100-s0", "l2rw-if100-s0", "mwn-if100-s0"]) {
     assert.equal(stage1(id), null, id);
   }
-  const ce = medium.find((c) => c.id === "ce-if10-s2")!.stage1!;
-  assert.deepEqual(ce.options, { preset: "medium", method: "ce", imbalance: 10, seed: 2 });
-  assert.equal(ce.untilEpoch, 24);
+  const meta = medium.find((c) => c.id === "meta-if10-s2")!.stage1!;
+  assert.equal(meta.options.method, "ce");
+  assert.equal(meta.options.warmupEpochs, 0, "the stage-1 run carries the meta recipe");
+  assert.equal(meta.untilEpoch, 24);
+  const small = planCells(SCALES.small, [100], [0]);
   assert.equal(
-    planCells(SCALES.small, [100], [0]).find((c) => c.id === "cb-finetune-if100-s0")
-      ?.stage1?.dir,
-    "stage1-ce-if100-s0",
+    small.find((c) => c.id === "cb-finetune-if100-s0")?.stage1?.dir,
+    small.find((c) => c.id === "meta-if100-s0")?.stage1?.dir,
   );
 
   // selections
@@ -142,11 +148,12 @@ Deno.test({
   sanitizeOps: false,
   fn: async () => {
     const dir = await Deno.makeTempDir({ prefix: "tailgrad-grid-" });
-    const cells = "ce-if100-s0,meta-if100-s0";
+    // meta-eps0 and meta share one stage 1 (ce warms up as Cui's code does, so it forks its own)
+    const cells = "meta-eps0-if100-s0,meta-if100-s0";
     const scaleDir = join(dir, "fashion-mnist-lt", "tiny");
     // 1. start, kill as soon as the shared stage 1 has checkpointed an epoch
     const child = command(dir, cells).spawn();
-    await waitFor(join(scaleDir, "stage1-ce-if100-s0", "checkpoint.safetensors"), 120_000);
+    await waitFor(scaleDir, "stage1-ce-if100-s0-", "checkpoint.safetensors", 120_000);
     child.kill("SIGKILL");
     const killed = await child.output();
     assert.notEqual(killed.code, 0, "the first sitting was killed");
@@ -155,14 +162,14 @@ Deno.test({
     const second = await command(dir, cells).output();
     const out2 = new TextDecoder().decode(second.stdout);
     assert.equal(second.code, 0, new TextDecoder().decode(second.stderr));
-    assert.match(out2, /ce-if100-s0: (forking stage1-ce-if100-s0|resuming|done, skipped)/);
-    assert.match(out2, /meta-if100-s0: forking stage1-ce-if100-s0/);
+    assert.match(out2, /meta-eps0-if100-s0: (forking stage1-ce-if100-s0-|resuming|done, skipped)/);
+    assert.match(out2, /meta-if100-s0: forking stage1-ce-if100-s0-/);
     assert.match(out2, /s as if alone \(\d+ s of it the shared stage 1\)/);
     const table = await Deno.readTextFile(join(dir, "fashion-mnist-lt.md"));
     assert.match(table, /## Scale `tiny`/);
-    assert.match(table, /\| ce \| 100 \| 1 \|/);
+    assert.match(table, /\| meta-eps0 \| 100 \| 1 \|/);
     assert.match(table, /\| meta \| 100 \| 1 \|/);
-    assert.match(table, /\| 100 \| meta − ce \| 1 \|/);
+    assert.match(table, /\| 100 \| meta − meta-eps0 \| 1 \|/);
     assert.match(table, /1 shared stage-1 runs/);
     assert.match(
       table,
@@ -170,20 +177,23 @@ Deno.test({
     );
     const json = JSON.parse(await Deno.readTextFile(join(dir, "fashion-mnist-lt.json")));
     const rows = json.scales.tiny.rows as Row[];
-    assert.deepEqual(rows.filter((r) => r.group === "grid").map((r) => r.label), ["ce", "meta"]);
+    assert.deepEqual(
+      rows.filter((r) => r.group === "grid").map((r) => r.label),
+      ["meta-eps0", "meta"],
+    );
     // the tau sweep's reference tau is the meta run itself
     assert.deepEqual(rows.filter((r) => r.group === "tau").map((r) => r.label), ["meta tau=0.01"]);
     const page = await Deno.readTextFile(join(scaleDir, "report.html"));
     assert.match(page, /<svg/);
     assert.match(page, /head \/ middle \/ tail error, IF 100/);
-    assert.match(page, /href="ce-if100-s0\/report.html"/);
+    assert.match(page, /href="meta-eps0-if100-s0\/report.html"/);
     const index = await Deno.readTextFile(join(dir, "fashion-mnist-lt.html"));
     assert.match(index, /href="fashion-mnist-lt\/tiny\/report.html"/);
 
     // 3. a third sitting has nothing left to run
     const third = await command(dir, cells).output();
     const out3 = new TextDecoder().decode(third.stdout);
-    assert.match(out3, /ce-if100-s0: done, skipped/);
+    assert.match(out3, /meta-eps0-if100-s0: done, skipped/);
     assert.match(out3, /meta-if100-s0: done, skipped/);
 
     // 4. the same cells trained from scratch (--no-share) in a fresh directory: the same numbers
@@ -191,7 +201,7 @@ Deno.test({
     const rerun = await command(again, cells, ["--no-share"]).output();
     assert.equal(rerun.code, 0, new TextDecoder().decode(rerun.stderr));
     assert.doesNotMatch(new TextDecoder().decode(rerun.stdout), /forking/);
-    for (const cell of ["ce-if100-s0", "meta-if100-s0"]) {
+    for (const cell of ["meta-eps0-if100-s0", "meta-if100-s0"]) {
       const read = async (root: string) =>
         JSON.parse(
           await Deno.readTextFile(join(root, "fashion-mnist-lt", "tiny", cell, "summary.json")),

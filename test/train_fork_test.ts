@@ -78,7 +78,10 @@ Deno.test({
         const counted = full.final.perClassAccuracy.length;
         assert.equal(counted, 10);
 
-        const shared = await train({ ...base, method: stage1, out: s1, untilEpoch: 2 });
+        // ce warms up (Cui's recipe) where the meta family does not: the shared stage 1 of a
+        // meta run is a ce run with the meta recipe's settings
+        const recipe = stage1 === "ce" ? { warmupEpochs: 0 } : {};
+        const shared = await train({ ...base, method: stage1, ...recipe, out: s1, untilEpoch: 2 });
         assert.equal(shared.status, "running");
         assert.equal(shared.epochsDone, 2);
         const ckpt = join(s1, "checkpoint.safetensors");
@@ -169,8 +172,15 @@ Deno.test({
       // the parent completed 3 epochs: past this run's stage-2 start
       await refused({}, /epoch 3, after this run's stage 2 starts \(--meta-start 2\)/);
       const s1 = join(root, "ce-s1");
-      await train({ ...base, method: "ce", out: s1, untilEpoch: 2 });
+      await train({ ...base, method: "ce", warmupEpochs: 0, out: s1, untilEpoch: 2 });
       const early = join(s1, "checkpoint.safetensors");
+      // a ce run with its own recipe (a warm-up) trained otherwise than meta's stage 1
+      const warm = join(root, "ce-warm");
+      await train({ ...base, method: "ce", out: warm, untilEpoch: 2 });
+      await refused(
+        { initFrom: join(warm, "checkpoint.safetensors") },
+        /--warmup-epochs 0 \(checkpoint: 0\.075/,
+      );
       const refusedEarly = (o: TrainOptions, p: RegExp) => refused({ initFrom: early, ...o }, p);
       await refusedEarly({ method: "cb" }, /epoch 0 of its run .* trained otherwise/);
       await refusedEarly({ method: "focal" }, /ce loss .* this one with focal/);

@@ -31,6 +31,20 @@ const SAME: (keyof TrainConfig)[] = [
   "evalEvery",
 ];
 
+/**
+ * Recipe settings that shape every epoch (src/train/recipe.ts): their method-dependent defaults
+ * differ between methods whose phases agree (ce warms up as Cui's code, meta does not), so the
+ * phases alone do not make two runs' stage 1 the same.
+ */
+export const STAGE1_RECIPE: (keyof TrainConfig)[] = [
+  "reduction",
+  "biasInit",
+  "classifierInit",
+  "warmupEpochs",
+  "lastBatch",
+  "lrSchedule",
+];
+
 function forkError(path: string, what: string, hint: string): UserError {
   return new UserError(`--init-from ${path}: ${what}`, {
     file: path,
@@ -143,9 +157,10 @@ export function checkFork(
       `use its --lr, --lr-decay-epochs and --lr-decay-factor up to epoch ${epoch}, or ${keep}`,
     );
   }
-  const keys = [...SAME];
+  const keys = [...SAME, ...STAGE1_RECIPE];
   const phases = before.map((e) => phase(cfg, e));
-  if (loss === "focal") keys.push("focalGamma");
+  if (parent.warmupEpochs > 0 || cfg.warmupEpochs > 0) keys.push("warmup");
+  if (loss === "focal") keys.push("focalGamma", "focalForm");
   if (phases.some((p) => p.weights === "cb" || p.kind !== "plain")) keys.push("beta");
   if (phases.some((p) => p.kind !== "plain")) keys.push("tau", "lookahead", "devLoss");
   const bad = differ(keys);
