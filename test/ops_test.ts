@@ -23,17 +23,16 @@ import {
   type ConvOptions,
 } from "../src/ops/conv.ts";
 import { linear, matmulInto, rowNormalize } from "../src/ops/linear.ts";
-import { batchNorm, type BatchNormOptions } from "../src/ops/batchnorm.ts";
+import {
+  batchNorm,
+  type BatchNormOptions,
+  defaultBatchNormFusion,
+  setBatchNormFusesPasses,
+} from "../src/ops/batchnorm.ts";
 import { add, addRelu, globalAvgPool, relu, shortcutA } from "../src/ops/elementwise.ts";
 import { classificationLoss } from "../src/ops/loss.ts";
 import { sgdStep } from "../src/optim/sgd.ts";
-import {
-  defaultGemmPolicy,
-  fitTile,
-  type GemmPolicy,
-  gemmProgramKeys,
-  setGemmPolicy,
-} from "../src/ops/gemm.ts";
+import { defaultGemmPolicy, fitTile, type GemmPolicy, setGemmPolicy } from "../src/ops/gemm.ts";
 import type { GemmTile } from "../shaders/gemm.ts";
 import * as ref from "./reference/mod.ts";
 import { f32, gpuTest } from "./gpu_harness.ts";
@@ -57,6 +56,25 @@ function allTiles(gpu: Gpu): GemmTile[] {
       adapter: { ...gpu.adapter, isFallbackAdapter: fallback, description: fallback ? "" : "x" },
     } as Gpu).tiles;
   return [...fake(true), ...fake(false)];
+}
+
+/** The result of `run` and the names of the programs it dispatched. */
+async function dispatchedPrograms<T>(
+  gpu: Gpu,
+  run: () => Promise<T>,
+): Promise<{ result: T; keys: string[] }> {
+  const keys: string[] = [];
+  gpu.observer = {
+    dispatch: (program) => {
+      keys.push(program.key);
+      return undefined;
+    },
+  };
+  try {
+    return { result: await run(), keys };
+  } finally {
+    gpu.observer = null;
+  }
 }
 
 function forcedPolicy(tile: GemmTile, split: boolean): GemmPolicy {
@@ -206,13 +224,12 @@ gpuTest(
         for (const split of [false, true]) {
           const policy = forcedPolicy(tile, split);
           const label = `${JSON.stringify(tile)} split=${split}`;
-          const before = new Set(gemmProgramKeys());
           setGemmPolicy(gpu, policy);
-          const vector = await run();
-          // mm NN, mm NT, conv-fwd and conv-dw each built a vec4 program for this tile and split
+          const used = await dispatchedPrograms(gpu, run);
+          const vector = used.result;
+          // mm NN, mm NT, conv-fwd and conv-dw each ran a vec4 program for this tile and split
           const families = new Set(
-            gemmProgramKeys().filter((k) => !before.has(k) && k.includes(`:${split}:a4:`))
-              .map((k) => k.split(":")[1]),
+            used.keys.filter((k) => k.includes(`:${split}:a4:`)).map((k) => k.split(":")[1]),
           );
           assert.equal(families.size, 3, `${label}: vec4 programs of ${[...families]}`);
           setGemmPolicy(gpu, { ...policy, vectorLoads: false });
@@ -426,6 +443,10 @@ interface BnCase {
   mode: "train" | "eval";
   relu: boolean;
   update: boolean;
+  /** Fused residual add (a fourth input of x's shape) before the relu. */
+  residual?: boolean;
+  /** The separate (GPU) form of the passes instead of the fused one, or the reverse. */
+  fused?: boolean;
 }
 const bnCases: BnCase[] = [
   { shape: [3, 17, 5, 7], mode: "train", relu: false, update: true },
@@ -437,57 +458,81 @@ const bnCases: BnCase[] = [
   { shape: [3, 17, 5, 7], mode: "eval", relu: false, update: false },
   // eval mode must never touch the running statistics, even when asked to update
   { shape: [3, 3, 5, 7], mode: "eval", relu: true, update: true },
+  // relu(bn(x) + r): the tail of a residual block
+  { shape: [3, 3, 9, 11], mode: "train", relu: true, update: true, residual: true },
+  { shape: [3, 17, 5, 7], mode: "train", relu: false, update: false, residual: true },
+  { shape: [3, 3, 5, 7], mode: "eval", relu: true, update: false, residual: true },
+];
+// every case once more in the other form of the passes (fused on GPUs, separate on llvmpipe)
+const bnAllCases = [
+  ...bnCases.map((c) => ({ ...c, fused: true })),
+  ...bnCases.map((c) => ({ ...c, fused: false })),
 ];
 
-for (const bc of bnCases) {
+for (const bc of bnAllCases) {
   gpuTest(`batchNorm vs reference and FD: ${JSON.stringify(bc)}`, async (gpu) => {
-    const rng = new ref.Rng(40 + ref.numel(bc.shape) + (bc.relu ? 1 : 0));
+    const rng = new ref.Rng(40 + ref.numel(bc.shape) + (bc.relu ? 1 : 0) + (bc.residual ? 7 : 0));
     const C = bc.shape[1];
     const shape4 = bc.shape.length === 4 ? bc.shape : [bc.shape[0], C, 1, 1];
     const running = { mean: randn(rng, C, 0, 0.5), var: f32(rng.uniformArray(C, 0.5, 2)) };
     const rm = Tensor.from(gpu, running.mean, [C]), rv = Tensor.from(gpu, running.var, [C]);
-    const opts: BatchNormOptions = {
+    const opts = (r?: Tensor): BatchNormOptions => ({
       mode: bc.mode,
       updateRunningStats: bc.update,
       relu: bc.relu,
-    };
-    const fwd = (v: Arr[]) => ref.batchNorm2dForward(T(shape4, v[0]), v[1], v[2], bc.mode, running);
-    const ins = [randn(rng, ref.numel(bc.shape), 0.5, 2), randn(rng, C, 1, 0.3), randn(rng, C)];
-    const pre = (v: Arr[]) => fwd(v).y;
-    await checkOp(gpu, rng, {
-      label: `bn ${JSON.stringify(bc)}`,
-      shapes: [bc.shape, [C], [C]],
-      inputs: ins,
-      run: (ctx, [x, g, b]) => batchNorm(ctx, x, g, b, rm, rv, opts),
-      f: (v) => (bc.relu ? ref.reluForward(pre(v)) : pre(v)).data,
-      vjp: (v, r) => {
-        const { y, cache } = fwd(v);
-        const dy = bc.relu ? ref.reluBackward(y, T(shape4, r)) : T(shape4, r);
-        const g = ref.batchNorm2dBackward(cache, dy);
-        return [g.dx.data, g.dgamma, g.dbeta];
-      },
-      jvp: (v, t) => {
-        const { y, cache } = fwd(v);
-        const ty = ref.batchNorm2dJvp(cache, t[0] && T(shape4, t[0]), t[1], t[2]);
-        return (bc.relu ? ref.reluJvp(y, ty) : ty).data;
-      },
-      jvpSubsets: [[0], [1], [2], [1, 2]],
-      afterForward: async (gpu) => {
-        const gotMean = await rm.read(gpu), gotVar = await rv.read(gpu);
-        if (bc.mode === "train" && bc.update) {
-          const m = new Float64Array(running.mean), v = new Float64Array(running.var);
-          ref.batchNormUpdateRunning(m, v, fwd(ins).cache);
-          expectClose(`bn running: mean ${JSON.stringify(bc)}`, gotMean, m);
-          expectClose(`bn running: var ${JSON.stringify(bc)}`, gotVar, v);
-        } else {
-          // untouched, bit for bit
-          assert.deepEqual([...gotMean], [...running.mean], "running mean changed");
-          assert.deepEqual([...gotVar], [...running.var], "running var changed");
-        }
-      },
+      residual: r,
     });
-    rm.release(gpu);
-    rv.release(gpu);
+    const fwd = (v: Arr[]) => ref.batchNorm2dForward(T(shape4, v[0]), v[1], v[2], bc.mode, running);
+    const n = ref.numel(bc.shape);
+    const ins = [randn(rng, n, 0.5, 2), randn(rng, C, 1, 0.3), randn(rng, C)];
+    if (bc.residual) ins.push(randn(rng, n));
+    // bn(x), plus the residual when there is one (before the relu)
+    const pre = (v: Arr[]) => {
+      const y = fwd(v).y;
+      if (!bc.residual) return y;
+      return T(shape4, y.data.map((u, i) => u + v[3][i]));
+    };
+    setBatchNormFusesPasses(gpu, bc.fused);
+    try {
+      await checkOp(gpu, rng, {
+        label: `bn ${JSON.stringify(bc)}`,
+        shapes: bc.residual ? [bc.shape, [C], [C], bc.shape] : [bc.shape, [C], [C]],
+        inputs: ins,
+        run: (ctx, [x, g, b, r]) => batchNorm(ctx, x, g, b, rm, rv, opts(r)),
+        f: (v) => (bc.relu ? ref.reluForward(pre(v)) : pre(v)).data,
+        vjp: (v, r) => {
+          const dy = bc.relu ? ref.reluBackward(pre(v), T(shape4, r)) : T(shape4, r);
+          const g = ref.batchNorm2dBackward(fwd(v).cache, dy);
+          return bc.residual
+            ? [g.dx.data, g.dgamma, g.dbeta, dy.data]
+            : [g.dx.data, g.dgamma, g.dbeta];
+        },
+        jvp: (v, t) => {
+          const { cache } = fwd(v);
+          let ty = ref.batchNorm2dJvp(cache, t[0] && T(shape4, t[0]), t[1], t[2]);
+          if (bc.residual && t[3]) ty = T(shape4, ty.data.map((u, i) => u + t[3]![i]));
+          return (bc.relu ? ref.reluJvp(pre(v), ty) : ty).data;
+        },
+        jvpSubsets: bc.residual ? [[0], [1], [2], [3], [1, 2]] : [[0], [1], [2], [1, 2]],
+        afterForward: async (gpu) => {
+          const gotMean = await rm.read(gpu), gotVar = await rv.read(gpu);
+          if (bc.mode === "train" && bc.update) {
+            const m = new Float64Array(running.mean), v = new Float64Array(running.var);
+            ref.batchNormUpdateRunning(m, v, fwd(ins).cache);
+            expectClose(`bn running: mean ${JSON.stringify(bc)}`, gotMean, m);
+            expectClose(`bn running: var ${JSON.stringify(bc)}`, gotVar, v);
+          } else {
+            // untouched, bit for bit
+            assert.deepEqual([...gotMean], [...running.mean], "running mean changed");
+            assert.deepEqual([...gotVar], [...running.var], "running var changed");
+          }
+        },
+      });
+    } finally {
+      setBatchNormFusesPasses(gpu, defaultBatchNormFusion(gpu));
+      rm.release(gpu);
+      rv.release(gpu);
+    }
   });
 }
 

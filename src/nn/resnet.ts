@@ -11,7 +11,7 @@ import { Rng } from "../random.ts";
 import type { Tensor } from "../tensor.ts";
 import { batchNorm } from "../ops/batchnorm.ts";
 import { conv2d } from "../ops/conv.ts";
-import { addRelu, globalAvgPool, shortcutA } from "../ops/elementwise.ts";
+import { globalAvgPool, shortcutA } from "../ops/elementwise.ts";
 import { linear, rowNormalize } from "../ops/linear.ts";
 import { FlatLayout, type FlatTensors, type ParamSpec } from "./params.ts";
 
@@ -130,7 +130,7 @@ export class ResNet {
     mode: ForwardMode,
   ): Tensor {
     const P = (name: string) => params.get(name);
-    const bn = (prefix: string, input: Tensor, relu: boolean) =>
+    const bn = (prefix: string, input: Tensor, relu: boolean, residual?: Tensor) =>
       batchNorm(
         ctx,
         input,
@@ -138,7 +138,7 @@ export class ResNet {
         P(`${prefix}.bias`),
         buffers.get(`${prefix}.running_mean`),
         buffers.get(`${prefix}.running_var`),
-        { mode: mode.bn, updateRunningStats: mode.updateRunningStats, relu },
+        { mode: mode.bn, updateRunningStats: mode.updateRunningStats, relu, residual },
       );
     let h = bn("bn1", conv2d(ctx, x, P("conv1.weight"), { stride: 1, pad: 1 }), true);
     let inPlanes = 16;
@@ -147,13 +147,10 @@ export class ResNet {
         const p = `layer${stage + 1}.${b}`;
         const stride = stage > 0 && b === 0 ? 2 : 1;
         const o = bn(`${p}.bn1`, conv2d(ctx, h, P(`${p}.conv1.weight`), { stride, pad: 1 }), true);
-        const o2 = bn(
-          `${p}.bn2`,
-          conv2d(ctx, o, P(`${p}.conv2.weight`), { stride: 1, pad: 1 }),
-          false,
-        );
         const shortcut = stride !== 1 || inPlanes !== planes ? shortcutA(ctx, h, planes) : h;
-        h = addRelu(ctx, o2, shortcut);
+        // relu(bn2(conv2(o)) + shortcut), fused into the batchnorm's pass
+        const o2 = conv2d(ctx, o, P(`${p}.conv2.weight`), { stride: 1, pad: 1 });
+        h = bn(`${p}.bn2`, o2, true, shortcut);
         inPlanes = planes;
       }
     });
