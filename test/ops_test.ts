@@ -33,7 +33,7 @@ import { add, addRelu, globalAvgPool, relu, shortcutA } from "../src/ops/element
 import { classificationLoss } from "../src/ops/loss.ts";
 import { sgdStep } from "../src/optim/sgd.ts";
 import { defaultGemmPolicy, fitTile, type GemmPolicy, setGemmPolicy } from "../src/ops/gemm.ts";
-import type { GemmTile } from "../shaders/gemm.ts";
+import type { GemmFamily, GemmTile } from "../shaders/gemm.ts";
 import * as ref from "./reference/mod.ts";
 import { f32, gpuTest } from "./gpu_harness.ts";
 import { type Arr, checkOp, expectClose, randn, report, T } from "./op_check.ts";
@@ -49,13 +49,22 @@ function convProblem(rng: ref.Rng, xs: number[], ws: number[], o: ConvOptions) {
   return { x, w, yRef, dy, g };
 }
 
-/** Every tile of both default policies (llvmpipe's and the real-GPU one). */
-function allTiles(gpu: Gpu): GemmTile[] {
+/** A tile and the GEMM family to run it in. */
+type FamilyTile = GemmTile & { family: GemmFamily };
+
+/**
+ * Every tile of both default policies (llvmpipe's and the real-GPU one), each in both kernel
+ * families (registers only, and slabs staged in workgroup memory).
+ */
+function allTiles(gpu: Gpu): FamilyTile[] {
   const fake = (fallback: boolean) =>
     defaultGemmPolicy({
       adapter: { ...gpu.adapter, isFallbackAdapter: fallback, description: fallback ? "" : "x" },
     } as Gpu).tiles;
-  return [...fake(true), ...fake(false)];
+  const tiles = [...fake(true), ...fake(false)];
+  return (["register", "workgroup"] as const).flatMap((family) =>
+    tiles.map((t) => ({ ...t, family }))
+  );
 }
 
 /** The result of `run` and the names of the programs it dispatched. */
@@ -77,10 +86,14 @@ async function dispatchedPrograms<T>(
   }
 }
 
-function forcedPolicy(tile: GemmTile, split: boolean): GemmPolicy {
+/** A policy that runs `tile` in its family, K split into many parts or not at all. */
+function forcedPolicy(tile: FamilyTile, split: boolean): GemmPolicy {
+  const { family, ...t } = tile;
+  // k-slabs of 8 in the workgroup family: a K of 70 or 72 ends in a partial slab or not
+  const base = { tiles: [t], family, kTile: 8 };
   return split
-    ? { tiles: [tile], minWorkgroups: 1e9, minKPerSplit: 8 }
-    : { tiles: [tile], minWorkgroups: 0, minKPerSplit: 1e9 };
+    ? { ...base, minWorkgroups: 1e9, minKPerSplit: 8 }
+    : { ...base, minWorkgroups: 0, minKPerSplit: 1e9 };
 }
 
 function refMatmul(
@@ -125,7 +138,7 @@ gpuTest("gemm: matmulInto, every tile variant, split-K and not, all transposes",
   const [M, N, K] = [37, 19, 70];
   const a = randn(rng, M * K), b = randn(rng, K * N), bias = randn(rng, N), c0 = randn(rng, M * N);
   const tiles = allTiles(gpu);
-  assert.equal(tiles.length, 6);
+  assert.equal(tiles.length, 12);
   try {
     for (const tile of tiles) {
       for (const split of [false, true]) {
@@ -168,20 +181,22 @@ gpuTest("gemm: matmulInto, every tile variant, split-K and not, all transposes",
       }
     }
     // K beyond one split's maximum (llvmpipe's 65535-iteration loop limit): forced splits
-    setGemmPolicy(gpu, { tiles: [tiles[2]], minWorkgroups: 0, minKPerSplit: 1e9 });
     const KL = 70000;
     const la = randn(rng, 2 * KL), lb = randn(rng, KL * 3);
-    const at = Tensor.from(gpu, la, [2, KL]), bt = Tensor.from(gpu, lb, [KL, 3]);
-    const out = Tensor.empty(gpu, [2, 3]);
-    const before = gpu.stats.dispatches;
-    matmulInto(gpu, at, bt, out);
-    assert.equal(gpu.stats.dispatches - before, 2, "long K must split");
-    expectClose(
-      "gemm: long K",
-      await out.read(gpu),
-      refMatmul(la, lb, 2, 3, KL, false, false, null, null),
-    );
-    for (const t of [at, bt, out]) t.release(gpu);
+    for (const family of ["register", "workgroup"] as const) {
+      setGemmPolicy(gpu, { tiles: [tiles[2]], minWorkgroups: 0, minKPerSplit: 1e9, family });
+      const at = Tensor.from(gpu, la, [2, KL]), bt = Tensor.from(gpu, lb, [KL, 3]);
+      const out = Tensor.empty(gpu, [2, 3]);
+      const before = gpu.stats.dispatches;
+      matmulInto(gpu, at, bt, out);
+      assert.equal(gpu.stats.dispatches - before, 2, "long K must split");
+      expectClose(
+        `gemm: long K, ${family}`,
+        await out.read(gpu),
+        refMatmul(la, lb, 2, 3, KL, false, false, null, null),
+      );
+      for (const t of [at, bt, out]) t.release(gpu);
+    }
   } finally {
     setGemmPolicy(gpu, defaultGemmPolicy(gpu));
   }

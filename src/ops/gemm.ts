@@ -6,6 +6,7 @@ import { type BufferView, type Gpu, grid1d } from "../gpu/runtime.ts";
 import {
   GEMM_BASE_PARAMS,
   type GemmConsts,
+  type GemmFamily,
   type GemmHooks,
   gemmKernel,
   gemmReduceKernel,
@@ -33,6 +34,10 @@ export interface GemmPolicy {
    * padding waste stays under 30% does.
    */
   loadCost?: number;
+  /** Kernel family (shaders/gemm.ts {@linkcode GemmFamily}); default "register". */
+  family?: GemmFamily;
+  /** Depth of the workgroup family's k-slabs (a multiple of 4; default 16). */
+  kTile?: number;
 }
 
 /**
@@ -64,6 +69,7 @@ export function defaultGemmPolicy(gpu: Gpu): GemmPolicy {
       loadCost: 6,
     };
   }
+  // GPUs: A and B slabs staged in workgroup memory, 64x64 outputs per 256-thread workgroup.
   return {
     tiles: [
       { wx: 16, wy: 16, tm: 4, tn: 4 },
@@ -72,6 +78,8 @@ export function defaultGemmPolicy(gpu: Gpu): GemmPolicy {
     ],
     minWorkgroups: 512,
     minKPerSplit: 64,
+    family: "workgroup",
+    kTile: 16,
   };
 }
 
@@ -197,7 +205,16 @@ export function runGemm(
   names.forEach((name, i) => consts[name] = values[i]);
   const vectorA = policy.vectorLoads !== false && usesVectorA(inst.hooks, consts, a.offset);
   // Each kernel is specialised on its shape constants (literals in the WGSL).
-  const variant = { label: inst.key, hooks: inst.hooks, tile, split, consts, vectorA };
+  const variant = {
+    label: inst.key,
+    hooks: inst.hooks,
+    tile,
+    split,
+    consts,
+    vectorA,
+    family: policy.family,
+    kTile: policy.kTile,
+  };
   if (!split) {
     gemmKernel(variant).dispatch(gpu, [a, b, ...extras, c], null, [gx, gy, 1]);
     return;
