@@ -121,9 +121,9 @@ export function usesVectorA(hooks: GemmHooks, consts: GemmConsts, offsetBytes: n
 
 /** The declaration of a GEMM kernel (see {@linkcode GemmVariant}). */
 function gemmDecl(v: GemmVariant): KernelDecl {
-  const { hooks, tile, split, consts, vectorA } = v;
+  const { tile, split, consts, vectorA } = v;
   const { wx, wy, tm, tn } = tile;
-  const { M, N, K, kChunk } = consts;
+  const { M, N } = consts;
   // Whole tiles only: no row / column masks at all.
   const fullM = M % (wy * tm) === 0;
   const fullN = N % (wx * tn) === 0;
