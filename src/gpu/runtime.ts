@@ -247,6 +247,14 @@ export class Gpu {
     // pipeline because their names collide.
     let entry = this.#pipelines.get(program.code);
     if (entry) return entry;
+    const storage = program.bindings.filter((kind) => kind !== "uniform").length;
+    const allowed = this.device.limits.maxStorageBuffersPerShaderStage;
+    if (storage > allowed) {
+      throw new Error(
+        `${program.key}: binds ${storage} storage buffers, the device allows ${allowed} ` +
+          "(maxStorageBuffersPerShaderStage; see ENGINE_LIMITS in src/gpu/device.ts)",
+      );
+    }
     const module = this.device.createShaderModule({ label: program.key, code: program.code });
     const layout = this.device.createBindGroupLayout({
       label: program.key,
