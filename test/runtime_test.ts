@@ -143,6 +143,31 @@ Deno.test("the pool hands back released buffers of the same size class", () => {
   assert.ok(gpu.liveBuffers < live, "trim destroys free buffers");
 });
 
+Deno.test("pool memory: bytes in use and held, high-water marks, reset, trim", () => {
+  gpu.trim();
+  const m = gpu.memory;
+  const [use0, held0] = [m.inUseBytes, m.heldBytes];
+  gpu.resetMemoryPeak();
+  const a = gpu.alloc(5000); // size class 8192 (steps of 4096)
+  const b = gpu.alloc(100_000); // size class 106496 (steps of 8192)
+  assert.equal(m.inUseBytes - use0, 8192 + 106496);
+  assert.equal(m.heldBytes - held0, 8192 + 106496);
+  gpu.release(b);
+  assert.equal(m.inUseBytes - use0, 8192, "released bytes leave the in-use count");
+  assert.equal(m.heldBytes - held0, 8192 + 106496, "but stay held by the pool");
+  assert.equal(m.peakInUseBytes - use0, 8192 + 106496, "the high-water mark stays");
+  assert.throws(() => gpu.release(b), /released twice/);
+  const c = gpu.alloc(100_000);
+  assert.equal(c, b, "reused: nothing new held");
+  assert.equal(m.peakHeldBytes - held0, 8192 + 106496);
+  gpu.release(a);
+  gpu.release(c);
+  gpu.resetMemoryPeak();
+  assert.equal(m.peakInUseBytes, m.inUseBytes);
+  gpu.trim();
+  assert.equal(m.heldBytes, m.inUseBytes, "trim destroys every free buffer");
+});
+
 Deno.test("bind groups, uniforms and pipelines are cached across identical dispatches", async () => {
   const x = Tensor.from(gpu, [1, 2, 3], [3]);
   const y = Tensor.empty(gpu, [3]);
