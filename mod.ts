@@ -17,7 +17,13 @@
  * @module
  */
 
-export { acquireDevice, GpuUnavailableError, summarizeAdapter } from "./src/gpu/device.ts";
+export {
+  acquireDevice,
+  AdapterLimitError,
+  ENGINE_LIMITS,
+  GpuUnavailableError,
+  summarizeAdapter,
+} from "./src/gpu/device.ts";
 export type { AcquiredDevice, AcquireOptions, AdapterSummary } from "./src/gpu/device.ts";
 export { Gpu, grid1d } from "./src/gpu/runtime.ts";
 export type {
@@ -25,6 +31,7 @@ export type {
   BufferView,
   DispatchObserver,
   GpuStats,
+  PoolMemory,
   Program,
 } from "./src/gpu/runtime.ts";
 export { bind, Tensor } from "./src/tensor.ts";
@@ -41,7 +48,7 @@ export { classificationLoss } from "./src/ops/loss.ts";
 export type { LossOptions } from "./src/ops/loss.ts";
 export { chooseTile, defaultGemmPolicy, gemmPolicy, setGemmPolicy } from "./src/ops/gemm.ts";
 export type { GemmPolicy } from "./src/ops/gemm.ts";
-export type { GemmTile } from "./shaders/gemm.ts";
+export type { GemmFamily, GemmTile } from "./shaders/gemm.ts";
 export { sgdStep } from "./src/optim/sgd.ts";
 export type { SgdOptions } from "./src/optim/sgd.ts";
 export { FlatLayout, FlatTensors } from "./src/nn/params.ts";
