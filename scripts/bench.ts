@@ -140,9 +140,9 @@ interface StepResult {
   imagesPerSec: number;
   dispatchesPerStep: number;
   /**
-   * GPU memory of this kind of step: the pool's high-water marks over its first step, started
-   * on a trimmed pool (so `poolHeldBytes` is what this kind of step alone makes the pool hold),
-   * plus the TrainState's flat buffers, against the lower bound from the shapes.
+   * GPU memory of this kind of step: the pool's high-water marks over its first step (the plain
+   * step's on a trimmed pool; the meta step's after it, so the pool both kinds need), plus the
+   * TrainState's flat buffers, against the lower bound from the shapes.
    */
   memory: StepMemory;
   /** GPU objects a warm step created (should all be 0); null when only a first step ran. */
@@ -276,9 +276,11 @@ async function measureSteps(
   const samples = new Map<string, StepSample[]>(kinds.map((k) => [k, []]));
   const run = (kind: "plain" | "meta") => stepSample(gpu, kind === "plain" ? h.plain : h.meta);
   const memory = new Map<string, StepMemory>();
+  // the plain step's first step grows a trimmed pool to what it needs; the meta step's then
+  // grows it further (no trim between: that would make the next plain step create bind
+  // groups), so the meta figure is the pool both kinds need, an upper bound of meta's own
+  gpu.trim();
   for (const kind of kinds) {
-    // each kind's first step grows a trimmed pool to what that kind alone needs
-    gpu.trim();
     gpu.resetMemoryPeak();
     const s = await run(kind);
     first.set(kind, s);
@@ -797,8 +799,9 @@ function markdown(): string {
     L.push("## GPU memory of a step (batch 100)");
     L.push("");
     L.push(
-      "Held = the pool's high-water mark during the kind's first step on a trimmed pool (buffers " +
-        "in use plus free ones, at their size classes) + the TrainState's flat buffers (five of " +
+      "Held = the pool's high-water mark during the kind's first step (buffers in use plus free " +
+        "ones, at their size classes; plain on a trimmed pool, meta after it, so meta's figure is " +
+        "the pool both kinds need) + the TrainState's flat buffers (five of " +
         "the parameter layout, one of BN statistics). Lower bound (bench/lib.ts MemoryBound): " +
         "parameters, gradients and momentum (+ look-ahead parameters and meta direction for " +
         "meta), BN running statistics, the batch's (and dev batch's) images, labels and " +
