@@ -57,9 +57,12 @@ export function defaultGemmPolicy(gpu: Gpu): GemmPolicy {
   ) {
     // One SIMD row per workgroup and the biggest block that fits the shape: a per-lane load
     // costs about 6 multiply-adds here (measured: 16x32 > 16x16 > 8x32 > 8x8 per thread by CPU
-    // time; bench/results/NOTES.md).
+    // time; bench/results/NOTES.md). 32x16 costs the same as 16x32 in that model and wins the
+    // tie where M allows it: half the columns, so half the B strip a workgroup streams through
+    // the cache (matmul 1024^3 +35-55%, M = 32 and 64 convs +15-85%).
     return {
       tiles: [
+        { wx: 8, wy: 1, tm: 32, tn: 16 },
         { wx: 8, wy: 1, tm: 16, tn: 32 },
         { wx: 8, wy: 1, tm: 16, tn: 16 },
         { wx: 8, wy: 1, tm: 8, tn: 8 },
