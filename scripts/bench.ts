@@ -212,15 +212,25 @@ const fmt = (x: number, d = 2) => (Number.isFinite(x) ? x.toFixed(d) : "n/a");
 const mib = (bytes: number) => fmt(bytes / 2 ** 20, 1);
 const log = (s: string) => console.log(s);
 
+/** The commit checked out (HEAD), read from .git without running git; also in a worktree. */
 async function gitCommit(): Promise<string> {
   try {
-    const head = (await Deno.readTextFile(".git/HEAD")).trim();
+    let gitDir = ".git";
+    if ((await Deno.stat(gitDir)).isFile) {
+      // a worktree: .git names its git dir, whose "commondir" holds the shared refs
+      gitDir = (await Deno.readTextFile(".git")).trim().replace(/^gitdir: /, "");
+    }
+    let common = gitDir;
+    try {
+      common = `${gitDir}/${(await Deno.readTextFile(`${gitDir}/commondir`)).trim()}`;
+    } catch { /* not a worktree */ }
+    const head = (await Deno.readTextFile(`${gitDir}/HEAD`)).trim();
     if (!head.startsWith("ref: ")) return head.slice(0, 12);
     const ref = head.slice(5);
     try {
-      return (await Deno.readTextFile(`.git/${ref}`)).trim().slice(0, 12);
+      return (await Deno.readTextFile(`${common}/${ref}`)).trim().slice(0, 12);
     } catch {
-      const packed = await Deno.readTextFile(".git/packed-refs");
+      const packed = await Deno.readTextFile(`${common}/packed-refs`);
       const line = packed.split("\n").find((l) => l.endsWith(` ${ref}`));
       return line ? line.slice(0, 12) : "unknown";
     }
