@@ -83,12 +83,25 @@ async function save(): Promise<void> {
   await Deno.writeTextFile(outPath, JSON.stringify(result, null, 2) + "\n");
 }
 
+/** The phase running now; a phase that timed out finds it changed and stops (see alive). */
+let activePhase: string | null = null;
+
+/** Throws when the phase `name` was abandoned: loops call it between cases. */
+function alive(name: string): void {
+  if (activePhase !== name) throw new Error(`phase ${name} was abandoned (time limit)`);
+}
+
 /**
  * Runs one phase with a time limit (never past the run's deadline): its result under
  * `result[name]`, its status under `result.phases[name]`, and the JSON saved after it. A phase
- * that times out is abandoned (its GPU work may still drain) and the next one starts.
+ * that times out is abandoned: its loops stop at their next case (`alive`), its child process is
+ * killed (the body gets the limit in ms), and the next phase starts.
  */
-async function phase(name: string, limitS: number, body: () => Promise<unknown>): Promise<void> {
+async function phase(
+  name: string,
+  limitS: number,
+  body: (ms: number) => Promise<unknown>,
+): Promise<void> {
   const t0 = performance.now();
   const ms = Math.min(limitS * 1000, deadline - t0);
   if (ms <= 0) {
@@ -101,8 +114,9 @@ async function phase(name: string, limitS: number, body: () => Promise<unknown>)
   const timeout = new Promise<"timeout">((resolve) => {
     timer = setTimeout(() => resolve("timeout"), ms);
   });
+  activePhase = name;
   try {
-    const r = await Promise.race([body(), timeout]);
+    const r = await Promise.race([body(ms), timeout]);
     if (r === "timeout") {
       result.phases[name] = { status: "timeout", seconds: ms / 1000 };
     } else {
@@ -117,6 +131,7 @@ async function phase(name: string, limitS: number, body: () => Promise<unknown>)
     };
   } finally {
     clearTimeout(timer);
+    activePhase = null;
   }
   console.log(`${name}: ${JSON.stringify(result.phases[name])}`);
   await save();
@@ -144,8 +159,8 @@ await phase("adapter", 30, () => {
   });
 });
 
-/** The op-correctness tests: `deno test` in a child process, with the run's time limit. */
-async function runTests(limitS: number): Promise<unknown> {
+/** The op-correctness tests: `deno test` in a child process, killed after `limitMs`. */
+async function runTests(limitMs: number): Promise<unknown> {
   const files = flags.quick ? ["test/kernel_test.ts", "test/runtime_test.ts"] : [
     "test/kernel_test.ts",
     "test/runtime_test.ts",
@@ -167,7 +182,7 @@ async function runTests(limitS: number): Promise<unknown> {
     env: { NO_COLOR: "1" },
     stdout: "piped",
     stderr: "piped",
-    signal: AbortSignal.timeout(limitS * 1000),
+    signal: AbortSignal.timeout(limitMs),
   });
   const out = await cmd.output();
   const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
@@ -189,15 +204,19 @@ async function runTests(limitS: number): Promise<unknown> {
 }
 
 if (flags.tests) {
-  const limit = flags.quick ? 60 : 200;
-  await phase("tests", limit, () => runTests(limit));
+  await phase("tests", flags.quick ? 60 : 200, runTests);
 } else result.phases.tests = { status: "skipped", seconds: 0, error: "--no-tests" };
 
 /** Kernel timings: GFLOP/s of each case and its ratio to the matmul. */
-async function runKernels(cases: GemmCase[], runs: number) {
-  const rows = [];
+async function runKernels(
+  phaseName: string,
+  cases: GemmCase[],
+  runs: number,
+  rows: Record<string, unknown>[] = [],
+) {
   let matmul = NaN;
   for (const c of cases) {
+    alive(phaseName);
     const p = c.prepare(gpu);
     const r = await timeGpu(gpu, p.run, { runs, minSampleMs: flags.quick ? 1 : 100 });
     p.dispose();
@@ -210,6 +229,7 @@ async function runKernels(cases: GemmCase[], runs: number) {
       gflops,
       ratioToMatmul: gflops / matmul,
     });
+    await save(); // partial rows stay in the JSON if the phase is cut short
     console.log(`${c.name.padEnd(40)} ${r.medianMs.toFixed(3)} ms ${gflops.toFixed(1)} GFLOP/s`);
   }
   return rows;
@@ -219,10 +239,13 @@ const quickCases = () => [
   matmulCase(64),
   ...(["conv-fwd", "conv-dx", "conv-dw"] as const).map((k) => convCase(RESNET32_CONVS[2], k, 1)),
 ];
-await phase("kernels", flags.quick ? 60 : 90, async () => ({
-  batch: flags.quick ? 1 : 100,
-  cases: await runKernels(flags.quick ? quickCases() : gemmCases(100), flags.quick ? 2 : 5),
-}));
+await phase("kernels", flags.quick ? 60 : 90, async () => {
+  const partial = { batch: flags.quick ? 1 : 100, cases: [] as Record<string, unknown>[] };
+  result.kernels = partial;
+  const cases = flags.quick ? quickCases() : gemmCases(100);
+  await runKernels("kernels", cases, flags.quick ? 2 : 5, partial.cases);
+  return partial;
+});
 
 /** The default GEMM policy against the other kernel family, on the matmul and two convs. */
 await phase("families", 60, async () => {
@@ -237,7 +260,7 @@ await phase("families", 60, async () => {
   try {
     for (const family of [base.family ?? "register", other] as const) {
       setGemmPolicy(gpu, { ...base, family });
-      out[family] = await runKernels(cases, flags.quick ? 1 : 3);
+      out[family] = await runKernels("families", cases, flags.quick ? 1 : 3);
     }
   } finally {
     setGemmPolicy(gpu, base);
@@ -252,6 +275,7 @@ async function runSteps(depth: number, batch: number, samples: number) {
   const times: Record<string, number[]> = { plain: [], meta: [] };
   try {
     for (const kind of ["plain", "meta"] as const) {
+      alive("steps");
       gpu.trim();
       gpu.resetMemoryPeak();
       const t = performance.now();
@@ -273,6 +297,7 @@ async function runSteps(depth: number, batch: number, samples: number) {
     const s0 = { ...gpu.stats };
     for (let i = 0; i < samples; i++) {
       for (const kind of ["plain", "meta"] as const) {
+        alive("steps");
         const t = performance.now();
         h[kind]();
         await gpu.sync();
@@ -316,11 +341,22 @@ async function runSteps(depth: number, batch: number, samples: number) {
   return res;
 }
 
+/** Each model's results join `result.steps` (and the JSON) as soon as they exist. */
+async function stepsPhase(models: [depth: number, batch: number, samples: number][]) {
+  const out: unknown[] = [];
+  result.steps = out;
+  for (const [depth, batch, samples] of models) {
+    out.push(await runSteps(depth, batch, samples));
+    await save();
+  }
+  return out;
+}
+
 if (flags.quick) {
-  // generous limits: a CI machine may be busy; the work itself takes about 15 s on llvmpipe
-  await phase("steps", 120, async () => [await runSteps(8, 2, 1)]);
+  // generous limit: a CI machine may be busy; the work itself takes about 15 s on llvmpipe
+  await phase("steps", 120, () => stepsPhase([[8, 2, 1]]));
 } else {
-  await phase("steps", 240, async () => [await runSteps(32, 100, 3), await runSteps(8, 100, 3)]);
+  await phase("steps", 240, () => stepsPhase([[32, 100, 3], [8, 100, 3]]));
 }
 
 const failed = Object.entries(result.phases as Record<string, PhaseRecord>)
