@@ -24,7 +24,13 @@
  * @module
  */
 
-export { acquireDevice, GpuUnavailableError, summarizeAdapter } from "./src/gpu/device.ts";
+export {
+  acquireDevice,
+  AdapterLimitError,
+  ENGINE_LIMITS,
+  GpuUnavailableError,
+  summarizeAdapter,
+} from "./src/gpu/device.ts";
 export type { AcquiredDevice, AcquireOptions, AdapterSummary } from "./src/gpu/device.ts";
 export { Gpu, grid1d } from "./src/gpu/runtime.ts";
 export type {
@@ -32,6 +38,7 @@ export type {
   BufferView,
   DispatchObserver,
   GpuStats,
+  PoolMemory,
   Program,
 } from "./src/gpu/runtime.ts";
 export { bind, Tensor } from "./src/tensor.ts";
@@ -49,7 +56,7 @@ export type { LossOptions } from "./src/ops/loss.ts";
 export { normalizedWeights } from "./src/ops/loss.ts";
 export { chooseTile, defaultGemmPolicy, gemmPolicy, setGemmPolicy } from "./src/ops/gemm.ts";
 export type { GemmPolicy } from "./src/ops/gemm.ts";
-export type { GemmTile } from "./shaders/gemm.ts";
+export type { GemmFamily, GemmTile } from "./shaders/gemm.ts";
 export { sgdStep } from "./src/optim/sgd.ts";
 export type { DecayExemption, SgdOptions } from "./src/optim/sgd.ts";
 export * from "./src/nn/mod.ts";

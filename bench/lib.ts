@@ -252,6 +252,80 @@ export function stepHarness(gpu: Gpu, depth: number, batch = 100, classes = 10):
   };
 }
 
+// ------------------------------------------------------------------ memory
+
+/**
+ * The least GPU memory a training step of a CIFAR ResNet can hold, in bytes (float32 and u32
+ * values, 4 bytes each), from the shapes alone:
+ * - parameters, their gradients and the SGD momentum (3 x P); a meta step adds the look-ahead
+ *   parameters and the meta direction (2 x P more);
+ * - the BN running statistics;
+ * - inputs: images, labels and per-example weights of the batch (and of the dev batch, meta);
+ * - the activations the tape must keep for the backward: every conv output, every BN output
+ *   (the next conv's input; the block output where BN, residual add and relu are one op), the
+ *   BN statistics, the pooled features, logits and per-example losses; for a meta step twice
+ *   over (the batch's tape is kept for the JVP and the final backward while the dev batch's
+ *   forward and backward run). Gradients in flight, the shortcut's padded copy and scratch are
+ *   not counted: the bound is below what any implementation of this step can hold.
+ */
+export interface MemoryBound {
+  /** Parameters + gradients + momentum (+ look-ahead + direction for meta). */
+  parameterState: number;
+  /** BN running mean and variance. */
+  bnBuffers: number;
+  /** Batch (and dev batch) images, labels and weights. */
+  inputs: number;
+  /** Activations the tape(s) must keep. */
+  activations: number;
+  /** The sum. */
+  total: number;
+}
+
+/** Floats of the activations one ResNet forward must keep for its backward (see MemoryBound). */
+export function resnetActivationFloats(depth: number, batch: number, classes = 10): number {
+  const n = (depth - 2) / 6;
+  let floats = 2 * batch * 16 * 32 * 32 + 2 * 2 * 16; // stem conv and BN outputs, BN stats
+  let size = 32;
+  [16, 32, 64].forEach((planes, stage) => {
+    for (let b = 0; b < n; b++) {
+      if (stage > 0 && b === 0) size /= 2;
+      // conv1, bn1 + relu, conv2, bn2 + add + relu outputs; two BN statistics
+      floats += 4 * batch * planes * size * size + 2 * 2 * planes;
+    }
+  });
+  return floats + batch * 64 + batch * classes + batch;
+}
+
+/** The memory lower bound of a plain or meta step (see {@linkcode MemoryBound}). */
+export function memoryLowerBound(
+  model: ResNet,
+  batch: number,
+  kind: "plain" | "meta",
+  devBatch = batch,
+): MemoryBound {
+  const P = model.paramLayout.count;
+  const { depth, numClasses } = model.config;
+  const image = 3 * 32 * 32;
+  const meta = kind === "meta";
+  const parameterState = 4 * P * (meta ? 5 : 3);
+  const bnBuffers = 4 * model.bufferLayout.count;
+  const inputs = 4 * (batch * (image + 2) + (meta ? devBatch * (image + 1) : 0));
+  const activations = 4 * (resnetActivationFloats(depth, batch, numClasses) +
+    (meta ? resnetActivationFloats(depth, devBatch, numClasses) : 0));
+  return {
+    parameterState,
+    bnBuffers,
+    inputs,
+    activations,
+    total: parameterState + bnBuffers + inputs + activations,
+  };
+}
+
+/** Bytes of the flat (non-pooled) buffers of a TrainState: five of the parameter layout, one of BN buffers. */
+export function flatStateBytes(model: ResNet): number {
+  return 4 * (5 * model.paramLayout.length + model.bufferLayout.length);
+}
+
 // ------------------------------------------------------------------ timing
 
 /** Median of a list of numbers. */

@@ -27,10 +27,13 @@ import { BENCH_USAGE, type BenchFlags, parseBenchFlags } from "../bench/flags.ts
 import {
   adapterSlug,
   checkMatmul,
+  flatStateBytes,
   type GemmCase,
   gemmCases,
   loadAverage,
   median,
+  type MemoryBound,
+  memoryLowerBound,
   pipelineTimer,
   processCpuMs,
   stepHarness,
@@ -102,6 +105,12 @@ interface StepResult {
   samplesCpuMs: number[];
   imagesPerSec: number;
   dispatchesPerStep: number;
+  /**
+   * GPU memory of this kind of step: the pool's high-water marks over its first step (the plain
+   * step's on a trimmed pool; the meta step's after it, so the pool both kinds need), plus the
+   * TrainState's flat buffers, against the lower bound from the shapes.
+   */
+  memory: StepMemory;
   /** GPU objects a warm step created (should all be 0); null when only a first step ran. */
   warmStepCreated: {
     buffers: number;
@@ -109,6 +118,23 @@ interface StepResult {
     pipelines: number;
     uniforms: number;
   } | null;
+}
+
+interface StepMemory {
+  /** Peak bytes of pooled buffers in use during the step (size classes). */
+  poolInUseBytes: number;
+  /** Peak bytes held by the pool (in use + free) during the step. */
+  poolHeldBytes: number;
+  /** Bytes of the flat parameter-layout and BN buffers (not pooled). */
+  flatBytes: number;
+  /** poolHeldBytes + flatBytes: the GPU memory the step holds. */
+  totalBytes: number;
+  /** The lower bound and what it counts (bench/lib.ts MemoryBound). */
+  bound: MemoryBound;
+  /** totalBytes / bound.total. */
+  ratio: number;
+  /** (poolInUseBytes + flatBytes) / bound.total: the ratio without free pooled buffers. */
+  inUseRatio: number;
 }
 
 interface TfjsResult {
@@ -149,17 +175,28 @@ interface Target {
 // ------------------------------------------------------------------ helpers
 
 const fmt = (x: number, d = 2) => (Number.isFinite(x) ? x.toFixed(d) : "n/a");
+const mib = (bytes: number) => fmt(bytes / 2 ** 20, 1);
 const log = (s: string) => console.log(s);
 
+/** The commit checked out (HEAD), read from .git without running git; also in a worktree. */
 async function gitCommit(): Promise<string> {
   try {
-    const head = (await Deno.readTextFile(".git/HEAD")).trim();
+    let gitDir = ".git";
+    if ((await Deno.stat(gitDir)).isFile) {
+      // a worktree: .git names its git dir, whose "commondir" holds the shared refs
+      gitDir = (await Deno.readTextFile(".git")).trim().replace(/^gitdir: /, "");
+    }
+    let common = gitDir;
+    try {
+      common = `${gitDir}/${(await Deno.readTextFile(`${gitDir}/commondir`)).trim()}`;
+    } catch { /* not a worktree */ }
+    const head = (await Deno.readTextFile(`${gitDir}/HEAD`)).trim();
     if (!head.startsWith("ref: ")) return head.slice(0, 12);
     const ref = head.slice(5);
     try {
-      return (await Deno.readTextFile(`.git/${ref}`)).trim().slice(0, 12);
+      return (await Deno.readTextFile(`${common}/${ref}`)).trim().slice(0, 12);
     } catch {
-      const packed = await Deno.readTextFile(".git/packed-refs");
+      const packed = await Deno.readTextFile(`${common}/packed-refs`);
       const line = packed.split("\n").find((l) => l.endsWith(` ${ref}`));
       return line ? line.slice(0, 12) : "unknown";
     }
@@ -214,10 +251,28 @@ async function measureSteps(
   const first = new Map<string, StepSample>();
   const samples = new Map<string, StepSample[]>(kinds.map((k) => [k, []]));
   const run = (kind: "plain" | "meta") => stepSample(gpu, kind === "plain" ? h.plain : h.meta);
+  const memory = new Map<string, StepMemory>();
+  // the plain step's first step grows a trimmed pool to what it needs; the meta step's then
+  // grows it further (no trim between: that would make the next plain step create bind
+  // groups), so the meta figure is the pool both kinds need, an upper bound of meta's own
+  gpu.trim();
   for (const kind of kinds) {
+    gpu.resetMemoryPeak();
     const s = await run(kind);
     first.set(kind, s);
     if (s.created.pipelines === 0) samples.get(kind)!.push(s);
+    const bound = memoryLowerBound(h.model, h.state.shapes.batch, kind);
+    const flatBytes = flatStateBytes(h.model);
+    const m = gpu.memory;
+    memory.set(kind, {
+      poolInUseBytes: m.peakInUseBytes,
+      poolHeldBytes: m.peakHeldBytes,
+      flatBytes,
+      totalBytes: m.peakHeldBytes + flatBytes,
+      bound,
+      ratio: (m.peakHeldBytes + flatBytes) / bound.total,
+      inUseRatio: (m.peakInUseBytes + flatBytes) / bound.total,
+    });
   }
   while (kinds.some((k) => samples.get(k)!.length < want[k])) {
     for (const kind of kinds) {
@@ -241,6 +296,7 @@ async function measureSteps(
       samplesCpuMs: list.map((x) => x.cpuMs),
       imagesPerSec: (h.engine.batch * 1000) / medianMs,
       dispatchesPerStep: last.dispatches,
+      memory: memory.get(kind)!,
       // the first step grows the pool: only a later one says whether warm steps create objects
       warmStepCreated: last === first.get(kind) ? null : last.created,
     };
@@ -335,6 +391,16 @@ if (flags.steps) {
           `${fmt(r.firstMs, 0)} ms building ${r.firstPipelines} pipelines; ${r.samplesMs.length} ` +
           `samples; ${r.dispatchesPerStep} dispatches; warm step created ` +
           `${JSON.stringify(r.warmStepCreated)})`,
+      );
+    }
+    for (const r of [plain, meta]) {
+      if (!r) continue;
+      const m = r.memory;
+      log(
+        `ResNet-${depth} ${r.kind.padEnd(5)} memory: ${mib(m.totalBytes)} MiB held (pool ` +
+          `${mib(m.poolHeldBytes)}, of it in use at the peak ${mib(m.poolInUseBytes)}; flat ` +
+          `${mib(m.flatBytes)}), lower bound ${mib(m.bound.total)} MiB: ${fmt(m.ratio)}x ` +
+          `(in use ${fmt(m.inUseRatio)}x)`,
       );
     }
     if (meta) {
@@ -517,49 +583,57 @@ if (flags.tfjs) {
   }
 }
 
-// targets
+// targets (issue 12's acceptance figures)
 const targets: Target[] = [];
 const mm = kernels.find((k) => k.kind === "matmul");
 if (mm) {
   targets.push({
-    target: "matmul 1024^3 >= 3.5 GFLOP/s",
-    measured: `${fmt(mm.gflops)} GFLOP/s`,
-    pass: mm.gflops >= 3.5,
+    target: "matmul 1024^3 >= 12 GFLOP/s",
+    measured: `${fmt(mm.gflops)} GFLOP/s (${fmt(mm.gflopsPerCpuS)} per CPU-second)`,
+    pass: mm.gflops >= 12,
   });
-  const convs = kernels.filter((k) => k.kind !== "matmul");
+  // conv1's dX never runs in training (images need no gradient)
+  const convs = kernels.filter((k) => k.kind !== "matmul" && !/conv-dx conv1/.test(k.name));
   const worst = convs.reduce((a, b) => (b.ratioToMatmul < a.ratioToMatmul ? b : a), convs[0]);
-  const below = convs.filter((k) => k.ratioToMatmul < 0.5).length;
-  const belowCpu = convs.filter((k) => k.ratioToMatmulCpu < 0.5).length;
+  const below = convs.filter((k) => k.ratioToMatmul < 0.6);
+  const belowCpu = convs.filter((k) => k.ratioToMatmulCpu < 0.6).length;
   targets.push({
-    target: "every conv fwd/dX/dW >= 50% of matmul GFLOP/s",
+    target: "every conv fwd/dX/dW used in training >= 60% of matmul GFLOP/s",
     measured:
-      `${convs.length - below}/${convs.length} pass (by CPU time ${
+      `${convs.length - below.length}/${convs.length} pass (by CPU time ${
         convs.length - belowCpu
       }/${convs.length}); worst ${worst.name} at ${fmt(100 * worst.ratioToMatmul, 0)}%` +
-      (below
-        ? `; below: ${
-          convs.filter((k) => k.ratioToMatmul < 0.5).map((k) => k.name.replace(" (batch 100)", ""))
-            .join(", ")
-        }`
+      (below.length
+        ? `; below: ${below.map((k) => k.name.replace(" (batch 100)", "")).join(", ")}`
         : ""),
-    pass: below === 0,
+    pass: below.length === 0,
   });
 }
 for (const depth of flags.depths) {
   const ts = tfjs?.steps.find((s) => s.depth === depth);
   if (ts && tfjs?.status === "ok") {
     targets.push({
-      target: `ResNet-${depth} step >= 4x TF.js images/s`,
+      target: `ResNet-${depth} step >= 14x TF.js images/s`,
       measured: `${fmt(ts.tailgradOverTfjs)}x (CPU time ${fmt(ts.tailgradOverTfjsCpu)}x)`,
-      pass: ts.tailgradOverTfjs >= 4,
+      pass: ts.tailgradOverTfjs >= 14,
     });
   }
 }
 for (const [model, ratio] of Object.entries(metaRatio)) {
   targets.push({
-    target: `${model} meta step <= 2.5x plain step`,
+    target: `${model} meta step <= 3.0x plain step`,
     measured: `${fmt(ratio)}x (CPU time ${fmt(metaRatioCpu[model])}x)`,
-    pass: ratio <= 2.5,
+    pass: ratio <= 3.0,
+  });
+}
+for (const s of steps) {
+  const limit = s.kind === "plain" ? 1.5 : 2.5;
+  targets.push({
+    target: `${s.model} ${s.kind} step GPU memory <= ${limit}x the lower bound`,
+    measured: `${fmt(s.memory.ratio)}x (${mib(s.memory.totalBytes)} / ${
+      mib(s.memory.bound.total)
+    } MiB)`,
+    pass: s.memory.ratio <= limit,
   });
 }
 
@@ -692,6 +766,36 @@ function markdown(): string {
           Object.entries(metaRatio).map(([m, r]) =>
             `${m} ${fmt(r)}x (CPU time ${fmt(metaRatioCpu[m])}x)`
           ).join(", ") + ".",
+      );
+    }
+  }
+  if (steps.length) {
+    L.push("");
+    L.push("## GPU memory of a step (batch 100)");
+    L.push("");
+    L.push(
+      "Held = the pool's high-water mark during the kind's first step (buffers in use plus free " +
+        "ones, at their size classes; plain on a trimmed pool, meta after it, so meta's figure is " +
+        "the pool both kinds need) + the TrainState's flat buffers (five of " +
+        "the parameter layout, one of BN statistics). Lower bound (bench/lib.ts MemoryBound): " +
+        "parameters, gradients and momentum (+ look-ahead parameters and meta direction for " +
+        "meta), BN running statistics, the batch's (and dev batch's) images, labels and " +
+        "weights, and the activations the tape must keep (every conv output, every BN output, " +
+        "BN statistics, features, logits, losses; twice for meta: the batch tape and the dev " +
+        "tape live together). MiB:",
+    );
+    L.push("");
+    L.push(
+      "| model | step | held | pool held | pool in use at peak | flat | bound: params+state | BN | inputs | activations | bound | held / bound | in use / bound |",
+    );
+    L.push("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
+    for (const s of steps) {
+      const m = s.memory, b = m.bound;
+      L.push(
+        `| ${s.model} | ${s.kind} | ${mib(m.totalBytes)} | ${mib(m.poolHeldBytes)} | ` +
+          `${mib(m.poolInUseBytes)} | ${mib(m.flatBytes)} | ${mib(b.parameterState)} | ` +
+          `${mib(b.bnBuffers)} | ${mib(b.inputs)} | ${mib(b.activations)} | ${mib(b.total)} | ` +
+          `${fmt(m.ratio)}x | ${fmt(m.inUseRatio)}x |`,
       );
     }
   }

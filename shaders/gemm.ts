@@ -71,6 +71,16 @@ export const GEMM_BASE_PARAMS = ["M", "N", "K", "kChunk"];
  */
 export type GemmConsts = Record<string, number>;
 
+/**
+ * How a GEMM kernel feeds its multiply-adds: "register" keeps each thread's operands in
+ * registers and loads them straight from storage (right for llvmpipe, where a workgroup is SIMD
+ * lanes on one core and workgroup memory is just more memory); "workgroup" stages a k-slab of A
+ * and B tiles in workgroup memory, loaded cooperatively by every thread of the workgroup (A as
+ * vec4 where the instance allows), so each global value is read once per workgroup instead of
+ * once per thread that uses it (what a discrete GPU wants).
+ */
+export type GemmFamily = "register" | "workgroup";
+
 /** One GEMM kernel to declare: an instance's hooks on a tile, split or not, for one shape. */
 export interface GemmVariant {
   /** Names the instance in pipeline labels and profiles (e.g. "conv-fwd:set"). */
@@ -85,6 +95,10 @@ export interface GemmVariant {
   consts: GemmConsts;
   /** Read A four k at a time (see {@linkcode GemmHooks.loadA4}). */
   vectorA: boolean;
+  /** Kernel family (default "register"). */
+  family?: GemmFamily;
+  /** The workgroup family's k-slab depth (a multiple of 4; default 16). */
+  kTile?: number;
 }
 
 /** Identities of hooks objects: two instances never share kernels by an accident of labels. */
@@ -107,9 +121,9 @@ export function usesVectorA(hooks: GemmHooks, consts: GemmConsts, offsetBytes: n
 
 /** The declaration of a GEMM kernel (see {@linkcode GemmVariant}). */
 function gemmDecl(v: GemmVariant): KernelDecl {
-  const { hooks, tile, split, consts, vectorA } = v;
+  const { tile, split, consts, vectorA } = v;
   const { wx, wy, tm, tn } = tile;
-  const { M, N, K, kChunk } = consts;
+  const { M, N } = consts;
   // Whole tiles only: no row / column masks at all.
   const fullM = M % (wy * tm) === 0;
   const fullN = N % (wx * tn) === 0;
@@ -182,14 +196,32 @@ function gemmDecl(v: GemmVariant): KernelDecl {
       lines.push(ok.length ? `if (${ok.join(" && ")}) { ${target} }` : target);
     }
   }
+  return {
+    ...gemmFrame(v, "gemm"),
+    main: `
+let mBase = wid.y * ${wy * tm}u + lid.y;
+let nBase = wid.x * ${wx * tn}u + lid.x;
+${kRange(v)}
+${lines.join("\n")}`,
+  };
+}
+
+/** `kBegin` and `kEnd` of this workgroup's part of K. */
+function kRange({ split, consts: { K, kChunk } }: GemmVariant): string {
   const kEnd = split
     ? (K % kChunk === 0 ? "kBegin + p.kChunk" : "min(p.K, kBegin + p.kChunk)")
     : "p.K";
+  return `let kBegin = ${split ? "wid.z * p.kChunk" : "0u"};\nlet kEnd = ${kEnd};`;
+}
+
+/** Everything of a GEMM declaration but its `main`: name, bindings, hook functions. */
+function gemmFrame(v: GemmVariant, prefix: string, helpers = ""): Omit<KernelDecl, "main"> {
+  const { hooks, tile: { wx, wy, tm, tn }, split, consts, vectorA } = v;
   const load = vectorA
     ? `fn loadA4(r: vec4<i32>, k: vec4<i32>) -> vec4<f32> { ${hooks.loadA4} }`
     : `fn loadA(r: vec4<i32>, k: vec4<i32>) -> f32 { ${hooks.loadA} }`;
   return {
-    name: `gemm:${v.label}:${wx}x${wy}x${tm}x${tn}:${split}${vectorA ? ":a4" : ""}:${
+    name: `${prefix}:${v.label}:${wx}x${wy}x${tm}x${tn}:${split}${vectorA ? ":a4" : ""}:${
       Object.values(consts).join(",")
     }`,
     storage: [
@@ -207,12 +239,106 @@ ${load}
 fn colB(n: u32) -> vec4<i32> { ${hooks.colB} }
 fn kB(k: u32) -> vec4<i32> { ${hooks.kB} }
 fn loadB(k: vec4<i32>, c: vec4<i32>) -> f32 { ${hooks.loadB} }
-${split ? "" : `fn store(m: u32, n: u32, v: f32) { ${hooks.store} }`}`,
+${split ? "" : `fn store(m: u32, n: u32, v: f32) { ${hooks.store} }`}
+${helpers}`,
+  };
+}
+
+/**
+ * The cooperative loads of one operand's slab into workgroup memory `dst`: `rows` x `kt`
+ * values (rows of A along m, or columns of B along n), element e of the slab loaded by thread
+ * e % threads. Each thread's rows / columns and k offsets are the same in every slab, so their
+ * `rowA` / `colB` run once, before the k loop (`pre`); `kA` / `kB` run once per slab (`body`).
+ * With `vec`, A is read four k at a time.
+ */
+function stageLines(
+  operand: "A" | "B",
+  rows: number,
+  kt: number,
+  threads: number,
+  vec: boolean,
+  full: { rows: boolean; k: boolean },
+): { pre: string[]; body: string[] } {
+  const pre: string[] = [], body: string[] = [];
+  const width = vec ? 4 : 1;
+  const perRow = kt / width; // loads per row of the slab
+  const count = rows * perRow;
+  const [base, limit, row, at] = operand === "A"
+    ? ["mBase0", "p.M", "rowA", "As"]
+    : ["nBase0", "p.N", "colB", "Bs"];
+  for (let j = 0; j * threads < count; j++) {
+    const e = `(lidx + ${j * threads}u)`;
+    const guard = (j + 1) * threads > count ? `${e} < ${count}u` : "";
+    const name = `${operand.toLowerCase()}${j}`;
+    pre.push(`let ${name}r = ${e} / ${perRow}u;`);
+    pre.push(`let ${name}k = (${e} % ${perRow}u) * ${width}u;`);
+    pre.push(`let ${name}ok = ${full.rows ? "true" : `${base} + ${name}r < ${limit}`};`);
+    pre.push(`let ${name}h = ${row}(min(${base} + ${name}r, ${limit} - 1u));`);
+    const k = `k0 + ${name}k`;
+    const ok = [`${name}ok`, full.k ? "" : `${k} < kEnd`].filter((c) => c).join(" && ");
+    const kk = full.k ? k : `min(${k}, kEnd - 1u)`;
+    const load = operand === "A"
+      ? (vec ? `loadA4(${name}h, kA(${kk}))` : `loadA(${name}h, kA(${kk}))`)
+      : `loadB(kB(${kk}), ${name}h)`;
+    const zero = vec ? "vec4<f32>()" : "0.0";
+    const lines = [`let ${name}v = select(${zero}, ${load}, ${ok});`];
+    const stride = operand === "A" ? "BM" : "BN";
+    if (vec) {
+      ["x", "y", "z", "w"].forEach((lane, d) =>
+        lines.push(`${at}[(${name}k + ${d}u) * ${stride} + ${name}r] = ${name}v.${lane};`)
+      );
+    } else lines.push(`${at}[${name}k * ${stride} + ${name}r] = ${name}v;`);
+    body.push(guard ? `if (${guard}) { ${lines.join(" ")} }` : lines.join("\n"));
+  }
+  return { pre, body };
+}
+
+/**
+ * The workgroup family (see {@linkcode GemmFamily}): per k-slab of depth kt, every thread loads
+ * its share of the A slab (BM x kt) and the B slab (kt x BN) into workgroup memory, then each
+ * thread runs its TM x TN block of multiply-adds from there, k in order (so each output's sum
+ * has the same order as in the register family).
+ */
+function gemmWorkgroupDecl(v: GemmVariant): KernelDecl {
+  const { tile: { wx, wy, tm, tn }, split, consts, vectorA } = v;
+  const { M, N, K, kChunk } = consts;
+  const kt = v.kTile ?? 16;
+  const BM = wy * tm, BN = wx * tn, threads = wx * wy;
+  const span = split ? kChunk : K;
+  const fullK = span % kt === 0 && (!split || K % kChunk === 0);
+  const a = stageLines("A", BM, kt, threads, vectorA, { rows: M % BM === 0, k: fullK });
+  const b = stageLines("B", BN, kt, threads, false, { rows: N % BN === 0, k: fullK });
+  const lines: string[] = [];
+  for (let i = 0; i < tm; i++) for (let j = 0; j < tn; j++) lines.push(`var acc_${i}_${j} = 0.0;`);
+  lines.push(...a.pre, ...b.pre);
+  lines.push(`for (var k0 = kBegin; k0 < kEnd; k0 += ${kt}u) {`, ...a.body, ...b.body);
+  lines.push(`workgroupBarrier();`, `for (var kk = 0u; kk < ${kt}u; kk++) {`);
+  for (let i = 0; i < tm; i++) lines.push(`let a${i} = As[kk * BM + lid.y + ${i * wy}u];`);
+  for (let j = 0; j < tn; j++) lines.push(`let b${j} = Bs[kk * BN + lid.x + ${j * wx}u];`);
+  for (let i = 0; i < tm; i++) {
+    for (let j = 0; j < tn; j++) lines.push(`acc_${i}_${j} = fma(a${i}, b${j}, acc_${i}_${j});`);
+  }
+  lines.push(`}`, `workgroupBarrier();`, `}`);
+  for (let i = 0; i < tm; i++) {
+    for (let j = 0; j < tn; j++) {
+      const m = `mBase0 + lid.y + ${i * wy}u`, n = `nBase0 + lid.x + ${j * wx}u`;
+      const target = split
+        ? `C[(wid.z * p.M + ${m}) * p.N + ${n}] = acc_${i}_${j};`
+        : `store(${m}, ${n}, acc_${i}_${j});`;
+      lines.push(`if (${m} < p.M && ${n} < p.N) { ${target} }`);
+    }
+  }
+  const shared = `
+const BM = ${BM}u;
+const BN = ${BN}u;
+var<workgroup> As: array<f32, ${BM * kt}>;
+var<workgroup> Bs: array<f32, ${BN * kt}>;`;
+  return {
+    ...gemmFrame(v, `gemm-wg${kt}`, shared),
     main: `
-let mBase = wid.y * ${wy * tm}u + lid.y;
-let nBase = wid.x * ${wx * tn}u + lid.x;
-let kBegin = ${split ? "wid.z * p.kChunk" : "0u"};
-let kEnd = ${kEnd};
+let mBase0 = wid.y * BM;
+let nBase0 = wid.x * BN;
+${kRange(v)}
 ${lines.join("\n")}`,
   };
 }
@@ -222,11 +348,17 @@ function shapeKey(v: GemmVariant): string {
   return Object.values(v.consts).join(",");
 }
 
-/** The GEMM kernels, one per variant (see {@linkcode GemmVariant}). */
-export const gemmKernel = kernelFamily(gemmDecl, (v) => {
-  const { wx, wy, tm, tn } = v.tile;
-  return `${hooksId(v.hooks)}:${wx}x${wy}x${tm}x${tn}:${v.split}:${v.vectorA}:${shapeKey(v)}`;
-});
+/** The GEMM kernels, one per variant (see {@linkcode GemmVariant}) of either family. */
+export const gemmKernel = kernelFamily(
+  (v: GemmVariant) => (v.family === "workgroup" ? gemmWorkgroupDecl(v) : gemmDecl(v)),
+  (v) => {
+    const { wx, wy, tm, tn } = v.tile;
+    const family = v.family === "workgroup" ? `wg${v.kTile ?? 16}` : "reg";
+    return `${hooksId(v.hooks)}:${family}:${wx}x${wy}x${tm}x${tn}:${v.split}:${v.vectorA}:${
+      shapeKey(v)
+    }`;
+  },
+);
 
 /**
  * Adds `consts.splits` partial GEMM results in index order and applies the instance's `store`:

@@ -23,18 +23,17 @@ import {
   type ConvOptions,
 } from "../src/ops/conv.ts";
 import { linear, matmulInto, rowNormalize } from "../src/ops/linear.ts";
-import { batchNorm, type BatchNormOptions } from "../src/ops/batchnorm.ts";
+import {
+  batchNorm,
+  type BatchNormOptions,
+  defaultBatchNormFusion,
+  setBatchNormFusesPasses,
+} from "../src/ops/batchnorm.ts";
 import { add, addRelu, globalAvgPool, relu, shortcutA } from "../src/ops/elementwise.ts";
 import { classificationLoss } from "../src/ops/loss.ts";
 import { sgdStep } from "../src/optim/sgd.ts";
-import {
-  defaultGemmPolicy,
-  fitTile,
-  type GemmPolicy,
-  gemmProgramKeys,
-  setGemmPolicy,
-} from "../src/ops/gemm.ts";
-import type { GemmTile } from "../shaders/gemm.ts";
+import { defaultGemmPolicy, fitTile, type GemmPolicy, setGemmPolicy } from "../src/ops/gemm.ts";
+import type { GemmFamily, GemmTile } from "../shaders/gemm.ts";
 import * as ref from "./reference/mod.ts";
 import { f32, gpuTest } from "./gpu_harness.ts";
 import { type Arr, checkOp, expectClose, randn, report, T } from "./op_check.ts";
@@ -50,19 +49,51 @@ function convProblem(rng: ref.Rng, xs: number[], ws: number[], o: ConvOptions) {
   return { x, w, yRef, dy, g };
 }
 
-/** Every tile of both default policies (llvmpipe's and the real-GPU one). */
-function allTiles(gpu: Gpu): GemmTile[] {
+/** A tile and the GEMM family to run it in. */
+type FamilyTile = GemmTile & { family: GemmFamily };
+
+/**
+ * Every tile of both default policies (llvmpipe's and the real-GPU one), each in both kernel
+ * families (registers only, and slabs staged in workgroup memory).
+ */
+function allTiles(gpu: Gpu): FamilyTile[] {
   const fake = (fallback: boolean) =>
     defaultGemmPolicy({
       adapter: { ...gpu.adapter, isFallbackAdapter: fallback, description: fallback ? "" : "x" },
     } as Gpu).tiles;
-  return [...fake(true), ...fake(false)];
+  const tiles = [...fake(true), ...fake(false)];
+  return (["register", "workgroup"] as const).flatMap((family) =>
+    tiles.map((t) => ({ ...t, family }))
+  );
 }
 
-function forcedPolicy(tile: GemmTile, split: boolean): GemmPolicy {
+/** The result of `run` and the names of the programs it dispatched. */
+async function dispatchedPrograms<T>(
+  gpu: Gpu,
+  run: () => Promise<T>,
+): Promise<{ result: T; keys: string[] }> {
+  const keys: string[] = [];
+  gpu.observer = {
+    dispatch: (program) => {
+      keys.push(program.key);
+      return undefined;
+    },
+  };
+  try {
+    return { result: await run(), keys };
+  } finally {
+    gpu.observer = null;
+  }
+}
+
+/** A policy that runs `tile` in its family, K split into many parts or not at all. */
+function forcedPolicy(tile: FamilyTile, split: boolean): GemmPolicy {
+  const { family, ...t } = tile;
+  // k-slabs of 8 in the workgroup family: a K of 70 or 72 ends in a partial slab or not
+  const base = { tiles: [t], family, kTile: 8 };
   return split
-    ? { tiles: [tile], minWorkgroups: 1e9, minKPerSplit: 8 }
-    : { tiles: [tile], minWorkgroups: 0, minKPerSplit: 1e9 };
+    ? { ...base, minWorkgroups: 1e9, minKPerSplit: 8 }
+    : { ...base, minWorkgroups: 0, minKPerSplit: 1e9 };
 }
 
 function refMatmul(
@@ -107,7 +138,7 @@ gpuTest("gemm: matmulInto, every tile variant, split-K and not, all transposes",
   const [M, N, K] = [37, 19, 70];
   const a = randn(rng, M * K), b = randn(rng, K * N), bias = randn(rng, N), c0 = randn(rng, M * N);
   const tiles = allTiles(gpu);
-  assert.equal(tiles.length, 6);
+  assert.equal(tiles.length, 14);
   try {
     for (const tile of tiles) {
       for (const split of [false, true]) {
@@ -150,20 +181,22 @@ gpuTest("gemm: matmulInto, every tile variant, split-K and not, all transposes",
       }
     }
     // K beyond one split's maximum (llvmpipe's 65535-iteration loop limit): forced splits
-    setGemmPolicy(gpu, { tiles: [tiles[2]], minWorkgroups: 0, minKPerSplit: 1e9 });
     const KL = 70000;
     const la = randn(rng, 2 * KL), lb = randn(rng, KL * 3);
-    const at = Tensor.from(gpu, la, [2, KL]), bt = Tensor.from(gpu, lb, [KL, 3]);
-    const out = Tensor.empty(gpu, [2, 3]);
-    const before = gpu.stats.dispatches;
-    matmulInto(gpu, at, bt, out);
-    assert.equal(gpu.stats.dispatches - before, 2, "long K must split");
-    expectClose(
-      "gemm: long K",
-      await out.read(gpu),
-      refMatmul(la, lb, 2, 3, KL, false, false, null, null),
-    );
-    for (const t of [at, bt, out]) t.release(gpu);
+    for (const family of ["register", "workgroup"] as const) {
+      setGemmPolicy(gpu, { tiles: [tiles[2]], minWorkgroups: 0, minKPerSplit: 1e9, family });
+      const at = Tensor.from(gpu, la, [2, KL]), bt = Tensor.from(gpu, lb, [KL, 3]);
+      const out = Tensor.empty(gpu, [2, 3]);
+      const before = gpu.stats.dispatches;
+      matmulInto(gpu, at, bt, out);
+      assert.equal(gpu.stats.dispatches - before, 2, "long K must split");
+      expectClose(
+        `gemm: long K, ${family}`,
+        await out.read(gpu),
+        refMatmul(la, lb, 2, 3, KL, false, false, null, null),
+      );
+      for (const t of [at, bt, out]) t.release(gpu);
+    }
   } finally {
     setGemmPolicy(gpu, defaultGemmPolicy(gpu));
   }
@@ -206,13 +239,12 @@ gpuTest(
         for (const split of [false, true]) {
           const policy = forcedPolicy(tile, split);
           const label = `${JSON.stringify(tile)} split=${split}`;
-          const before = new Set(gemmProgramKeys());
           setGemmPolicy(gpu, policy);
-          const vector = await run();
-          // mm NN, mm NT, conv-fwd and conv-dw each built a vec4 program for this tile and split
+          const used = await dispatchedPrograms(gpu, run);
+          const vector = used.result;
+          // mm NN, mm NT, conv-fwd and conv-dw each ran a vec4 program for this tile and split
           const families = new Set(
-            gemmProgramKeys().filter((k) => !before.has(k) && k.includes(`:${split}:a4:`))
-              .map((k) => k.split(":")[1]),
+            used.keys.filter((k) => k.includes(`:${split}:a4:`)).map((k) => k.split(":")[1]),
           );
           assert.equal(families.size, 3, `${label}: vec4 programs of ${[...families]}`);
           setGemmPolicy(gpu, { ...policy, vectorLoads: false });
@@ -426,6 +458,10 @@ interface BnCase {
   mode: "train" | "eval";
   relu: boolean;
   update: boolean;
+  /** Fused residual add (a fourth input of x's shape) before the relu. */
+  residual?: boolean;
+  /** The separate (GPU) form of the passes instead of the fused one, or the reverse. */
+  fused?: boolean;
 }
 const bnCases: BnCase[] = [
   { shape: [3, 17, 5, 7], mode: "train", relu: false, update: true },
@@ -437,57 +473,81 @@ const bnCases: BnCase[] = [
   { shape: [3, 17, 5, 7], mode: "eval", relu: false, update: false },
   // eval mode must never touch the running statistics, even when asked to update
   { shape: [3, 3, 5, 7], mode: "eval", relu: true, update: true },
+  // relu(bn(x) + r): the tail of a residual block
+  { shape: [3, 3, 9, 11], mode: "train", relu: true, update: true, residual: true },
+  { shape: [3, 17, 5, 7], mode: "train", relu: false, update: false, residual: true },
+  { shape: [3, 3, 5, 7], mode: "eval", relu: true, update: false, residual: true },
+];
+// every case once more in the other form of the passes (fused on GPUs, separate on llvmpipe)
+const bnAllCases = [
+  ...bnCases.map((c) => ({ ...c, fused: true })),
+  ...bnCases.map((c) => ({ ...c, fused: false })),
 ];
 
-for (const bc of bnCases) {
+for (const bc of bnAllCases) {
   gpuTest(`batchNorm vs reference and FD: ${JSON.stringify(bc)}`, async (gpu) => {
-    const rng = new ref.Rng(40 + ref.numel(bc.shape) + (bc.relu ? 1 : 0));
+    const rng = new ref.Rng(40 + ref.numel(bc.shape) + (bc.relu ? 1 : 0) + (bc.residual ? 7 : 0));
     const C = bc.shape[1];
     const shape4 = bc.shape.length === 4 ? bc.shape : [bc.shape[0], C, 1, 1];
     const running = { mean: randn(rng, C, 0, 0.5), var: f32(rng.uniformArray(C, 0.5, 2)) };
     const rm = Tensor.from(gpu, running.mean, [C]), rv = Tensor.from(gpu, running.var, [C]);
-    const opts: BatchNormOptions = {
+    const opts = (r?: Tensor): BatchNormOptions => ({
       mode: bc.mode,
       updateRunningStats: bc.update,
       relu: bc.relu,
-    };
-    const fwd = (v: Arr[]) => ref.batchNorm2dForward(T(shape4, v[0]), v[1], v[2], bc.mode, running);
-    const ins = [randn(rng, ref.numel(bc.shape), 0.5, 2), randn(rng, C, 1, 0.3), randn(rng, C)];
-    const pre = (v: Arr[]) => fwd(v).y;
-    await checkOp(gpu, rng, {
-      label: `bn ${JSON.stringify(bc)}`,
-      shapes: [bc.shape, [C], [C]],
-      inputs: ins,
-      run: (ctx, [x, g, b]) => batchNorm(ctx, x, g, b, rm, rv, opts),
-      f: (v) => (bc.relu ? ref.reluForward(pre(v)) : pre(v)).data,
-      vjp: (v, r) => {
-        const { y, cache } = fwd(v);
-        const dy = bc.relu ? ref.reluBackward(y, T(shape4, r)) : T(shape4, r);
-        const g = ref.batchNorm2dBackward(cache, dy);
-        return [g.dx.data, g.dgamma, g.dbeta];
-      },
-      jvp: (v, t) => {
-        const { y, cache } = fwd(v);
-        const ty = ref.batchNorm2dJvp(cache, t[0] && T(shape4, t[0]), t[1], t[2]);
-        return (bc.relu ? ref.reluJvp(y, ty) : ty).data;
-      },
-      jvpSubsets: [[0], [1], [2], [1, 2]],
-      afterForward: async (gpu) => {
-        const gotMean = await rm.read(gpu), gotVar = await rv.read(gpu);
-        if (bc.mode === "train" && bc.update) {
-          const m = new Float64Array(running.mean), v = new Float64Array(running.var);
-          ref.batchNormUpdateRunning(m, v, fwd(ins).cache);
-          expectClose(`bn running: mean ${JSON.stringify(bc)}`, gotMean, m);
-          expectClose(`bn running: var ${JSON.stringify(bc)}`, gotVar, v);
-        } else {
-          // untouched, bit for bit
-          assert.deepEqual([...gotMean], [...running.mean], "running mean changed");
-          assert.deepEqual([...gotVar], [...running.var], "running var changed");
-        }
-      },
+      residual: r,
     });
-    rm.release(gpu);
-    rv.release(gpu);
+    const fwd = (v: Arr[]) => ref.batchNorm2dForward(T(shape4, v[0]), v[1], v[2], bc.mode, running);
+    const n = ref.numel(bc.shape);
+    const ins = [randn(rng, n, 0.5, 2), randn(rng, C, 1, 0.3), randn(rng, C)];
+    if (bc.residual) ins.push(randn(rng, n));
+    // bn(x), plus the residual when there is one (before the relu)
+    const pre = (v: Arr[]) => {
+      const y = fwd(v).y;
+      if (!bc.residual) return y;
+      return T(shape4, y.data.map((u, i) => u + v[3][i]));
+    };
+    setBatchNormFusesPasses(gpu, bc.fused);
+    try {
+      await checkOp(gpu, rng, {
+        label: `bn ${JSON.stringify(bc)}`,
+        shapes: bc.residual ? [bc.shape, [C], [C], bc.shape] : [bc.shape, [C], [C]],
+        inputs: ins,
+        run: (ctx, [x, g, b, r]) => batchNorm(ctx, x, g, b, rm, rv, opts(r)),
+        f: (v) => (bc.relu ? ref.reluForward(pre(v)) : pre(v)).data,
+        vjp: (v, r) => {
+          const dy = bc.relu ? ref.reluBackward(pre(v), T(shape4, r)) : T(shape4, r);
+          const g = ref.batchNorm2dBackward(fwd(v).cache, dy);
+          return bc.residual
+            ? [g.dx.data, g.dgamma, g.dbeta, dy.data]
+            : [g.dx.data, g.dgamma, g.dbeta];
+        },
+        jvp: (v, t) => {
+          const { cache } = fwd(v);
+          let ty = ref.batchNorm2dJvp(cache, t[0] && T(shape4, t[0]), t[1], t[2]);
+          if (bc.residual && t[3]) ty = T(shape4, ty.data.map((u, i) => u + t[3]![i]));
+          return (bc.relu ? ref.reluJvp(pre(v), ty) : ty).data;
+        },
+        jvpSubsets: bc.residual ? [[0], [1], [2], [3], [1, 2]] : [[0], [1], [2], [1, 2]],
+        afterForward: async (gpu) => {
+          const gotMean = await rm.read(gpu), gotVar = await rv.read(gpu);
+          if (bc.mode === "train" && bc.update) {
+            const m = new Float64Array(running.mean), v = new Float64Array(running.var);
+            ref.batchNormUpdateRunning(m, v, fwd(ins).cache);
+            expectClose(`bn running: mean ${JSON.stringify(bc)}`, gotMean, m);
+            expectClose(`bn running: var ${JSON.stringify(bc)}`, gotVar, v);
+          } else {
+            // untouched, bit for bit
+            assert.deepEqual([...gotMean], [...running.mean], "running mean changed");
+            assert.deepEqual([...gotVar], [...running.var], "running var changed");
+          }
+        },
+      });
+    } finally {
+      setBatchNormFusesPasses(gpu, defaultBatchNormFusion(gpu));
+      rm.release(gpu);
+      rv.release(gpu);
+    }
   });
 }
 

@@ -1,6 +1,12 @@
 /** The GPU runtime: device errors, pooling, caches, ordering of writes and dispatches. */
 import assert from "node:assert/strict";
-import { acquireDevice, GpuUnavailableError } from "../src/gpu/device.ts";
+import {
+  acquireDevice,
+  AdapterLimitError,
+  deviceRequest,
+  ENGINE_LIMITS,
+  GpuUnavailableError,
+} from "../src/gpu/device.ts";
 import { Gpu, grid1d } from "../src/gpu/runtime.ts";
 import { Tensor } from "../src/tensor.ts";
 import { runMap } from "../src/ops/elementwise.ts";
@@ -51,6 +57,79 @@ Deno.test("adapter summary carries the adapter's name and its own limits", () =>
   );
 });
 
+/** An adapter-shaped object: the real adapter's limits with some overridden, given features. */
+function fakeAdapter(overrides: Record<string, number>, features: string[]) {
+  const limits = { ...gpu.adapter.limits, ...overrides };
+  return {
+    limits: limits as unknown as GPUSupportedLimits,
+    features: new Set(features) as unknown as GPUSupportedFeatures,
+    info: { description: "fake adapter", vendor: "", architecture: "", device: "" },
+    requestDevice: () => Promise.reject(new Error("requestDevice must not be reached")),
+  };
+}
+
+Deno.test("the device request asks for every engine limit at the adapter's value", () => {
+  const adapter = fakeAdapter({ maxComputeWorkgroupStorageSize: 65536 }, [
+    "timestamp-query",
+    "subgroups",
+    "texture-compression-bc",
+  ]);
+  const req = deviceRequest(adapter);
+  for (const key of Object.keys(ENGINE_LIMITS)) {
+    assert.equal(
+      req.requiredLimits[key],
+      (adapter.limits as unknown as Record<string, number>)[key],
+    );
+  }
+  assert.equal(req.requiredLimits.maxComputeWorkgroupStorageSize, 65536);
+  // the optional features offered, and nothing the engine does not use
+  assert.deepEqual(req.requiredFeatures, ["timestamp-query", "subgroups"]);
+  assert.deepEqual(deviceRequest(fakeAdapter({}, [])).requiredFeatures, []);
+});
+
+Deno.test("an adapter below an engine limit is refused with the limit named", async () => {
+  const small = fakeAdapter(
+    { maxComputeWorkgroupStorageSize: 8192, maxStorageBuffersPerShaderStage: 8 },
+    [],
+  );
+  assert.throws(() => deviceRequest(small, "tiny GPU"), (e: Error) => {
+    assert.ok(e instanceof AdapterLimitError);
+    assert.match(e.message, /"tiny GPU"/);
+    assert.match(
+      e.message,
+      /maxComputeWorkgroupStorageSize is 8192, the engine needs at least 16384/,
+    );
+    assert.match(e.message, /maxStorageBuffersPerShaderStage is 8, the engine needs at least 12/);
+    return true;
+  });
+  // acquireDevice refuses it before asking for a device
+  const realGpu = navigator.gpu;
+  const fake = { requestAdapter: () => Promise.resolve(small) };
+  Object.defineProperty(navigator, "gpu", { value: fake, configurable: true });
+  try {
+    await assert.rejects(acquireDevice(), (e: Error) => {
+      assert.ok(e instanceof AdapterLimitError, `${e}`);
+      assert.match(e.message, /"fake adapter" is too small/);
+      return true;
+    });
+  } finally {
+    Object.defineProperty(navigator, "gpu", { value: realGpu, configurable: true });
+    delete (navigator as unknown as Record<string, unknown>).gpu;
+  }
+  assert.ok(navigator.gpu, "navigator.gpu restored");
+});
+
+Deno.test("the device has every engine limit and the offered optional features", () => {
+  const limits = gpu.device.limits as unknown as Record<string, number>;
+  for (const [key, { min }] of Object.entries(ENGINE_LIMITS)) {
+    assert.ok(limits[key] >= min, `${key}: ${limits[key]} < ${min}`);
+    assert.equal(limits[key], gpu.adapter.limits[key], `${key} at the adapter's value`);
+  }
+  for (const f of ["timestamp-query", "shader-f16", "subgroups"] as GPUFeatureName[]) {
+    assert.equal(gpu.device.features.has(f), gpu.adapter.features.includes(f), f);
+  }
+});
+
 Deno.test("the pool hands back released buffers of the same size class", () => {
   const before = gpu.stats.buffersCreated;
   const a = gpu.alloc(1000);
@@ -62,6 +141,31 @@ Deno.test("the pool hands back released buffers of the same size class", () => {
   const live = gpu.liveBuffers;
   gpu.trim();
   assert.ok(gpu.liveBuffers < live, "trim destroys free buffers");
+});
+
+Deno.test("pool memory: bytes in use and held, high-water marks, reset, trim", () => {
+  gpu.trim();
+  const m = gpu.memory;
+  const [use0, held0] = [m.inUseBytes, m.heldBytes];
+  gpu.resetMemoryPeak();
+  const a = gpu.alloc(5000); // size class 8192 (steps of 4096)
+  const b = gpu.alloc(100_000); // size class 106496 (steps of 8192)
+  assert.equal(m.inUseBytes - use0, 8192 + 106496);
+  assert.equal(m.heldBytes - held0, 8192 + 106496);
+  gpu.release(b);
+  assert.equal(m.inUseBytes - use0, 8192, "released bytes leave the in-use count");
+  assert.equal(m.heldBytes - held0, 8192 + 106496, "but stay held by the pool");
+  assert.equal(m.peakInUseBytes - use0, 8192 + 106496, "the high-water mark stays");
+  assert.throws(() => gpu.release(b), /released twice/);
+  const c = gpu.alloc(100_000);
+  assert.equal(c, b, "reused: nothing new held");
+  assert.equal(m.peakHeldBytes - held0, 8192 + 106496);
+  gpu.release(a);
+  gpu.release(c);
+  gpu.resetMemoryPeak();
+  assert.equal(m.peakInUseBytes, m.inUseBytes);
+  gpu.trim();
+  assert.equal(m.heldBytes, m.inUseBytes, "trim destroys every free buffer");
 });
 
 Deno.test("bind groups, uniforms and pipelines are cached across identical dispatches", async () => {

@@ -1,8 +1,12 @@
 /**
  * Adapter and device acquisition.
  *
- * We always request the adapter's own limits: the WebGPU defaults (128 MiB per storage binding,
- * 256 invocations per workgroup) are far below what both llvmpipe and real GPUs offer.
+ * The engine names the limits it depends on ({@linkcode ENGINE_LIMITS}) and requests each at the
+ * adapter's own value: the WebGPU defaults (128 MiB per storage binding, 8 storage buffers per
+ * stage) are far below what both llvmpipe and real GPUs offer. An adapter below the engine's
+ * minimum is refused up front with a message naming the limit ({@linkcode AdapterLimitError}),
+ * instead of a validation error at the first kernel that needs it. Optional features it can use
+ * ({@linkcode OPTIONAL_FEATURES}) are requested when offered.
  */
 
 /** What the adapter says about itself, for logs, benchmarks and reports. */
@@ -23,6 +27,80 @@ export interface AdapterSummary {
   limits: Record<string, number>;
 }
 
+/** Thrown when WebGPU is unavailable; the message says what to try. */
+export class GpuUnavailableError extends Error {
+  /** Always "GpuUnavailableError". */
+  override name = "GpuUnavailableError";
+}
+
+/**
+ * The limits the engine depends on, with the least value it can work with, and why. Each is
+ * requested at the adapter's own (larger) value.
+ */
+export const ENGINE_LIMITS: Readonly<Record<string, { min: number; why: string }>> = {
+  maxStorageBufferBindingSize: {
+    min: 128 * 1024 * 1024,
+    why: "activations, split-K partial sums and data batches are bound whole",
+  },
+  maxBufferSize: { min: 256 * 1024 * 1024, why: "pooled buffers and flat parameter buffers" },
+  maxComputeWorkgroupStorageSize: {
+    min: 16384,
+    why: "the GEMM workgroup family stages 64x16 + 16x64 floats; batchnorm reduces 3 x 256",
+  },
+  maxComputeInvocationsPerWorkgroup: { min: 256, why: "reductions run 256 threads" },
+  maxComputeWorkgroupSizeX: { min: 256, why: "reductions and maps run 256 threads along x" },
+  maxComputeWorkgroupSizeY: { min: 16, why: "GEMM tiles are up to 16 threads along m" },
+  maxComputeWorkgroupsPerDimension: { min: 65535, why: "large maps split their grid at 65535" },
+  maxStorageBuffersPerShaderStage: {
+    min: 12,
+    why: "the batchnorm JVP binds 11 storage buffers (input, statistics, tangents, outputs)",
+  },
+};
+
+/** Optional features the engine uses when the adapter offers them. */
+export const OPTIONAL_FEATURES: readonly GPUFeatureName[] = [
+  "timestamp-query", // per-kernel GPU times in the benchmark profile
+  "shader-f16", // half-precision kernels (reported; no kernel needs it yet)
+  "subgroups" as GPUFeatureName, // subgroup reductions (reported; no kernel needs it yet)
+];
+
+/**
+ * The device descriptor for an adapter: every engine limit at the adapter's value, every
+ * optional feature it offers. Throws {@linkcode AdapterLimitError} naming each limit below the
+ * engine's minimum.
+ */
+export function deviceRequest(
+  adapter: Pick<GPUAdapter, "limits" | "features">,
+  description = "the adapter",
+): { requiredLimits: Record<string, number>; requiredFeatures: GPUFeatureName[] } {
+  const limits = adapter.limits as unknown as Record<string, number>;
+  const requiredLimits: Record<string, number> = {};
+  const short: string[] = [];
+  for (const [key, { min, why }] of Object.entries(ENGINE_LIMITS)) {
+    const have = limits[key];
+    if (typeof have !== "number") continue; // a limit this WebGPU does not know: its default
+    if (have < min) short.push(`${key} is ${have}, the engine needs at least ${min} (${why})`);
+    requiredLimits[key] = have;
+  }
+  if (short.length > 0) {
+    throw new AdapterLimitError(
+      `WebGPU adapter "${description}" is too small for tailgrad: ${short.join("; ")}. ` +
+        "Use another adapter (a discrete GPU, or Mesa's llvmpipe with DENO_WEBGPU_BACKEND=vulkan).",
+    );
+  }
+  const requiredFeatures = OPTIONAL_FEATURES.filter((f) => adapter.features.has(f));
+  return { requiredLimits, requiredFeatures };
+}
+
+/**
+ * Thrown when the adapter offers less than the engine needs; the message names the limit. A
+ * kind of {@linkcode GpuUnavailableError}, so callers that report that one report this too.
+ */
+export class AdapterLimitError extends GpuUnavailableError {
+  /** Always "AdapterLimitError". */
+  override name = "AdapterLimitError";
+}
+
 /** Options for {@linkcode acquireDevice}. */
 export interface AcquireOptions {
   /** Adapter power preference; defaults to "high-performance". */
@@ -33,16 +111,10 @@ export interface AcquireOptions {
 export interface AcquiredDevice {
   /** The adapter the device was requested from. */
   adapter: GPUAdapter;
-  /** The device, created with the adapter's own limits. */
+  /** The device, created with the adapter's own limits and the optional features offered. */
   device: GPUDevice;
   /** The adapter's summary (see {@linkcode summarizeAdapter}). */
   summary: AdapterSummary;
-}
-
-/** Thrown when WebGPU is unavailable; the message says what to try. */
-export class GpuUnavailableError extends Error {
-  /** Always "GpuUnavailableError". */
-  override name = "GpuUnavailableError";
 }
 
 /** Reads the adapter's name, features and limits into a plain object. */
@@ -67,8 +139,9 @@ export function summarizeAdapter(adapter: GPUAdapter): AdapterSummary {
 }
 
 /**
- * Requests an adapter and a device with the adapter's own limits.
- * Throws {@linkcode GpuUnavailableError} naming what is missing and what to try.
+ * Requests an adapter and a device with the adapter's own limits (see {@linkcode deviceRequest}).
+ * Throws {@linkcode GpuUnavailableError} naming what is missing and what to try, or
+ * {@linkcode AdapterLimitError} naming the limit that is too small.
  */
 export async function acquireDevice(options: AcquireOptions = {}): Promise<AcquiredDevice> {
   if (typeof navigator === "undefined" || !("gpu" in navigator) || !navigator.gpu) {
@@ -87,24 +160,7 @@ export async function acquireDevice(options: AcquireOptions = {}): Promise<Acqui
         "on an NVIDIA machine make sure the Vulkan loader (libvulkan1) and the NVIDIA ICD are present.",
     );
   }
-  const requiredLimits: Record<string, number> = {};
-  const wanted = [
-    "maxStorageBufferBindingSize",
-    "maxBufferSize",
-    "maxComputeWorkgroupStorageSize",
-    "maxComputeInvocationsPerWorkgroup",
-    "maxComputeWorkgroupSizeX",
-    "maxComputeWorkgroupSizeY",
-    "maxComputeWorkgroupSizeZ",
-    "maxComputeWorkgroupsPerDimension",
-    "maxStorageBuffersPerShaderStage",
-  ];
-  const limits = adapter.limits as unknown as Record<string, number>;
-  for (const key of wanted) {
-    if (typeof limits[key] === "number") requiredLimits[key] = limits[key];
-  }
-  const requiredFeatures: GPUFeatureName[] = [];
-  if (adapter.features.has("timestamp-query")) requiredFeatures.push("timestamp-query");
-  const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
-  return { adapter, device, summary: summarizeAdapter(adapter) };
+  const summary = summarizeAdapter(adapter);
+  const device = await adapter.requestDevice(deviceRequest(adapter, summary.description));
+  return { adapter, device, summary };
 }

@@ -57,6 +57,22 @@ export interface GpuStats {
 }
 
 /**
+ * Bytes of pooled storage buffers ({@linkcode Gpu.alloc}), as buffer sizes (size classes):
+ * in use (taken and not yet released) and held (in use plus free in the pool: what the device
+ * holds for the pool), each with its high-water mark since {@linkcode Gpu.resetMemoryPeak}.
+ */
+export interface PoolMemory {
+  /** Bytes of pooled buffers taken and not released. */
+  inUseBytes: number;
+  /** Bytes of every pooled buffer in existence (in use or free). */
+  heldBytes: number;
+  /** Highest `inUseBytes` since the last reset. */
+  peakInUseBytes: number;
+  /** Highest `heldBytes` since the last reset. */
+  peakHeldBytes: number;
+}
+
+/**
  * Watches the dispatches of a {@linkcode Gpu}: the hook profilers use (bench/profile.ts), set
  * as {@linkcode Gpu.observer}. It sees every dispatch before it is recorded, with the phase
  * label in force (see {@linkcode Gpu.inPhase}), and may ask for that dispatch to get a compute
@@ -123,7 +139,16 @@ export class Gpu {
     dispatches: 0,
   };
 
+  /** Pool memory and its high-water marks (see {@linkcode PoolMemory}). */
+  readonly memory: PoolMemory = {
+    inUseBytes: 0,
+    heldBytes: 0,
+    peakInUseBytes: 0,
+    peakHeldBytes: 0,
+  };
+
   #free = new Map<number, GPUBuffer[]>();
+  #taken = new Set<GPUBuffer>();
   #live = new Set<GPUBuffer>();
   #pipelines = new Map<string, CompiledProgram>();
   #bindGroups = new Map<string, GPUBindGroup>();
@@ -178,17 +203,33 @@ export class Gpu {
   alloc(bytes: number): GPUBuffer {
     const cls = sizeClass(bytes);
     const list = this.#free.get(cls);
-    const reused = list?.pop();
-    if (reused) return reused;
-    const buffer = this.device.createBuffer({ size: cls, usage: STORAGE });
-    idOf(buffer); // ids follow creation order (see release)
-    this.stats.buffersCreated++;
-    this.#live.add(buffer);
+    let buffer = list?.pop();
+    if (!buffer) {
+      buffer = this.device.createBuffer({ size: cls, usage: STORAGE });
+      idOf(buffer); // ids follow creation order (see release)
+      this.stats.buffersCreated++;
+      this.#live.add(buffer);
+      this.memory.heldBytes += cls;
+      this.memory.peakHeldBytes = Math.max(this.memory.peakHeldBytes, this.memory.heldBytes);
+    }
+    this.#taken.add(buffer);
+    this.memory.inUseBytes += cls;
+    this.memory.peakInUseBytes = Math.max(this.memory.peakInUseBytes, this.memory.inUseBytes);
     return buffer;
+  }
+
+  /** Starts new high-water marks of pool memory from the current values. */
+  resetMemoryPeak(): void {
+    this.memory.peakInUseBytes = this.memory.inUseBytes;
+    this.memory.peakHeldBytes = this.memory.heldBytes;
   }
 
   /** Returns a buffer from {@linkcode alloc} to the pool. */
   release(buffer: GPUBuffer): void {
+    if (!this.#taken.delete(buffer)) {
+      throw new Error("Gpu.release: the buffer is not a pooled buffer in use (released twice?)");
+    }
+    this.memory.inUseBytes -= buffer.size;
     const cls = buffer.size;
     let list = this.#free.get(cls);
     if (!list) this.#free.set(cls, list = []);
@@ -214,7 +255,8 @@ export class Gpu {
     for (const key of this.#bindGroups.keys()) {
       if (key.includes(id)) this.#bindGroups.delete(key);
     }
-    this.#live.delete(buffer);
+    if (this.#live.delete(buffer)) this.memory.heldBytes -= buffer.size;
+    if (this.#taken.delete(buffer)) this.memory.inUseBytes -= buffer.size;
     buffer.destroy();
     this.stats.buffersDestroyed++;
   }
@@ -247,6 +289,14 @@ export class Gpu {
     // pipeline because their names collide.
     let entry = this.#pipelines.get(program.code);
     if (entry) return entry;
+    const storage = program.bindings.filter((kind) => kind !== "uniform").length;
+    const allowed = this.device.limits.maxStorageBuffersPerShaderStage;
+    if (storage > allowed) {
+      throw new Error(
+        `${program.key}: binds ${storage} storage buffers, the device allows ${allowed} ` +
+          "(maxStorageBuffersPerShaderStage; see ENGINE_LIMITS in src/gpu/device.ts)",
+      );
+    }
     const module = this.device.createShaderModule({ label: program.key, code: program.code });
     const layout = this.device.createBindGroupLayout({
       label: program.key,
@@ -420,6 +470,7 @@ export class Gpu {
     this.#uniforms.clear();
     this.#bindGroups.clear();
     this.#free.clear();
+    this.#taken.clear();
     this.device.destroy();
   }
 }

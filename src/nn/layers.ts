@@ -235,6 +235,28 @@ export class BatchNorm2d extends Module {
       { mode: mode.bn, updateRunningStats: mode.updateRunningStats, relu: this.relu },
     );
   }
+
+  /**
+   * relu(bn(x) + residual): a residual block's tail in the normalisation's own pass (the
+   * parameters are this layer's; the ReLU is applied whatever `relu` says).
+   */
+  forwardResidual(
+    ctx: Ctx,
+    x: Tensor,
+    residual: Tensor,
+    p: ParamScope,
+    mode: ForwardMode,
+  ): Tensor {
+    return batchNorm(
+      ctx,
+      x,
+      p.param("weight"),
+      p.param("bias"),
+      p.buffer("running_mean"),
+      p.buffer("running_var"),
+      { mode: mode.bn, updateRunningStats: mode.updateRunningStats, relu: true, residual },
+    );
+  }
 }
 
 /**

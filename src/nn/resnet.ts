@@ -8,7 +8,7 @@
 import type { Ctx } from "../autograd/tape.ts";
 import { Rng } from "../random.ts";
 import type { Tensor } from "../tensor.ts";
-import { addRelu, shortcutA } from "../ops/elementwise.ts";
+import { shortcutA } from "../ops/elementwise.ts";
 import { linear, rowNormalize } from "../ops/linear.ts";
 import { BatchNorm2d, Conv2d, GlobalAvgPool, Linear, Sequential } from "./layers.ts";
 import { type ForwardMode, Module, moduleInit, moduleSpecs, type ParamScope } from "./module.ts";
@@ -72,12 +72,14 @@ export class BasicBlock extends Module {
     return this.#layers;
   }
 
-  /** relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x)). */
+  /** relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x)), the tail fused into bn2's pass. */
   forward(ctx: Ctx, x: Tensor, p: ParamScope, mode: ForwardMode): Tensor {
-    let h = x;
-    for (const [name, layer] of this.#layers) h = layer.forward(ctx, h, p.child(name), mode);
+    const [[, conv1], [, bn1], [, conv2], [, bn2]] = this.#layers;
+    let h = bn1.forward(ctx, conv1.forward(ctx, x, p.child("conv1"), mode), p.child("bn1"), mode);
     const changes = this.stride !== 1 || this.inPlanes !== this.planes;
-    return addRelu(ctx, h, changes ? shortcutA(ctx, x, this.planes) : x);
+    const shortcut = changes ? shortcutA(ctx, x, this.planes) : x;
+    h = conv2.forward(ctx, h, p.child("conv2"), mode);
+    return (bn2 as BatchNorm2d).forwardResidual(ctx, h, shortcut, p.child("bn2"), mode);
   }
 }
 

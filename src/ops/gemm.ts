@@ -6,6 +6,7 @@ import { type BufferView, type Gpu, grid1d } from "../gpu/runtime.ts";
 import {
   GEMM_BASE_PARAMS,
   type GemmConsts,
+  type GemmFamily,
   type GemmHooks,
   gemmKernel,
   gemmReduceKernel,
@@ -26,6 +27,17 @@ export interface GemmPolicy {
    * either way; off only to test that.
    */
   vectorLoads?: boolean;
+  /**
+   * Cost model of {@linkcode chooseTile}: the cost of one per-thread operand load relative to one
+   * multiply-add. When set, the tile (fitted to the shape, see {@linkcode fitTile}) with the
+   * least `padded M*N * (1 + loadCost * (1/tm + 1/tn))` wins; when absent, the first tile whose
+   * padding waste stays under 30% does.
+   */
+  loadCost?: number;
+  /** Kernel family (shaders/gemm.ts {@linkcode GemmFamily}); default "register". */
+  family?: GemmFamily;
+  /** Depth of the workgroup family's k-slabs (a multiple of 4; default 16). */
+  kTile?: number;
 }
 
 /**
@@ -43,16 +55,24 @@ export function defaultGemmPolicy(gpu: Gpu): GemmPolicy {
   if (
     gpu.adapter.isFallbackAdapter || /llvmpipe|lavapipe|swiftshader/i.test(gpu.adapter.description)
   ) {
+    // One SIMD row per workgroup and the biggest block that fits the shape: a per-lane load
+    // costs about 6 multiply-adds here (measured: 16x32 > 16x16 > 8x32 > 8x8 per thread by CPU
+    // time; bench/results/NOTES.md). 32x16 costs the same as 16x32 in that model and wins the
+    // tie where M allows it: half the columns, so half the B strip a workgroup streams through
+    // the cache (matmul 1024^3 +35-55%, M = 32 and 64 convs +15-85%).
     return {
       tiles: [
-        { wx: 8, wy: 4, tm: 16, tn: 16 },
-        { wx: 8, wy: 2, tm: 16, tn: 16 },
+        { wx: 8, wy: 1, tm: 32, tn: 16 },
+        { wx: 8, wy: 1, tm: 16, tn: 32 },
         { wx: 8, wy: 1, tm: 16, tn: 16 },
+        { wx: 8, wy: 1, tm: 8, tn: 8 },
       ],
       minWorkgroups: 8,
       minKPerSplit: 256,
+      loadCost: 6,
     };
   }
+  // GPUs: A and B slabs staged in workgroup memory, 64x64 outputs per 256-thread workgroup.
   return {
     tiles: [
       { wx: 16, wy: 16, tm: 4, tn: 4 },
@@ -61,6 +81,8 @@ export function defaultGemmPolicy(gpu: Gpu): GemmPolicy {
     ],
     minWorkgroups: 512,
     minKPerSplit: 64,
+    family: "workgroup",
+    kTile: 16,
   };
 }
 
@@ -78,8 +100,23 @@ export function setGemmPolicy(gpu: Gpu, policy: GemmPolicy): void {
   policies.set(gpu, policy);
 }
 
-/** Chooses a tile: the largest whose padding waste stays small for this M x N. */
+/**
+ * Chooses a tile for an M x N product: by the policy's cost model when it has one (each tile
+ * fitted to the shape first), else the first tile whose padding waste stays small.
+ */
 export function chooseTile(policy: GemmPolicy, M: number, N: number): GemmTile {
+  if (policy.loadCost !== undefined) {
+    let best = policy.tiles[0];
+    let bestCost = Infinity;
+    for (const base of policy.tiles) {
+      const t = fitTile(base, M, N, ...gridOf(base, M, N));
+      const padded = Math.ceil(M / (t.wy * t.tm)) * t.wy * t.tm *
+        Math.ceil(N / (t.wx * t.tn)) * t.wx * t.tn;
+      const cost = padded * (1 + policy.loadCost * (1 / t.tm + 1 / t.tn));
+      if (cost < bestCost) [best, bestCost] = [base, cost];
+    }
+    return best;
+  }
   for (const t of policy.tiles) {
     const tileM = t.wy * t.tm;
     const tileN = t.wx * t.tn;
@@ -87,6 +124,11 @@ export function chooseTile(policy: GemmPolicy, M: number, N: number): GemmTile {
     if (waste <= 1.3) return t;
   }
   return policy.tiles[policy.tiles.length - 1];
+}
+
+/** Workgroups along n and m (gx, gy) that a tile needs for M x N. */
+export function gridOf(tile: GemmTile, M: number, N: number): [number, number] {
+  return [Math.ceil(N / (tile.wx * tile.tn)), Math.ceil(M / (tile.wy * tile.tm))];
 }
 
 /**
@@ -137,8 +179,7 @@ export function runGemm(
   if (M === 0 || N === 0) return; // nothing to store (e.g. a dX phase that no pixel lies in)
   const policy = gemmPolicy(gpu);
   const chosen = chooseTile(policy, M, N);
-  const gx = Math.ceil(N / (chosen.wx * chosen.tn));
-  const gy = Math.ceil(M / (chosen.wy * chosen.tm));
+  const [gx, gy] = gridOf(chosen, M, N);
   const tile = fitTile(chosen, M, N, gx, gy);
   // llvmpipe stops any shader loop after 65535 iterations (gallivm's loop limiter), so no
   // split may run longer than that, on any adapter.
@@ -167,7 +208,16 @@ export function runGemm(
   names.forEach((name, i) => consts[name] = values[i]);
   const vectorA = policy.vectorLoads !== false && usesVectorA(inst.hooks, consts, a.offset);
   // Each kernel is specialised on its shape constants (literals in the WGSL).
-  const variant = { label: inst.key, hooks: inst.hooks, tile, split, consts, vectorA };
+  const variant = {
+    label: inst.key,
+    hooks: inst.hooks,
+    tile,
+    split,
+    consts,
+    vectorA,
+    family: policy.family,
+    kTile: policy.kTile,
+  };
   if (!split) {
     gemmKernel(variant).dispatch(gpu, [a, b, ...extras, c], null, [gx, gy, 1]);
     return;
