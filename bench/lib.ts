@@ -298,13 +298,13 @@ export function resnetActivationFloats(depth: number, batch: number, classes = 1
 
 /** The memory lower bound of a plain or meta step (see {@linkcode MemoryBound}). */
 export function memoryLowerBound(
-  model: ResNet,
+  model: Model<ResNet>,
   batch: number,
   kind: "plain" | "meta",
   devBatch = batch,
 ): MemoryBound {
   const P = model.paramLayout.count;
-  const { depth, numClasses } = model.config;
+  const { depth, numClasses } = model.root.config;
   const image = 3 * 32 * 32;
   const meta = kind === "meta";
   const parameterState = 4 * P * (meta ? 5 : 3);
@@ -321,8 +321,11 @@ export function memoryLowerBound(
   };
 }
 
-/** Bytes of the flat (non-pooled) buffers of a TrainState: five of the parameter layout, one of BN buffers. */
-export function flatStateBytes(model: ResNet): number {
+/**
+ * Bytes of the flat (non-pooled) buffers of a step: five of the parameter layout (parameters,
+ * gradients, momentum, look-ahead parameters, meta direction), one of BN buffers.
+ */
+export function flatStateBytes(model: Model<ResNet>): number {
   return 4 * (5 * model.paramLayout.length + model.bufferLayout.length);
 }
 

@@ -261,7 +261,7 @@ async function measureSteps(
     const s = await run(kind);
     first.set(kind, s);
     if (s.created.pipelines === 0) samples.get(kind)!.push(s);
-    const bound = memoryLowerBound(h.model, h.state.shapes.batch, kind);
+    const bound = memoryLowerBound(h.model, h.engine.batch, kind);
     const flatBytes = flatStateBytes(h.model);
     const m = gpu.memory;
     memory.set(kind, {
