@@ -68,7 +68,7 @@ export const TRAIN_FLAGS: Record<string, Flag> = {
     kind: "enum",
     values: PRESETS,
     help: "base settings: default (the main job and the grid's small scale: long-tailed " +
-      "Fashion-MNIST, 200 head-class images, ResNet-8, 15 epochs: about 2 min on a 2-core " +
+      "Fashion-MNIST, 200 head-class images, ResNet-8, 15 epochs: about 3 min on a 2-core " +
       "software adapter), medium (1000 head-class images, 30 epochs, final figures on the " +
       "whole test set: about 30 min for ce) or paper-cifar (the paper's CIFAR-10-LT recipe: " +
       "ResNet-32, 200 epochs); flags override",

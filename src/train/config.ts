@@ -149,7 +149,7 @@ export class ConfigError extends UserError {
 /**
  * The default preset (the main job, and the `small` scale of the grid): a complete
  * pretrain-then-meta run on long-tailed Fashion-MNIST (IF 100) sized to finish
- * in about 2 minutes on a 2-core software WebGPU adapter (Mesa lavapipe):
+ * in about 3 minutes on a 2-core software WebGPU adapter (Mesa lavapipe):
  * at most 200 training images in the head class (492 in all, 2 in the tail), ResNet-8, batch
  * 100, 15 epochs with the paper's schedule shape (meta steps and the first lr decay x0.01 from
  * epoch 12 of 15 = 80%; the second decay at 14, about 90%), and a balanced 1000-image test
