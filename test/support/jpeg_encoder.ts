@@ -5,6 +5,7 @@
  * coefficients next to the file so the decoder's entropy stage can be checked exactly and its
  * IDCT against a float64 reference of the same coefficients.
  */
+import { ZIGZAG } from "../../src/data/jpeg/decode.ts"; // checked apart by the libjpeg fixtures
 
 /** Options of {@linkcode encodeJpeg}. */
 export interface EncodeOptions {
@@ -41,73 +42,6 @@ export interface EncodedJpeg {
   /** Components in frame order. */
   components: EncodedComponent[];
 }
-
-const ZIGZAG = [
-  0,
-  1,
-  8,
-  16,
-  9,
-  2,
-  3,
-  10,
-  17,
-  24,
-  32,
-  25,
-  18,
-  11,
-  4,
-  5,
-  12,
-  19,
-  26,
-  33,
-  40,
-  48,
-  41,
-  34,
-  27,
-  20,
-  13,
-  6,
-  7,
-  14,
-  21,
-  28,
-  35,
-  42,
-  49,
-  56,
-  57,
-  50,
-  43,
-  36,
-  29,
-  22,
-  15,
-  23,
-  30,
-  37,
-  44,
-  51,
-  58,
-  59,
-  52,
-  45,
-  38,
-  31,
-  39,
-  46,
-  53,
-  60,
-  61,
-  54,
-  47,
-  55,
-  62,
-  63,
-];
 
 /** ITU T.81 Table K.1 (luminance), natural order. */
 const LUMA_Q = [
