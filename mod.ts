@@ -51,7 +51,7 @@ export { chooseTile, defaultGemmPolicy, gemmPolicy, setGemmPolicy } from "./src/
 export type { GemmPolicy } from "./src/ops/gemm.ts";
 export type { GemmTile } from "./shaders/gemm.ts";
 export { sgdStep } from "./src/optim/sgd.ts";
-export type { SgdOptions } from "./src/optim/sgd.ts";
+export type { DecayExemption, SgdOptions } from "./src/optim/sgd.ts";
 export * from "./src/nn/mod.ts";
 export { priorBias, torchLinearBias, unitNormRows } from "./src/nn/init.ts";
 export { Rng } from "./src/random.ts";

@@ -28,6 +28,44 @@ export const sgdKernel = kernel({
 });
 
 /**
+ * {@linkcode sgdKernel} with parameters exempt from weight decay (Cui et al. do not decay the
+ * sigmoid classifier's bias): `exempt` holds `ranges` pairs [lo, hi) of flat indices whose
+ * decay is 0; every other index computes exactly what sgdKernel computes. A variant of its own,
+ * so runs without exemptions keep sgdKernel's code and bits.
+ */
+export const sgdExemptKernel = kernel({
+  name: "sgd_exempt",
+  storage: [
+    ["g", "read"],
+    ["param", "write"],
+    ["buf", "write"],
+    ["hyper", "read"],
+    ["exempt", "read", "array<u32>"],
+  ],
+  uniforms: [
+    ["n", "u32"],
+    ["nesterov", "u32"],
+    ["momentum", "f32"],
+    ["wd", "f32"],
+    ["ranges", "u32"],
+  ],
+  workgroupSize: 256,
+  main: `
+    let i = flatIndex(gid, nwg);
+    if (i >= p.n) { return; }
+    var wd = p.wd;
+    for (var r = 0u; r < p.ranges; r++) {
+      if (i >= exempt[2u * r] && i < exempt[2u * r + 1u]) { wd = 0.0; }
+    }
+    let lr = hyper[0];
+    let gi = g[i] + wd * param[i];
+    let b = p.momentum * buf[i] + gi;
+    buf[i] = b;
+    let d = select(b, gi + p.momentum * b, p.nesterov == 1u);
+    param[i] = param[i] - lr * d;`,
+});
+
+/**
  * Fused Adam / AdamW (PyTorch semantics), hyper = [lr / (1 - beta1^t), sqrt(1 - beta2^t),
  * 1 - lr * wd]: Adam adds wd * p to the gradient, AdamW (decoupled) scales p by 1 - lr * wd;
  * m = beta1 m + (1 - beta1) g; v = beta2 v + (1 - beta2) g^2 (1 - beta as its own f32, computed

@@ -20,7 +20,7 @@ import { runMap } from "../ops/elementwise.ts";
 import { classificationLoss } from "../ops/loss.ts";
 import { metaWeights } from "./kernels.ts";
 import type { MetaWeightRule } from "../../shaders/meta.ts";
-import type { LossFn, StepEngine } from "./step.ts";
+import { leadingRows, type LossFn, type StepEngine } from "./step.ts";
 
 export type { MetaWeightRule };
 
@@ -122,30 +122,35 @@ export class MetaReweighter {
     this.direction.destroy();
   }
 
-  /** One meta step (see the module comment) with update learning rate `lr`. */
-  step(lr: number, meta: MetaOptions): MetaStepResult {
+  /**
+   * One meta step (see the module comment) with update learning rate `lr`, over the first `n`
+   * examples of the batch (default all B; a partial last batch): look-ahead and final losses
+   * over those n; `eps` and `finalWeights` hold n values.
+   */
+  step(lr: number, meta: MetaOptions, n = this.engine.batch): MetaStepResult {
     const e = this.engine;
-    const B = e.batch;
-    const lookScale = meta.lookahead === "mean" ? 1 / B : 1;
+    const lookScale = meta.lookahead === "mean" ? 1 / n : 1;
     e.step(lr, (ctx, tape, l) => {
-      const lookaheadSeed = meta.lookaheadWeights === "w" ? e.scaledWeights(ctx, lookScale) : null;
+      const lookaheadSeed = meta.lookaheadWeights === "w"
+        ? e.scaledWeights(ctx, lookScale, n)
+        : null;
       const ldot = this.signal(tape, l, lookaheadSeed, meta.eta);
-      const seed = ctx.empty([B]);
+      const seed = ctx.empty([n]);
       metaWeights(
         e.gpu,
         meta.rule,
-        e.weights,
+        leadingRows(e.weights, n),
         ldot,
-        this.#labels,
+        leadingRows(this.#labels, n),
         this.classWeights,
-        this.eps,
-        this.finalWeights,
+        leadingRows(this.eps, n),
+        leadingRows(this.finalWeights, n),
         seed,
-        { c: meta.tau * meta.eta * lookScale, batch: B },
+        { c: meta.tau * meta.eta * lookScale, batch: n },
       );
       ldot.release(e.gpu);
       return seed;
-    });
+    }, n);
     return { eps: this.eps, finalWeights: this.finalWeights };
   }
 
@@ -154,27 +159,28 @@ export class MetaReweighter {
    * meta-gradient: the losses at theta are read back, `rule.lookahead` gives the look-ahead
    * weights (written to the engine's `weights`), and after the JVP `rule.final` receives
    * d L_dev(theta') / d w_i = -eta * ldot_i (times 1/|B| for a mean look-ahead) and returns the
-   * seed of the final backward. Two readbacks per step.
+   * seed of the final backward. Two readbacks per step. `n` (default B): the first n examples
+   * of the batch only (a partial last batch).
    */
   stepHost(
     lr: number,
     meta: { eta: number; lookahead: "sum" | "mean" },
     rule: HostWeightRule,
+    n = this.engine.batch,
   ): Promise<void> {
     const e = this.engine;
-    const B = e.batch;
-    const lookScale = meta.lookahead === "mean" ? 1 / B : 1;
+    const lookScale = meta.lookahead === "mean" ? 1 / n : 1;
     return e.stepAsync(lr, async (ctx, tape, l) => {
       const losses = await l.read(e.gpu);
       e.weights.upload(e.gpu, rule.lookahead(losses));
-      const ldot = this.signal(tape, l, e.scaledWeights(ctx, lookScale), meta.eta);
+      const ldot = this.signal(tape, l, e.scaledWeights(ctx, lookScale, n), meta.eta);
       const dw = await ldot.read(e.gpu);
       ldot.release(e.gpu);
-      for (let i = 0; i < B; i++) dw[i] *= -meta.eta * lookScale;
-      const seed = ctx.empty([B]);
+      for (let i = 0; i < n; i++) dw[i] *= -meta.eta * lookScale;
+      const seed = ctx.empty([n]);
       seed.upload(e.gpu, rule.final(dw, losses));
       return seed;
-    });
+    }, n);
   }
 
   /**

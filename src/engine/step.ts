@@ -98,9 +98,13 @@ export class StepEngine {
     for (const t of this.#fixed) t.release(this.gpu);
   }
 
-  /** Per-example losses of the batch at the parameters, recorded on ctx's tape (real pass). */
-  forwardLosses(ctx: Ctx): Tensor {
-    return this.loss(ctx, this.model.forward(ctx, this.x, TRAIN), this.targets);
+  /**
+   * Per-example losses [n] of the batch's first `n` examples (default all B) at the
+   * parameters, recorded on ctx's tape (real pass).
+   */
+  forwardLosses(ctx: Ctx, n = this.batch): Tensor {
+    const x = leadingRows(this.x, n);
+    return this.loss(ctx, this.model.forward(ctx, x, TRAIN), leadingRows(this.targets, n));
   }
 
   /** Backward of `tape` from `root` with `seed`, writing the gradients of `wrt` into `into`. */
@@ -113,20 +117,22 @@ export class StepEngine {
     });
   }
 
-  /** s * weights, a fresh tensor of `ctx`. */
-  scaledWeights(ctx: Ctx, s: number): Tensor {
-    return scale(this.gpu, this.weights, s, ctx.empty([this.batch]));
+  /** s * weights of the first `n` examples (default all B), a fresh tensor of `ctx`. */
+  scaledWeights(ctx: Ctx, s: number, n = this.batch): Tensor {
+    return scale(this.gpu, leadingRows(this.weights, n), s, ctx.empty([n]));
   }
 
   /**
-   * One step at learning rate `lr`: loss = sum_i seed_i * loss_i, with seed = weights / B, or
-   * the seed of `rule` (re-weighting from the same tape).
+   * One step at learning rate `lr`: loss = sum_i seed_i * loss_i, with seed = weights / n, or
+   * the seed of `rule` (re-weighting from the same tape). `n` (default B) trains on the first n
+   * examples of the inputs only (a partial last batch): kernels see [n, ...] views of the
+   * fixed buffers, so a second batch size costs its pipelines and bind groups once.
    */
-  step(lr: number, rule?: SeedRule): void {
+  step(lr: number, rule?: SeedRule, n = this.batch): void {
     const tape = new Tape();
     const ctx = new Ctx(this.gpu, tape);
-    const l = this.forwardLosses(ctx);
-    const seed = rule ? rule(ctx, tape, l) : this.scaledWeights(ctx, 1 / this.batch);
+    const l = this.forwardLosses(ctx, n);
+    const seed = rule ? rule(ctx, tape, l) : this.scaledWeights(ctx, 1 / n, n);
     this.#update(ctx, tape, l, seed, lr);
   }
 
@@ -134,10 +140,11 @@ export class StepEngine {
   async stepAsync(
     lr: number,
     rule: (ctx: Ctx, tape: Tape, losses: Tensor) => Promise<Tensor>,
+    n = this.batch,
   ): Promise<void> {
     const tape = new Tape();
     const ctx = new Ctx(this.gpu, tape);
-    const l = this.forwardLosses(ctx);
+    const l = this.forwardLosses(ctx, n);
     const seed = await rule(ctx, tape, l);
     this.#update(ctx, tape, l, seed, lr);
   }
@@ -157,4 +164,19 @@ export class StepEngine {
     zero(this.gpu, this.lossSum);
     return count > 0 ? sum / count : NaN;
   }
+}
+
+/**
+ * The first `n` rows of a fixed tensor as a [n, ...] view of its buffer (the tensor itself when
+ * n is all of it): how a step trains on fewer examples than its buffers hold.
+ */
+export function leadingRows(t: Tensor, n: number): Tensor {
+  const rows = t.shape[0];
+  if (n === rows) return t;
+  if (!Number.isInteger(n) || n < 1 || n > rows) {
+    throw new RangeError(`leadingRows: ${n} rows of a [${t.shape}] tensor; expected 1..${rows}`);
+  }
+  const shape = [n, ...t.shape.slice(1)];
+  const size = (t.size / rows) * n * 4;
+  return new Tensor(shape, { ...t.view, size }, false, t.dtype);
 }

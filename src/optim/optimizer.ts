@@ -11,7 +11,7 @@
 import type { Gpu } from "../gpu/runtime.ts";
 import { FlatTensors } from "../nn/params.ts";
 import type { FlatLayout } from "../nn/params.ts";
-import { type SgdOptions, sgdStep } from "./sgd.ts";
+import { type DecayExemption, type SgdOptions, sgdStep } from "./sgd.ts";
 import { StepValues } from "./step_values.ts";
 import { Adam, type AdamConfig } from "./adam.ts";
 
@@ -37,8 +37,12 @@ export interface Optimizer {
   destroy(): void;
 }
 
-/** Options of {@linkcode Sgd}: momentum, Nesterov and L2 weight decay (PyTorch semantics). */
-export type SgdConfig = Omit<SgdOptions, "lr">;
+/**
+ * Options of {@linkcode Sgd}: momentum, Nesterov and L2 weight decay (PyTorch semantics), and
+ * the names of parameters exempt from the decay (e.g. `["linear.bias"]`, as Cui et al.'s
+ * sigmoid classifier).
+ */
+export type SgdConfig = Omit<SgdOptions, "lr"> & { decayExempt?: readonly string[] };
 
 /** SGD with momentum (dampening 0), optional Nesterov and weight decay, as PyTorch. */
 export class Sgd implements Optimizer {
@@ -50,22 +54,34 @@ export class Sgd implements Optimizer {
   readonly momentum: FlatTensors;
   readonly #gpu: Gpu;
   readonly #lr: StepValues;
+  readonly #exempt: DecayExemption | undefined;
 
-  /** Allocates the momentum buffer for parameters of `layout`. */
+  /**
+   * Allocates the momentum buffer for parameters of `layout` (and the index ranges of
+   * `config.decayExempt`; throws naming an unknown parameter).
+   */
   constructor(gpu: Gpu, layout: FlatLayout, config: SgdConfig) {
     this.#gpu = gpu;
     this.config = config;
     this.momentum = new FlatTensors(gpu, layout, false);
     this.momentum.clear();
     this.#lr = new StepValues(gpu, 1);
+    this.#exempt = exemptRanges(gpu, layout, config.decayExempt ?? []);
   }
 
   /** One fused update of every parameter. */
   step(params: FlatTensors, grads: FlatTensors, lr: number): void {
-    sgdStep(this.#gpu, params.all, grads.all, this.momentum.all, params.layout.length, {
-      lr,
-      ...this.config,
-    }, this.#lr);
+    const { momentum, weightDecay, nesterov } = this.config;
+    sgdStep(
+      this.#gpu,
+      params.all,
+      grads.all,
+      this.momentum.all,
+      params.layout.length,
+      { lr, momentum, weightDecay, nesterov },
+      this.#lr,
+      this.#exempt,
+    );
   }
 
   /** `optimizer.momentum.<name>`. */
@@ -86,7 +102,33 @@ export class Sgd implements Optimizer {
     this.#gpu.submit();
     this.momentum.destroy();
     this.#lr.destroy();
+    if (this.#exempt) this.#gpu.release(this.#exempt.ranges.buffer);
   }
+}
+
+/** The flat index ranges [offset, offset + size) of the named parameters, on the GPU. */
+function exemptRanges(
+  gpu: Gpu,
+  layout: FlatLayout,
+  names: readonly string[],
+): DecayExemption | undefined {
+  if (names.length === 0) return undefined;
+  const pairs = new Uint32Array(2 * names.length);
+  names.forEach((name, r) => {
+    const i = layout.byName.get(name);
+    if (i === undefined) {
+      throw new Error(
+        `Sgd: decayExempt names ${JSON.stringify(name)}, which is not a parameter; ` +
+          `parameters: ${layout.specs.map((s) => s.name).join(", ")}`,
+      );
+    }
+    const size = layout.specs[i].shape.reduce((a, b) => a * b, 1);
+    pairs.set([layout.offsets[i], layout.offsets[i] + size], 2 * r);
+  });
+  const bytes = pairs.byteLength;
+  const ranges = { buffer: gpu.alloc(bytes), offset: 0, size: bytes };
+  gpu.write(ranges, pairs);
+  return { ranges, count: names.length };
 }
 
 /** Which optimizer {@linkcode createOptimizer} makes, with its options. */
@@ -103,6 +145,7 @@ export function createOptimizer(gpu: Gpu, layout: FlatLayout, spec: OptimizerSpe
         momentum: spec.momentum,
         weightDecay: spec.weightDecay,
         nesterov: spec.nesterov,
+        decayExempt: spec.decayExempt,
       });
     case "adam":
     case "adamw": {

@@ -4,7 +4,7 @@
  */
 import type { BufferView, Gpu } from "../gpu/runtime.ts";
 import { grid1d } from "../gpu/runtime.ts";
-import { sgdKernel } from "../../shaders/optim.ts";
+import { sgdExemptKernel, sgdKernel } from "../../shaders/optim.ts";
 import { StepValues } from "./step_values.ts";
 
 /** Hyper-parameters of {@linkcode sgdStep}. */
@@ -19,12 +19,22 @@ export interface SgdOptions {
   nesterov: boolean;
 }
 
+/** Flat index ranges exempt from weight decay: `count` pairs [lo, hi) as u32 in `ranges`. */
+export interface DecayExemption {
+  /** u32 pairs [lo0, hi0, lo1, hi1, ...]. */
+  ranges: BufferView;
+  /** Number of pairs. */
+  count: number;
+}
+
 /** The learning-rate slot of {@linkcode sgdStep} calls, one per device. */
 const sharedLr = new WeakMap<Gpu, StepValues>();
 
 /**
  * One SGD step over `count` floats: params -= lr * direction, with the momentum buffer
  * updated in place. `lr` is a slot holding the learning rate (default: one shared per device).
+ * With `exempt`, the indices in its ranges take no weight decay (a kernel variant; without it,
+ * the plain kernel runs).
  */
 export function sgdStep(
   gpu: Gpu,
@@ -34,13 +44,26 @@ export function sgdStep(
   count: number,
   o: SgdOptions,
   lr?: StepValues,
+  exempt?: DecayExemption,
 ): void {
   let slot = lr ?? sharedLr.get(gpu);
   if (!slot) sharedLr.set(gpu, slot = new StepValues(gpu, 1));
-  sgdKernel.dispatch(
-    gpu,
-    [grads, params, momentum, slot.set([o.lr])],
-    { n: count, nesterov: o.nesterov ? 1 : 0, momentum: o.momentum, wd: o.weightDecay },
-    grid1d(Math.ceil(count / 256)),
-  );
+  const uniforms = {
+    n: count,
+    nesterov: o.nesterov ? 1 : 0,
+    momentum: o.momentum,
+    wd: o.weightDecay,
+  };
+  const grid = grid1d(Math.ceil(count / 256));
+  const bound = [grads, params, momentum, slot.set([o.lr])];
+  if (!exempt || exempt.count === 0) {
+    sgdKernel.dispatch(gpu, bound, uniforms, grid);
+  } else {
+    sgdExemptKernel.dispatch(
+      gpu,
+      [...bound, exempt.ranges],
+      { ...uniforms, ranges: exempt.count },
+      grid,
+    );
+  }
 }

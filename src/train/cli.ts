@@ -19,6 +19,16 @@ import {
   type TrainConfig,
 } from "./config.ts";
 import type { TrainOptions } from "./trainer.ts";
+import {
+  BIAS_INITS,
+  CLASSIFIER_INITS,
+  FOCAL_FORMS,
+  LAST_BATCHES,
+  LR_SCHEDULES,
+  RECIPES,
+  REDUCTIONS,
+  WARMUPS,
+} from "./recipe.ts";
 import type { UserErrorOptions } from "../errors.ts";
 
 /** A bad command line (exit status 2); the message lists what is valid. */
@@ -46,6 +56,8 @@ export interface Flag {
   values?: readonly string[];
   /** Accepts "none" as null. */
   nullable?: boolean;
+  /** The default as --help states it, for settings whose default depends on the method. */
+  defaultText?: string;
 }
 
 /** Every flag: name -> how it parses and what it does. */
@@ -125,6 +137,77 @@ export const TRAIN_FLAGS: Record<string, Flag> = {
     values: LOOKAHEADS,
     help: "look-ahead loss over the batch: sum (reference code) or mean (paper)",
   },
+  // ---- the baselines' recipes (src/train/recipe.ts; README "Methods"): per-method defaults
+  "recipe": {
+    key: "recipe",
+    kind: "enum",
+    values: RECIPES,
+    help: "shared: one batch, weight decay and Nesterov for every method; authors: LDAM's and " +
+      "Cui's own (batch 128, weight decay 2e-4, no Nesterov) for ldam, ldam-drw, ce, cb, " +
+      "focal, cb-focal (--batch, --weight-decay, --nesterov still override)",
+  },
+  "reduction": {
+    key: "reduction",
+    kind: "enum",
+    values: REDUCTIONS,
+    help: "normalisation of a plain step's weighted loss: mean (sum w l / B, Cui's and the " +
+      "paper's) or weighted-mean (sum w l / sum w, LDAM-DRW's)",
+    defaultText: "weighted-mean for ldam, ldam-drw; mean otherwise",
+  },
+  "focal-form": {
+    key: "focalForm",
+    kind: "enum",
+    values: FOCAL_FORMS,
+    help: "focal loss: sigmoid (Cui et al.: one sigmoid per class, the paper's focal rows) or " +
+      "softmax (-(1 - p_y)^gamma log p_y); for focal, cb-focal and --loss focal",
+    defaultText: "sigmoid",
+  },
+  "classifier-init": {
+    key: "classifierInit",
+    kind: "enum",
+    values: CLASSIFIER_INITS,
+    help: "class vectors of the cosine classifier (LDAM): unit-norm (LDAM's) or kaiming",
+    defaultText: "unit-norm",
+  },
+  "bias-init": {
+    key: "biasInit",
+    kind: "enum",
+    values: BIAS_INITS,
+    help: "bias of the linear classifier: torch (PyTorch's U(-1/8, 1/8)), zero, or prior " +
+      "(-log(C - 1), Cui's); with the sigmoid focal form the bias is also exempt from weight " +
+      "decay",
+    defaultText: "prior with the sigmoid focal form; torch otherwise",
+  },
+  "warmup-epochs": {
+    key: "warmupEpochs",
+    kind: "number",
+    help: "learning-rate warm-up length in epochs (0: none; whole epochs for per-epoch)",
+    defaultText: "5/200 of --epochs for ldam, ldam-drw, ce, cb, focal, cb-focal (5 at " +
+      "paper-cifar, 0.375 at default; per-epoch rounded down), 0 otherwise",
+  },
+  "warmup": {
+    key: "warmup",
+    kind: "enum",
+    values: WARMUPS,
+    help: "warm-up shape: per-epoch (LDAM: lr (e + 1) / W in epoch e) or per-step (Cui: a " +
+      "linear ramp from 0)",
+    defaultText: "per-epoch for ldam, ldam-drw; per-step otherwise",
+  },
+  "last-batch": {
+    key: "lastBatch",
+    kind: "enum",
+    values: LAST_BATCHES,
+    help: "last batch of an epoch: partial (the N mod B images left, as PyTorch's loaders), " +
+      "wrap (refilled from the epoch's start) or drop",
+  },
+  "lr-schedule": {
+    key: "lrSchedule",
+    kind: "enum",
+    values: LR_SCHEDULES,
+    help: "aligned: the optimiser's and the look-ahead's lr decay at --lr-decay-epochs; " +
+      "reference: the optimiser's one epoch earlier, as the paper's released code",
+  },
+  // ---- end of the recipe block
   "seed": { key: "seed", kind: "int", help: "seed of every random choice" },
   "eval-every": { key: "evalEvery", kind: "int", help: "evaluate every k epochs (and the last)" },
   "out": {
@@ -164,6 +247,7 @@ export function usage(): string {
       : " <value>";
     let dflt = "";
     if (f.key === "preset") dflt = " (default: default)";
+    else if (f.defaultText) dflt = ` (default: ${f.defaultText})`;
     else if (f.key !== "help" && f.key !== "resume" && f.key in base) {
       const k = f.key as keyof TrainConfig;
       const [a, b] = [shown(base[k]), shown(paper[k])];

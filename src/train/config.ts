@@ -4,6 +4,7 @@
  */
 import { DATASET_NAMES, type DatasetName } from "../data/dataset.ts";
 import { UserError, type UserErrorOptions } from "../errors.ts";
+import { applyRecipeDefaults, type RecipeConfig, validateRecipe } from "./recipe.ts";
 
 /** Weighting methods (DESIGN.md section 2): baselines, the paper's method, and its ablations. */
 export const METHODS = [
@@ -51,8 +52,11 @@ export const PRESETS = ["default", "paper-cifar"] as const;
 /** A preset name. */
 export type PresetName = typeof PRESETS[number];
 
-/** Every setting of a training run. */
-export interface TrainConfig {
+/**
+ * Every setting of a training run; the baselines' recipe settings ({@linkcode RecipeConfig},
+ * src/train/recipe.ts) get per-method defaults in {@linkcode resolveTrainConfig}.
+ */
+export interface TrainConfig extends RecipeConfig {
   /** The preset the other settings started from. */
   preset: PresetName;
   /** Dataset to train and test on. */
@@ -156,6 +160,17 @@ const DEFAULT_PRESET: TrainConfig = {
   seed: 0,
   evalEvery: 1,
   out: "runs/default",
+  // ---- the baselines' recipes (src/train/recipe.ts): the values for the preset's method
+  // (meta); resolveTrainConfig fills in the defaults of the chosen method
+  reduction: "mean",
+  focalForm: "sigmoid",
+  classifierInit: "unit-norm",
+  biasInit: "torch",
+  warmupEpochs: 0,
+  warmup: "per-step",
+  recipe: "shared",
+  lastBatch: "partial",
+  lrSchedule: "aligned",
 };
 
 /** The reference recipe of the paper on CIFAR-10-LT (DESIGN.md section 1). */
@@ -255,6 +270,7 @@ export function validateConfig(c: TrainConfig): void {
   }
   int("eval-every", c.evalEvery, 1);
   checkSchedule(c);
+  validateRecipe(c);
   if (typeof c.out !== "string" || c.out === "") bad("out", c.out, "a directory path");
   if (typeof c.nesterov !== "boolean") bad("nesterov", c.nesterov, "true or false");
 }
@@ -302,6 +318,8 @@ function scaleEpoch(epoch: number, presetEpochs: number, epochs: number): number
  * not given, it keeps the preset's fractions of the run, floor(epoch * epochs / presetEpochs)
  * (the default preset: stage 2 and the first decay at 80% of the run, the second at 14/15;
  * paper-cifar: 80% and 90%). Explicit values are kept as given and must fall inside the run.
+ * The recipe settings the overrides leave out take the method's defaults (src/train/recipe.ts;
+ * the warm-up, a schedule point too, is a fraction of the run).
  */
 export function resolveTrainConfig(overrides: ConfigOverrides = {}): TrainConfig {
   const base = presetConfig(overrides.preset ?? "default");
@@ -321,6 +339,7 @@ export function resolveTrainConfig(overrides: ConfigOverrides = {}): TrainConfig
       cfg.lrDecayEpochs = [...new Set(scaled)].filter((d) => d < E);
     }
   }
+  applyRecipeDefaults(cfg, overrides, methodLoss(cfg.method, cfg.loss));
   validateConfig(cfg);
   return cfg;
 }

@@ -24,3 +24,4 @@ export type { MwnOptions } from "./mwn.ts";
 export type { EpochMetrics, EpochRecord, EpochTest, PerClassMeta, RunSummary } from "./summary.ts";
 export { parseTrainArgs, TRAIN_FLAGS, UsageError } from "./cli.ts";
 export type { Flag, FlagKind, ParsedArgs } from "./cli.ts";
+export * from "./recipe.ts";

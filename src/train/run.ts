@@ -8,7 +8,7 @@ import type { Gpu } from "../gpu/runtime.ts";
 import { Tensor } from "../tensor.ts";
 import { Model } from "../nn/model.ts";
 import { ResNet, type ResNetConfig } from "../nn/resnet.ts";
-import { classificationLoss, type LossOptions } from "../ops/loss.ts";
+import { classificationLoss, type LossOptions, normalizedWeights } from "../ops/loss.ts";
 import { Sgd } from "../optim/optimizer.ts";
 import { GpuAugmenter } from "../data/augment.ts";
 import { effectiveNumberWeights } from "../data/weights.ts";
@@ -18,8 +18,11 @@ import { renderReport } from "../report/html.ts";
 import type { CheckpointExtra, EpochEnd, FitHooks, StepKind } from "../engine/fit.ts";
 import { crossEntropy, MetaReweighter } from "../engine/meta.ts";
 import type { EvalMetrics } from "../engine/metrics.ts";
-import { StepEngine } from "../engine/step.ts";
-import { type LossName, methodLoss, modelDepth, type TrainConfig } from "./config.ts";
+import { leadingRows, type SeedRule, StepEngine } from "../engine/step.ts";
+import { Rng } from "../random.ts";
+import { priorBias, torchLinearBias, unitNormRows } from "../nn/init.ts";
+import { ConfigError, type LossName, methodLoss, modelDepth, type TrainConfig } from "./config.ts";
+import { lookaheadLr, optimizerLr } from "./recipe.ts";
 import { fineTuneSubset, type RunData } from "./data.ts";
 import { evaluate } from "./eval.ts";
 import {
@@ -122,7 +125,7 @@ export class LongTailRun {
     this.lossOptions = loss === "ce"
       ? {}
       : loss === "focal"
-      ? { gamma: cfg.focalGamma }
+      ? { gamma: cfg.focalGamma, form: cfg.focalForm }
       : { scale: 30, margins };
     const { engine, meta, augmenter } = this.parts;
     const devPerClass = Math.max(1, Math.round(cfg.batch / C));
@@ -131,6 +134,7 @@ export class LongTailRun {
       data,
       seed: cfg.seed,
       batch: cfg.batch,
+      lastBatch: cfg.lastBatch,
       devPerClass,
       phases: this.phases,
       classWeights: this.classWeights,
@@ -154,10 +158,14 @@ export class LongTailRun {
     const C = data.numClasses;
     const [ch, H, W] = data.image;
     const model = new Model(gpu, new ResNet(this.modelConfig), cfg.seed);
+    for (const [name, values] of classifierInit(cfg, this.modelConfig)) {
+      model.params.get(name).upload(gpu, values);
+    }
     const optimizer = new Sgd(gpu, model.paramLayout, {
       momentum: cfg.momentum,
       weightDecay: cfg.weightDecay,
       nesterov: cfg.nesterov,
+      decayExempt: sigmoidBias(cfg, this.modelConfig) ? ["linear.bias"] : [],
     });
     const margins = this.margins ? Tensor.from(gpu, this.margins, [C]) : null;
     const engine = new StepEngine(model, {
@@ -193,20 +201,48 @@ export class LongTailRun {
     p.stats.release(this.gpu);
   }
 
-  /** The step of `epoch`'s phase. */
+  /** Steps of `epoch` (by its phase's images and `lastBatch`). */
+  stepsOf(epoch: number): number {
+    return this.source.steps(this.source.imagesOf(epoch));
+  }
+
+  /** The optimiser's learning rate at step `step` of `epoch` (decays and warm-up). */
+  lr(epoch: number, step: number): number {
+    return optimizerLr(this.cfg, epoch, step, this.stepsOf(epoch));
+  }
+
+  /** The look-ahead's learning rate eta at step `step` of `epoch`. */
+  eta(epoch: number, step: number): number {
+    return lookaheadLr(this.cfg, epoch, step, this.stepsOf(epoch));
+  }
+
+  /** The seed of a plain step: undefined for w / n (mean), w / sum w for a weighted mean. */
+  plainSeed(): SeedRule | undefined {
+    if (this.cfg.reduction === "mean") return undefined;
+    const { gpu, parts: { engine } } = this;
+    return (ctx, _tape, l) =>
+      normalizedWeights(gpu, leadingRows(engine.weights, l.size), ctx.empty([l.size]));
+  }
+
+  /** The step of `epoch`'s phase (over the examples the source loaded: a partial batch too). */
   stepKind(epoch: number): StepKind {
     const phase = this.phases[epoch];
     const { engine, meta, stats } = this.parts;
     const gpu = this.gpu;
-    if (phase.kind === "plain") return { name: "plain", run: (lr) => engine.step(lr) };
+    const seed = this.plainSeed();
+    if (phase.kind === "plain") {
+      return { name: "plain", run: (lr) => engine.step(lr, seed, this.source.count) };
+    }
     if (phase.kind === "mwn") {
       return {
         name: "mwn",
-        run: async (lr) => {
-          await meta.stepHost(lr, { eta: lr, lookahead: "mean" }, this.mwn!);
+        run: async (lr, step) => {
+          const n = this.source.count;
+          const eta = this.eta(epoch, step);
+          await meta.stepHost(lr, { eta, lookahead: "mean" }, this.mwn!, n);
           const sums = this.#epochSums!;
           const labels = this.source.labels;
-          for (let k = 0; k < this.cfg.batch; k++) {
+          for (let k = 0; k < n; k++) {
             sums.count[labels[k]]++;
             sums.sumFinal[labels[k]] += this.mwn!.lastWeights[k];
           }
@@ -215,23 +251,25 @@ export class LongTailRun {
     }
     return {
       name: "meta",
-      run: (lr) => {
+      run: (lr, step) => {
+        const n = this.source.count;
+        const rows = (t: Tensor) => leadingRows(t, n);
         if (phase.rule === "meta-update-wy") {
-          gatherClassWeights(gpu, meta.classWeights, engine.targets, engine.weights);
+          gatherClassWeights(gpu, meta.classWeights, rows(engine.targets), rows(engine.weights));
         }
         meta.step(lr, {
-          eta: lr,
+          eta: this.eta(epoch, step),
           tau: this.cfg.tau,
           lookahead: this.cfg.lookahead,
           rule: phase.rule!,
           lookaheadWeights: phase.lookaheadWeights!,
-        });
+        }, n);
         accumulateMetaStats(
           gpu,
-          engine.weights,
-          meta.eps,
-          meta.finalWeights,
-          engine.targets,
+          rows(engine.weights),
+          rows(meta.eps),
+          rows(meta.finalWeights),
+          rows(engine.targets),
           stats,
         );
       },
@@ -291,16 +329,17 @@ export class LongTailRun {
       }
     }
     const { confusion: _, ...epochTest } = test ?? { confusion: null };
+    const images = this.source.examples(this.source.imagesOf(end.epoch));
     const record: EpochRecord = {
       epoch: end.epoch,
       phase: phase.kind,
       lr: end.lr,
       trainLoss: end.trainLoss,
       steps: end.steps,
-      images: end.examples,
+      images,
       test: test ? epochTest as EpochRecord["test"] : null,
       meta: epochMeta,
-      timing: { seconds: end.seconds, imagesPerSecond: end.examples / end.seconds },
+      timing: { seconds: end.seconds, imagesPerSecond: images / end.seconds },
     };
     this.history.push(record);
     this.epochsDone = end.epoch + 1;
@@ -432,5 +471,55 @@ export class LongTailRun {
     await writeFileAtomic(join(out, OUTPUT_FILES.summary), JSON.stringify(summary, null, 2) + "\n");
     await writeFileAtomic(join(out, OUTPUT_FILES.report), renderReport(summary, this.history));
     return summary;
+  }
+}
+
+// ---- the baselines' recipes (src/train/recipe.ts): classifier init and steps per epoch
+
+/** Whether the run trains the sigmoid focal loss on a linear classifier (Cui et al.). */
+function sigmoidBias(cfg: TrainConfig, model: ResNetConfig): boolean {
+  return methodLoss(cfg.method, cfg.loss) === "focal" && cfg.focalForm === "sigmoid" &&
+    !model.cosine;
+}
+
+/**
+ * The classifier's initial values where the recipe departs from the ResNet's own init (Kaiming
+ * weight, zero bias), drawn from a stream of their own, `(seed, "init-classifier")`, so the
+ * ResNet's draws stay as they are: the cosine classifier's rows at unit norm (LDAM's), the
+ * linear classifier's bias from PyTorch's default or Cui's prior.
+ */
+export function classifierInit(
+  cfg: TrainConfig,
+  model: ResNetConfig,
+): Map<string, Float32Array> {
+  const rng = Rng.derive(cfg.seed, "init-classifier");
+  const C = model.numClasses, features = 64;
+  const out = new Map<string, Float32Array>();
+  if (model.cosine) {
+    if (cfg.classifierInit === "unit-norm") {
+      out.set("linear.weight", unitNormRows(rng, C, features));
+    }
+  } else if (cfg.biasInit === "torch") {
+    out.set("linear.bias", torchLinearBias(rng, features, C));
+  } else if (cfg.biasInit === "prior") {
+    out.set("linear.bias", priorBias(C));
+  }
+  return out;
+}
+
+/**
+ * Refuses settings that leave an epoch without a step (`--last-batch drop` with fewer images
+ * than a batch), before any work starts.
+ */
+export function checkEpochSteps(cfg: TrainConfig, images: { label: string; count: number }[]) {
+  if (cfg.lastBatch !== "drop") return;
+  for (const { label, count } of images) {
+    if (count < cfg.batch) {
+      throw new ConfigError(
+        `--last-batch drop with --batch ${cfg.batch}: ${label} has ${count} images, so its ` +
+          `epochs would have no step`,
+        { flag: "--last-batch", hint: "use --last-batch partial or wrap, or a smaller --batch" },
+      );
+    }
   }
 }

@@ -30,6 +30,8 @@ export interface LongTailSourceOptions {
   data: RunData;
   seed: number;
   batch: number;
+  /** The epoch's last batch when `batch` does not divide its images (see RecipeConfig). */
+  lastBatch: "partial" | "wrap" | "drop";
   /** Dev images per class in a dev batch. */
   devPerClass: number;
   /** The phase of each epoch. */
@@ -53,6 +55,8 @@ export class LongTailSource implements DataSource {
   readonly #hostW: Float32Array;
   /** Host labels of the last loaded batch. */
   labels: ArrayLike<number> = [];
+  /** Examples of the last loaded batch: the batch size, or fewer for a partial last batch. */
+  count = 0;
 
   /** A source writing into `o.into`. */
   constructor(o: LongTailSourceOptions) {
@@ -78,9 +82,27 @@ export class LongTailSource implements DataSource {
       ? o.classWeights
       : new Array(C).fill(phase.weights === "zero" ? 0 : 1);
     return {
-      steps: Math.ceil(order.length / o.batch),
+      steps: this.steps(order.length),
       load: (step) => this.#load(step, order, rnd, phase, classW),
     };
+  }
+
+  /** Steps of an epoch over `images` images. */
+  steps(images: number): number {
+    const B = this.#o.batch;
+    return this.#o.lastBatch === "drop" ? Math.floor(images / B) : Math.ceil(images / B);
+  }
+
+  /** Examples the steps of an epoch over `images` images train on. */
+  examples(images: number): number {
+    const o = this.#o;
+    return o.lastBatch === "partial" ? images : this.steps(images) * o.batch;
+  }
+
+  /** Images of `epoch`'s order: the long-tailed set, or the fine-tuning subset. */
+  imagesOf(epoch: number): number {
+    const o = this.#o;
+    return o.phases[epoch].images === "all" ? o.data.trainIndices.length : o.subset!.length;
   }
 
   /** The generators' state at the start of `epoch`. */
@@ -89,9 +111,13 @@ export class LongTailSource implements DataSource {
   }
 
   #load(step: number, order: Int32Array, rnd: EpochRandom, phase: Phase, classW: number[]): void {
-    const { gpu, data, batch, augmenter, into } = this.#o;
-    batchIndices(order, step, batch, this.#idx);
-    const tb = this.#train.gather(this.#idx);
+    const { gpu, data, augmenter, into } = this.#o;
+    const B = this.#o.batch;
+    // "partial": the images left (N mod B at the last step); "wrap" refills from the start
+    const batch = this.#o.lastBatch === "partial" ? Math.min(B, order.length - step * B) : B;
+    this.count = batch;
+    batchIndices(order, step, B, this.#idx);
+    const tb = this.#train.gather(this.#idx.subarray(0, batch));
     const aug = rnd.augmentParams(batch, data.pad, data.flip, this.#aug);
     augmenter.run(tb.pixels, aug, batch, into.x.view);
     into.labels.upload(gpu, tb.labelsU32);
@@ -99,7 +125,7 @@ export class LongTailSource implements DataSource {
     // meta-update-wy keeps its weights on the GPU (gathered from the meta-learned class weights)
     if (!(phase.kind === "meta" && phase.rule === "meta-update-wy")) {
       for (let k = 0; k < batch; k++) this.#hostW[k] = classW[tb.labels[k]];
-      into.weights.upload(gpu, this.#hostW);
+      into.weights.upload(gpu, this.#hostW.subarray(0, batch));
     }
     if (phase.kind === "plain") return;
     rnd.devBatch(data.devByClass, this.#o.devPerClass, this.#devIdx);

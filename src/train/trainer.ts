@@ -16,15 +16,15 @@ import { fit } from "../engine/fit.ts";
 import { Progress, type ProgressSink, stdoutSink } from "../engine/progress.ts";
 import {
   ConfigError,
-  lrAt,
   presetConfig,
   type PresetName,
   resolveTrainConfig,
   type TrainConfig,
   validateConfig,
 } from "./config.ts";
-import { prepareData, type SuppliedData } from "./data.ts";
-import { LongTailRun, OUTPUT_FILES } from "./run.ts";
+import { fineTuneSubset, prepareData, type SuppliedData } from "./data.ts";
+import { checkEpochSteps, LongTailRun, OUTPUT_FILES } from "./run.ts";
+import { phaseOf } from "./methods.ts";
 import type { RunSummary } from "./summary.ts";
 import { checkOutDir, checkResumeData, checkResumeMetadata } from "./validate.ts";
 
@@ -73,6 +73,17 @@ export async function train(options: TrainOptions = {}): Promise<RunSummary> {
   // every check before the GPU is acquired or a file written
   const { cfg, ckpt } = await openResume(resolveConfig(options), options, log);
   const data = await prepareData(cfg, options.data, log);
+  const finetunes = Array.from(
+    { length: cfg.epochs },
+    (_, e) => phaseOf(cfg.method, e, cfg.metaStart),
+  )
+    .some((p) => p.images === "balanced-subset");
+  checkEpochSteps(cfg, [
+    { label: "the long-tailed training set", count: data.trainIndices.length },
+    ...(finetunes
+      ? [{ label: "the fine-tuning subset", count: fineTuneSubset(data, cfg.seed).length }]
+      : []),
+  ]);
   const ckptPath = join(cfg.out, OUTPUT_FILES.checkpoint);
   if (ckpt) checkResumeData(ckpt, ckptPath, cfg, data);
   await Deno.mkdir(cfg.out, { recursive: true });
@@ -159,7 +170,7 @@ async function runLongTail(
     engine: run.parts.engine,
     data: run.source,
     epochs: cfg.epochs,
-    lr: (epoch) => lrAt(cfg, epoch),
+    lr: (epoch, step) => run.lr(epoch, step),
     evaluate: () => run.evaluate(),
     evalEvery: cfg.evalEvery,
     checkpoint: { path: join(cfg.out, OUTPUT_FILES.checkpoint), format: CHECKPOINT_FORMAT },

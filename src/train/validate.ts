@@ -12,6 +12,7 @@ import type { SafeDType, SafetensorsFile } from "../checkpoint/safetensors.ts";
 import { MOMENTUM_PREFIX } from "../checkpoint/checkpoint.ts";
 import { resnetSpecs } from "../nn/resnet.ts";
 import { MetaWeightNet } from "./mwn.ts";
+import { LEGACY_RECIPE } from "./recipe.ts";
 
 /** Output files of a run that a new run would overwrite. */
 const RUN_OUTPUTS = ["metrics.jsonl", "summary.json", "report.html"];
@@ -145,10 +146,12 @@ export function checkResumeMetadata(
         `expected ${JSON.stringify(format)})`,
     );
   }
-  const config = parseJson(path, m, "config");
-  if (typeof config !== "object" || config === null || Array.isArray(config)) {
+  const parsed = parseJson(path, m, "config");
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
     throw badCheckpoint(path, `metadata "config" is not a JSON object`);
   }
+  // a run saved before the recipe settings existed continues with the recipe it ran
+  const config = { ...LEGACY_RECIPE, ...parsed };
   try {
     validateConfig(config as TrainConfig);
   } catch (e) {
