@@ -349,7 +349,11 @@ export function hasStage2(method: Method): boolean {
   return !["ce", "cb", "focal", "cb-focal", "ldam", "l2rw", "mwn"].includes(method);
 }
 
-/** Learning rate of an epoch: lr * factor^(number of decay epochs <= epoch). */
+/**
+ * Learning rate of an epoch: lr * factor^(number of decay epochs <= epoch), before the warm-up
+ * and the decay offset of `lrSchedule` (the trainer's rates: optimizerLr and lookaheadLr of
+ * src/train/recipe.ts).
+ */
 export function lrAt(c: TrainConfig, epoch: number): number {
   let lr = c.lr;
   for (const d of c.lrDecayEpochs) if (epoch >= d) lr *= c.lrDecayFactor;
