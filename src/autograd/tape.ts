@@ -8,7 +8,7 @@
  *
  * The tape keeps every forward tensor until {@linkcode Tape.release}, so one forward serves a
  * backward, a JVP along any direction, and a second backward with a different seed: exactly
- * what the meta step needs (DESIGN.md section 2).
+ * what the meta step needs (README, The meta step).
  */
 import type { Gpu } from "../gpu/runtime.ts";
 import { Tensor } from "../tensor.ts";

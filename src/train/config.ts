@@ -6,7 +6,7 @@ import { DATASET_NAMES, type DatasetName } from "../data/dataset.ts";
 import { UserError, type UserErrorOptions } from "../errors.ts";
 import { applyRecipeDefaults, type RecipeConfig, validateRecipe } from "./recipe.ts";
 
-/** Weighting methods (DESIGN.md section 2): baselines, the paper's method, and its ablations. */
+/** Weighting methods (README, Methods): baselines, the paper's method, and its ablations. */
 export const METHODS = [
   "ce",
   "cb",
@@ -216,7 +216,7 @@ const MEDIUM_PRESET: TrainConfig = {
   out: "runs/medium",
 };
 
-/** The reference recipe of the paper on CIFAR-10-LT (DESIGN.md section 1). */
+/** The reference recipe of the paper on CIFAR-10-LT (README, Methods: the shared recipe). */
 const PAPER_CIFAR: TrainConfig = {
   ...DEFAULT_PRESET,
   preset: "paper-cifar",

@@ -1,5 +1,5 @@
 /**
- * The paper's meta-gradient d L_dev(theta') / d eps at eps = 0 (DESIGN.md section 2), exactly via
+ * The paper's meta-gradient d L_dev(theta') / d eps at eps = 0 (README, The meta step), exactly via
  * one JVP and by central finite differences of F(eps) = L_dev(theta - eta grad L_B(theta, eps)).
  */
 
