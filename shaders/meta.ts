@@ -93,3 +93,18 @@ export const lookaheadKernel = kernel({
     if (i >= p.n) { return; }
     out[i] = theta[i] - eta[0] * g[i];`,
 });
+
+/**
+ * out[i] = s[0] * a[i], the factor read from a storage slot: Meta-Weight-Net's d L_dev / d V_i
+ * = -eta / B * ldot_i follows the learning rate, which a uniform would cache once per value.
+ */
+export const scaleBySlotKernel = kernel({
+  name: "scale-by-slot",
+  storage: [["a", "read"], ["s", "read"], ["out", "write"]],
+  uniforms: [["n", "u32"]],
+  workgroupSize: 256,
+  main: `
+    let i = flatIndex(gid, nwg);
+    if (i >= p.n) { return; }
+    out[i] = s[0] * a[i];`,
+});

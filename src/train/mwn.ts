@@ -19,7 +19,10 @@
  * version ran the MLP on the host in float64, with two readbacks per step).
  */
 import { Ctx, Tape } from "../autograd/tape.ts";
-import type { Tensor } from "../tensor.ts";
+import { bind, type Tensor } from "../tensor.ts";
+import { grid1d } from "../gpu/runtime.ts";
+import { StepValues } from "../optim/step_values.ts";
+import { scaleBySlotKernel } from "../../shaders/meta.ts";
 import { Linear, ReLU, Sequential, Sigmoid } from "../nn/layers.ts";
 import { Model } from "../nn/model.ts";
 import { EVAL, moduleInit, moduleSpecs } from "../nn/module.ts";
@@ -70,6 +73,8 @@ export class MetaWeightNet {
   readonly lastWeights: Tensor;
   readonly #meta: MetaReweighter;
   readonly #losses: Tensor;
+  /** -eta / n of the current step, in a storage slot (it follows the learning rate). */
+  readonly #factor: StepValues;
 
   /**
    * An MLP initialised like PyTorch's Linear from the stream `(seed, "mwn-init")`, zeroed Adam
@@ -89,11 +94,13 @@ export class MetaWeightNet {
     this.grads = new FlatTensors(e.gpu, this.model.paramLayout, false);
     this.lastWeights = e.fixed([e.batch]);
     this.#losses = e.fixed([e.batch, 1]);
+    this.#factor = new StepValues(e.gpu, 1);
   }
 
   /** Frees the MLP, its gradients and Adam state (the tensors go with the engine). */
   destroy(): void {
-    this.optimizer.destroy();
+    this.optimizer.destroy(); // submits recorded work first
+    this.#factor.destroy();
     this.grads.destroy();
     this.model.destroy();
   }
@@ -112,7 +119,13 @@ export class MetaWeightNet {
       const mlpCtx = new Ctx(gpu, new Tape());
       const v = this.model.forward(mlpCtx, losses, EVAL);
       const ldot = this.#meta.signal(tape, l, scale(gpu, v, 1 / n, ctx.empty([n])), eta);
-      const dv = scale(gpu, ldot, -eta / n, mlpCtx.empty([n, 1])); // d L_dev / d V_i
+      const dv = mlpCtx.empty([n, 1]); // d L_dev / d V_i = -eta / n * ldot_i
+      scaleBySlotKernel.dispatch(
+        gpu,
+        [bind(ldot), this.#factor.set([-eta / n]), bind(dv)],
+        { n },
+        grid1d(Math.ceil(n / 256)),
+      );
       ldot.release(gpu);
       mlpCtx.tape!.backward(gpu, v, dv, this.model.params.tensors, this.grads.tensors);
       mlpCtx.release();
