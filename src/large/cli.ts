@@ -7,6 +7,7 @@ import { reportError } from "../errors.ts";
 import { GpuUnavailableError } from "../gpu/device.ts";
 import { UserError } from "../errors.ts";
 import { ConfigError } from "../train/config.ts";
+import { rejectRepeatedFlags } from "../train/cli.ts";
 import {
   isLargePreset,
   LARGE_PRESETS,
@@ -123,8 +124,17 @@ export function parseLargeArgs(
   }
   let values: Record<string, string | boolean | undefined>;
   try {
-    values = parseArgs({ args, options, strict: true, allowPositionals: false }).values;
+    const parsed = parseArgs({
+      args,
+      options,
+      strict: true,
+      allowPositionals: false,
+      tokens: true,
+    });
+    values = parsed.values;
+    rejectRepeatedFlags(parsed.tokens); // as every other entry point: no silent last-wins
   } catch (e) {
+    if (e instanceof UserError) throw e;
     throw new ConfigError((e as Error).message, { hint: "run with --help to see every flag" });
   }
   const preset = values.preset as string;
