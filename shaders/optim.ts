@@ -30,8 +30,10 @@ export const sgdKernel = kernel({
 /**
  * {@linkcode sgdKernel} with parameters exempt from weight decay (Cui et al. do not decay the
  * sigmoid classifier's bias): `exempt` holds `ranges` pairs [lo, hi) of flat indices whose
- * decay is 0; every other index computes exactly what sgdKernel computes. A variant of its own,
- * so runs without exemptions keep sgdKernel's code and bits.
+ * decay is 0; every other index computes exactly what sgdKernel computes. `base` is the flat
+ * index of the bound views' first float (0 for the whole buffer; a sub-range's start when only
+ * part of the parameters is updated). A variant of its own, so runs without exemptions keep
+ * sgdKernel's code and bits.
  */
 export const sgdExemptKernel = kernel({
   name: "sgd_exempt",
@@ -48,14 +50,16 @@ export const sgdExemptKernel = kernel({
     ["momentum", "f32"],
     ["wd", "f32"],
     ["ranges", "u32"],
+    ["base", "u32"],
   ],
   workgroupSize: 256,
   main: `
     let i = flatIndex(gid, nwg);
     if (i >= p.n) { return; }
     var wd = p.wd;
+    let flat = p.base + i;
     for (var r = 0u; r < p.ranges; r++) {
-      if (i >= exempt[2u * r] && i < exempt[2u * r + 1u]) { wd = 0.0; }
+      if (flat >= exempt[2u * r] && flat < exempt[2u * r + 1u]) { wd = 0.0; }
     }
     let lr = hyper[0];
     let gi = g[i] + wd * param[i];

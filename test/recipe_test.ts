@@ -322,6 +322,55 @@ gpuTest("sgd: parameters exempt from weight decay follow the float64 reference",
   );
 });
 
+gpuTest(
+  "sgd: a range update (a frozen backbone's head) keeps the decay exemptions",
+  async (gpu) => {
+    const l = new FlatLayout([
+      { name: "conv.weight", shape: [5, 7] },
+      { name: "linear.weight", shape: [3, 17] },
+      { name: "linear.bias", shape: [3] },
+      { name: "bn.bias", shape: [11] },
+    ], gpu.offsetAlignment);
+    const rng = new ref.Rng(22);
+    const vals = () =>
+      new Map(l.specs.map((s) => [s.name, Float32Array.from(randn(rng, ref.numel(s.shape)))]));
+    const config = { momentum: 0.9, weightDecay: 0.05, nesterov: true };
+    const exempt = ["linear.bias", "conv.weight"];
+    const head = ["linear.weight", "linear.bias"];
+    const init = vals(), grads = [vals(), vals(), vals()];
+    const p = new FlatTensors(gpu, l), g = new FlatTensors(gpu, l);
+    p.upload(init);
+    const opt = new Sgd(gpu, l, { ...config, decayExempt: exempt });
+    const first = l.byName.get("linear.weight")!, last = l.byName.get("linear.bias")!;
+    const offset = l.offsets[first];
+    const count = l.offsets[last] + 3 - offset;
+    grads.forEach((gv, t) => {
+      g.upload(gv);
+      opt.stepRange(p, g, offset, count, 0.1 * 0.8 ** t);
+    });
+    const out = await p.download();
+    for (const s of l.specs) {
+      if (!head.includes(s.name)) {
+        assert.deepEqual(out.get(s.name), init.get(s.name), `${s.name} is outside the range`);
+        continue;
+      }
+      const want = Float64Array.from(init.get(s.name)!), buf = new Float64Array(want.length);
+      const wd = exempt.includes(s.name) ? 0 : config.weightDecay;
+      grads.forEach((gv, t) => {
+        ref.sgdStep(want, Float64Array.from(gv.get(s.name)!), buf, {
+          ...config,
+          weightDecay: wd,
+          lr: 0.1 * 0.8 ** t,
+        });
+      });
+      expectClose(`sgd range: ${s.name}`, Float64Array.from(out.get(s.name)!), want, 1e-6);
+    }
+    opt.destroy();
+    p.destroy();
+    g.destroy();
+  },
+);
+
 // ---------------------------------------------------------------------- partial batches
 
 function mlpEngine(gpu: Gpu, batch: number) {

@@ -26,7 +26,6 @@ import { FlatTensors } from "../nn/params.ts";
 import { type BufferView, grid1d } from "../gpu/runtime.ts";
 import { StepValues } from "../optim/step_values.ts";
 import { Sgd } from "../optim/optimizer.ts";
-import { sgdStep } from "../optim/sgd.ts";
 import { classificationLoss } from "../ops/loss.ts";
 import { accumulateLoss, metaWeights } from "./kernels.ts";
 import { lookaheadKernel, type MetaWeightRule } from "../../shaders/meta.ts";
@@ -290,14 +289,7 @@ export class MetaReweighter {
     if (frozen) {
       tapeH.backward(gpu, l, seed, params, grads);
       const sgd = e.optimizer as Sgd;
-      sgdStep(
-        gpu,
-        this.#range(model.params, h),
-        this.#range(e.grads, h),
-        this.#range(sgd.momentum, h),
-        h.length,
-        { lr, ...sgd.config },
-      );
+      sgd.stepRange(model.params, e.grads, h.offset / 4, h.length, lr);
     } else {
       const fGrad = ctxT.empty(f.shape);
       tapeH.backward(gpu, l, seed, [...params, fHead], [...grads, fGrad]);

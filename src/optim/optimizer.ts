@@ -84,6 +84,26 @@ export class Sgd implements Optimizer {
     );
   }
 
+  /**
+   * The same update over the flat range [offset, offset + count) of floats only (a frozen
+   * backbone's head), with the same momentum and decay exemptions as {@linkcode step}.
+   */
+  stepRange(params: FlatTensors, grads: FlatTensors, offset: number, count: number, lr: number) {
+    const { momentum, weightDecay, nesterov } = this.config;
+    const view = (b: GPUBuffer) => ({ buffer: b, offset: 4 * offset, size: 4 * count });
+    sgdStep(
+      this.#gpu,
+      view(params.buffer),
+      view(grads.buffer),
+      view(this.momentum.buffer),
+      count,
+      { lr, momentum, weightDecay, nesterov },
+      this.#lr,
+      this.#exempt,
+      offset,
+    );
+  }
+
   /** `optimizer.momentum.<name>`. */
   stateBuffers(): Map<string, FlatTensors> {
     return new Map([["optimizer.momentum.", this.momentum]]);

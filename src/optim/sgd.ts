@@ -34,7 +34,8 @@ const sharedLr = new WeakMap<Gpu, StepValues>();
  * One SGD step over `count` floats: params -= lr * direction, with the momentum buffer
  * updated in place. `lr` is a slot holding the learning rate (default: one shared per device).
  * With `exempt`, the indices in its ranges take no weight decay (a kernel variant; without it,
- * the plain kernel runs).
+ * the plain kernel runs); `base` is the flat index of the views' first float, against which
+ * the ranges are read (0: the views start at the flat buffer's start).
  */
 export function sgdStep(
   gpu: Gpu,
@@ -45,6 +46,7 @@ export function sgdStep(
   o: SgdOptions,
   lr?: StepValues,
   exempt?: DecayExemption,
+  base = 0,
 ): void {
   let slot = lr ?? sharedLr.get(gpu);
   if (!slot) sharedLr.set(gpu, slot = new StepValues(gpu, 1));
@@ -62,7 +64,7 @@ export function sgdStep(
     sgdExemptKernel.dispatch(
       gpu,
       [...bound, exempt.ranges],
-      { ...uniforms, ranges: exempt.count },
+      { ...uniforms, ranges: exempt.count, base },
       grid,
     );
   }
