@@ -34,10 +34,15 @@ export interface KernelSample {
 
 /** A row of the per-kernel summary. */
 export interface KernelRow {
+  /** Kernel name (see {@linkcode KernelSample}). */
   key: string;
+  /** "MxNxK" for GEMM kernels, "" otherwise. */
   dims: string;
+  /** Dispatches of this kernel and shape. */
   count: number;
+  /** Their GPU time in ms. */
   ms: number;
+  /** Their fraction of the step's GPU time. */
   share: number;
 }
 

@@ -4,7 +4,8 @@
  * step's cost over a plain step. Medians over a few runs after a first (cold) run that is
  * reported separately, with the pipeline build time. Writes bench/results/<adapter>.json and
  * bench/results/<adapter>.md (adapter = backend + adapter name, e.g.
- * vulkan-llvmpipe-llvm-15-0-6-256-bits).
+ * vulkan-llvmpipe-llvm-15-0-6-256-bits); the JSON's layout, the targets and the Markdown page are
+ * bench/report.ts's, which renders from the JSON alone.
  *
  *   deno task bench                 # default suite (about 4-5 minutes on 2-core lavapipe)
  *   deno task bench --quick         # kernels (2 samples) and ResNet-8 only (about 1.5 minutes)
@@ -32,7 +33,6 @@ import {
   gemmCases,
   loadAverage,
   median,
-  type MemoryBound,
   memoryLowerBound,
   pipelineTimer,
   processCpuMs,
@@ -47,6 +47,23 @@ import {
   summarizeKernels,
   summarizePhases,
 } from "../bench/profile.ts";
+import {
+  type BenchResult,
+  benchTargets,
+  type CreatedObjects,
+  fmt,
+  type KernelResult,
+  type MatmulCheck,
+  mib,
+  type ProfiledStep,
+  type ProfileResult,
+  renderMarkdown,
+  type StepMemory,
+  type StepResult,
+  type TfjsKernel,
+  type TfjsResult,
+  type TfjsStep,
+} from "../bench/report.ts";
 
 // ------------------------------------------------------------------ flags
 
@@ -66,116 +83,8 @@ if (flags.help) {
   Deno.exit(0);
 }
 
-// ------------------------------------------------------------------ result shapes
-
-interface KernelResult {
-  name: string;
-  kind: string;
-  shape: string;
-  gemm: { M: number; N: number; K: number };
-  flops: number;
-  firstMs: number;
-  medianMs: number;
-  samplesMs: number[];
-  reps: number;
-  /** Process CPU ms per call (all of llvmpipe's threads; see Timing.cpuMs in bench/lib.ts). */
-  cpuMs: number;
-  gflops: number;
-  /** GFLOP per CPU-second: the rate with other processes' load taken out. */
-  gflopsPerCpuS: number;
-  /** GFLOP/s over the engine's own matmul 1024^3 GFLOP/s. */
-  ratioToMatmul: number;
-  /** The same ratio from CPU time (robust to other load on the machine). */
-  ratioToMatmulCpu: number;
-}
-
-interface StepResult {
-  model: string;
-  depth: number;
-  kind: "plain" | "meta";
-  batch: number;
-  /** First step of this model and kind: pipelines, pool growth, bind groups. */
-  firstMs: number;
-  /** Pipelines the first step built (0: it was also taken as a sample). */
-  firstPipelines: number;
-  medianMs: number;
-  samplesMs: number[];
-  /** Median process CPU ms per step. */
-  cpuMs: number;
-  samplesCpuMs: number[];
-  imagesPerSec: number;
-  dispatchesPerStep: number;
-  /**
-   * GPU memory of this kind of step: the pool's high-water marks over its first step (the plain
-   * step's on a trimmed pool; the meta step's after it, so the pool both kinds need), plus the
-   * TrainState's flat buffers, against the lower bound from the shapes.
-   */
-  memory: StepMemory;
-  /** GPU objects a warm step created (should all be 0); null when only a first step ran. */
-  warmStepCreated: {
-    buffers: number;
-    bindGroups: number;
-    pipelines: number;
-    uniforms: number;
-  } | null;
-}
-
-interface StepMemory {
-  /** Peak bytes of pooled buffers in use during the step (size classes). */
-  poolInUseBytes: number;
-  /** Peak bytes held by the pool (in use + free) during the step. */
-  poolHeldBytes: number;
-  /** Bytes of the flat parameter-layout and BN buffers (not pooled). */
-  flatBytes: number;
-  /** poolHeldBytes + flatBytes: the GPU memory the step holds. */
-  totalBytes: number;
-  /** The lower bound and what it counts (bench/lib.ts MemoryBound). */
-  bound: MemoryBound;
-  /** totalBytes / bound.total. */
-  ratio: number;
-  /** (poolInUseBytes + flatBytes) / bound.total: the ratio without free pooled buffers. */
-  inUseRatio: number;
-}
-
-interface TfjsResult {
-  status: "ok" | "failed";
-  error?: string;
-  version?: string;
-  adapter?: string;
-  validationErrors?: string[];
-  kernels: {
-    name: string;
-    firstMs: number;
-    medianMs: number;
-    cpuMs: number;
-    gflops: number;
-    tailgradOverTfjs: number;
-    tailgradOverTfjsCpu: number;
-  }[];
-  steps: {
-    model: string;
-    depth: number;
-    batch: number;
-    firstMs: number;
-    medianMs: number;
-    samplesMs: number[];
-    cpuMs: number;
-    imagesPerSec: number;
-    tailgradOverTfjs: number;
-    tailgradOverTfjsCpu: number;
-  }[];
-}
-
-interface Target {
-  target: string;
-  measured: string;
-  pass: boolean | null;
-}
-
 // ------------------------------------------------------------------ helpers
 
-const fmt = (x: number, d = 2) => (Number.isFinite(x) ? x.toFixed(d) : "n/a");
-const mib = (bytes: number) => fmt(bytes / 2 ** 20, 1);
 const log = (s: string) => console.log(s);
 
 /** The commit checked out (HEAD), read from .git without running git; also in a worktree. */
@@ -209,7 +118,7 @@ interface StepSample {
   ms: number;
   cpuMs: number;
   dispatches: number;
-  created: { buffers: number; bindGroups: number; pipelines: number; uniforms: number };
+  created: CreatedObjects;
 }
 
 async function stepSample(gpu: Gpu, step: () => void): Promise<StepSample> {
@@ -303,32 +212,23 @@ async function measureSteps(
   });
 }
 
-// ------------------------------------------------------------------ main
+// ------------------------------------------------------------------ kernels
 
-const started = performance.now();
-const cpu0 = processCpuMs();
-const load0 = loadAverage();
-const gpu = await Gpu.create();
-const pipes = pipelineTimer(gpu);
-const slug = adapterSlug(gpu);
-const hasTimestamps = KernelProfiler.supported(gpu);
-log(
-  `adapter: ${gpu.adapter.description} (fallback ${gpu.adapter.isFallbackAdapter}), ` +
-    `backend ${Deno.env.get("DENO_WEBGPU_BACKEND") ?? "default"}, timestamp-query ${hasTimestamps}`,
-);
-log(`load average ${fmt(load0)}; results -> ${flags.out}/${slug}.{json,md}`);
+/** The GEMM-family kernels, the matmul check, and process CPU over wall time while they ran. */
+interface KernelsMeasured {
+  kernels: KernelResult[];
+  check: MatmulCheck | null;
+  cpuOverWall: number;
+}
 
-// kernels
-const kernels: KernelResult[] = [];
-let kernelCpu = NaN, kernelWall = NaN;
-let check: { maxRelError: number; deterministic: boolean } | null = null;
-if (flags.kernels) {
-  log(`\n== GEMM-family kernels (batch 100), median of ${flags.runs} ==`);
+async function measureKernels(gpu: Gpu, runs: number): Promise<KernelsMeasured> {
+  log(`\n== GEMM-family kernels (batch 100), median of ${runs} ==`);
   const c0 = processCpuMs(), w0 = performance.now();
+  const kernels: KernelResult[] = [];
   let matmulGflops = NaN, matmulCpuRate = NaN;
   for (const c of gemmCases(100) as GemmCase[]) {
     const p = c.prepare(gpu);
-    const r = await timeGpu(gpu, p.run, { runs: flags.runs, minSampleMs: 250 });
+    const r = await timeGpu(gpu, p.run, { runs, minSampleMs: 250 });
     p.dispose();
     const gflops = c.flops / r.medianMs / 1e6;
     const gflopsPerCpuS = c.flops / r.cpuMs / 1e6;
@@ -357,20 +257,28 @@ if (flags.kernels) {
         `first ${fmt(r.firstMs, 0)} ms, ${r.reps}/sample)`,
     );
   }
-  check = await checkMatmul(gpu);
+  const check = await checkMatmul(gpu);
   log(
     `check: matmul 1024^3 vs float64 CPU at 64 entries, max |error| / sum|terms| = ` +
       `${check.maxRelError.toExponential(2)}; two runs bit-identical: ${check.deterministic}`,
   );
-  kernelCpu = processCpuMs() - c0;
-  kernelWall = performance.now() - w0;
+  const kernelCpu = processCpuMs() - c0;
+  const kernelWall = performance.now() - w0;
+  return { kernels, check, cpuOverWall: kernelCpu / kernelWall };
 }
 
-// steps
-const steps: StepResult[] = [];
-const metaRatio: Record<string, number> = {};
-const metaRatioCpu: Record<string, number> = {};
-if (flags.steps) {
+// ------------------------------------------------------------------ steps
+
+/** The training steps, and the meta step's cost over the plain step by model. */
+interface StepsMeasured {
+  steps: StepResult[];
+  metaRatio: Record<string, number>;
+  metaRatioCpu: Record<string, number>;
+}
+
+/** Plain steps at flags.depths and meta steps at flags.metaDepths, shallowest model first. */
+async function measureAllSteps(gpu: Gpu, flags: BenchFlags): Promise<StepsMeasured> {
+  const out: StepsMeasured = { steps: [], metaRatio: {}, metaRatioCpu: {} };
   log(`\n== training steps (batch 100) ==`);
   const depths = [...new Set([...flags.depths, ...flags.metaDepths])].sort((a, b) => a - b);
   for (const depth of depths) {
@@ -382,45 +290,56 @@ if (flags.steps) {
       meta: flags.metaDepths.includes(depth) ? (small ? 2 : 1) : 0,
     };
     const [plain, meta] = await measureSteps(gpu, depth, h, want);
-    for (const r of [plain, meta]) {
-      if (!r) continue;
-      steps.push(r);
-      log(
-        `ResNet-${depth} ${r.kind.padEnd(5)}: ${fmt(r.medianMs, 0)} ms/step, ` +
-          `${fmt(r.imagesPerSec, 1)} images/s, CPU ${fmt(r.cpuMs, 0)} ms/step (first ` +
-          `${fmt(r.firstMs, 0)} ms building ${r.firstPipelines} pipelines; ${r.samplesMs.length} ` +
-          `samples; ${r.dispatchesPerStep} dispatches; warm step created ` +
-          `${JSON.stringify(r.warmStepCreated)})`,
-      );
-    }
-    for (const r of [plain, meta]) {
-      if (!r) continue;
-      const m = r.memory;
-      log(
-        `ResNet-${depth} ${r.kind.padEnd(5)} memory: ${mib(m.totalBytes)} MiB held (pool ` +
-          `${mib(m.poolHeldBytes)}, of it in use at the peak ${mib(m.poolInUseBytes)}; flat ` +
-          `${mib(m.flatBytes)}), lower bound ${mib(m.bound.total)} MiB: ${fmt(m.ratio)}x ` +
-          `(in use ${fmt(m.inUseRatio)}x)`,
-      );
-    }
+    const measured = meta ? [plain, meta] : [plain];
+    out.steps.push(...measured);
+    measured.forEach(logStep);
+    measured.forEach(logStepMemory);
     if (meta) {
-      metaRatio[`ResNet-${depth}`] = meta.medianMs / plain.medianMs;
-      metaRatioCpu[`ResNet-${depth}`] = meta.cpuMs / plain.cpuMs;
+      const model = `ResNet-${depth}`;
+      out.metaRatio[model] = meta.medianMs / plain.medianMs;
+      out.metaRatioCpu[model] = meta.cpuMs / plain.cpuMs;
       log(
-        `ResNet-${depth} meta step = ${fmt(metaRatio[`ResNet-${depth}`])}x a plain step ` +
-          `(CPU time: ${fmt(metaRatioCpu[`ResNet-${depth}`])}x)`,
+        `${model} meta step = ${fmt(out.metaRatio[model])}x a plain step ` +
+          `(CPU time: ${fmt(out.metaRatioCpu[model])}x)`,
       );
     }
     h.dispose();
     gpu.trim();
   }
+  return out;
 }
 
-// profile
-// deno-lint-ignore no-explicit-any
-let profile: any = null;
-if (flags.profile) {
-  const depth = flags.profileDepth;
+function logStep(r: StepResult): void {
+  log(
+    `ResNet-${r.depth} ${r.kind.padEnd(5)}: ${fmt(r.medianMs, 0)} ms/step, ` +
+      `${fmt(r.imagesPerSec, 1)} images/s, CPU ${fmt(r.cpuMs, 0)} ms/step (first ` +
+      `${fmt(r.firstMs, 0)} ms building ${r.firstPipelines} pipelines; ${r.samplesMs.length} ` +
+      `samples; ${r.dispatchesPerStep} dispatches; warm step created ` +
+      `${JSON.stringify(r.warmStepCreated)})`,
+  );
+}
+
+function logStepMemory(r: StepResult): void {
+  const m = r.memory;
+  log(
+    `ResNet-${r.depth} ${r.kind.padEnd(5)} memory: ${mib(m.totalBytes)} MiB held (pool ` +
+      `${mib(m.poolHeldBytes)}, of it in use at the peak ${mib(m.poolInUseBytes)}; flat ` +
+      `${mib(m.flatBytes)}), lower bound ${mib(m.bound.total)} MiB: ${fmt(m.ratio)}x ` +
+      `(in use ${fmt(m.inUseRatio)}x)`,
+  );
+}
+
+// ------------------------------------------------------------------ profile
+
+/**
+ * One model's plain step by phase (synced wall times), and where the device has timestamp
+ * queries, every kernel of a plain and a meta step.
+ */
+async function profileSteps(
+  gpu: Gpu,
+  depth: number,
+  hasTimestamps: boolean,
+): Promise<ProfileResult> {
   log(`\n== profile: ResNet-${depth}, batch 100 ==`);
   const h = stepHarness(gpu, depth, 100);
   h.plain();
@@ -430,52 +349,17 @@ if (flags.profile) {
     `plain step wall time by phase (synced): forward ${fmt(phases.forwardMs, 0)} ms, ` +
       `backward ${fmt(phases.backwardMs, 0)} ms, optimizer ${fmt(phases.optimizerMs, 0)} ms`,
   );
-  profile = { depth, plainPhasesWallMs: phases, timestampQuery: hasTimestamps };
+  const profile: ProfileResult = {
+    depth,
+    plainPhasesWallMs: phases,
+    timestampQuery: hasTimestamps,
+  };
   if (hasTimestamps) {
     const prof = new KernelProfiler(gpu);
     prof.install();
     try {
       for (const kind of ["plain", "meta"] as const) {
-        const step = kind === "plain" ? h.plain : h.meta;
-        step(); // warm-up: first-use pipelines and the query sets
-        await gpu.sync();
-        await prof.collect();
-        prof.reset();
-        const t = performance.now();
-        step();
-        const samples: KernelSample[] = await prof.collect();
-        const wall = performance.now() - t;
-        prof.reset();
-        const gpuMs = samples.reduce((s, x) => s + x.ns, 0) / 1e6;
-        const rows = summarizeKernels(samples);
-        const fam = summarizeFamilies(samples);
-        const ph = summarizePhases(samples);
-        log(
-          `\n${kind} step: ${samples.length} dispatches, GPU ${
-            fmt(gpuMs, 0)
-          } ms (sum of kernels), ` +
-            `wall ${fmt(wall, 0)} ms`,
-        );
-        log("  by phase: " + ph.map((p) => `${p.phase} ${fmt(p.ms, 0)} ms`).join(", "));
-        log(
-          "  by family: " + fam.slice(0, 10).map((f) => `${f.family} ${fmt(f.ms, 0)}`).join(", "),
-        );
-        log("  top kernels:");
-        for (const r of rows.slice(0, 15)) {
-          log(
-            `    ${fmt(r.ms, 1).padStart(8)} ms ${
-              fmt(100 * r.share, 1).padStart(5)
-            }%  x${r.count}  ${r.key} ${r.dims}`,
-          );
-        }
-        profile[kind] = {
-          dispatches: samples.length,
-          gpuMs,
-          wallMs: wall,
-          phases: ph,
-          families: fam,
-          kernels: rows,
-        };
+        profile[kind] = await profileStep(gpu, prof, kind, kind === "plain" ? h.plain : h.meta);
       }
     } finally {
       prof.destroy();
@@ -485,89 +369,82 @@ if (flags.profile) {
   }
   h.dispose();
   gpu.trim();
+  return profile;
 }
 
-// tfjs
-let tfjs: TfjsResult | null = null;
-if (flags.tfjs) {
+/** Every kernel's GPU time in one warm step (after a warm-up step), logged and summarised. */
+async function profileStep(
+  gpu: Gpu,
+  prof: KernelProfiler,
+  kind: "plain" | "meta",
+  step: () => void,
+): Promise<ProfiledStep> {
+  step(); // warm-up: first-use pipelines and the query sets
+  await gpu.sync();
+  await prof.collect();
+  prof.reset();
+  const t = performance.now();
+  step();
+  const samples: KernelSample[] = await prof.collect();
+  const wall = performance.now() - t;
+  prof.reset();
+  const gpuMs = samples.reduce((s, x) => s + x.ns, 0) / 1e6;
+  const rows = summarizeKernels(samples);
+  const fam = summarizeFamilies(samples);
+  const ph = summarizePhases(samples);
+  log(
+    `\n${kind} step: ${samples.length} dispatches, GPU ${fmt(gpuMs, 0)} ms (sum of kernels), ` +
+      `wall ${fmt(wall, 0)} ms`,
+  );
+  log("  by phase: " + ph.map((p) => `${p.phase} ${fmt(p.ms, 0)} ms`).join(", "));
+  log(
+    "  by family: " + fam.slice(0, 10).map((f) => `${f.family} ${fmt(f.ms, 0)}`).join(", "),
+  );
+  log("  top kernels:");
+  for (const r of rows.slice(0, 15)) {
+    log(
+      `    ${fmt(r.ms, 1).padStart(8)} ms ${
+        fmt(100 * r.share, 1).padStart(5)
+      }%  x${r.count}  ${r.key} ${r.dims}`,
+    );
+  }
+  return {
+    dispatches: samples.length,
+    gpuMs,
+    wallMs: wall,
+    phases: ph,
+    families: fam,
+    kernels: rows,
+  };
+}
+
+// ------------------------------------------------------------------ TensorFlow.js
+
+type TfjsModule = typeof import("../bench/tfjs.ts");
+
+/**
+ * TF.js's matmul, conv forwards and plain steps beside the engine's figures. A failure (an
+ * exception, or validation errors on TF.js's device) is recorded in the result, not thrown.
+ */
+async function measureTfjs(
+  flags: BenchFlags,
+  kernels: KernelResult[],
+  steps: StepResult[],
+): Promise<TfjsResult> {
   log(`\n== TensorFlow.js 4.22 WebGPU on the same adapter ==`);
-  tfjs = { status: "ok", kernels: [], steps: [] };
+  const tfjs: TfjsResult = { status: "ok", kernels: [], steps: [] };
   try {
     // a computed specifier: the default suite neither loads nor needs the npm packages
     const spec = ["..", "bench", "tfjs.ts"].join("/");
-    const t: typeof import("../bench/tfjs.ts") = await import(spec);
+    const t: TfjsModule = await import(spec);
     const info = await t.initTfjs();
     tfjs.version = info.version;
     tfjs.adapter = info.adapter;
     log(`tfjs ${info.version}, backend ${info.backend}, adapter ${info.adapter}`);
-    const cases = gemmCases(100).filter((c) => c.kind === "matmul" || c.kind === "conv-fwd");
-    for (const c of cases) {
-      const p = c.kind === "matmul" ? t.tfMatmul(c.gemm.M) : t.tfConvForward(c.conv!);
-      const r = await t.timeTf(p.run, { runs: flags.runs, minSampleMs: 250 });
-      p.dispose();
-      const gflops = c.flops / r.medianMs / 1e6;
-      const ours = kernels.find((k) => k.name === c.name);
-      const ratio = ours ? r.medianMs / ours.medianMs : NaN;
-      const ratioCpu = ours ? r.cpuMs / ours.cpuMs : NaN;
-      tfjs.kernels.push({
-        name: c.name,
-        firstMs: r.firstMs,
-        medianMs: r.medianMs,
-        cpuMs: r.cpuMs,
-        gflops,
-        tailgradOverTfjs: ratio,
-        tailgradOverTfjsCpu: ratioCpu,
-      });
-      log(
-        `${c.name.padEnd(36)} ${fmt(r.medianMs, 1).padStart(8)} ms ${
-          fmt(gflops).padStart(6)
-        } GFLOP/s ` +
-          `(first ${fmt(r.firstMs, 0)} ms); tailgrad/tfjs ${fmt(ratio)} (CPU time ${
-            fmt(ratioCpu)
-          })`,
-      );
-    }
+    await timeTfjsKernels(t, flags.runs, kernels, tfjs.kernels);
     for (const depth of flags.depths) {
-      const s = t.tfResnetStep(depth, 100);
-      const runs = depth <= 8 ? 2 : 1;
-      let w = performance.now();
-      s.run();
-      await t.tfSync();
-      const firstMs = performance.now() - w;
-      const samplesMs: number[] = [], cpu: number[] = [];
-      for (let r = 0; r < runs; r++) {
-        const c0 = processCpuMs();
-        w = performance.now();
-        s.run();
-        await t.tfSync();
-        samplesMs.push(performance.now() - w);
-        cpu.push(processCpuMs() - c0);
-      }
-      const loss = await s.loss();
-      s.dispose();
-      const medianMs = median(samplesMs);
-      const cpuMs = median(cpu);
       const ours = steps.find((x) => x.depth === depth && x.kind === "plain");
-      const ips = 100_000 / medianMs;
-      const ratio = ours ? ours.imagesPerSec / ips : NaN;
-      const ratioCpu = ours ? cpuMs / ours.cpuMs : NaN;
-      tfjs.steps.push({
-        model: `ResNet-${depth}`,
-        depth,
-        batch: 100,
-        firstMs,
-        medianMs,
-        samplesMs,
-        cpuMs,
-        imagesPerSec: ips,
-        tailgradOverTfjs: ratio,
-        tailgradOverTfjsCpu: ratioCpu,
-      });
-      log(
-        `ResNet-${depth} step: ${fmt(medianMs, 0)} ms, ${fmt(ips, 1)} images/s, CPU ` +
-          `${fmt(cpuMs, 0)} ms (first ${fmt(firstMs, 0)} ms; loss ${fmt(loss, 3)}); ` +
-          `tailgrad/tfjs ${fmt(ratio)} (CPU time ${fmt(ratioCpu)})`,
-      );
+      tfjs.steps.push(await timeTfjsStep(t, depth, ours));
     }
     tfjs.validationErrors = [...t.tfjsErrors];
     if (t.tfjsErrors.length) {
@@ -581,65 +458,119 @@ if (flags.tfjs) {
     tfjs.error = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
     log(`TF.js could not run: ${tfjs.error}`);
   }
+  return tfjs;
 }
 
-// targets (issue 12's acceptance figures)
-const targets: Target[] = [];
-const mm = kernels.find((k) => k.kind === "matmul");
-if (mm) {
-  targets.push({
-    target: "matmul 1024^3 >= 12 GFLOP/s",
-    measured: `${fmt(mm.gflops)} GFLOP/s (${fmt(mm.gflopsPerCpuS)} per CPU-second)`,
-    pass: mm.gflops >= 12,
-  });
-  // conv1's dX never runs in training (images need no gradient)
-  const convs = kernels.filter((k) => k.kind !== "matmul" && !/conv-dx conv1/.test(k.name));
-  const worst = convs.reduce((a, b) => (b.ratioToMatmul < a.ratioToMatmul ? b : a), convs[0]);
-  const below = convs.filter((k) => k.ratioToMatmul < 0.6);
-  const belowCpu = convs.filter((k) => k.ratioToMatmulCpu < 0.6).length;
-  targets.push({
-    target: "every conv fwd/dX/dW used in training >= 60% of matmul GFLOP/s",
-    measured:
-      `${convs.length - below.length}/${convs.length} pass (by CPU time ${
-        convs.length - belowCpu
-      }/${convs.length}); worst ${worst.name} at ${fmt(100 * worst.ratioToMatmul, 0)}%` +
-      (below.length
-        ? `; below: ${below.map((k) => k.name.replace(" (batch 100)", "")).join(", ")}`
-        : ""),
-    pass: below.length === 0,
-  });
-}
-for (const depth of flags.depths) {
-  const ts = tfjs?.steps.find((s) => s.depth === depth);
-  if (ts && tfjs?.status === "ok") {
-    targets.push({
-      target: `ResNet-${depth} step >= 14x TF.js images/s`,
-      measured: `${fmt(ts.tailgradOverTfjs)}x (CPU time ${fmt(ts.tailgradOverTfjsCpu)}x)`,
-      pass: ts.tailgradOverTfjs >= 14,
+/** TF.js's matmul and conv forwards, each pushed to `into` as it is timed. */
+async function timeTfjsKernels(
+  t: TfjsModule,
+  runs: number,
+  kernels: KernelResult[],
+  into: TfjsKernel[],
+): Promise<void> {
+  const cases = gemmCases(100).filter((c) => c.kind === "matmul" || c.kind === "conv-fwd");
+  for (const c of cases) {
+    const p = c.kind === "matmul" ? t.tfMatmul(c.gemm.M) : t.tfConvForward(c.conv!);
+    const r = await t.timeTf(p.run, { runs, minSampleMs: 250 });
+    p.dispose();
+    const gflops = c.flops / r.medianMs / 1e6;
+    const ours = kernels.find((k) => k.name === c.name);
+    const ratio = ours ? r.medianMs / ours.medianMs : NaN;
+    const ratioCpu = ours ? r.cpuMs / ours.cpuMs : NaN;
+    into.push({
+      name: c.name,
+      firstMs: r.firstMs,
+      medianMs: r.medianMs,
+      cpuMs: r.cpuMs,
+      gflops,
+      tailgradOverTfjs: ratio,
+      tailgradOverTfjsCpu: ratioCpu,
     });
+    log(
+      `${c.name.padEnd(36)} ${fmt(r.medianMs, 1).padStart(8)} ms ${
+        fmt(gflops).padStart(6)
+      } GFLOP/s ` +
+        `(first ${fmt(r.firstMs, 0)} ms); tailgrad/tfjs ${fmt(ratio)} (CPU time ${fmt(ratioCpu)})`,
+    );
   }
 }
-for (const [model, ratio] of Object.entries(metaRatio)) {
-  targets.push({
-    target: `${model} meta step <= 3.0x plain step`,
-    measured: `${fmt(ratio)}x (CPU time ${fmt(metaRatioCpu[model])}x)`,
-    pass: ratio <= 3.0,
-  });
+
+/** TF.js's ResNet training step at batch 100, against the engine's plain step `ours`. */
+async function timeTfjsStep(
+  t: TfjsModule,
+  depth: number,
+  ours: StepResult | undefined,
+): Promise<TfjsStep> {
+  const s = t.tfResnetStep(depth, 100);
+  const runs = depth <= 8 ? 2 : 1;
+  let w = performance.now();
+  s.run();
+  await t.tfSync();
+  const firstMs = performance.now() - w;
+  const samplesMs: number[] = [], cpu: number[] = [];
+  for (let r = 0; r < runs; r++) {
+    const c0 = processCpuMs();
+    w = performance.now();
+    s.run();
+    await t.tfSync();
+    samplesMs.push(performance.now() - w);
+    cpu.push(processCpuMs() - c0);
+  }
+  const loss = await s.loss();
+  s.dispose();
+  const medianMs = median(samplesMs);
+  const cpuMs = median(cpu);
+  const ips = 100_000 / medianMs;
+  const ratio = ours ? ours.imagesPerSec / ips : NaN;
+  const ratioCpu = ours ? cpuMs / ours.cpuMs : NaN;
+  log(
+    `ResNet-${depth} step: ${fmt(medianMs, 0)} ms, ${fmt(ips, 1)} images/s, CPU ` +
+      `${fmt(cpuMs, 0)} ms (first ${fmt(firstMs, 0)} ms; loss ${fmt(loss, 3)}); ` +
+      `tailgrad/tfjs ${fmt(ratio)} (CPU time ${fmt(ratioCpu)})`,
+  );
+  return {
+    model: `ResNet-${depth}`,
+    depth,
+    batch: 100,
+    firstMs,
+    medianMs,
+    samplesMs,
+    cpuMs,
+    imagesPerSec: ips,
+    tailgradOverTfjs: ratio,
+    tailgradOverTfjsCpu: ratioCpu,
+  };
 }
-for (const s of steps) {
-  const limit = s.kind === "plain" ? 1.5 : 2.5;
-  targets.push({
-    target: `${s.model} ${s.kind} step GPU memory <= ${limit}x the lower bound`,
-    measured: `${fmt(s.memory.ratio)}x (${mib(s.memory.totalBytes)} / ${
-      mib(s.memory.bound.total)
-    } MiB)`,
-    pass: s.memory.ratio <= limit,
-  });
-}
+
+// ------------------------------------------------------------------ main
+
+const started = performance.now();
+const cpu0 = processCpuMs();
+const load0 = loadAverage();
+const gpu = await Gpu.create();
+const pipes = pipelineTimer(gpu);
+const slug = adapterSlug(gpu);
+const hasTimestamps = KernelProfiler.supported(gpu);
+log(
+  `adapter: ${gpu.adapter.description} (fallback ${gpu.adapter.isFallbackAdapter}), ` +
+    `backend ${Deno.env.get("DENO_WEBGPU_BACKEND") ?? "default"}, timestamp-query ${hasTimestamps}`,
+);
+log(`load average ${fmt(load0)}; results -> ${flags.out}/${slug}.{json,md}`);
+
+const { kernels, check, cpuOverWall: kernelsCpuOverWall }: KernelsMeasured = flags.kernels
+  ? await measureKernels(gpu, flags.runs)
+  : { kernels: [], check: null, cpuOverWall: NaN };
+const { steps, metaRatio, metaRatioCpu }: StepsMeasured = flags.steps
+  ? await measureAllSteps(gpu, flags)
+  : { steps: [], metaRatio: {}, metaRatioCpu: {} };
+const profile = flags.profile ? await profileSteps(gpu, flags.profileDepth, hasTimestamps) : null;
+const tfjs = flags.tfjs ? await measureTfjs(flags, kernels, steps) : null;
+// issue 12's acceptance figures
+const targets = benchTargets({ flags, kernels, steps, metaRatio, metaRatioCpu, tfjs });
 
 const wallS = (performance.now() - started) / 1000;
 const cpuS = (processCpuMs() - cpu0) / 1000;
-const result = {
+const result: BenchResult = {
   schema: 1,
   date: new Date().toISOString(),
   commit: await gitCommit(),
@@ -657,9 +588,8 @@ const result = {
   machine: {
     loadAverageBefore: load0,
     loadAverageAfter: loadAverage(),
-    /** Process CPU seconds over wall seconds: about 2 when lavapipe's threads had both cores. */
     cpuOverWall: cpuS / wallS,
-    kernelsCpuOverWall: kernelCpu / kernelWall,
+    kernelsCpuOverWall,
     wallSeconds: wallS,
   },
   pipelines: { created: pipes.count, createMs: pipes.ms },
@@ -671,190 +601,14 @@ const result = {
   profile,
   tfjs,
   targets,
+  timestampQuery: hasTimestamps,
 };
 
 // ------------------------------------------------------------------ write
 
-function markdown(): string {
-  const L: string[] = [];
-  L.push(`# tailgrad benchmarks: ${gpu.adapter.description}`);
-  L.push("");
-  L.push(
-    `${result.date}, commit ${result.commit}, Deno ${result.deno}, backend ${result.backend}, ` +
-      `fallback adapter ${gpu.adapter.isFallbackAdapter}, timestamp-query ${hasTimestamps}. ` +
-      `Load average ${fmt(load0)} before, ${fmt(result.machine.loadAverageAfter)} after; process ` +
-      `CPU/wall ${fmt(result.machine.cpuOverWall)} (kernels ${
-        fmt(result.machine.kernelsCpuOverWall)
-      }). ` +
-      `Pipelines: ${pipes.count} built in ${fmt(pipes.ms, 0)} ms. Run time ${fmt(wallS, 0)} s.`,
-  );
-  L.push("");
-  L.push(
-    "Generated by `deno task bench` (scripts/bench.ts). Medians; first runs (pipeline builds, " +
-      "first-use JIT) reported separately. FLOPs are the operation's useful work (2*M*N*K of the " +
-      "matmul; 2*batch*Cout*OH*OW*Cin*9 for each conv pass). On a software adapter the CPU is the " +
-      "GPU: the (CPU) columns use this process's CPU time instead of wall time, which other " +
-      "processes on the machine do not inflate; where wall and CPU ratios differ, the machine " +
-      "was busy.",
-  );
-  if (kernels.length) {
-    L.push("");
-    L.push("## Kernels (batch 100)");
-    L.push("");
-    const tf = tfjs?.status === "ok" ? tfjs : null;
-    L.push(
-      `| kernel | engine GEMM MxNxK | ms | GFLOP/s | x matmul | GFLOP/CPU-s | x matmul (CPU) | first ms |${
-        tf ? " TF.js GFLOP/s | tailgrad/TF.js | (CPU) |" : ""
-      }`,
-    );
-    L.push(`|---|---|--:|--:|--:|--:|--:|--:|${tf ? "--:|--:|--:|" : ""}`);
-    for (const k of kernels) {
-      const t = tf?.kernels.find((x) => x.name === k.name);
-      L.push(
-        `| ${k.name.replace(" (batch 100)", "")} | ${k.gemm.M}x${k.gemm.N}x${k.gemm.K} | ${
-          fmt(k.medianMs, 1)
-        } | ` +
-          `${fmt(k.gflops)} | ${fmt(k.ratioToMatmul)} | ${fmt(k.gflopsPerCpuS)} | ` +
-          `${fmt(k.ratioToMatmulCpu)} | ${fmt(k.firstMs, 0)} |` +
-          (tf
-            ? ` ${t ? fmt(t.gflops) : ""} | ${t ? fmt(t.tailgradOverTfjs) : ""} | ${
-              t ? fmt(t.tailgradOverTfjsCpu) : ""
-            } |`
-            : ""),
-      );
-    }
-  }
-  if (check) {
-    L.push("");
-    L.push(
-      `Check: matmul 1024^3 against float64 on the CPU at 64 entries, max |error| / sum|terms| ` +
-        `${check.maxRelError.toExponential(2)}; two runs bit-identical: ${check.deterministic}.`,
-    );
-  }
-  if (steps.length) {
-    L.push("");
-    L.push("## Training steps (batch 100, 3x32x32, 10 classes)");
-    L.push("");
-    const tf = tfjs?.status === "ok" ? tfjs : null;
-    L.push(
-      `| model | step | ms/step | images/s | CPU ms/step | first ms (pipelines built) | samples | dispatches | warm-step GPU objects created |${
-        tf ? " TF.js images/s | tailgrad/TF.js | (CPU) |" : ""
-      }`,
-    );
-    L.push(`|---|---|--:|--:|--:|--:|--:|--:|---|${tf ? "--:|--:|--:|" : ""}`);
-    for (const s of steps) {
-      const t = s.kind === "plain" ? tf?.steps.find((x) => x.depth === s.depth) : undefined;
-      const c = s.warmStepCreated;
-      L.push(
-        `| ${s.model} | ${s.kind} | ${fmt(s.medianMs, 0)} | ${fmt(s.imagesPerSec, 1)} | ${
-          fmt(s.cpuMs, 0)
-        } | ${fmt(s.firstMs, 0)} (${s.firstPipelines}) | ${s.samplesMs.length} | ` +
-          `${s.dispatchesPerStep} | ${
-            c ? c.buffers + c.bindGroups + c.pipelines + c.uniforms : "n/a (first step only)"
-          } |` +
-          (tf
-            ? ` ${t ? fmt(t.imagesPerSec, 1) : ""} | ${t ? fmt(t.tailgradOverTfjs) : ""} | ${
-              t ? fmt(t.tailgradOverTfjsCpu) : ""
-            } |`
-            : ""),
-      );
-    }
-    if (Object.keys(metaRatio).length) {
-      L.push("");
-      L.push(
-        "Meta step cost over a plain step (wall time, samples interleaved with plain steps): " +
-          Object.entries(metaRatio).map(([m, r]) =>
-            `${m} ${fmt(r)}x (CPU time ${fmt(metaRatioCpu[m])}x)`
-          ).join(", ") + ".",
-      );
-    }
-  }
-  if (steps.length) {
-    L.push("");
-    L.push("## GPU memory of a step (batch 100)");
-    L.push("");
-    L.push(
-      "Held = the pool's high-water mark during the kind's first step (buffers in use plus free " +
-        "ones, at their size classes; plain on a trimmed pool, meta after it, so meta's figure is " +
-        "the pool both kinds need) + the TrainState's flat buffers (five of " +
-        "the parameter layout, one of BN statistics). Lower bound (bench/lib.ts MemoryBound): " +
-        "parameters, gradients and momentum (+ look-ahead parameters and meta direction for " +
-        "meta), BN running statistics, the batch's (and dev batch's) images, labels and " +
-        "weights, and the activations the tape must keep (every conv output, every BN output, " +
-        "BN statistics, features, logits, losses; twice for meta: the batch tape and the dev " +
-        "tape live together). MiB:",
-    );
-    L.push("");
-    L.push(
-      "| model | step | held | pool held | pool in use at peak | flat | bound: params+state | BN | inputs | activations | bound | held / bound | in use / bound |",
-    );
-    L.push("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
-    for (const s of steps) {
-      const m = s.memory, b = m.bound;
-      L.push(
-        `| ${s.model} | ${s.kind} | ${mib(m.totalBytes)} | ${mib(m.poolHeldBytes)} | ` +
-          `${mib(m.poolInUseBytes)} | ${mib(m.flatBytes)} | ${mib(b.parameterState)} | ` +
-          `${mib(b.bnBuffers)} | ${mib(b.inputs)} | ${mib(b.activations)} | ${mib(b.total)} | ` +
-          `${fmt(m.ratio)}x | ${fmt(m.inUseRatio)}x |`,
-      );
-    }
-  }
-  if (tfjs) {
-    L.push("");
-    L.push("## TensorFlow.js");
-    L.push("");
-    L.push(
-      tfjs.status === "ok"
-        ? `TF.js ${tfjs.version} (tfjs-core + tfjs-backend-webgpu; gradients registered by the @tensorflow/tfjs ` +
-          `bundle) on adapter "${tfjs.adapter}", same process, its own device. Conv: NHWC, explicit pad 1. ` +
-          `Step: tf.variableGrads over a conv/BN/ReLU ResNet in tfjs-core ops, SGD-Nesterov with weight decay.`
-        : `TF.js could not run: ${tfjs.error}`,
-    );
-  }
-  if (profile) {
-    L.push("");
-    L.push(`## Profile (ResNet-${profile.depth}, batch 100)`);
-    L.push("");
-    const p = profile.plainPhasesWallMs;
-    L.push(
-      `Plain step, wall time per phase with syncs: forward ${fmt(p.forwardMs, 0)} ms, backward ` +
-        `${fmt(p.backwardMs, 0)} ms, optimizer ${fmt(p.optimizerMs, 0)} ms.`,
-    );
-    for (const kind of ["plain", "meta"]) {
-      const q = profile[kind];
-      if (!q) continue;
-      L.push("");
-      L.push(
-        `${kind} step: ${q.dispatches} dispatches, ${fmt(q.gpuMs, 0)} ms of kernel time ` +
-          `(timestamp queries), ${fmt(q.wallMs, 0)} ms wall. By phase: ` +
-          // deno-lint-ignore no-explicit-any
-          q.phases.map((x: any) => `${x.phase} ${fmt(x.ms, 0)} ms`).join(", ") + ".",
-      );
-      L.push("");
-      L.push("| kernel | GEMM MxNxK | calls | ms | share |");
-      L.push("|---|---|--:|--:|--:|");
-      for (const r of q.kernels.slice(0, 20)) {
-        L.push(
-          `| ${r.key} | ${r.dims} | ${r.count} | ${fmt(r.ms, 1)} | ${fmt(100 * r.share, 1)}% |`,
-        );
-      }
-    }
-  }
-  if (targets.length) {
-    L.push("");
-    L.push("## Targets");
-    L.push("");
-    L.push("| target | measured | pass |");
-    L.push("|---|---|---|");
-    for (const t of targets) L.push(`| ${t.target} | ${t.measured} | ${t.pass ? "yes" : "no"} |`);
-  }
-  L.push("");
-  return L.join("\n");
-}
-
 await Deno.mkdir(flags.out, { recursive: true });
 await Deno.writeTextFile(`${flags.out}/${slug}.json`, JSON.stringify(result, null, 2) + "\n");
-await Deno.writeTextFile(`${flags.out}/${slug}.md`, markdown());
+await Deno.writeTextFile(`${flags.out}/${slug}.md`, renderMarkdown(result));
 log(`\n== targets ==`);
 for (const t of targets) log(`${t.pass ? "PASS" : "MISS"}  ${t.target}: ${t.measured}`);
 log(
