@@ -269,18 +269,41 @@ Deno.test("recipe: LDAM's staircase, Cui's ramp from 0, the reference decay offs
 
 // ------------------------------------------------------------------------ SGD decay mask
 
-gpuTest("sgd: parameters exempt from weight decay follow the float64 reference", async (gpu) => {
+/** Four parameters with random values and SGD settings, two of them exempt from decay. */
+function exemptCase(gpu: Gpu, seed: number) {
   const l = new FlatLayout([
     { name: "conv.weight", shape: [5, 7] },
     { name: "linear.weight", shape: [3, 17] },
     { name: "linear.bias", shape: [3] },
     { name: "bn.bias", shape: [11] },
   ], gpu.offsetAlignment);
-  const rng = new ref.Rng(21);
+  const rng = new ref.Rng(seed);
   const vals = () =>
     new Map(l.specs.map((s) => [s.name, Float32Array.from(randn(rng, ref.numel(s.shape)))]));
   const config = { momentum: 0.9, weightDecay: 0.05, nesterov: true };
-  const exempt = ["linear.bias", "conv.weight"];
+  return { l, vals, config, exempt: ["linear.bias", "conv.weight"] };
+}
+
+/** `init` after SGD steps with `grads` at lr 0.1 * 0.8^t in float64, with decay `wd`. */
+function sgdReference(
+  init: Float32Array,
+  grads: Float32Array[],
+  config: { momentum: number; nesterov: boolean },
+  wd: number,
+): Float64Array {
+  const want = Float64Array.from(init), buf = new Float64Array(want.length);
+  grads.forEach((g, t) => {
+    ref.sgdStep(want, Float64Array.from(g), buf, {
+      ...config,
+      weightDecay: wd,
+      lr: 0.1 * 0.8 ** t,
+    });
+  });
+  return want;
+}
+
+gpuTest("sgd: parameters exempt from weight decay follow the float64 reference", async (gpu) => {
+  const { l, vals, config, exempt } = exemptCase(gpu, 21);
   const init = vals(), grads = [vals(), vals(), vals(), vals()];
   const run = async (decayExempt?: string[]) => {
     const p = new FlatTensors(gpu, l), g = new FlatTensors(gpu, l);
@@ -298,15 +321,8 @@ gpuTest("sgd: parameters exempt from weight decay follow the float64 reference",
   };
   const masked = await run(exempt), plain = await run();
   for (const s of l.specs) {
-    const want = Float64Array.from(init.get(s.name)!), buf = new Float64Array(want.length);
     const wd = exempt.includes(s.name) ? 0 : config.weightDecay;
-    grads.forEach((gv, t) => {
-      ref.sgdStep(want, Float64Array.from(gv.get(s.name)!), buf, {
-        ...config,
-        weightDecay: wd,
-        lr: 0.1 * 0.8 ** t,
-      });
-    });
+    const want = sgdReference(init.get(s.name)!, grads.map((g) => g.get(s.name)!), config, wd);
     expectClose(`sgd exempt: ${s.name}`, Float64Array.from(masked.get(s.name)!), want, 1e-6);
     if (exempt.includes(s.name)) {
       // the decay the exemption removes is well above the tolerance
@@ -322,54 +338,33 @@ gpuTest("sgd: parameters exempt from weight decay follow the float64 reference",
   );
 });
 
-gpuTest(
-  "sgd: a range update (a frozen backbone's head) keeps the decay exemptions",
-  async (gpu) => {
-    const l = new FlatLayout([
-      { name: "conv.weight", shape: [5, 7] },
-      { name: "linear.weight", shape: [3, 17] },
-      { name: "linear.bias", shape: [3] },
-      { name: "bn.bias", shape: [11] },
-    ], gpu.offsetAlignment);
-    const rng = new ref.Rng(22);
-    const vals = () =>
-      new Map(l.specs.map((s) => [s.name, Float32Array.from(randn(rng, ref.numel(s.shape)))]));
-    const config = { momentum: 0.9, weightDecay: 0.05, nesterov: true };
-    const exempt = ["linear.bias", "conv.weight"];
-    const head = ["linear.weight", "linear.bias"];
-    const init = vals(), grads = [vals(), vals(), vals()];
-    const p = new FlatTensors(gpu, l), g = new FlatTensors(gpu, l);
-    p.upload(init);
-    const opt = new Sgd(gpu, l, { ...config, decayExempt: exempt });
-    const first = l.byName.get("linear.weight")!, last = l.byName.get("linear.bias")!;
-    const offset = l.offsets[first];
-    const count = l.offsets[last] + 3 - offset;
-    grads.forEach((gv, t) => {
-      g.upload(gv);
-      opt.stepRange(p, g, offset, count, 0.1 * 0.8 ** t);
-    });
-    const out = await p.download();
-    for (const s of l.specs) {
-      if (!head.includes(s.name)) {
-        assert.deepEqual(out.get(s.name), init.get(s.name), `${s.name} is outside the range`);
-        continue;
-      }
-      const want = Float64Array.from(init.get(s.name)!), buf = new Float64Array(want.length);
-      const wd = exempt.includes(s.name) ? 0 : config.weightDecay;
-      grads.forEach((gv, t) => {
-        ref.sgdStep(want, Float64Array.from(gv.get(s.name)!), buf, {
-          ...config,
-          weightDecay: wd,
-          lr: 0.1 * 0.8 ** t,
-        });
-      });
-      expectClose(`sgd range: ${s.name}`, Float64Array.from(out.get(s.name)!), want, 1e-6);
+gpuTest("sgd: a head-only update (a frozen backbone) keeps the exemptions", async (gpu) => {
+  const { l, vals, config, exempt } = exemptCase(gpu, 22);
+  const head = ["linear.weight", "linear.bias"];
+  const init = vals(), grads = [vals(), vals(), vals()];
+  const p = new FlatTensors(gpu, l), g = new FlatTensors(gpu, l);
+  p.upload(init);
+  const opt = new Sgd(gpu, l, { ...config, decayExempt: exempt });
+  const offset = l.offsets[l.byName.get("linear.weight")!];
+  const count = l.offsets[l.byName.get("linear.bias")!] + 3 - offset;
+  grads.forEach((gv, t) => {
+    g.upload(gv);
+    opt.stepRange(p, g, offset, count, 0.1 * 0.8 ** t);
+  });
+  const out = await p.download();
+  for (const s of l.specs) {
+    if (!head.includes(s.name)) {
+      assert.deepEqual(out.get(s.name), init.get(s.name), `${s.name} is outside the range`);
+      continue;
     }
-    opt.destroy();
-    p.destroy();
-    g.destroy();
-  },
-);
+    const wd = exempt.includes(s.name) ? 0 : config.weightDecay;
+    const want = sgdReference(init.get(s.name)!, grads.map((g) => g.get(s.name)!), config, wd);
+    expectClose(`sgd range: ${s.name}`, Float64Array.from(out.get(s.name)!), want, 1e-6);
+  }
+  opt.destroy();
+  p.destroy();
+  g.destroy();
+});
 
 // ---------------------------------------------------------------------- partial batches
 
