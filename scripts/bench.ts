@@ -24,6 +24,7 @@
  */
 import { Gpu } from "../src/gpu/runtime.ts";
 import { reportError } from "../src/errors.ts";
+import { gitCommit } from "../src/report/provenance.ts";
 import { BENCH_USAGE, type BenchFlags, parseBenchFlags } from "../bench/flags.ts";
 import {
   adapterSlug,
@@ -86,33 +87,6 @@ if (flags.help) {
 // ------------------------------------------------------------------ helpers
 
 const log = (s: string) => console.log(s);
-
-/** The commit checked out (HEAD), read from .git without running git; also in a worktree. */
-async function gitCommit(): Promise<string> {
-  try {
-    let gitDir = ".git";
-    if ((await Deno.stat(gitDir)).isFile) {
-      // a worktree: .git names its git dir, whose "commondir" holds the shared refs
-      gitDir = (await Deno.readTextFile(".git")).trim().replace(/^gitdir: /, "");
-    }
-    let common = gitDir;
-    try {
-      common = `${gitDir}/${(await Deno.readTextFile(`${gitDir}/commondir`)).trim()}`;
-    } catch { /* not a worktree */ }
-    const head = (await Deno.readTextFile(`${gitDir}/HEAD`)).trim();
-    if (!head.startsWith("ref: ")) return head.slice(0, 12);
-    const ref = head.slice(5);
-    try {
-      return (await Deno.readTextFile(`${common}/${ref}`)).trim().slice(0, 12);
-    } catch {
-      const packed = await Deno.readTextFile(`${common}/packed-refs`);
-      const line = packed.split("\n").find((l) => l.endsWith(` ${ref}`));
-      return line ? line.slice(0, 12) : "unknown";
-    }
-  } catch {
-    return "unknown";
-  }
-}
 
 interface StepSample {
   ms: number;
@@ -573,7 +547,7 @@ const cpuS = (processCpuMs() - cpu0) / 1000;
 const result: BenchResult = {
   schema: 1,
   date: new Date().toISOString(),
-  commit: await gitCommit(),
+  commit: gitCommit(Deno.cwd())?.slice(0, 12) ?? "unknown",
   deno: Deno.version.deno,
   backend: Deno.env.get("DENO_WEBGPU_BACKEND") ?? "default",
   adapter: {
