@@ -211,7 +211,8 @@ function epsCurve(history: Record<string, unknown>[]): number[][] | null {
 
 /**
  * The comparisons that answer the paper's questions: does meta beat CE and CB, does eps matter
- * (meta - meta-eps0), does the deferred w_y (meta-eps0 - ce); and the other meta-learned
+ * (meta - meta-eps0), does the deferred w_y (meta-eps0 - ce, and without ce's warm-up
+ * meta-eps0 - ce-nowarmup, whose difference is w_y alone); and the other meta-learned
  * weightings against their base losses; tau values against the reference tau.
  */
 export function pairedComparisons(referenceTau: number, taus: number[]): [string, string][] {
@@ -220,6 +221,8 @@ export function pairedComparisons(referenceTau: number, taus: number[]): [string
     ["meta", "cb"],
     ["meta", "meta-eps0"],
     ["meta-eps0", "ce"],
+    ["meta-eps0", "ce-nowarmup"],
+    ["ce", "ce-nowarmup"],
     ["cb", "ce"],
     ["mwn", "ce"],
     ["l2rw", "ce"],

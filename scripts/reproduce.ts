@@ -68,7 +68,13 @@ export interface ScalePlan {
   taus: number[];
 }
 
-const FIRST = ["ce", "cb", "meta-eps0", "meta"];
+/**
+ * `ce-nowarmup` is the control that makes `meta-eps0 - ce` readable: `ce` warms up as Cui's code
+ * does and the meta family does not, so `ce-nowarmup` (CE without the warm-up: the meta family's
+ * stage 1 carried to the end) isolates the deferred `w_y` from the warm-up. It forks the meta
+ * family's stage 1 and costs its stage-2 epochs only.
+ */
+const FIRST = ["ce", "cb", "meta-eps0", "meta", "ce-nowarmup"];
 const SMALL_SECOND = [
   "focal",
   "cb-focal",
@@ -146,10 +152,11 @@ export interface Cell extends GridCell {
   tau?: number;
 }
 
-/** method and loss of a row label ("meta-focal" = meta with the focal loss). */
-function methodOf(label: string): { method: Method; loss?: string } {
+/** method, loss and recipe of a row label ("meta-focal" = meta with the focal loss). */
+function methodOf(label: string): TrainOptions {
   const m = /^meta-(focal|ldam)$/.exec(label);
-  if (m) return { method: "meta", loss: m[1] };
+  if (m) return { method: "meta", loss: m[1] as TrainOptions["loss"] };
+  if (label === "ce-nowarmup") return { method: "ce", warmupEpochs: 0 };
   return label === "meta" ? { method: "meta", loss: "ce" } : { method: label as Method };
 }
 
@@ -203,7 +210,7 @@ export function planCells(plan: ScalePlan, imbalances: number[], seeds: number[]
     const id = tau === undefined ? `${label}-if${imbalance}-s${seed}` : `tau${tau}-if100-s${seed}`;
     const options: TrainOptions = {
       ...plan.options,
-      ...methodOf(label) as TrainOptions,
+      ...methodOf(label),
       imbalance,
       seed,
       ...(tau === undefined ? {} : { tau }),
@@ -398,8 +405,8 @@ flags:
                          the tau sweep are IF 100 only)
   --seeds <list>         seeds to run (default: 0,1,2)
   --only <lines>         parts of the grid to run, comma-separated: first-line (ce, cb,
-                         meta-eps0, meta), second-line (the other methods), tau-sweep
-                         (default: all three)
+                         meta-eps0, meta, ce-nowarmup), second-line (the other methods),
+                         tau-sweep (default: all three)
   --cells <ids>          only these cells, e.g. meta-if100-s0,ce-if10-s2 (default: all)
   --no-share             train every cell from scratch instead of forking a shared stage 1
                          (default: off; forks are bit for bit the runs from scratch)

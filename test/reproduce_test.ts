@@ -52,7 +52,7 @@ async function waitFor(root: string, prefix: string, file: string, timeoutMs: nu
 
 Deno.test("grid helpers: cells, lines, stage-1 sharing, mean/std, groups, paired seeds", () => {
   const cells = planCells(SCALES.small, [100, 10], [0, 1, 2]);
-  assert.equal(cells.filter((c) => c.group === "grid").length, 12 * 2 * 3);
+  assert.equal(cells.filter((c) => c.group === "grid").length, 13 * 2 * 3);
   assert.equal(cells.filter((c) => c.group === "tau").length, 4 * 3);
   assert.equal(new Set(cells.map((c) => c.id)).size, cells.length, "ids are unique");
   // tau 0.01 is the preset's own tau: those cells are the meta runs, not copies of them
@@ -63,12 +63,13 @@ Deno.test("grid helpers: cells, lines, stage-1 sharing, mean/std, groups, paired
   // medium: the issue's first line (both factors), then the second line and the tau sweep at 100
   const medium = planCells(SCALES.medium, [100, 10], [0, 1, 2]);
   const first = medium.filter((c) => c.line === "first-line");
-  assert.equal(first.length, 4 * 2 * 3);
-  assert.deepEqual(first.slice(0, 5).map((c) => c.id), [
+  assert.equal(first.length, 5 * 2 * 3);
+  assert.deepEqual(first.slice(0, 6).map((c) => c.id), [
     "ce-if100-s0",
     "cb-if100-s0",
     "meta-eps0-if100-s0",
     "meta-if100-s0",
+    "ce-nowarmup-if100-s0",
     "ce-if100-s1",
   ]);
   assert.ok(medium.indexOf(first.at(-1)!) < medium.findIndex((c) => c.line === "second-line"));
@@ -86,7 +87,12 @@ Deno.test("grid helpers: cells, lines, stage-1 sharing, mean/std, groups, paired
   const stage1 = (id: string) => medium.find((c) => c.id === id)!.stage1?.dir ?? null;
   const metaS1 = stage1("meta-if100-s1")!;
   assert.match(metaS1, /^stage1-ce-if100-s1-[0-9a-f]{6}$/);
-  for (const id of ["meta-eps0-if100-s1", "tau100-if100-s1"]) assert.equal(stage1(id), metaS1, id);
+  for (const id of ["meta-eps0-if100-s1", "tau100-if100-s1", "ce-nowarmup-if100-s1"]) {
+    assert.equal(stage1(id), metaS1, id);
+  }
+  const control = medium.find((c) => c.id === "ce-nowarmup-if10-s0")!.options;
+  assert.equal(control.method, "ce");
+  assert.equal(control.warmupEpochs, 0, "the control is ce without the warm-up");
   // ce warms up as Cui's code does and the meta family does not: not one stage 1
   assert.match(stage1("ce-if100-s1")!, /^stage1-ce-if100-s1-/);
   assert.notEqual(stage1("ce-if100-s1"), metaS1);
@@ -114,7 +120,7 @@ Deno.test("grid helpers: cells, lines, stage-1 sharing, mean/std, groups, paired
   assert.deepEqual(sel({ only: "first-line" }), first.map((c) => c.id));
   assert.equal(sel({ only: "second-line,tau-sweep" }).length, 21 + 9);
   assert.deepEqual(sel({ cells: "meta-if10-s2,ce-if100-s0" }), ["ce-if100-s0", "meta-if10-s2"]);
-  assert.equal(sel({ noTau: true }).length, 24 + 21);
+  assert.equal(sel({ noTau: true }).length, 30 + 21);
   assert.throws(() => sel({ only: "first" }), UsageError);
   assert.throws(() => sel({ cells: "meta-if50-s0" }), /no cell meta-if50-s0/);
 
@@ -135,7 +141,15 @@ Deno.test("grid helpers: cells, lines, stage-1 sharing, mean/std, groups, paired
   assert.deepEqual(pairs[0].seeds, [0, 2]);
   assert.deepEqual(pairs[0].diffs, [0.5 - 0.75, 0.3 - 0.25]);
   const wanted = pairedComparisons(0.01, [0.01, 1, 100]).map(([a, b]) => `${a} - ${b}`);
-  for (const p of ["meta - ce", "meta - cb", "meta - meta-eps0", "meta-eps0 - ce"]) {
+  for (
+    const p of [
+      "meta - ce",
+      "meta - cb",
+      "meta - meta-eps0",
+      "meta-eps0 - ce",
+      "meta-eps0 - ce-nowarmup",
+    ]
+  ) {
     assert.ok(wanted.includes(p), p);
   }
   assert.ok(wanted.includes("meta tau=100 - meta") && !wanted.includes("meta tau=0.01 - meta"));
