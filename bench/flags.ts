@@ -1,9 +1,9 @@
 /**
- * Command-line flags of `deno task bench` (scripts/bench.ts). Each flag takes its value as
- * `--runs 3` or `--runs=3`; an unknown, repeated or malformed flag is a {@linkcode UsageError}
- * that lists what is valid.
+ * Command-line flags of `deno task bench` (scripts/bench.ts), parsed by the shared flag parser
+ * (src/cli/flags.ts): `--runs 3` or `--runs=3`; an unknown, repeated or malformed flag is a
+ * {@linkcode UsageError} that lists what is valid.
  */
-import { UsageError } from "../src/train/cli.ts";
+import { type FlagTable, parseFlags, UsageError } from "../src/cli/flags.ts";
 
 /** What the benchmark runs and where it writes. */
 export interface BenchFlags {
@@ -38,11 +38,26 @@ export const BENCH_USAGE = "usage: deno task bench [--quick] [--tfjs] [--profile
   "  defaults: --runs 3 (--quick: 2), --depths 8,32 and --meta-depths 8,32 (--quick: 8), " +
   "--profile-depth 8, --out bench/results";
 
-const SWITCHES = ["tfjs", "profile", "quick", "no-kernels", "no-steps", "help"];
-const VALUED = ["runs", "depths", "meta-depths", "profile-depth", "out"];
+/** Every bench flag; switches also take their --no- form (--no-kernels, --no-steps). */
+const BENCH_FLAGS: FlagTable<keyof BenchFlags> = {
+  "quick": { key: "quick", kind: "bool", help: "fewer samples and ResNet-8 only" },
+  "tfjs": { key: "tfjs", kind: "bool", help: "also time TensorFlow.js WebGPU" },
+  "profile": { key: "profile", kind: "bool", help: "per-kernel GPU time of one step" },
+  "runs": { key: "runs", kind: "int", help: "kernel samples" },
+  // depths stay text here: depthList checks them and quotes them as given
+  "depths": { key: "depths", kind: "string", help: "ResNet depths of the plain steps" },
+  "meta-depths": { key: "metaDepths", kind: "string", help: "ResNet depths of the meta steps" },
+  "profile-depth": { key: "profileDepth", kind: "string", help: "ResNet depth of the profile" },
+  "kernels": { key: "kernels", kind: "bool", help: "time the GEMM-family kernels" },
+  "steps": { key: "steps", kind: "bool", help: "time training steps" },
+  "out": { key: "out", kind: "string", help: "output folder" },
+  "help": { key: "help", kind: "bool", help: "show the usage" },
+};
+
+const HINT = "run deno task bench --help";
 
 function bad(message: string): never {
-  throw new UsageError(`${message}\n${BENCH_USAGE}`, { hint: "run deno task bench --help" });
+  throw new UsageError(`${message}\n${BENCH_USAGE}`, { hint: HINT });
 }
 
 function depthList(flag: string, v: string): number[] {
@@ -55,57 +70,34 @@ function depthList(flag: string, v: string): number[] {
 
 /** Parses the bench flags (see the module doc). */
 export function parseBenchFlags(args: string[]): BenchFlags {
-  const values = new Map<string, string | true>();
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i];
-    const m = /^--([a-z-]+)(?:=(.*))?$/s.exec(a);
-    if (!m) bad(`unexpected argument ${JSON.stringify(a)}: every setting is a flag`);
-    const name = m[1] === "h" ? "help" : m[1];
-    let value: string | true;
-    if (SWITCHES.includes(name)) {
-      if (m[2] !== undefined) bad(`--${name} takes no value`);
-      value = true;
-    } else if (VALUED.includes(name)) {
-      value = m[2] ?? args[++i];
-      if (value === undefined || value === "" || (m[2] === undefined && value.startsWith("--"))) {
-        bad(`--${name} needs a value`);
-      }
-    } else {
-      bad(
-        `unknown flag --${name}; valid flags: ${
-          [...SWITCHES, ...VALUED].map((f) => `--${f}`).join(", ")
-        }`,
-      );
-    }
-    if (values.has(name)) bad(`--${name} is given more than once`);
-    values.set(name, value);
-  }
-  const quick = values.has("quick");
+  const { help, values: v } = parseFlags(
+    args.map((a) => (a === "--h" ? "--help" : a)),
+    BENCH_FLAGS,
+    { hint: HINT, usage: BENCH_USAGE },
+  );
+  const quick = v.quick === true;
   const f: BenchFlags = {
-    tfjs: values.has("tfjs"),
-    profile: values.has("profile"),
+    tfjs: v.tfjs === true,
+    profile: v.profile === true,
     quick,
-    kernels: !values.has("no-kernels"),
-    steps: !values.has("no-steps"),
+    kernels: v.kernels !== false,
+    steps: v.steps !== false,
     runs: quick ? 2 : 3,
     depths: quick ? [8] : [8, 32],
     metaDepths: quick ? [8] : [8, 32],
     profileDepth: 8,
     out: "bench/results",
-    help: values.has("help"),
+    help,
   };
-  const v = (k: string) => values.get(k) as string | undefined;
-  if (v("runs") !== undefined) {
-    if (!/^[0-9]+$/.test(v("runs")!) || Number(v("runs")) < 1) {
-      bad(`invalid --runs ${JSON.stringify(v("runs"))}: expected an integer >= 1`);
-    }
-    f.runs = Number(v("runs"));
+  if (v.runs !== undefined) {
+    if ((v.runs as number) < 1) bad(`invalid --runs "${v.runs}": expected an integer >= 1`);
+    f.runs = v.runs as number;
   }
-  if (v("depths") !== undefined) f.depths = depthList("depths", v("depths")!);
-  if (v("meta-depths") !== undefined) f.metaDepths = depthList("meta-depths", v("meta-depths")!);
-  if (v("profile-depth") !== undefined) {
-    f.profileDepth = depthList("profile-depth", v("profile-depth")!)[0];
+  if (v.depths !== undefined) f.depths = depthList("depths", v.depths as string);
+  if (v.metaDepths !== undefined) f.metaDepths = depthList("meta-depths", v.metaDepths as string);
+  if (v.profileDepth !== undefined) {
+    f.profileDepth = depthList("profile-depth", v.profileDepth as string)[0];
   }
-  if (v("out") !== undefined) f.out = v("out")!;
+  if (v.out !== undefined) f.out = v.out as string;
   return f;
 }

@@ -21,7 +21,6 @@
  *   LDAM margins and scale), `step` (epoch, rule, look-ahead, eta, tau, SGD settings),
  *   `source`, and `definition` (the math, in words).
  */
-import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { Gpu } from "../src/gpu/runtime.ts";
 import { Ctx } from "../src/autograd/tape.ts";
@@ -41,10 +40,15 @@ import { phaseOf } from "../src/train/methods.ts";
 import { LongTailRun } from "../src/train/run.ts";
 import { CHECKPOINT_FORMAT } from "../src/train/trainer.ts";
 import { checkResumeData, checkResumeMetadata } from "../src/train/validate.ts";
-import { rejectRepeatedFlags } from "../src/train/cli.ts";
+import { type FlagTable, parseFlags } from "../src/cli/flags.ts";
 import { reportError, UserError } from "../src/errors.ts";
 
-const FLAGS = ["checkpoint", "out", "data-dir", "help"];
+const FLAGS: FlagTable<"checkpoint" | "out" | "dataDir" | "help"> = {
+  "checkpoint": { key: "checkpoint", kind: "string", help: "a run's checkpoint.safetensors" },
+  "out": { key: "out", kind: "string", help: "folder for meta_step.safetensors" },
+  "data-dir": { key: "dataDir", kind: "string", help: "dataset folder (default: the run's)" },
+  "help": { key: "help", kind: "bool", help: "show the usage" },
+};
 const USAGE = "usage: deno task export-meta-step --checkpoint FILE --out DIR [--data-dir DIR]";
 
 function fail(msg: string): never {
@@ -52,27 +56,11 @@ function fail(msg: string): never {
   Deno.exit(2);
 }
 
+/** The flags; a bad one is a UsageError (exit status 2, printed by the caller). */
 function parse(args: string[]): { checkpoint: string; out: string; dataDir: string | null } {
-  let v;
-  try {
-    const parsed = parseArgs({
-      args,
-      strict: true,
-      options: {
-        checkpoint: { type: "string" },
-        out: { type: "string" },
-        "data-dir": { type: "string" },
-        help: { type: "boolean" },
-      },
-      tokens: true,
-    });
-    rejectRepeatedFlags(parsed.tokens);
-    v = parsed.values;
-  } catch (e) {
-    const valid = FLAGS.map((f) => `--${f}`).join(", ");
-    fail(`${e instanceof Error ? e.message : e}; valid flags: ${valid}`);
-  }
-  if (v.help) {
+  const { help, values } = parseFlags(args, FLAGS, { hint: "run with --help to see the usage" });
+  const v = values as { checkpoint?: string; out?: string; dataDir?: string };
+  if (help) {
     console.log(USAGE);
     Deno.exit(0);
   }
@@ -80,7 +68,7 @@ function parse(args: string[]): { checkpoint: string; out: string; dataDir: stri
     fail(`--checkpoint FILE is required (a run's checkpoint.safetensors)\n${USAGE}`);
   }
   if (!v.out) fail(`--out DIR is required\n${USAGE}`);
-  return { checkpoint: v.checkpoint, out: v.out, dataDir: v["data-dir"] ?? null };
+  return { checkpoint: v.checkpoint, out: v.out, dataDir: v.dataDir ?? null };
 }
 
 /** The run of a checkpoint, its data checked against the checkpoint's fingerprints. */

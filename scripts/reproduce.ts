@@ -12,7 +12,6 @@
  * stage-1 run per (loss, IF, seed), stage1-<loss>-if<IF>-s<seed>/, trained up to `metaStart`
  * (`--init-from`, bit for bit the run from scratch: test/train_fork_test.ts).
  */
-import { parseArgs } from "node:util";
 import { dirname, join } from "node:path";
 import { Gpu } from "../src/gpu/runtime.ts";
 import { train, type TrainOptions } from "../src/train/mod.ts";
@@ -24,7 +23,13 @@ import {
 } from "../src/train/config.ts";
 import { checkFork, STAGE1_RECIPE } from "../src/train/fork.ts";
 import type { RunSummary } from "../src/train/mod.ts";
-import { rejectRepeatedFlags, UsageError } from "../src/train/cli.ts";
+import {
+  type FlagTable,
+  parseFlags,
+  shownValue,
+  UsageError,
+  usageLines,
+} from "../src/cli/flags.ts";
 import { reportError, UserError } from "../src/errors.ts";
 import { renderGridPage } from "../src/report/grid.ts";
 import { esc } from "../src/report/svg.ts";
@@ -394,55 +399,106 @@ export async function writeAggregate(resultsDir: string, seeds: number[]): Promi
   return md;
 }
 
-const USAGE = `usage: deno task reproduce [flags]
+/** Every flag of `deno task reproduce`; the defaults are {@linkcode REPRODUCE_DEFAULTS}. */
+const REPRODUCE_FLAGS: FlagTable<keyof ReproduceFlags> = {
+  "scale": { key: "scale", kind: "enum", values: Object.keys(SCALES), help: "the cells' settings" },
+  "imbalance": {
+    key: "imbalance",
+    kind: "string",
+    help: "imbalance factors to run, e.g. 100,10 (medium's second line and the tau sweep are " +
+      "IF 100 only)",
+  },
+  "seeds": { key: "seeds", kind: "string", help: "seeds to run, e.g. 0,1,2" },
+  "only": {
+    key: "only",
+    kind: "string",
+    help: "parts of the grid to run, comma-separated: first-line (ce, cb, meta-eps0, meta, " +
+      "ce-nowarmup), second-line (the other methods), tau-sweep",
+    defaultText: "all three",
+  },
+  "cells": {
+    key: "cells",
+    kind: "string",
+    help: "only these cells, e.g. meta-if100-s0,ce-if10-s2",
+    defaultText: "all",
+  },
+  "share": {
+    key: "share",
+    kind: "bool",
+    help: "fork a shared stage 1 (bit for bit the runs from scratch); --no-share: train every " +
+      "cell from scratch",
+  },
+  "tau": { key: "tau", kind: "bool", help: "run the tau sweep (--no-tau: leave it out)" },
+  "results-dir": { key: "resultsDir", kind: "string", help: "where results go" },
+  "data-dir": {
+    key: "dataDir",
+    kind: "string",
+    help: "dataset folder, as for deno task train",
+    defaultText: "its search order",
+  },
+  "aggregate": {
+    key: "aggregate",
+    kind: "bool",
+    help: "run nothing, only rebuild the tables and pages",
+  },
+  "help": { key: "help", kind: "bool", help: "show this help" },
+};
 
-Runs the grid of a scale (resumable: finished cells are skipped, killed ones resume), then
-rebuilds results/fashion-mnist-lt.{md,json,html} and results/fashion-mnist-lt/<scale>/report.html.
+/** The settings of a sitting, as the flags give them. */
+export interface ReproduceFlags {
+  /** Scale of the cells (a key of {@linkcode SCALES}). */
+  scale: string;
+  /** Imbalance factors, comma-separated. */
+  imbalance: string;
+  /** Seeds, comma-separated. */
+  seeds: string;
+  /** Parts of the grid (--only), or all. */
+  only?: string;
+  /** Cell ids (--cells), or all. */
+  cells?: string;
+  /** Fork a shared stage 1. */
+  share: boolean;
+  /** Run the tau sweep. */
+  tau: boolean;
+  /** Where results go. */
+  resultsDir: string;
+  /** Dataset folder, or the trainer's search order. */
+  dataDir?: string;
+  /** Run nothing, only aggregate. */
+  aggregate: boolean;
+  /** Show the usage. */
+  help: boolean;
+}
 
-flags:
-  --scale <tiny|small|medium|paper>   the cells' settings (default: small)
-  --imbalance <list>     imbalance factors to run (default: 100,10; medium's second line and
-                         the tau sweep are IF 100 only)
-  --seeds <list>         seeds to run (default: 0,1,2)
-  --only <lines>         parts of the grid to run, comma-separated: first-line (ce, cb,
-                         meta-eps0, meta, ce-nowarmup), second-line (the other methods),
-                         tau-sweep (default: all three)
-  --cells <ids>          only these cells, e.g. meta-if100-s0,ce-if10-s2 (default: all)
-  --no-share             train every cell from scratch instead of forking a shared stage 1
-                         (default: off; forks are bit for bit the runs from scratch)
-  --no-tau               leave out the tau sweep (default: off)
-  --results-dir <dir>    where results go (default: results)
-  --data-dir <dir>       dataset folder, as for deno task train (default: its search order)
-  --aggregate            run nothing, only rebuild the tables and pages (default: off)
-  --help                 show this help`;
+/** What a sitting does when a flag is not given. */
+const REPRODUCE_DEFAULTS: ReproduceFlags = {
+  scale: "small",
+  imbalance: "100,10",
+  seeds: "0,1,2",
+  share: true,
+  tau: true,
+  resultsDir: "results",
+  aggregate: false,
+  help: false,
+};
 
-function parseFlags(args: string[]) {
-  try {
-    const parsed = parseArgs({
-      args,
-      options: {
-        scale: { type: "string", default: "small" },
-        imbalance: { type: "string", default: "100,10" },
-        seeds: { type: "string", default: "0,1,2" },
-        only: { type: "string" },
-        cells: { type: "string" },
-        "results-dir": { type: "string", default: "results" },
-        "data-dir": { type: "string" },
-        aggregate: { type: "boolean", default: false },
-        tau: { type: "boolean", default: true },
-        share: { type: "boolean", default: true },
-        help: { type: "boolean", default: false },
-      },
-      strict: true,
-      allowNegative: true,
-      tokens: true,
-    });
-    rejectRepeatedFlags(parsed.tokens);
-    return parsed.values;
-  } catch (e) {
-    if (e instanceof UsageError) throw e;
-    throw new UsageError(`${e instanceof Error ? e.message : e}`);
-  }
+const USAGE = [
+  "usage: deno task reproduce [flags]",
+  "",
+  "Runs the grid of a scale (resumable: finished cells are skipped, killed ones resume), then",
+  "rebuilds results/fashion-mnist-lt.{md,json,html} and results/fashion-mnist-lt/<scale>/report.html.",
+  "",
+  "flags:",
+  ...usageLines(REPRODUCE_FLAGS, (_, f) => {
+    const d = REPRODUCE_DEFAULTS[f.key as keyof ReproduceFlags];
+    return f.key === "help" || d === undefined ? undefined : shownValue(d);
+  }),
+].join("\n");
+
+/** The flags of `args` over {@linkcode REPRODUCE_DEFAULTS}; a {@linkcode UsageError} if bad. */
+export function parseReproduceFlags(args: string[]): ReproduceFlags {
+  const { help, values } = parseFlags(args, REPRODUCE_FLAGS);
+  return { ...REPRODUCE_DEFAULTS, ...values, help } as ReproduceFlags;
 }
 
 /** The cells a sitting runs: the scale's plan, narrowed by --only, --cells and --no-tau. */
@@ -481,17 +537,12 @@ export function selectCells(
 }
 
 async function main(): Promise<void> {
-  const values = parseFlags(Deno.args);
+  const values = parseReproduceFlags(Deno.args);
   if (values.help) {
     console.log(USAGE);
     return;
   }
-  const plan = SCALES[values.scale!];
-  if (!plan) {
-    throw new UsageError(
-      `invalid --scale ${values.scale}: expected one of ${Object.keys(SCALES).join(", ")}`,
-    );
-  }
+  const plan = SCALES[values.scale];
   const nums = (flag: string, s: string) =>
     s.split(",").map((x) => {
       const v = Number(x);
@@ -500,20 +551,20 @@ async function main(): Promise<void> {
       }
       return v;
     });
-  const seeds = nums("seeds", values.seeds!);
-  const cells = selectCells(plan, nums("imbalance", values.imbalance!), seeds, {
+  const seeds = nums("seeds", values.seeds);
+  const cells = selectCells(plan, nums("imbalance", values.imbalance), seeds, {
     only: values.only,
     cells: values.cells,
     noTau: !values.tau,
   });
-  const resultsDir = values["results-dir"]!;
+  const resultsDir = values.resultsDir;
   if (!values.aggregate) {
     const gpu = await Gpu.create();
     const sitting: Sitting = {
       gpu,
-      root: join(resultsDir, "fashion-mnist-lt", values.scale!),
-      dataDir: values["data-dir"],
-      share: values.share!,
+      root: join(resultsDir, "fashion-mnist-lt", values.scale),
+      dataDir: values.dataDir,
+      share: values.share,
     };
     try {
       for (const [i, cell] of cells.entries()) {

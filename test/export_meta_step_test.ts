@@ -7,7 +7,8 @@
  *   before is the run's (non-zero), and the parameters after follow PyTorch's SGD from it;
  * - a `focal` run (no meta epochs, focal loss): the export is the paper's meta step with the
  *   run's loss, recorded in the metadata with the run's full config;
- * - a missing checkpoint is a one-line error naming the file.
+ * - a missing checkpoint is a one-line error naming the file; a bad command line names the flag
+ *   and exits 2 before anything is read.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -132,4 +133,25 @@ Deno.test({
       await Deno.remove(root, { recursive: true });
     }
   },
+});
+
+Deno.test("export-meta-step: a bad command line names the flag, lists the valid ones, exits 2", async () => {
+  const root = await Deno.makeTempDir({ prefix: "tg-export-flags-" });
+  try {
+    for (
+      const [args, re] of [
+        [["--bogus"], /error: unknown flag --bogus; valid flags: --checkpoint, --out, --data-dir/],
+        [["--out"], /error: --out needs a value/],
+        [["--checkpoint", "a", "--checkpoint=b"], /error: --checkpoint is given more than once/],
+        [["--out", join(root, "x")], /error: --checkpoint FILE is required/],
+      ] as [string[], RegExp][]
+    ) {
+      const r = await exportStep(root, args);
+      assert.equal(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
+      assert.match(r.stderr, re);
+      assert.doesNotMatch(r.stderr, /^\s+at /m);
+    }
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
 });

@@ -13,7 +13,8 @@ import { encodeJpeg } from "./support/jpeg_encoder.ts";
 import { type LargeConfig, type LargePreset, largePreset } from "../src/large/config.ts";
 import { LAYOUT_FILES } from "../src/large/data.ts";
 import { trainLarge } from "../src/large/trainer.ts";
-import { parseLargeArgs, wantsLargePreset } from "../src/large/cli.ts";
+import { largeMain, largeUsage, parseLargeArgs, wantsLargePreset } from "../src/large/cli.ts";
+import { UsageError } from "../src/cli/flags.ts";
 import { Model } from "../src/nn/model.ts";
 import { TorchvisionResNet } from "../src/nn/torchvision.ts";
 import { readCheckpoint } from "../src/checkpoint/checkpoint.ts";
@@ -286,8 +287,84 @@ Deno.test("large command line: presets route, flags parse, bad values are named"
     () => parseLargeArgs(["--preset", "imagenet-lt", "--data-root", "d", "--depth", "12"]),
     /--depth: expected one of 10, 18, 34, 50, 101, 152/,
   );
-  assert.throws(
-    () => parseLargeArgs(["--preset", "imagenet-lt", "--data-root", "d", "--meta-params", "x"]),
-    /--meta-params: expected one of all, classifier/,
+});
+
+Deno.test("large command line: bad flags are usage errors that name the flag and what is valid", async () => {
+  const base = ["--preset", "imagenet-lt", "--data-root", "d"];
+  const refused = (args: string[], re: RegExp) =>
+    assert.throws(() => parseLargeArgs(args), (e) => {
+      assert.ok(e instanceof UsageError && e.exitCode === 2, String(e));
+      assert.match(e.message, re);
+      assert.match(e.message, /to fix: run with --help to see every flag and its default/);
+      return true;
+    });
+  refused([...base, "--meta-params", "x"], /^invalid --meta-params "x": one of all, classifier/);
+  refused(
+    [...base, "--bogus"],
+    /^unknown flag --bogus; valid flags: --preset, --data-root, .*--max-epochs, --help/,
   );
+  refused([...base, "--depth", "ten"], /^invalid --depth "ten": an integer/);
+  refused([...base, "--lr", "fast"], /^invalid --lr "fast": a number/);
+  refused([...base, "--meta-lr", "x"], /^invalid --meta-lr "x": a number or none/);
+  refused([...base, "--epochs"], /^--epochs needs a value: an integer/);
+  refused([...base, "--resume=yes"], /^--resume takes no value \(use --resume or --no-resume\)/);
+  refused([...base, "--batch", "8", "--batch=16"], /^--batch is given more than once/);
+  refused([...base, "stray"], /^unexpected argument "stray": every setting is a flag/);
+  refused(["--data-root", "d"], /^--preset is required: one of imagenet-lt, places-lt, inat2017/);
+  // a negative number reaches validation as the flag's value
+  assert.throws(
+    () => parseLargeArgs([...base, "--lr", "-1"]),
+    /--lr: expected a positive number, got -1/,
+  );
+  // "none" is null for the nullable settings; run options are not config fields
+  const p = parseLargeArgs([
+    ...base,
+    ...[
+      "--meta-lr",
+      "none",
+      "--lr-decay-every",
+      "none",
+      "--workers",
+      "none",
+      "--pretrained",
+      "none",
+    ],
+    ...["--resume", "--max-epochs", "2"],
+  ]);
+  assert.deepEqual([p.cfg.metaLr, p.cfg.lrDecayEvery, p.cfg.workers, p.cfg.pretrained], [
+    null,
+    null,
+    null,
+    null,
+  ]);
+  assert.deepEqual([p.resume, p.maxEpochs, "resume" in p.cfg, "maxEpochs" in p.cfg], [
+    true,
+    2,
+    false,
+    false,
+  ]);
+  assert.equal(parseLargeArgs([...base, "--lr-decay-every", "7.5"]).cfg.lrDecayEvery, 7.5);
+  // --help skips validation and shows the preset's defaults
+  assert.equal(parseLargeArgs(["--preset", "places-lt", "--help"]).help, true);
+  const help = largeUsage("places-lt");
+  assert.match(
+    help,
+    /--depth <value>\n {6}ResNet depth: 10, 18, 34, 50, 101, 152 \(default: 152\)/,
+  );
+  assert.match(help, /--out <value>\n {6}output folder \(default: runs\/places-lt\)/);
+  assert.match(
+    help,
+    /--meta-params <all\|classifier>\n {6}parameters of the meta step \(default: classifier\)/,
+  );
+  assert.match(help, /--max-epochs <value>\n {6}stop after N epochs in this call\n/);
+  // the exit status of a bad command line is 2, before any work
+  const error = console.error;
+  const printed: unknown[] = [];
+  console.error = (...a: unknown[]) => printed.push(...a);
+  try {
+    assert.equal(await largeMain([...base, "--bogus"]), 2);
+  } finally {
+    console.error = error;
+  }
+  assert.match(String(printed[0]), /^error: unknown flag --bogus; valid flags:/);
 });

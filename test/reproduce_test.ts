@@ -7,11 +7,48 @@ import {
   meanStd,
   pairedComparisons,
   pairedDifferences,
+  parseReproduceFlags,
   planCells,
   type Row,
   SCALES,
   selectCells,
 } from "../scripts/reproduce.ts";
+
+Deno.test("grid flags: defaults, --no- switches, and bad flags as usage errors naming the flag", () => {
+  assert.deepEqual(parseReproduceFlags([]), {
+    scale: "small",
+    imbalance: "100,10",
+    seeds: "0,1,2",
+    share: true,
+    tau: true,
+    resultsDir: "results",
+    aggregate: false,
+    help: false,
+  });
+  const f = parseReproduceFlags(["--scale", "tiny", "--no-share", "--no-tau", "--results-dir=r"]);
+  assert.deepEqual([f.scale, f.share, f.tau, f.resultsDir, f.seeds], [
+    "tiny",
+    false,
+    false,
+    "r",
+    "0,1,2",
+  ]);
+  for (
+    const [args, re] of [
+      [["--scale", "huge"], /^invalid --scale "huge": one of tiny, small, medium, paper/],
+      [["--bogus"], /^unknown flag --bogus; valid flags: --scale, .*--results-dir/],
+      [["--seeds"], /^--seeds needs a value/],
+      [["--tau=1"], /^--tau takes no value \(use --tau or --no-tau\)/],
+      [["--no-share", "--share"], /^--share is given more than once \(--no-share and --share\)/],
+    ] as [string[], RegExp][]
+  ) {
+    assert.throws(() => parseReproduceFlags(args), (e) => {
+      assert.ok(e instanceof UsageError && e.exitCode === 2, String(e));
+      assert.match(e.message, re);
+      return true;
+    });
+  }
+});
 
 const script = new URL("../scripts/reproduce.ts", import.meta.url).pathname;
 const ARGS = ["--scale", "tiny", "--imbalance", "100", "--seeds", "0", "--no-tau"];

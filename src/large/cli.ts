@@ -2,38 +2,37 @@
  * `deno task train --preset imagenet-lt|places-lt|inat2017|inat2018 --data-root DIR [flags]`:
  * the large-scale runs' command line (scripts/train.ts routes these presets here).
  */
-import { parseArgs } from "node:util";
-import { reportError } from "../errors.ts";
+import { reportError, UserError } from "../errors.ts";
 import { GpuUnavailableError } from "../gpu/device.ts";
-import { UserError } from "../errors.ts";
-import { ConfigError } from "../train/config.ts";
-import { rejectRepeatedFlags } from "../train/cli.ts";
+import { type FlagTable, parseFlags, shownValue, UsageError, usageLines } from "../cli/flags.ts";
 import {
   isLargePreset,
   LARGE_PRESETS,
   type LargeConfig,
+  type LargePreset,
   largePreset,
   validateLargeConfig,
 } from "./config.ts";
 import { trainLarge } from "./trainer.ts";
 
-type Kind = "string" | "int" | "number" | "bool" | "enum" | "nullable-number";
+/** The keys the flags set: config fields, and the run options of this call. */
+type LargeKey = keyof LargeConfig | "resume" | "maxEpochs" | "help";
 
-/** Flag -> config key, kind and help. */
-const FLAGS: Record<
-  string,
-  { key: keyof LargeConfig; kind: Kind; help: string; values?: string[] }
-> = {
+/** Every flag of a large run: name -> how it parses and the setting it sets. */
+const FLAGS: FlagTable<LargeKey> = {
+  "preset": { key: "preset", kind: "enum", values: LARGE_PRESETS, help: "dataset and settings" },
   "data-root": { key: "dataRoot", kind: "string", help: "folder of the list files and images" },
   "train-list": {
     key: "trainList",
     kind: "string",
-    help: "training list / JSON (default: the layout's)",
+    help: "training list / JSON",
+    defaultText: "the layout's",
   },
   "eval-list": {
     key: "evalList",
     kind: "string",
-    help: "evaluation list / JSON (default: the layout's)",
+    help: "evaluation list / JSON",
+    defaultText: "the layout's",
   },
   "eval-split": {
     key: "evalSplit",
@@ -43,19 +42,26 @@ const FLAGS: Record<
   },
   "depth": { key: "depth", kind: "int", help: "ResNet depth: 10, 18, 34, 50, 101, 152" },
   "width": { key: "width", kind: "int", help: "first-stage channels (64: torchvision)" },
-  "pretrained": { key: "pretrained", kind: "string", help: "torchvision checkpoint (safetensors)" },
+  "pretrained": {
+    key: "pretrained",
+    kind: "string",
+    nullable: true,
+    help: "torchvision checkpoint (safetensors) to start from (none: from scratch)",
+  },
   "epochs": { key: "epochs", kind: "int", help: "training epochs" },
   "batch": { key: "batch", kind: "int", help: "batch size" },
   "lr": { key: "lr", kind: "number", help: "initial learning rate" },
   "lr-decay-every": {
     key: "lrDecayEvery",
-    kind: "nullable-number",
+    kind: "number",
+    nullable: true,
     help: "x0.1 every N epochs (none: never)",
   },
   "meta-start": { key: "metaStart", kind: "int", help: "first epoch of the meta stage" },
   "meta-lr": {
     key: "metaLr",
-    kind: "nullable-number",
+    kind: "number",
+    nullable: true,
     help: "learning rate of the meta stage (none: the schedule's)",
   },
   "meta-params": {
@@ -76,18 +82,22 @@ const FLAGS: Record<
     kind: "int",
     help: "dev images per class, taken from the training list",
   },
-  "size": { key: "size", kind: "int", help: "crop side (224)" },
-  "resize": {
-    key: "resize",
-    kind: "int",
-    help: "shorter side before the evaluation centre crop (256)",
-  },
+  "size": { key: "size", kind: "int", help: "crop side" },
+  "resize": { key: "resize", kind: "int", help: "shorter side before the evaluation centre crop" },
   "momentum": { key: "momentum", kind: "number", help: "SGD momentum" },
   "weight-decay": { key: "weightDecay", kind: "number", help: "L2 weight decay" },
   "seed": { key: "seed", kind: "int", help: "seed" },
-  "workers": { key: "workers", kind: "int", help: "decode threads (default cores - 1)" },
-  "out": { key: "out", kind: "string", help: "output folder (default runs/<preset>)" },
+  "workers": {
+    key: "workers",
+    kind: "int",
+    nullable: true,
+    help: "decode threads (none: cores - 1)",
+  },
+  "out": { key: "out", kind: "string", help: "output folder" },
   "eval-every": { key: "evalEvery", kind: "int", help: "evaluate every N epochs" },
+  "resume": { key: "resume", kind: "bool", help: "continue the run in --out" },
+  "max-epochs": { key: "maxEpochs", kind: "int", help: "stop after N epochs in this call" },
+  "help": { key: "help", kind: "bool", help: "show this help" },
 };
 
 /** Whether `args` ask for a large preset (`--preset NAME` or `--preset=NAME`). */
@@ -99,81 +109,42 @@ export function wantsLargePreset(args: string[]): boolean {
   return false;
 }
 
-/** The usage text of the large presets. */
-export function largeUsage(): string {
-  const lines = Object.entries(FLAGS).map(([f, d]) =>
-    `  --${f}${d.values ? ` ${d.values.join("|")}` : ""}  ${d.help}`
-  );
-  return `deno task train --preset ${LARGE_PRESETS.join("|")} --data-root DIR [flags]\n` +
-    `${lines.join("\n")}\n  --resume  continue the run in --out\n  --max-epochs N  stop after N ` +
-    "epochs in this call";
+/** The usage text of the large presets, with `preset`'s defaults when given. */
+export function largeUsage(preset?: LargePreset): string {
+  const cfg: Record<string, unknown> | undefined = preset &&
+    { ...largePreset(preset), out: `runs/${preset}` };
+  const lines = usageLines(FLAGS, (_, f) => {
+    if (f.key === "resume") return "off";
+    if (f.key === "preset" || f.key === "dataRoot" || !cfg || !(f.key in cfg)) return undefined;
+    return shownValue(cfg[f.key]);
+  });
+  return [
+    `usage: deno task train --preset ${LARGE_PRESETS.join("|")} --data-root DIR [flags]`,
+    "",
+    `flags${preset ? ` (default: ${preset}'s value)` : ""}:`,
+    ...lines,
+  ].join("\n");
 }
 
 /** Parses a large run's command line into its config and run options. */
 export function parseLargeArgs(
   args: string[],
 ): { cfg: LargeConfig; resume: boolean; maxEpochs?: number; help: boolean } {
-  const options: Record<string, { type: "string" | "boolean" }> = {
-    preset: { type: "string" },
-    resume: { type: "boolean" },
-    "max-epochs": { type: "string" },
-    help: { type: "boolean" },
-  };
-  for (const [f, d] of Object.entries(FLAGS)) {
-    options[f] = { type: d.kind === "bool" ? "boolean" : "string" };
-  }
-  let values: Record<string, string | boolean | undefined>;
-  try {
-    const parsed = parseArgs({
-      args,
-      options,
-      strict: true,
-      allowPositionals: false,
-      tokens: true,
+  const { help, values } = parseFlags(args, FLAGS);
+  const { preset, resume, maxEpochs, ...settings } = values;
+  if (!isLargePreset(preset)) {
+    throw new UsageError(`--preset is required: one of ${LARGE_PRESETS.join(", ")}`, {
+      flag: "--preset",
     });
-    values = parsed.values;
-    rejectRepeatedFlags(parsed.tokens); // as every other entry point: no silent last-wins
-  } catch (e) {
-    if (e instanceof UserError) throw e;
-    throw new ConfigError((e as Error).message, { hint: "run with --help to see every flag" });
   }
-  const preset = values.preset as string;
-  if (!isLargePreset(preset)) throw new ConfigError(`--preset ${preset} is not a large preset`);
-  const base = largePreset(preset);
-  const cfg = { ...base, dataRoot: "", out: `runs/${preset}` } as LargeConfig;
-  const set = cfg as unknown as Record<string, unknown>;
-  for (const [f, d] of Object.entries(FLAGS)) {
-    const v = values[f];
-    if (v === undefined) continue;
-    set[d.key] = parseValue(f, d.kind, v, d.values);
-  }
-  const maxEpochs = values["max-epochs"] === undefined
-    ? undefined
-    : parseValue("max-epochs", "int", values["max-epochs"]) as number;
-  if (!values.help) validateLargeConfig(cfg);
-  return { cfg, resume: values.resume === true, maxEpochs, help: values.help === true };
-}
-
-function parseValue(flag: string, kind: Kind, v: string | boolean, values?: string[]): unknown {
-  if (kind === "bool") return v === true;
-  const s = String(v);
-  const bad = (what: string) =>
-    new ConfigError(`--${flag}: expected ${what}, got "${s}"`, { flag: `--${flag}` });
-  switch (kind) {
-    case "string":
-      return s;
-    case "enum":
-      if (!values!.includes(s)) throw bad(`one of ${values!.join(", ")}`);
-      return s;
-    case "int":
-      if (!/^\d+$/.test(s)) throw bad("a non-negative integer");
-      return Number(s);
-    case "number":
-    case "nullable-number":
-      if (kind === "nullable-number" && s === "none") return null;
-      if (!Number.isFinite(Number(s)) || s.trim() === "") throw bad("a number");
-      return Number(s);
-  }
+  const cfg = {
+    ...largePreset(preset),
+    dataRoot: "",
+    out: `runs/${preset}`,
+    ...settings,
+  } as LargeConfig;
+  if (!help) validateLargeConfig(cfg);
+  return { cfg, resume: resume === true, maxEpochs: maxEpochs as number | undefined, help };
 }
 
 /** Runs a large preset's command line; returns the exit status. */
@@ -181,7 +152,7 @@ export async function largeMain(args: string[]): Promise<number> {
   try {
     const parsed = parseLargeArgs(args);
     if (parsed.help) {
-      console.log(largeUsage());
+      console.log(largeUsage(parsed.cfg.preset));
       return 0;
     }
     const summary = await trainLarge(parsed.cfg, {

@@ -2,10 +2,8 @@
  * Command-line flags of `deno task train`: parsing into {@linkcode TrainOptions} with errors
  * that list the valid flags or values (the script prints them without a stack trace).
  */
-import { parseArgs } from "node:util";
 import { DATASET_NAMES } from "../data/dataset.ts";
 import {
-  ConfigError,
   DEV_LOSSES,
   LOOKAHEADS,
   LOSSES,
@@ -30,36 +28,12 @@ import {
   REDUCTIONS,
   WARMUPS,
 } from "./recipe.ts";
-import type { UserErrorOptions } from "../errors.ts";
+import { type FlagSpec, parseFlags, shownValue, UsageError, usageLines } from "../cli/flags.ts";
 
-/** A bad command line (exit status 2); the message lists what is valid. */
-export class UsageError extends ConfigError {
-  /** Always "UsageError". */
-  override name = "UsageError";
-
-  /** A bad command line; the hint points at --help. */
-  constructor(message: string, options: UserErrorOptions = {}) {
-    super(message, { hint: "run with --help to see every flag and its default", ...options });
-  }
-}
-
-/** How a flag's value parses: text, integer >= 0, number, integer list, switch or choice. */
-export type FlagKind = "string" | "int" | "number" | "list" | "bool" | "enum";
-/** How one flag parses and what it sets. */
-export interface Flag {
-  /** The {@linkcode TrainOptions} field the flag sets, or "help". */
-  key: keyof TrainOptions | "help";
-  /** How the value parses. */
-  kind: FlagKind;
-  /** One-line description shown by {@linkcode usage}. */
-  help: string;
-  /** Allowed values of an "enum" flag. */
-  values?: readonly string[];
-  /** Accepts "none" as null. */
-  nullable?: boolean;
-  /** The default as --help states it, for settings whose default depends on the method. */
-  defaultText?: string;
-}
+/** How one flag of `deno task train` parses and the {@linkcode TrainOptions} field it sets. */
+export type Flag = FlagSpec<keyof TrainOptions | "help">;
+export type { FlagKind, FlagSpec } from "../cli/flags.ts";
+export { rejectRepeatedFlags, UsageError } from "../cli/flags.ts";
 
 /** Every flag: name -> how it parses and what it does. */
 export const TRAIN_FLAGS: Record<string, Flag> = {
@@ -245,14 +219,6 @@ export const TRAIN_FLAGS: Record<string, Flag> = {
   "help": { key: "help", kind: "bool", help: "show this help" },
 };
 
-/** A setting's value as the command line spells it. */
-function shown(v: unknown): string {
-  if (v === null) return "none";
-  if (Array.isArray(v)) return v.join(",");
-  if (typeof v === "boolean") return v ? "on" : "off";
-  return String(v);
-}
-
 /** The usage text, with each flag's default (and medium's and paper-cifar's, where they differ). */
 export function usage(): string {
   const base = presetConfig("default");
@@ -265,25 +231,17 @@ export function usage(): string {
     "",
     "flags (default: the default preset's value; medium's and paper-cifar's where they differ):",
   ];
-  for (const [name, f] of Object.entries(TRAIN_FLAGS)) {
-    const arg = f.kind === "bool"
-      ? ""
-      : f.kind === "enum"
-      ? ` <${f.values!.join("|")}>`
-      : " <value>";
-    let dflt = "";
-    if (f.key === "preset") dflt = " (default: default)";
-    else if (f.defaultText) dflt = ` (default: ${f.defaultText})`;
-    else if (f.key !== "help" && f.key !== "resume" && f.key in base) {
-      const k = f.key as keyof TrainConfig;
-      const a = shown(base[k]);
-      const differ = others.filter(([, c]) => shown(c[k]) !== a).map(([p, c]) =>
-        `; ${p}: ${shown(c[k])}`
-      );
-      dflt = ` (default: ${a}${differ.join("")})`;
-    } else if (f.key === "resume") dflt = " (default: off)";
-    lines.push(`  --${name}${arg}`, `      ${f.help}${dflt}`);
-  }
+  lines.push(...usageLines(TRAIN_FLAGS, (_, f) => {
+    if (f.key === "preset") return "default";
+    if (f.key === "resume") return "off";
+    if (f.key === "help" || !(f.key in base)) return undefined;
+    const k = f.key as keyof TrainConfig;
+    const a = shownValue(base[k]);
+    const differ = others.filter(([, c]) => shownValue(c[k]) !== a).map(([p, c]) =>
+      `; ${p}: ${shownValue(c[k])}`
+    );
+    return `${a}${differ.join("")}`;
+  }));
   lines.push(
     "",
     "environment:",
@@ -296,8 +254,6 @@ export function usage(): string {
   return lines.join("\n");
 }
 
-const validFlags = () => Object.keys(TRAIN_FLAGS).map((f) => `--${f}`).join(", ");
-
 /** Parsed command line: options for {@linkcode train}, or a request for help. */
 export interface ParsedArgs {
   /** True when --help was given. */
@@ -308,78 +264,9 @@ export interface ParsedArgs {
 
 /** Parses flags; throws {@linkcode UsageError} with the valid flags or values. */
 export function parseTrainArgs(args: string[]): ParsedArgs {
-  const options: Record<string, { type: "string" | "boolean" }> = {};
-  for (const [name, f] of Object.entries(TRAIN_FLAGS)) {
-    options[name] = { type: f.kind === "bool" ? "boolean" : "string" };
-  }
-  // "--lr -1": a value that looks like a flag; join numeric ones so they reach validation
-  const joined: string[] = [];
-  for (let i = 0; i < args.length; i++) {
-    const f = args[i].startsWith("--") ? TRAIN_FLAGS[args[i].slice(2)] : undefined;
-    const next = args[i + 1];
-    if (f && f.kind !== "bool" && next !== undefined && /^-[0-9.]/.test(next)) {
-      joined.push(`${args[i]}=${next}`);
-      i++;
-    } else {
-      joined.push(args[i]);
-    }
-  }
-  let parsed: ReturnType<typeof parseArgs>;
-  try {
-    parsed = parseArgs({
-      args: joined,
-      options,
-      strict: true,
-      allowPositionals: false,
-      allowNegative: true,
-      tokens: true,
-    });
-  } catch (e) {
-    const msg = e instanceof Error ? e.message : String(e);
-    const unknown = /Unknown option '([^']+)'/.exec(msg);
-    if (unknown) {
-      throw new UsageError(`unknown flag ${unknown[1]}; valid flags: ${validFlags()}`);
-    }
-    const positional = /Unexpected argument '([^']+)'/.exec(msg);
-    if (positional) {
-      throw new UsageError(
-        `unexpected argument ${JSON.stringify(positional[1])}: every setting is a flag ` +
-          `(--name value); valid flags: ${validFlags()}`,
-      );
-    }
-    const missing = /Option '(--[a-z-]+)[^']*' argument (missing|is ambiguous)/.exec(msg);
-    if (missing) {
-      const f = TRAIN_FLAGS[missing[1].slice(2)];
-      throw new UsageError(`${missing[1]} needs a value${expected(f)}`);
-    }
-    const noArg = /Option '(--[a-z-]+)' does not take an argument/.exec(msg);
-    if (noArg) {
-      throw new UsageError(
-        `${noArg[1]} takes no value (use ${noArg[1]} or --no-${noArg[1].slice(2)})`,
-      );
-    }
-    throw new UsageError(`${msg}; valid flags: ${validFlags()}`);
-  }
-  rejectRepeatedFlags(parsed.tokens);
-  const out: Record<string, unknown> = {};
-  let help = false;
-  for (const [name, raw] of Object.entries(parsed.values)) {
-    const f = TRAIN_FLAGS[name];
-    if (!f) throw new UsageError(`unknown flag --${name}; valid flags: ${validFlags()}`);
-    if (f.key === "help") {
-      help = raw === true;
-      continue;
-    }
-    if (f.kind !== "bool" && typeof raw === "boolean") {
-      throw new UsageError(`--${name} needs a value${expected(f)}`);
-    }
-    if (f.kind === "bool" && typeof raw !== "boolean") {
-      throw new UsageError(`--${name} takes no value (use --${name} or --no-${name})`);
-    }
-    if (Array.isArray(raw)) throw new UsageError(`--${name} given more than once`);
-    out[f.key] = convert(name, f, raw as string | boolean);
-  }
-  const opts = out as TrainOptions;
+  // "all" reads as null too: --test-per-class all is the whole test set
+  const { help, values } = parseFlags(args, TRAIN_FLAGS, { nullWords: ["none", "all"] });
+  const opts = values as TrainOptions;
   if (opts.loss !== undefined && opts.method !== undefined && !methodTakesLoss(opts.method)) {
     const fixed = methodLoss(opts.method as Method, opts.loss as LossName);
     if (fixed !== opts.loss) {
@@ -390,76 +277,4 @@ export function parseTrainArgs(args: string[]): ParsedArgs {
     }
   }
   return { help, options: opts };
-}
-
-/**
- * Throws a {@linkcode UsageError} when a flag occurs twice in `parseArgs` tokens (`--x` and
- * `--no-x` count as the same flag): node's parseArgs would silently keep the last value.
- */
-export function rejectRepeatedFlags(
-  tokens: { kind: string; name?: string; rawName?: string }[] | undefined,
-): void {
-  const seen = new Map<string, string>();
-  for (const t of tokens ?? []) {
-    if (t.kind !== "option" || !t.name) continue;
-    const name = t.name.replace(/^no-/, "");
-    const before = seen.get(name);
-    if (before !== undefined) {
-      throw new UsageError(
-        `--${name} is given more than once (${before} and ${t.rawName}); give each flag once`,
-        { flag: `--${name}` },
-      );
-    }
-    seen.set(name, t.rawName ?? `--${name}`);
-  }
-}
-
-function expected(f: Flag | undefined): string {
-  if (!f) return "";
-  switch (f.kind) {
-    case "enum":
-      return `: one of ${f.values!.join(", ")}`;
-    case "int":
-      return `: an integer${f.nullable ? " or none" : ""}`;
-    case "number":
-      return ": a number";
-    case "list":
-      return ": comma-separated integers, e.g. 160,180";
-    default:
-      return "";
-  }
-}
-
-function convert(name: string, f: Flag, raw: string | boolean): unknown {
-  if (f.kind === "bool") return raw;
-  const v = String(raw).trim();
-  const bad = () => {
-    throw new UsageError(`invalid --${name} ${JSON.stringify(raw)}${expected(f)}`);
-  };
-  if (f.nullable && (v === "none" || v === "all")) return null;
-  switch (f.kind) {
-    case "string":
-      if (v === "") bad();
-      return v;
-    case "enum":
-      if (!f.values!.includes(v)) bad();
-      return v;
-    case "int": {
-      if (!/^[0-9]+$/.test(v)) bad();
-      return Number(v);
-    }
-    case "number": {
-      if (!/^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/.test(v)) bad();
-      const n = Number(v);
-      if (!Number.isFinite(n)) bad();
-      return n;
-    }
-    case "list": {
-      if (v === "" || v === "none") return [];
-      const parts = v.split(",").map((p) => p.trim());
-      if (parts.some((p) => !/^[0-9]+$/.test(p))) bad();
-      return parts.map(Number);
-    }
-  }
-  return v;
 }

@@ -23,5 +23,5 @@ export { MetaWeightNet } from "./mwn.ts";
 export type { MwnOptions } from "./mwn.ts";
 export type { EpochMetrics, EpochRecord, EpochTest, PerClassMeta, RunSummary } from "./summary.ts";
 export { parseTrainArgs, TRAIN_FLAGS, UsageError } from "./cli.ts";
-export type { Flag, FlagKind, ParsedArgs } from "./cli.ts";
+export type { Flag, FlagKind, FlagSpec, ParsedArgs } from "./cli.ts";
 export * from "./recipe.ts";

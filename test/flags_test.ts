@@ -1,0 +1,243 @@
+/**
+ * The shared flag parser (src/cli/flags.ts): every kind converts, every bad command line is a
+ * UsageError (exit status 2) whose message names the flag and what was expected.
+ */
+import assert from "node:assert/strict";
+import {
+  type FlagTable,
+  parseFlags,
+  type ParseFlagsOptions,
+  rejectRepeatedFlags,
+  shownValue,
+  UsageError,
+  usageLines,
+} from "../src/cli/flags.ts";
+import { ConfigError } from "../src/train/config.ts";
+import { UserError } from "../src/errors.ts";
+
+const TABLE: FlagTable = {
+  "name": { key: "name", kind: "string", help: "a name" },
+  "count": { key: "count", kind: "int", help: "a count" },
+  "cap": { key: "cap", kind: "int", nullable: true, help: "a cap (none: no cap)" },
+  "rate": { key: "rate", kind: "number", help: "a rate" },
+  "decay": { key: "decay", kind: "number", nullable: true, help: "a decay (none: never)" },
+  "epochs": { key: "epochs", kind: "list", help: "epochs" },
+  "fast": { key: "fast", kind: "bool", help: "go fast" },
+  "mode": { key: "mode", kind: "enum", values: ["a", "b"], help: "a mode", defaultText: "a" },
+  "help": { key: "help", kind: "bool", help: "show this help" },
+};
+const VALID = "valid flags: --name, --count, --cap, --rate, --decay, --epochs, --fast, --mode, " +
+  "--help";
+
+/** Asserts that `args` are refused with exactly `message` (before the hint) naming `flag`. */
+function refused(
+  args: string[],
+  message: string,
+  flag?: string,
+  options: ParseFlagsOptions = {},
+): UsageError {
+  try {
+    parseFlags(args, TABLE, options);
+  } catch (e) {
+    assert.ok(e instanceof UsageError, String(e));
+    assert.ok(e instanceof ConfigError && e instanceof UserError);
+    assert.equal(e.exitCode, 2);
+    assert.equal(e.name, "UsageError");
+    const hint = options.hint ?? "run with --help to see every flag and its default";
+    assert.equal(e.message, `${message}\n  to fix: ${hint}`);
+    assert.equal(e.flag, flag);
+    return e;
+  }
+  assert.fail(`${args.join(" ")} was accepted`);
+}
+
+Deno.test("flags: every kind converts; flags not given are absent", () => {
+  const p = parseFlags([
+    "--name",
+    " x ",
+    "--count=3",
+    "--cap",
+    "7",
+    "--rate",
+    "1e-2",
+    "--decay",
+    ".5",
+    "--epochs",
+    "160, 180",
+    "--fast",
+    "--mode",
+    "b",
+  ], TABLE);
+  assert.deepEqual(p, {
+    help: false,
+    values: {
+      name: "x",
+      count: 3,
+      cap: 7,
+      rate: 0.01,
+      decay: 0.5,
+      epochs: [160, 180],
+      fast: true,
+      mode: "b",
+    },
+  });
+  assert.deepEqual(parseFlags([], TABLE), { help: false, values: {} });
+  assert.deepEqual(parseFlags(["--help"], TABLE), { help: true, values: {} });
+  assert.deepEqual(parseFlags(["--no-help"], TABLE), { help: false, values: {} });
+  assert.deepEqual(parseFlags(["--no-fast"], TABLE).values, { fast: false });
+  assert.deepEqual(parseFlags(["--rate", "+2", "--count", "0"], TABLE).values, {
+    rate: 2,
+    count: 0,
+  });
+  // an empty list and "none" are the empty list (no decays), not an error
+  assert.deepEqual(parseFlags(["--epochs", "none"], TABLE).values, { epochs: [] });
+  assert.deepEqual(parseFlags(["--epochs="], TABLE).values, { epochs: [] });
+});
+
+Deno.test("flags: nullable flags read their null words; others take them literally or refuse", () => {
+  assert.deepEqual(parseFlags(["--cap", "none", "--decay", "none"], TABLE).values, {
+    cap: null,
+    decay: null,
+  });
+  refused(["--cap", "all"], 'invalid --cap "all": an integer or none', "--cap");
+  const all = { nullWords: ["none", "all"] };
+  assert.deepEqual(parseFlags(["--cap", "all"], TABLE, all).values, { cap: null });
+  refused(["--count", "none"], 'invalid --count "none": an integer', "--count");
+  refused(["--rate", "none"], 'invalid --rate "none": a number', "--rate");
+  refused(["--decay", "x"], 'invalid --decay "x": a number or none', "--decay");
+  assert.deepEqual(parseFlags(["--name", "none"], TABLE).values, { name: "none" });
+});
+
+Deno.test("flags: negative numbers reach validation as values, not as flags", () => {
+  assert.deepEqual(parseFlags(["--rate", "-1"], TABLE).values, { rate: -1 });
+  assert.deepEqual(parseFlags(["--rate", "-.5", "--fast"], TABLE).values, {
+    rate: -0.5,
+    fast: true,
+  });
+  assert.deepEqual(parseFlags(["--rate=-2e-3"], TABLE).values, { rate: -0.002 });
+  assert.deepEqual(parseFlags(["--decay", "-1"], TABLE).values, { decay: -1 });
+  refused(["--count", "-3"], 'invalid --count "-3": an integer', "--count");
+  // a switch never swallows the next argument
+  refused(["--fast", "-1"], `unknown flag -1; ${VALID}`);
+  // only numbers are joined: a dash word is taken for a flag, so the value is missing
+  refused(["--name", "-x"], "--name needs a value", "--name");
+  assert.deepEqual(parseFlags(["--name=-x"], TABLE).values, { name: "-x" });
+});
+
+Deno.test("flags: bad values name the flag and what was expected", () => {
+  refused(["--count", "1.5"], 'invalid --count "1.5": an integer', "--count");
+  refused(["--count", "x"], 'invalid --count "x": an integer', "--count");
+  refused(["--rate", "abc"], 'invalid --rate "abc": a number', "--rate");
+  refused(["--rate", "0x10"], 'invalid --rate "0x10": a number', "--rate");
+  refused(["--rate", "1e999"], 'invalid --rate "1e999": a number', "--rate");
+  refused(["--rate", "Infinity"], 'invalid --rate "Infinity": a number', "--rate");
+  refused(
+    ["--epochs", "160,x"],
+    'invalid --epochs "160,x": comma-separated integers, e.g. 160,180',
+    "--epochs",
+  );
+  refused(["--mode", "c"], 'invalid --mode "c": one of a, b', "--mode");
+  refused(["--name", ""], 'invalid --name ""', "--name");
+  refused(["--name="], 'invalid --name ""', "--name");
+});
+
+Deno.test("flags: unknown flags, stray arguments, missing and surplus values", () => {
+  refused(["--foo", "1"], `unknown flag --foo; ${VALID}`);
+  refused(["--no-rate"], `unknown flag --no-rate; ${VALID}`);
+  refused(["-h"], `unknown flag -h; ${VALID}`);
+  refused(
+    ["stray"],
+    `unexpected argument "stray": every setting is a flag (--name value); ${VALID}`,
+  );
+  refused(["--rate"], "--rate needs a value: a number", "--rate");
+  refused(["--cap"], "--cap needs a value: an integer or none", "--cap");
+  refused(["--mode", "--fast"], "--mode needs a value: one of a, b", "--mode");
+  refused(
+    ["--epochs"],
+    "--epochs needs a value: comma-separated integers, e.g. 160,180",
+    "--epochs",
+  );
+  refused(["--name"], "--name needs a value", "--name");
+  refused(["--fast=yes"], "--fast takes no value (use --fast or --no-fast)", "--fast");
+  refused(["--no-fast=1"], "--fast takes no value (use --fast or --no-fast)", "--fast");
+  refused(["--help=1"], "--help takes no value (use --help or --no-help)", "--help");
+});
+
+Deno.test("flags: a flag given twice is refused, switches and their --no- form included", () => {
+  refused(
+    ["--count", "1", "--count=2"],
+    "--count is given more than once (--count and --count); give each flag once",
+    "--count",
+  );
+  refused(
+    ["--fast", "--no-fast"],
+    "--fast is given more than once (--fast and --no-fast); give each flag once",
+    "--fast",
+  );
+  refused(
+    ["--rate", "-1", "--rate", "2"],
+    "--rate is given more than once (--rate and --rate); give each flag once",
+    "--rate",
+  );
+  assert.throws(
+    () =>
+      rejectRepeatedFlags([
+        { kind: "option", name: "no-download", rawName: "--no-download" },
+        { kind: "positional" },
+        { kind: "option", name: "download", rawName: "--download" },
+      ]),
+    (e) => {
+      assert.ok(e instanceof UsageError);
+      assert.equal(e.flag, "--download");
+      assert.match(
+        e.message,
+        /^--download is given more than once \(--no-download and --download\)/,
+      );
+      return true;
+    },
+  );
+  rejectRepeatedFlags([{ kind: "option", name: "a", rawName: "--a" }]);
+  rejectRepeatedFlags(undefined);
+});
+
+Deno.test("flags: a caller's hint and usage line go with every message", () => {
+  const options = { hint: "run deno task x --help", usage: "usage: x [--fast]" };
+  refused(["--foo"], `unknown flag --foo; ${VALID}\nusage: x [--fast]`, undefined, options);
+  refused(
+    ["--count", "x"],
+    'invalid --count "x": an integer\nusage: x [--fast]',
+    "--count",
+    options,
+  );
+  refused(
+    ["--fast", "--fast"],
+    "--fast is given more than once (--fast and --fast); give each flag once\nusage: x [--fast]",
+    "--fast",
+    options,
+  );
+});
+
+Deno.test("flags: usage lines show the argument, the help and the default", () => {
+  const lines = usageLines(TABLE, (name, f) => (f.key === "count" ? `${name}!` : undefined));
+  assert.deepEqual(lines.slice(0, 4), [
+    "  --name <value>",
+    "      a name",
+    "  --count <value>",
+    "      a count (default: count!)",
+  ]);
+  assert.deepEqual(lines.slice(12, 16), [
+    "  --fast",
+    "      go fast",
+    "  --mode <a|b>",
+    "      a mode (default: a)",
+  ]);
+  assert.equal(lines.length, 2 * Object.keys(TABLE).length);
+  assert.deepEqual([null, [1, 2], true, false, 0.5, "x"].map(shownValue), [
+    "none",
+    "1,2",
+    "on",
+    "off",
+    "0.5",
+    "x",
+  ]);
+});
