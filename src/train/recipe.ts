@@ -33,6 +33,12 @@ export const RECIPES = ["shared", "authors"] as const;
 export const LAST_BATCHES = ["partial", "wrap", "drop"] as const;
 /** When the optimiser's lr decays relative to the look-ahead's. */
 export const LR_SCHEDULES = ["aligned", "reference"] as const;
+/**
+ * Meta-Weight-Net's step (src/train/mwn.ts): the noisy-label code's (mean look-ahead, detached
+ * loss input, Adam) or the class-imbalance code's (sum-normalised look-ahead through the loss
+ * input, VNet SGD 1e-5).
+ */
+export const MWN_RECIPES = ["noisy-label", "class-imbalance"] as const;
 
 /** The settings of {@linkcode RECIPE_OPTIONS} (part of every TrainConfig). */
 export interface RecipeConfig {
