@@ -14,6 +14,7 @@
  * | `recipe`         | shared, authors                 | shared                                   |
  * | `lastBatch`      | partial, wrap, drop             | partial                                  |
  * | `lrSchedule`     | aligned, reference              | aligned                                  |
+ * | `mwnRecipe`      | noisy-label, class-imbalance    | class-imbalance (mwn only)               |
  */
 import { ConfigError, type ConfigOverrides, type LossName, type TrainConfig } from "./config.ts";
 
@@ -60,6 +61,8 @@ export interface RecipeConfig {
   lastBatch: typeof LAST_BATCHES[number];
   /** "aligned" (both lrs decay at the decay epochs) or "reference" (the optimiser one epoch early). */
   lrSchedule: typeof LR_SCHEDULES[number];
+  /** Meta-Weight-Net's step: "noisy-label" (the hybrid before this option) or "class-imbalance". */
+  mwnRecipe: typeof MWN_RECIPES[number];
 }
 
 /** Every recipe setting, with its flag and valid values (validation and --help). */
@@ -73,6 +76,7 @@ export const RECIPE_OPTIONS: Record<keyof RecipeConfig, readonly string[] | null
   recipe: RECIPES,
   lastBatch: LAST_BATCHES,
   lrSchedule: LR_SCHEDULES,
+  mwnRecipe: MWN_RECIPES,
 };
 
 /**
@@ -89,6 +93,7 @@ export const LEGACY_RECIPE: RecipeConfig = {
   recipe: "shared",
   lastBatch: "wrap",
   lrSchedule: "aligned",
+  mwnRecipe: "noisy-label",
 };
 
 /** Methods trained with LDAM's recipe (kaidic/LDAM-DRW). */
@@ -121,6 +126,8 @@ export function applyRecipeDefaults(cfg: TrainConfig, given: ConfigOverrides, lo
   const sigmoid = () => loss === "focal" && cfg.focalForm === "sigmoid";
   cfg.reduction = given.reduction ?? (LDAM_METHODS.includes(m) ? "weighted-mean" : "mean");
   cfg.focalForm = given.focalForm ?? "sigmoid";
+  // MWN's long-tail results come from its class-imbalance code
+  cfg.mwnRecipe = given.mwnRecipe ?? "class-imbalance";
   cfg.classifierInit = given.classifierInit ?? "unit-norm";
   cfg.biasInit = given.biasInit ?? (sigmoid() ? "prior" : "torch");
   const authorsWarmup = LDAM_METHODS.includes(m) || CUI_METHODS.includes(m);
@@ -147,6 +154,7 @@ export function applyRecipeDefaults(cfg: TrainConfig, given: ConfigOverrides, lo
   if (["l2rw", "mwn"].includes(m)) {
     noEffect("reduction", "it runs no plain step (its weights are normalised by its rule)");
   }
+  if (m !== "mwn") noEffect("mwnRecipe", "it runs no Meta-Weight-Net step");
   if (cfg.warmupEpochs === 0) noEffect("warmup", "its warm-up is 0 epochs (see --warmup-epochs)");
 }
 
