@@ -295,6 +295,7 @@ Deno.test("docs: the README's methods table names every recipe flag and its defa
     "--recipe",
     "--last-batch",
     "--lr-schedule",
+    "--mwn-recipe",
   ];
   for (const f of flags) {
     assert.ok(methods.includes(`\`${f} `), `README's methods section lacks ${f}`);
@@ -308,6 +309,7 @@ Deno.test("docs: the README's methods table names every recipe flag and its defa
     "`shared`",
     "`partial`",
     "`aligned`",
+    "`class-imbalance`",
   ];
   for (const d of defaults) assert.ok(methods.includes(d), `README lacks the default ${d}`);
 });

@@ -60,8 +60,9 @@ export interface MwnOptions {
 }
 
 /**
- * Each recipe's optimiser of the MLP (class-imbalance: `meta-weight-net-class-imbalance.py`,
- * SGD(vnet.params(), 1e-5, momentum, nesterov, weight_decay) with the script's defaults).
+ * Each recipe's optimiser of the MLP: noisy-label `MW-Net.py`, Adam(vnet.params(), 1e-3,
+ * weight_decay=1e-4); class-imbalance `meta-weight-net-class-imbalance.py`, SGD(vnet.params(),
+ * 1e-5, momentum, nesterov, weight_decay) with the script's defaults 0.9, True, 5e-4.
  */
 const RECIPE_OPTIMIZERS = {
   "noisy-label": { lr: 1e-3, weightDecay: 1e-4 },
