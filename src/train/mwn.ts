@@ -105,10 +105,10 @@ export class MetaWeightNet {
   readonly #losses: Tensor;
   /** -eta (/ n) of the current step, in a storage slot (it follows the learning rate). */
   readonly #factor: StepValues;
-  /** Class-imbalance: [1 / sum V, 1 if sum V != 0, the look-ahead loss] of the step. */
+  /** Class-imbalance: [1 / sum V, 1, the look-ahead loss] of the step ([1, 0, 0] if sum V = 0). */
   readonly #stats: Tensor;
-  /** Class-imbalance: the MLP backward's seeds [2B] (d/du, then d/d(du/dloss)). */
-  readonly #seeds: Tensor;
+  /** Class-imbalance: the seeds of the MLP's gradient [2B] (d/du, then d/d(du/dloss)). */
+  readonly #mlpSeeds: Tensor;
 
   /**
    * An MLP initialised like PyTorch's Linear from the stream `(seed, "mwn-init")`, zeroed
@@ -135,7 +135,7 @@ export class MetaWeightNet {
     this.#losses = e.fixed([e.batch, 1]);
     this.#factor = new StepValues(e.gpu, 1);
     this.#stats = e.fixed([3]);
-    this.#seeds = e.fixed([2 * e.batch]);
+    this.#mlpSeeds = e.fixed([2 * e.batch]);
   }
 
   /** Frees the MLP, its gradients and optimiser state (the tensors go with the engine). */
@@ -198,7 +198,7 @@ export class MetaWeightNet {
     const stats = bind(this.#stats);
     mwnLookaheadKernel.dispatch(gpu, [bind(losses), phi, bind(seed), stats], shape, [1]);
     const ldot = this.#meta.signal(tape, l, seed, eta);
-    const seeds = leadingRows(this.#seeds, 2 * n);
+    const seeds = leadingRows(this.#mlpSeeds, 2 * n);
     mwnSeedsKernel.dispatch(
       gpu,
       [bind(losses), bind(ldot), this.#factor.set([-eta]), stats, phi, bind(seeds)],
