@@ -31,6 +31,9 @@ import { classifierInit, LongTailRun } from "../src/train/run.ts";
 import { MetaWeightNet } from "../src/train/mwn.ts";
 import { prepareData } from "../src/train/data.ts";
 import { resolveTrainConfig, type TrainConfig } from "../src/train/config.ts";
+import { CHECKPOINT_FORMAT } from "../src/train/trainer.ts";
+import { checkFork } from "../src/train/fork.ts";
+import { checkResumeMetadata, expectedTensors } from "../src/train/validate.ts";
 import * as ref from "./reference/mod.ts";
 import { gpuTest } from "./gpu_harness.ts";
 import { expectClose, randn } from "./op_check.ts";
@@ -44,7 +47,12 @@ const recipeOf = (c: TrainConfig) =>
 Deno.test("recipe: per-method defaults at paper-cifar", () => {
   const at = (method: TrainConfig["method"], extra = {}) =>
     recipeOf(resolveTrainConfig({ preset: "paper-cifar", method, ...extra }));
-  const common = { classifierInit: "unit-norm", recipe: "shared", lastBatch: "partial" };
+  const common = {
+    classifierInit: "unit-norm",
+    recipe: "shared",
+    lastBatch: "partial",
+    mwnRecipe: "class-imbalance",
+  };
   assert.deepEqual(at("ldam-drw"), {
     ...common,
     reduction: "weighted-mean",
@@ -129,6 +137,10 @@ Deno.test("recipe: a setting without effect for the method is refused by name", 
     [{ method: "cb", classifierInit: "kaiming" }, /--classifier-init kaiming .*linear classifier/],
     [{ method: "mwn", reduction: "mean" }, /--reduction mean has no effect with --method mwn/],
     [{ method: "meta", warmup: "per-epoch" }, /--warmup per-epoch .*its warm-up is 0 epochs/],
+    [
+      { method: "l2rw", mwnRecipe: "noisy-label" },
+      /--mwn-recipe noisy-label has no effect with --method l2rw: it runs no Meta-Weight-Net step/,
+    ],
   ];
   for (const [o, re] of cases) assert.throws(() => resolveTrainConfig(o), re);
   // with an effect, the same settings are taken
@@ -142,6 +154,70 @@ Deno.test("recipe: a setting without effect for the method is refused by name", 
       .classifierInit,
     "kaiming",
   );
+});
+
+Deno.test("recipe: --mwn-recipe: the class-imbalance code's step by default; old runs keep theirs", () => {
+  const mwn = (o = {}) => resolveTrainConfig({ method: "mwn", ...o }).mwnRecipe;
+  assert.equal(mwn(), "class-imbalance");
+  assert.equal(mwn({ preset: "paper-cifar" }), "class-imbalance");
+  assert.equal(mwn({ mwnRecipe: "noisy-label" }), "noisy-label");
+  // the schedule stays the preset's (the shared recipe), whatever the step
+  const paper = resolveTrainConfig({ preset: "paper-cifar", method: "mwn" });
+  assert.deepEqual([paper.epochs, paper.lrDecayEpochs, paper.lrDecayFactor], [
+    200,
+    [160, 180],
+    0.01,
+  ]);
+  for (const method of ["ce", "meta", "l2rw", "ldam-drw"] as const) {
+    assert.throws(
+      () => resolveTrainConfig({ method, mwnRecipe: "class-imbalance" }),
+      new RegExp(`--mwn-recipe class-imbalance has no effect with --method ${method}`),
+    );
+  }
+  assert.throws(
+    () => parseTrainArgs(["--mwn-recipe", "authors"]),
+    /invalid --mwn-recipe "authors": one of noisy-label, class-imbalance/,
+  );
+  // a checkpoint from before the option resumes with the step it ran, and its Adam state
+  const { mwnRecipe: _, ...old } = resolveTrainConfig({ method: "mwn" });
+  const history = [{}];
+  const metadata: Record<string, string> = {
+    format: CHECKPOINT_FORMAT,
+    config: JSON.stringify(old),
+    epoch: "1",
+    steps: "5",
+    history: JSON.stringify(history),
+    rng: JSON.stringify({ shuffle: [1], augment: [1], dev: [1] }),
+    last: "null",
+    best: "null",
+    meta_sums: "null",
+  };
+  const resumed = checkResumeMetadata(
+    { tensors: new Map(), metadata },
+    "old.safetensors",
+    CHECKPOINT_FORMAT,
+  );
+  assert.equal(resumed.config.mwnRecipe, "noisy-label");
+  const data = {
+    fingerprints: { train: "", test: "" },
+    source: "",
+    image: [1, 28, 28],
+    numClasses: 10,
+  };
+  const tensors = (c: TrainConfig) =>
+    [...expectedTensors(c, data).keys()].filter((k) => k.startsWith("mwn."));
+  assert.ok(tensors(resumed.config).includes("mwn.adam.step"));
+  assert.ok(
+    tensors(resolveTrainConfig({ method: "mwn" })).includes("mwn.sgd.momentum_buffer.fc1.weight"),
+  );
+  assert.ok(!tensors(resolveTrainConfig({ method: "mwn" })).some((k) => k.startsWith("mwn.adam")));
+  // a fork of an mwn run keeps its step
+  const parent = resolveTrainConfig({ method: "mwn", mwnRecipe: "noisy-label" });
+  assert.throws(
+    () => checkFork(parent, 1, resolveTrainConfig({ method: "mwn" }), "p.safetensors"),
+    /differ: --mwn-recipe "class-imbalance" \(checkpoint: "noisy-label"\)/,
+  );
+  checkFork(parent, 1, { ...parent }, "p.safetensors");
 });
 
 Deno.test("recipe: CLI flags parse, bad values list the valid ones, --help states defaults", () => {
@@ -164,6 +240,8 @@ Deno.test("recipe: CLI flags parse, bad values list the valid ones, --help state
     "drop",
     "--lr-schedule",
     "reference",
+    "--mwn-recipe",
+    "noisy-label",
   ];
   assert.deepEqual(parseTrainArgs(args).options, {
     reduction: "weighted-mean",
@@ -175,6 +253,7 @@ Deno.test("recipe: CLI flags parse, bad values list the valid ones, --help state
     recipe: "authors",
     lastBatch: "drop",
     lrSchedule: "reference",
+    mwnRecipe: "noisy-label",
   });
   assert.throws(
     () => parseTrainArgs(["--last-batch", "pad"]),
@@ -190,6 +269,7 @@ Deno.test("recipe: CLI flags parse, bad values list the valid ones, --help state
     ["recipe <shared|authors>", "shared"],
     ["last-batch <partial|wrap|drop>", "partial"],
     ["lr-schedule <aligned|reference>", "aligned"],
+    ["mwn-recipe <noisy-label|class-imbalance>", "class-imbalance"],
   ];
   for (const [flag, dflt] of want) {
     const line = text.split("\n").findIndex((l) => l === `  --${flag}`);
@@ -215,6 +295,7 @@ Deno.test("docs: the README's methods table names every recipe flag and its defa
     "--recipe",
     "--last-batch",
     "--lr-schedule",
+    "--mwn-recipe",
   ];
   for (const f of flags) {
     assert.ok(methods.includes(`\`${f} `), `README's methods section lacks ${f}`);
@@ -228,6 +309,7 @@ Deno.test("docs: the README's methods table names every recipe flag and its defa
     "`shared`",
     "`partial`",
     "`aligned`",
+    "`class-imbalance`",
   ];
   for (const d of defaults) assert.ok(methods.includes(d), `README lacks the default ${d}`);
 });

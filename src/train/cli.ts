@@ -24,6 +24,7 @@ import {
   FOCAL_FORMS,
   LAST_BATCHES,
   LR_SCHEDULES,
+  MWN_RECIPES,
   RECIPES,
   REDUCTIONS,
   WARMUPS,
@@ -183,6 +184,14 @@ export const TRAIN_FLAGS: Record<string, Flag> = {
     values: LR_SCHEDULES,
     help: "aligned: the optimiser's and the look-ahead's lr decay at --lr-decay-epochs; " +
       "reference: the optimiser's one epoch earlier, as the paper's released code",
+  },
+  "mwn-recipe": {
+    key: "mwnRecipe",
+    kind: "enum",
+    values: MWN_RECIPES,
+    help: "Meta-Weight-Net's step (mwn only): class-imbalance (its authors' long-tail code: " +
+      "look-ahead sum V l / sum V through the loss input, VNet SGD lr 1e-5, momentum 0.9, " +
+      "Nesterov, wd 5e-4) or noisy-label (mean look-ahead, detached loss, VNet Adam 1e-3)",
   },
   // ---- end of the recipe block
   "seed": { key: "seed", kind: "int", help: "seed of every random choice" },

@@ -197,6 +197,7 @@ const DEFAULT_PRESET: TrainConfig = {
   recipe: "shared",
   lastBatch: "partial",
   lrSchedule: "aligned",
+  mwnRecipe: "class-imbalance",
 };
 
 /**

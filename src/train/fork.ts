@@ -163,6 +163,7 @@ export function checkFork(
   if (loss === "focal") keys.push("focalGamma", "focalForm");
   if (phases.some((p) => p.weights === "cb" || p.kind !== "plain")) keys.push("beta");
   if (phases.some((p) => p.kind !== "plain")) keys.push("tau", "lookahead", "devLoss");
+  if (phases.some((p) => p.kind === "mwn")) keys.push("mwnRecipe");
   const bad = differ(keys);
   if (bad.length) {
     throw forkError(

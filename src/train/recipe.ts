@@ -14,6 +14,7 @@
  * | `recipe`         | shared, authors                 | shared                                   |
  * | `lastBatch`      | partial, wrap, drop             | partial                                  |
  * | `lrSchedule`     | aligned, reference              | aligned                                  |
+ * | `mwnRecipe`      | noisy-label, class-imbalance    | class-imbalance (mwn only)               |
  */
 import { ConfigError, type ConfigOverrides, type LossName, type TrainConfig } from "./config.ts";
 
@@ -33,6 +34,12 @@ export const RECIPES = ["shared", "authors"] as const;
 export const LAST_BATCHES = ["partial", "wrap", "drop"] as const;
 /** When the optimiser's lr decays relative to the look-ahead's. */
 export const LR_SCHEDULES = ["aligned", "reference"] as const;
+/**
+ * Meta-Weight-Net's step (src/train/mwn.ts): the noisy-label code's (mean look-ahead, detached
+ * loss input, Adam) or the class-imbalance code's (sum-normalised look-ahead through the loss
+ * input, VNet SGD 1e-5).
+ */
+export const MWN_RECIPES = ["noisy-label", "class-imbalance"] as const;
 
 /** The settings of {@linkcode RECIPE_OPTIONS} (part of every TrainConfig). */
 export interface RecipeConfig {
@@ -54,6 +61,8 @@ export interface RecipeConfig {
   lastBatch: typeof LAST_BATCHES[number];
   /** "aligned" (both lrs decay at the decay epochs) or "reference" (the optimiser one epoch early). */
   lrSchedule: typeof LR_SCHEDULES[number];
+  /** Meta-Weight-Net's step: "noisy-label" (the hybrid before this option) or "class-imbalance". */
+  mwnRecipe: typeof MWN_RECIPES[number];
 }
 
 /** Every recipe setting, with its flag and valid values (validation and --help). */
@@ -67,6 +76,7 @@ export const RECIPE_OPTIONS: Record<keyof RecipeConfig, readonly string[] | null
   recipe: RECIPES,
   lastBatch: LAST_BATCHES,
   lrSchedule: LR_SCHEDULES,
+  mwnRecipe: MWN_RECIPES,
 };
 
 /**
@@ -83,6 +93,7 @@ export const LEGACY_RECIPE: RecipeConfig = {
   recipe: "shared",
   lastBatch: "wrap",
   lrSchedule: "aligned",
+  mwnRecipe: "noisy-label",
 };
 
 /** Methods trained with LDAM's recipe (kaidic/LDAM-DRW). */
@@ -115,6 +126,8 @@ export function applyRecipeDefaults(cfg: TrainConfig, given: ConfigOverrides, lo
   const sigmoid = () => loss === "focal" && cfg.focalForm === "sigmoid";
   cfg.reduction = given.reduction ?? (LDAM_METHODS.includes(m) ? "weighted-mean" : "mean");
   cfg.focalForm = given.focalForm ?? "sigmoid";
+  // MWN's long-tail results come from its class-imbalance code
+  cfg.mwnRecipe = given.mwnRecipe ?? "class-imbalance";
   cfg.classifierInit = given.classifierInit ?? "unit-norm";
   cfg.biasInit = given.biasInit ?? (sigmoid() ? "prior" : "torch");
   const authorsWarmup = LDAM_METHODS.includes(m) || CUI_METHODS.includes(m);
@@ -141,6 +154,7 @@ export function applyRecipeDefaults(cfg: TrainConfig, given: ConfigOverrides, lo
   if (["l2rw", "mwn"].includes(m)) {
     noEffect("reduction", "it runs no plain step (its weights are normalised by its rule)");
   }
+  if (m !== "mwn") noEffect("mwnRecipe", "it runs no Meta-Weight-Net step");
   if (cfg.warmupEpochs === 0) noEffect("warmup", "its warm-up is 0 epochs (see --warmup-epochs)");
 }
 

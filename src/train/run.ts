@@ -149,7 +149,7 @@ export class LongTailRun {
     this.evalBatch = Math.max(1, Math.min(200, data.testIndices.length));
     this.parts = this.#build();
     this.mwn = this.phases.some((p) => p.kind === "mwn")
-      ? new MetaWeightNet(this.parts.meta, cfg.seed)
+      ? new MetaWeightNet(this.parts.meta, cfg.seed, { recipe: cfg.mwnRecipe })
       : null;
     const margins = this.parts.margins;
     this.lossOptions = loss === "ce"

@@ -282,7 +282,9 @@ export function expectedTensors(cfg: TrainConfig, data: ResumeData): Map<string,
   }
   put("train.class_weights", "F32", [data.numClasses]);
   if (cfg.method === "mwn") {
-    for (const [name, dtype, shape] of MetaWeightNet.stateSpecs()) put(name, dtype, shape);
+    for (const [name, dtype, shape] of MetaWeightNet.stateSpecs({ recipe: cfg.mwnRecipe })) {
+      put(name, dtype, shape);
+    }
   }
   return out;
 }
