@@ -74,3 +74,14 @@ export function reportError(e: unknown, prefix = "error"): number {
   console.error(e instanceof Error ? (e.stack ?? e.message) : e);
   return 1;
 }
+
+/** Thrown for invalid settings (exit status 2); the CLI prints the message without a stack. */
+export class ConfigError extends UserError {
+  /** "ConfigError", or the subclass's name. */
+  override name = "ConfigError";
+
+  /** An invalid setting; `options.flag` names the flag. */
+  constructor(message: string, options: UserErrorOptions = {}) {
+    super(message, { exitCode: 2, ...options });
+  }
+}

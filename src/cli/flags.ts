@@ -5,7 +5,7 @@
  * expected and lists the valid flags; {@linkcode usageLines} writes the --help entries.
  */
 import { parseArgs } from "node:util";
-import { ConfigError } from "../train/config.ts";
+import { ConfigError } from "../errors.ts";
 import type { UserErrorOptions } from "../errors.ts";
 
 /** A bad command line (exit status 2); the message lists what is valid. */

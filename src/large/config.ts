@@ -3,7 +3,7 @@
  * the presets with the paper's settings, and their validation. Where the paper is silent (the
  * number of epochs; when the iNaturalist meta stage starts) the choice is said in the preset.
  */
-import { ConfigError } from "../train/config.ts";
+import { ConfigError } from "../errors.ts";
 import { TORCHVISION_DEPTHS, type TorchvisionDepth } from "../nn/torchvision.ts";
 
 /** The large presets. */

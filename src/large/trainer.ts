@@ -27,7 +27,7 @@ import { readCheckpoint, removeStaleTemps, type SafetensorsFile } from "../check
 import { writeFileAtomic } from "../checkpoint/atomic.ts";
 import { renderReport } from "../report/html.ts";
 import type { EpochRecord, RunRecord } from "../report/summary.ts";
-import { ConfigError } from "../train/config.ts";
+import { ConfigError } from "../errors.ts";
 import { checkOutDir } from "../train/validate.ts";
 import { shotText } from "../train/run.ts";
 import { type LargeConfig, largeLr, validateLargeConfig } from "./config.ts";

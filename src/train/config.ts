@@ -3,8 +3,11 @@
  * that list what is valid (shared by the CLI and {@linkcode train}).
  */
 import { DATASET_NAMES, type DatasetName } from "../data/dataset.ts";
-import { UserError, type UserErrorOptions } from "../errors.ts";
+import { ConfigError } from "../errors.ts";
 import { applyRecipeDefaults, type RecipeConfig, validateRecipe } from "./recipe.ts";
+
+/** Invalid settings (defined with the other user errors; re-exported for the trainer's API). */
+export { ConfigError };
 
 /** Weighting methods (README, Methods): baselines, the paper's method, and its ablations. */
 export const METHODS = [
@@ -133,17 +136,6 @@ export interface TrainConfig extends RecipeConfig {
   initFrom: string | null;
   /** Output directory. */
   out: string;
-}
-
-/** Thrown for invalid settings (exit status 2); the CLI prints the message without a stack. */
-export class ConfigError extends UserError {
-  /** "ConfigError", or the subclass's name. */
-  override name = "ConfigError";
-
-  /** An invalid setting; `options.flag` names the flag. */
-  constructor(message: string, options: UserErrorOptions = {}) {
-    super(message, { exitCode: 2, ...options });
-  }
 }
 
 /**

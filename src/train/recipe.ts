@@ -16,7 +16,8 @@
  * | `lrSchedule`     | aligned, reference              | aligned                                  |
  * | `mwnRecipe`      | noisy-label, class-imbalance    | class-imbalance (mwn only)               |
  */
-import { ConfigError, type ConfigOverrides, type LossName, type TrainConfig } from "./config.ts";
+import { ConfigError } from "../errors.ts";
+import type { ConfigOverrides, LossName, TrainConfig } from "./config.ts";
 
 /** Normalisations of a plain step's weighted loss: sum w l / B, or sum w l / sum w. */
 export const REDUCTIONS = ["mean", "weighted-mean"] as const;
