@@ -3,7 +3,8 @@
  * checkpoint) trained on JPEG lists through the engine's fit loop: cross-entropy epochs, then the
  * meta stage (`w_y + eps`, eps by the full or the classifier-only meta step, the backbone trained
  * or frozen), evaluation with top-1/3/5 error and many/medium/few-shot accuracy, a checkpoint at
- * every epoch end with exact resume, and metrics.jsonl, summary.json and report.html.
+ * every epoch end with exact resume, and metrics.jsonl, summary.json and report.html, with the
+ * per-class eps of the meta epochs (summed on the GPU over each epoch, read once at its end).
  *
  * Nothing is written before the data (every list line or JSON entry, every image present), the
  * output folder and the checkpoint to resume have been checked.
@@ -410,6 +411,11 @@ class LargeRun {
     this.steps = Number(m.steps);
     this.wallBefore = Number(m.wall_seconds ?? 0);
     this.log(`resuming ${this.cfg.out} after epoch ${m.epoch}`);
+    if (m.meta_sums === undefined && this.epochsDone > this.cfg.metaStart) {
+      this.log(
+        "the checkpoint predates per-class eps: summary.json's meta covers the epochs after it only",
+      );
+    }
   }
 
   async #saved(r: EpochRecord, done: boolean): Promise<void> {
