@@ -5,20 +5,34 @@
  * meta step (backbone trained and frozen), evaluation with many/medium/few-shot accuracy, a
  * torchvision checkpoint loaded with the classifier re-initialised, and a resume that ends
  * bit-identical to the uninterrupted run. ResNet-10 of width 4 on 32x32 crops.
+ *
+ * Per-class eps of every meta variant: the per-epoch and whole-stage means the trainer sums on the
+ * GPU and reads once per epoch match float64 sums of the eps vectors this test reads back after
+ * every step; a class in no batch is null; eps / w_y is eps over the fixed w_y; a warm meta step
+ * creates no GPU objects and reads nothing back.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { testImage } from "./support/images.ts";
 import { encodeJpeg } from "./support/jpeg_encoder.ts";
 import { type LargeConfig, type LargePreset, largePreset } from "../src/large/config.ts";
-import { LAYOUT_FILES } from "../src/large/data.ts";
-import { trainLarge } from "../src/large/trainer.ts";
+import { LAYOUT_FILES, loadLargeData } from "../src/large/data.ts";
+import {
+  type LargeStepInspector,
+  type LargeSummary,
+  type MetaStepTensors,
+  trainLarge,
+} from "../src/large/trainer.ts";
 import { largeMain, largeUsage, parseLargeArgs, wantsLargePreset } from "../src/large/cli.ts";
 import { UsageError } from "../src/cli/flags.ts";
 import { Model } from "../src/nn/model.ts";
 import { TorchvisionResNet } from "../src/nn/torchvision.ts";
 import { readCheckpoint } from "../src/checkpoint/checkpoint.ts";
 import { DataError } from "../src/data/errors.ts";
+import { DecodePool } from "../src/data/jpeg/pool.ts";
+import { JpegLoader } from "../src/data/jpeg/loader.ts";
+import type { EpochRecord } from "../src/report/summary.ts";
+import type { Gpu } from "../src/gpu/runtime.ts";
 import { gpuTest } from "./gpu_harness.ts";
 
 /** Training images per class (before the dev image of each): many / medium / few at scale 1/10. */
@@ -33,7 +47,7 @@ async function jpeg(root: string, rel: string, seed: number): Promise<void> {
 }
 
 /** Writes a miniature dataset of `preset`'s layout under a new folder; returns it. */
-async function miniature(preset: LargePreset): Promise<string> {
+async function miniature(preset: LargePreset, counts = COUNTS): Promise<string> {
   const root = await Deno.makeTempDir({ prefix: `tg-${preset}-` });
   const files = LAYOUT_FILES[preset];
   const split = async (name: string, perClass: number[]) => {
@@ -47,14 +61,14 @@ async function miniature(preset: LargePreset): Promise<string> {
     }
     return entries;
   };
-  const train = await split("train", COUNTS);
-  const evals = await split("val", COUNTS.map(() => EVAL_PER_CLASS));
+  const train = await split("train", counts);
+  const evals = await split("val", counts.map(() => EVAL_PER_CLASS));
   if (preset.startsWith("inat")) {
     const json = (entries: [string, number][]) =>
       JSON.stringify({
         images: entries.map(([p], i) => ({ id: 100 + i, file_name: p })),
         annotations: entries.map(([, c], i) => ({ id: i, image_id: 100 + i, category_id: 7 + c })),
-        categories: COUNTS.map((_, c) => ({ id: 7 + c, name: `species ${c}` })),
+        categories: counts.map((_, c) => ({ id: 7 + c, name: `species ${c}` })),
       });
     await Deno.writeTextFile(join(root, files.train), json(train));
     await Deno.writeTextFile(join(root, files.val), json(evals));
@@ -98,6 +112,134 @@ async function checkpointBits(dir: string): Promise<Map<string, string>> {
   return out;
 }
 
+/** Per-class float64 sums of one epoch's eps, read back by the test after every meta step. */
+interface HostEpsSums {
+  sumEps: number[];
+  sumAbsEps: number[];
+  count: number[];
+}
+
+/**
+ * Reads eps, w and the labels back after every meta step (the trainer itself never does) and
+ * sums eps per class and epoch in float64; records the GPU objects each meta step created and the
+ * readbacks it made, between the step's start and the end of its recording.
+ */
+class EpsRecorder implements LargeStepInspector {
+  readonly epochs = new Map<number, HostEpsSums>();
+  /** [epoch, step, objects created, readbacks] of every meta step, in order. */
+  readonly steps: [number, number, number, number][] = [];
+  /** The weight w of each class's examples (float32), which must not vary. */
+  readonly weightOf = new Map<number, number>();
+  #at = [0, 0];
+
+  constructor(readonly gpu: Gpu, readonly numClasses: number) {}
+
+  #counters(): number[] {
+    const s = this.gpu.stats;
+    return [
+      s.buffersCreated + s.bindGroupsCreated + s.pipelinesCreated + s.uniformsCreated,
+      s.readbacks,
+    ];
+  }
+
+  beforeStep(): void {
+    this.#at = this.#counters();
+  }
+
+  async afterMetaStep(epoch: number, step: number, t: MetaStepTensors): Promise<void> {
+    const [created, readbacks] = this.#counters();
+    this.steps.push([epoch, step, created - this.#at[0], readbacks - this.#at[1]]);
+    const [eps, w, labels] = [
+      await t.eps.read(this.gpu),
+      await t.weights.read(this.gpu),
+      await t.labels.read(this.gpu), // u32 labels come back as their values
+    ];
+    const C = this.numClasses;
+    if (!this.epochs.has(epoch)) {
+      const zeros = () => new Array(C).fill(0);
+      this.epochs.set(epoch, { sumEps: zeros(), sumAbsEps: zeros(), count: zeros() });
+    }
+    const h = this.epochs.get(epoch)!;
+    labels.forEach((y, i) => {
+      // w_y is fixed: every example of a class has the same weight in every step
+      assert.equal(w[i], this.weightOf.get(y) ?? w[i], `w of example ${i}, class ${y}`);
+      this.weightOf.set(y, w[i]);
+      h.sumEps[y] += eps[i];
+      h.sumAbsEps[y] += Math.abs(eps[i]);
+      h.count[y]++;
+    });
+  }
+}
+
+/** Sums of several epochs' host sums. */
+function addHost(parts: HostEpsSums[]): HostEpsSums {
+  const C = parts[0].count.length;
+  const sum = (k: keyof HostEpsSums) =>
+    Array.from({ length: C }, (_, c) => parts.reduce((a, p) => a + p[k][c], 0));
+  return { sumEps: sum("sumEps"), sumAbsEps: sum("sumAbsEps"), count: sum("count") };
+}
+
+/**
+ * The recorded per-class eps of a meta record against the host sums: counts equal; a class in
+ * no batch null; otherwise finite, the mean within float32 summation error of the float64 mean,
+ * and mean eps / w_y = mean eps / w_y.
+ */
+function assertEpsStats(
+  what: string,
+  m: EpochRecord["meta"],
+  host: HostEpsSums,
+  classWeights: number[],
+): void {
+  assert.ok(m, `${what}: no per-class meta statistics`);
+  assert.deepEqual(m.count, host.count, `${what}: counts`);
+  for (let c = 0; c < classWeights.length; c++) {
+    const at = `${what}, class ${c}`;
+    if (host.count[c] === 0) {
+      assert.equal(m.meanEps[c], null, `${at}: in no batch, so null`);
+      assert.equal(m.meanEpsOverW[c], null, `${at}: in no batch, so null`);
+      continue;
+    }
+    const got = m.meanEps[c]!, overW = m.meanEpsOverW[c]!;
+    assert.ok(Number.isFinite(got) && Number.isFinite(overW), `${at}: ${got}, ${overW}`);
+    const want = host.sumEps[c] / host.count[c];
+    const tol = 1e-5 * host.sumAbsEps[c] / host.count[c] + 1e-30;
+    assert.ok(Math.abs(got - want) <= tol, `${at}: mean eps ${got}, host ${want}`);
+    const ratio = got / classWeights[c];
+    assert.ok(
+      Math.abs(overW - ratio) <= 1e-5 * Math.abs(ratio) + 1e-30,
+      `${at}: mean eps / w_y ${overW}, mean eps / w_y ${ratio}`,
+    );
+  }
+}
+
+/**
+ * Every meta epoch's record and the summary (last epoch, whole stage) against the recorder; the
+ * eps are not all zero; warm meta steps (all but the run's first two) create no GPU objects and
+ * read nothing back.
+ */
+async function assertRecordedEps(s: LargeSummary, out: string, rec: EpsRecorder): Promise<void> {
+  const history: EpochRecord[] = (await Deno.readTextFile(join(out, "metrics.jsonl")))
+    .trim().split("\n").map((l) => JSON.parse(l));
+  const metaEpochs = history.filter((h) => h.phase === "meta").map((h) => h.epoch);
+  assert.deepEqual([...rec.epochs.keys()], metaEpochs, "meta epochs");
+  for (const h of history) {
+    if (h.phase !== "meta") assert.equal(h.meta, null, `epoch ${h.epoch} is plain`);
+    else assertEpsStats(`epoch ${h.epoch}`, h.meta, rec.epochs.get(h.epoch)!, s.classWeights);
+  }
+  const lastEpoch = metaEpochs[metaEpochs.length - 1];
+  assert.deepEqual(s.metaLastEpoch, { ...history[lastEpoch].meta, epoch: lastEpoch });
+  assertEpsStats("meta stage", s.meta, addHost([...rec.epochs.values()]), s.classWeights);
+  for (const [c, w] of rec.weightOf) assert.equal(w, Math.fround(s.classWeights[c]), `w_${c}`);
+  const summary = JSON.parse(await Deno.readTextFile(join(out, "summary.json")));
+  assert.deepEqual(summary.meta, s.meta);
+  assert.ok([...rec.epochs.values()].some((h) => h.sumAbsEps.some((v) => v > 0)), "eps all 0");
+  const warm = rec.steps.slice(2);
+  assert.ok(warm.length > 0);
+  for (const [epoch, step, created, readbacks] of warm) {
+    assert.deepEqual([created, readbacks], [0, 0], `meta step ${step} of epoch ${epoch}`);
+  }
+}
+
 gpuTest(
   "large run, ImageNet-LT lists: CE then full meta, shot groups, exact resume",
   async (gpu) => {
@@ -106,7 +248,8 @@ gpuTest(
       const lines: string[] = [];
       const progress = { line: (m: string) => lines.push(m) };
       const cfg = tiny("imagenet-lt", root);
-      const s = await trainLarge(cfg, { gpu, progress });
+      const rec = new EpsRecorder(gpu, COUNTS.length);
+      const s = await trainLarge(cfg, { gpu, progress, inspect: rec });
       assert.equal(s.status, "completed");
       assert.deepEqual(s.data.trainCounts, COUNTS.map((n) => n - 1));
       assert.equal(s.epochsDone, 3);
@@ -120,6 +263,7 @@ gpuTest(
       assert.deepEqual(metrics.map((l) => JSON.parse(l).phase), ["plain", "meta", "meta"]);
       assert.ok(JSON.parse(metrics[2]).test.shots.classes.few === 3);
       assert.match(await Deno.readTextFile(join(cfg.out, "report.html")), /few-shot acc\./);
+      await assertRecordedEps(s, cfg.out, rec);
       assert.ok(
         lines.some((l) => /many\/medium\/few-shot accuracy – \/ – \/ \d/.test(l)),
         lines.join("\n"),
@@ -132,6 +276,7 @@ gpuTest(
       const done = await trainLarge(cfg2, { gpu, progress: null, resume: true });
       assert.equal(done.status, "completed");
       assert.deepEqual(done.last, s.last);
+      assert.deepEqual([done.meta, done.metaLastEpoch], [s.meta, s.metaLastEpoch]);
       assert.deepEqual(await checkpointBits(cfg2.out), await checkpointBits(cfg.out));
     } finally {
       await Deno.remove(root, { recursive: true });
@@ -161,7 +306,12 @@ gpuTest(
         epochs: 2,
         lr: 1e-3,
       });
-      const s = await trainLarge(cfg, { gpu, progress: { line: (m) => lines.push(m) } });
+      const rec = new EpsRecorder(gpu, COUNTS.length);
+      const s = await trainLarge(cfg, {
+        gpu,
+        progress: { line: (m) => lines.push(m) },
+        inspect: rec,
+      });
       assert.equal(s.status, "completed");
       assert.ok(
         lines.some((l) => /fc re-initialised \(1000 classes in the file, 3 here\)/.test(l)),
@@ -176,6 +326,7 @@ gpuTest(
         a.reduce((s, v, i) => s + (v - b[i]) ** 2, 0);
       assert.notDeepEqual(conv, donorConv);
       assert.ok(dist(conv, donorConv) < 0.1 * dist(conv, ownConv), "started from the file");
+      await assertRecordedEps(s, cfg.out, rec);
     } finally {
       await Deno.remove(root, { recursive: true });
     }
@@ -199,8 +350,10 @@ gpuTest(
         progress: null,
       });
       assert.equal(before.status, "completed");
-      const s = await trainLarge(cfg, { gpu, progress: null });
+      const rec = new EpsRecorder(gpu, COUNTS.length);
+      const s = await trainLarge(cfg, { gpu, progress: null, inspect: rec });
       assert.equal(s.status, "completed");
+      await assertRecordedEps(s, cfg.out, rec);
       // the backbone after the CE epoch is the backbone at the end: frozen in the meta stage
       const a = await readCheckpoint(join(root, "stage1", "checkpoint.safetensors"));
       const b = await readCheckpoint(join(cfg.out, "checkpoint.safetensors"));
@@ -215,16 +368,59 @@ gpuTest(
   },
 );
 
-gpuTest("large run, iNaturalist 2018 JSON: full meta step", async (gpu) => {
-  const root = await miniature("inat2018");
+/** The first seed whose training order of `epoch` leaves every image of class `cls` out. */
+async function seedLeavingOut(
+  gpu: Gpu,
+  cfg: LargeConfig,
+  cls: number,
+  epoch: number,
+): Promise<number> {
+  const pool = new DecodePool({ workers: 0 });
   try {
-    const s = await trainLarge(tiny("inat2018", root, { epochs: 2 }), { gpu, progress: null });
-    assert.equal(s.status, "completed");
-    assert.equal(s.data.numClasses, 3);
+    for (let seed = 0; seed < 100; seed++) {
+      const data = await loadLargeData({ ...cfg, seed });
+      const loader = new JpegLoader(gpu, pool, data.train, {
+        batchSize: cfg.batch,
+        mode: "train",
+        seed,
+        indices: data.split.train,
+        size: cfg.size,
+      });
+      const used = loader.order(epoch).slice(0, loader.batchesPerEpoch * cfg.batch);
+      loader.dispose();
+      if (!used.some((i) => data.train.labels[i] === cls)) return seed;
+    }
   } finally {
-    await Deno.remove(root, { recursive: true });
+    pool.close();
   }
-});
+  throw new Error(`no seed below 100 leaves class ${cls} out of epoch ${epoch}`);
+}
+
+gpuTest(
+  "large run, iNaturalist 2018 JSON: full meta step; a class in no meta batch is null",
+  async (gpu) => {
+    // 8, 5 and 1 training images in batches of 4: each epoch leaves 2 images out, here the one
+    // image of class 2 in the only meta epoch
+    const root = await miniature("inat2018", [9, 6, 2]);
+    try {
+      const base = tiny("inat2018", root, { epochs: 2 });
+      const cfg = { ...base, seed: await seedLeavingOut(gpu, base, 2, 1) };
+      const rec = new EpsRecorder(gpu, 3);
+      const s = await trainLarge(cfg, { gpu, progress: null, inspect: rec });
+      assert.equal(s.status, "completed");
+      assert.equal(s.data.numClasses, 3);
+      const seen = rec.epochs.get(1)!.count;
+      assert.deepEqual([seen[2], seen[0] + seen[1]], [0, 12], "class 2 in no batch of 12 images");
+      assert.equal(s.meta!.count[2], 0);
+      assert.equal(s.meta!.meanEps[2], null);
+      assert.equal(s.metaLastEpoch!.meanEpsOverW[2], null);
+      assert.ok(s.meta!.meanEps[0] !== null && s.meta!.meanEps[1] !== null);
+      await assertRecordedEps(s, cfg.out, rec);
+    } finally {
+      await Deno.remove(root, { recursive: true });
+    }
+  },
+);
 
 gpuTest("large data errors: named, and nothing written to --out", async (gpu) => {
   const root = await miniature("imagenet-lt");

@@ -1,9 +1,19 @@
 /**
  * report.html (issue 11): the dataset's class names, the commit, date and command line, one
- * number format per kind of value, and series colours readable on the white page.
+ * number format per kind of value, and series colours readable on the white page; runs of many
+ * classes plot per-class values by training-count rank instead of listing them.
  */
 import assert from "node:assert/strict";
-import { classNamesOf, num, pct } from "../src/report/html.ts";
+import {
+  classNamesOf,
+  LISTED_CLASSES,
+  num,
+  pct,
+  rankByCount,
+  renderReport,
+  windowMean,
+} from "../src/report/html.ts";
+import type { EpochRecord, PerClassMeta, RunRecord } from "../src/report/summary.ts";
 import { colour, PALETTE } from "../src/report/svg.ts";
 import { currentProvenance, gitCommit } from "../src/report/provenance.ts";
 import { DATASET_SOURCES } from "../src/data/sources.ts";
@@ -68,4 +78,120 @@ Deno.test("report: provenance names the commit, the time and the command", async
   if (expected) assert.equal(commit, expected);
   else assert.ok(commit === null || /^[0-9a-f]{40}$/.test(commit));
   assert.equal(p.commit, commit);
+});
+
+/** A run of C classes with a CE epoch and a meta epoch; every 7th class has no eps (null). */
+function fakeRun(C: number): { summary: RunRecord; history: EpochRecord[] } {
+  // counts c + 2, all different: rank r is class C - 1 - r
+  const trainCounts = Array.from({ length: C }, (_, c) => c + 2);
+  const perClass = <T>(f: (c: number) => T) => Array.from({ length: C }, (_, c) => f(c));
+  const meta: PerClassMeta = {
+    meanEps: perClass((c) => (c % 7 === 0 ? null : 0.01 * (c % 5))),
+    meanEpsOverW: perClass((c) => (c % 7 === 0 ? null : 0.02 * (c % 5))),
+    minWPlusEps: perClass((c) => (c % 7 === 0 ? null : 0.5)),
+    meanFinalWeight: perClass(() => 1),
+    count: perClass((c) => (c % 7 === 0 ? 0 : 3)),
+  };
+  const metrics = {
+    top1Error: 0.5,
+    top3Error: 0.3,
+    top5Error: 0.2,
+    loss: 2,
+    perClassAccuracy: perClass((c) => (c % 3) / 2),
+    confusion: perClass(() => new Array<number>(C).fill(0)),
+    count: 2 * C,
+    epoch: 1,
+  };
+  const record = (epoch: number, m: PerClassMeta | null): EpochRecord => ({
+    epoch,
+    phase: m ? "meta" : "plain",
+    lr: 0.1,
+    trainLoss: 1,
+    steps: 10,
+    images: 640,
+    test: null,
+    meta: m,
+    timing: { seconds: 1, imagesPerSecond: 640 },
+  });
+  const summary: RunRecord = {
+    status: "completed",
+    config: { dataset: "inat2018", imbalance: 500, method: "meta", epochs: 2 },
+    adapter: { description: "test", isFallbackAdapter: true },
+    data: {
+      source: "test",
+      numClasses: C,
+      image: [3, 32, 32],
+      nMax: Math.max(...trainCounts),
+      trainCounts,
+      devCounts: new Array(C).fill(1),
+      testCounts: new Array(C).fill(2),
+      trainTotal: trainCounts.reduce((a, b) => a + b, 0),
+      testTotal: 2 * C,
+    },
+    classWeights: new Array(C).fill(1),
+    margins: null,
+    finalClassWeights: null,
+    epochsDone: 2,
+    steps: 20,
+    last: metrics,
+    best: metrics,
+    meta,
+    nonFinite: null,
+    wallSeconds: 1,
+  };
+  return { summary, history: [record(0, null), record(1, meta)] };
+}
+
+/** The [x, y] points of the path titled `name` in an SVG page. */
+function pathPoints(html: string, name: string): number[][] {
+  const m = new RegExp(`<path d="([^"]*)"[^>]*><title>${name}</title>`).exec(html);
+  assert.ok(m, `no series ${name}`);
+  return m[1].split(/[ML]/).filter(Boolean).map((p) => p.split(",").map(Number));
+}
+
+Deno.test("report: ranks by training images and window means of per-class values", () => {
+  assert.deepEqual(rankByCount([5, 9, 5, 1]), [1, 0, 2, 3]);
+  assert.deepEqual(windowMean([1, NaN, 3, 5, 7], 1), [1, 2, 4, 5, 6]);
+  assert.deepEqual(windowMean([NaN, NaN, 4], 0), [NaN, NaN, 4]);
+});
+
+Deno.test("report: more classes than are listed are plotted by training-count rank", () => {
+  const C = 1000;
+  assert.ok(C > LISTED_CLASSES);
+  const { summary, history } = fakeRun(C);
+  const html = renderReport(summary, history);
+  // no per-class tables or C x C matrices: a page of bounded size
+  assert.ok(!html.includes('<table class="grid">') && !html.includes("Confusion matrix"));
+  assert.ok(html.length < 1_000_000, `${html.length} characters`);
+  assert.match(html, /1000 classes: too many to list.*the mean of the 21 classes around a rank/s);
+  assert.match(html, /train counts<\/th><td>2 to 1001 per class \(1000 classes\)/);
+  for (
+    const title of ["Per-class mean eps", "Per-class mean eps \/ w_y", "Per-class test accuracy"]
+  ) {
+    assert.match(html, new RegExp(`aria-label="${title}"`));
+  }
+  // the per-class eps by rank: a point per class with eps, none (a gap, not 0) for the others;
+  // rank r is class C - 1 - r, so the points' heights follow the classes reversed
+  const points = pathPoints(html, "meta stage, per class");
+  const withEps = summary.meta!.meanEps.filter((e) => e !== null).length;
+  assert.equal(points.length, withEps);
+  const ys = points.map((p) => p[1]);
+  const ranked = summary.meta!.meanEps.slice().reverse().filter((e) => e !== null) as number[];
+  for (let i = 1; i < ys.length; i++) {
+    // higher eps is drawn higher (smaller y)
+    assert.equal(Math.sign(ys[i - 1] - ys[i]), Math.sign(ranked[i] - ranked[i - 1]), `point ${i}`);
+  }
+  // the shot groups' mean eps over the epochs: one point (the meta epoch) per group
+  for (const g of ["many-shot \\(&#62; 100\\)", "medium-shot", "few-shot \\(&#60; 20\\)"]) {
+    assert.equal(pathPoints(html, g).length, 1, g);
+  }
+});
+
+Deno.test("report: a few classes are listed, with their eps and confusion matrix", () => {
+  const { summary, history } = fakeRun(3);
+  const html = renderReport(summary, history);
+  assert.match(html, /<th>mean eps \/ w_y<\/th>/);
+  assert.match(html, /Confusion matrix/);
+  assert.ok(!html.includes("too many to list"));
+  assert.match(html, /train counts<\/th><td>2, 3, 4 \(9\)/);
 });

@@ -3,7 +3,8 @@
  * checkpoint) trained on JPEG lists through the engine's fit loop: cross-entropy epochs, then the
  * meta stage (`w_y + eps`, eps by the full or the classifier-only meta step, the backbone trained
  * or frozen), evaluation with top-1/3/5 error and many/medium/few-shot accuracy, a checkpoint at
- * every epoch end with exact resume, and metrics.jsonl, summary.json and report.html.
+ * every epoch end with exact resume, and metrics.jsonl, summary.json and report.html, with the
+ * per-class eps of the meta epochs (summed on the GPU over each epoch, read once at its end).
  *
  * Nothing is written before the data (every list line or JSON entry, every image present), the
  * output folder and the checkpoint to resume have been checked.
@@ -19,17 +20,27 @@ import { Sgd } from "../optim/optimizer.ts";
 import { StepEngine } from "../engine/step.ts";
 import { crossEntropy, MetaReweighter } from "../engine/meta.ts";
 import { type EvalMetrics, MetricAccumulator, withShots } from "../engine/metrics.ts";
-import { fit, type FitHooks } from "../engine/fit.ts";
+import { type EpochEnd, fit, type FitHooks, type StepKind } from "../engine/fit.ts";
 import { Progress, type ProgressSink, stdoutSink } from "../engine/progress.ts";
 import { DecodePool } from "../data/jpeg/pool.ts";
 import { JpegLoader } from "../data/jpeg/loader.ts";
 import { readCheckpoint, removeStaleTemps, type SafetensorsFile } from "../checkpoint/mod.ts";
 import { writeFileAtomic } from "../checkpoint/atomic.ts";
 import { renderReport } from "../report/html.ts";
-import type { EpochRecord, RunRecord } from "../report/summary.ts";
+import type { EpochRecord, PerClassMeta, RunRecord } from "../report/summary.ts";
 import { ConfigError } from "../errors.ts";
 import { checkOutDir } from "../train/validate.ts";
 import { shotText } from "../train/run.ts";
+import { accumulateMetaStats, emptyMetaStats, META_STATS_FIELDS } from "../train/kernels.ts";
+import {
+  addSums,
+  emptySums,
+  type MetaSums,
+  perClassMeta,
+  sumsFromJson,
+  sumsFromStats,
+  sumsToJson,
+} from "../train/summary.ts";
 import { type LargeConfig, largeLr, validateLargeConfig } from "./config.ts";
 import { type LargeData, loadLargeData } from "./data.ts";
 import { JpegSource } from "./source.ts";
@@ -43,8 +54,35 @@ const FILES = {
   report: "report.html",
 };
 
-/** summary.json of a large run. */
-export type LargeSummary = RunRecord<LargeConfig>;
+/**
+ * summary.json of a large run: `meta` holds the per-class eps statistics over the whole meta
+ * stage, `metaLastEpoch` those of the last meta epoch (null before the meta stage).
+ */
+export type LargeSummary = RunRecord<LargeConfig> & {
+  /** Per-class meta statistics of the last meta epoch, with its epoch. */
+  metaLastEpoch: (PerClassMeta & { epoch: number }) | null;
+};
+
+/** The GPU tensors of a meta step that a {@linkcode LargeStepInspector} may read. */
+export interface MetaStepTensors {
+  /** eps of every example of the batch, [B]. */
+  eps: Tensor;
+  /** The class weights w_y of the batch's examples, [B]. */
+  weights: Tensor;
+  /** The batch's labels (u32), [B]. */
+  labels: Tensor;
+}
+
+/**
+ * Observes the training steps of a large run (tests, diagnostics). Reading a tensor here waits
+ * for the step: a run without an inspector reads nothing back per step.
+ */
+export interface LargeStepInspector {
+  /** Before each training step, after its batch is loaded. */
+  beforeStep?(epoch: number, step: number): void | Promise<void>;
+  /** After each meta step is recorded (and its eps added to the epoch's per-class sums). */
+  afterMetaStep?(epoch: number, step: number, t: MetaStepTensors): void | Promise<void>;
+}
 
 /** How to run {@linkcode trainLarge}. */
 export interface LargeRunOptions {
@@ -58,6 +96,8 @@ export interface LargeRunOptions {
   gpu?: Gpu;
   /** Decode workers (overrides cfg.workers; 0 decodes on the calling thread). */
   workers?: number;
+  /** Observes the steps (tests); none by default. */
+  inspect?: LargeStepInspector;
 }
 
 /** The GPU parts of a run. */
@@ -66,6 +106,8 @@ interface Parts {
   optimizer: Sgd;
   engine: StepEngine;
   meta: MetaReweighter;
+  /** Per-class sums of eps, eps / w_y, count, min(w + eps), w + eps over an epoch's meta steps. */
+  stats: Tensor;
 }
 
 function build(gpu: Gpu, cfg: LargeConfig, data: LargeData): Parts {
@@ -91,7 +133,8 @@ function build(gpu: Gpu, cfg: LargeConfig, data: LargeData): Parts {
     freezeBackbone: cfg.freezeBackbone,
   });
   meta.classWeights.upload(gpu, Float32Array.from(data.classWeights));
-  return { model, optimizer, engine, meta };
+  const stats = Tensor.empty(gpu, [C * META_STATS_FIELDS]);
+  return { model, optimizer, engine, meta, stats };
 }
 
 /** Trains a large run (see the module doc) and returns its summary. */
@@ -137,7 +180,7 @@ export async function trainLarge(
       size: cfg.size,
       isMeta: (e) => e >= cfg.metaStart,
     });
-    const r = run = new LargeRun(gpu, cfg, data, p, pool, log);
+    const r = run = new LargeRun(gpu, cfg, data, p, pool, log, o.inspect);
     log(
       `tailgrad large: ${cfg.preset}, ResNet-${cfg.depth}${
         cfg.width !== 64 ? ` (width ${cfg.width})` : ""
@@ -178,6 +221,7 @@ export async function trainLarge(
       parts.engine.destroy();
       parts.optimizer.destroy();
       parts.model.destroy();
+      parts.stats.release(gpu);
     }
     if (!o.gpu) gpu.dispose();
   }
@@ -222,6 +266,10 @@ class LargeRun {
   history: EpochRecord[] = [];
   last: (EvalMetrics & { epoch: number }) | null = null;
   best: (EvalMetrics & { epoch: number }) | null = null;
+  /** Per-class sums over every meta epoch so far (float64 on the host). */
+  metaSums: MetaSums | null = null;
+  /** Per-class statistics of the last meta epoch. */
+  metaLast: LargeSummary["metaLastEpoch"] = null;
   steps = 0;
   epochsDone = 0;
   wallBefore = 0;
@@ -235,6 +283,7 @@ class LargeRun {
     readonly parts: Parts,
     pool: DecodePool,
     readonly log: (m: string) => void,
+    readonly inspect?: LargeStepInspector,
   ) {
     this.#eval = new JpegLoader(gpu, pool, data.eval, {
       batchSize: cfg.batch,
@@ -258,79 +307,130 @@ class LargeRun {
     return withShots(acc.result(), this.data.split.counts);
   }
 
+  /** The hooks of the fit loop. */
   hooks(): FitHooks<EpochRecord, EvalMetrics> {
-    const { meta } = this.parts;
-    const cfg = this.cfg;
     return {
-      stepKind: (epoch) =>
-        epoch < cfg.metaStart ? { name: "plain", run: (lr) => this.parts.engine.step(lr) } : {
-          name: "meta",
-          run: (lr) =>
-            void meta.step(lr, {
-              eta: lr,
-              tau: cfg.tau,
-              lookahead: "mean",
-              rule: "meta",
-              lookaheadWeights: "w",
-            }),
-        },
-      epochEnd: (end) => {
-        const t = end.metrics;
-        if (t) {
-          this.last = { ...t, epoch: end.epoch };
-          if (!this.best || t.top1Error < this.best.top1Error) this.best = this.last;
-        }
-        const { confusion: _, ...test } = t ?? { confusion: null };
-        const record: EpochRecord = {
-          epoch: end.epoch,
-          phase: end.kind === "meta" ? "meta" : "plain",
-          lr: end.lr,
-          trainLoss: end.trainLoss,
-          steps: end.steps,
-          images: end.examples,
-          test: t ? test as EpochRecord["test"] : null,
-          meta: null,
-          timing: { seconds: end.seconds, imagesPerSecond: end.examples / end.seconds },
-        };
-        this.history.push(record);
-        this.epochsDone = end.epoch + 1;
-        this.steps += end.steps;
-        return record;
-      },
-      checkpointState: () => ({
-        metadata: {
-          config: JSON.stringify(cfg),
-          last: JSON.stringify(this.last),
-          best: JSON.stringify(this.best),
-          wall_seconds: String(this.wallSeconds()),
-        },
-      }),
-      restore: (file) => {
-        const m = file.metadata;
-        this.history = JSON.parse(m.history ?? "[]");
-        this.last = JSON.parse(m.last ?? "null");
-        this.best = JSON.parse(m.best ?? "null");
-        this.epochsDone = Number(m.epoch);
-        this.steps = Number(m.steps);
-        this.wallBefore = Number(m.wall_seconds ?? 0);
-        this.log(`resuming ${cfg.out} after epoch ${m.epoch}`);
-      },
-      saved: async (r, done) => {
-        await this.write(done ? "completed" : "running");
-        const t = r.test;
-        const pct = (v: number) => `${(100 * v).toFixed(2)}%`;
-        this.log(
-          `epoch ${r.epoch + 1}/${cfg.epochs} ${r.phase} lr ${r.lr.toPrecision(3)}: train loss ` +
-            `${r.trainLoss.toFixed(4)}` +
-            (t
-              ? `, top-1/3/5 error ${pct(t.top1Error)} / ${pct(t.top3Error)} / ${
-                pct(t.top5Error)
-              }` + shotText(t.shots)
-              : "") +
-            `, ${r.timing.imagesPerSecond.toFixed(1)} img/s`,
-        );
-      },
+      stepKind: (epoch) => this.#stepKind(epoch),
+      epochStart: (epoch) => this.#epochStart(epoch),
+      beforeStep: this.inspect?.beforeStep?.bind(this.inspect),
+      epochEnd: (end) => this.#epochEnd(end),
+      checkpointState: () => ({ metadata: this.#checkpointMetadata() }),
+      restore: (file) => this.#restore(file),
+      saved: (record, done) => this.#saved(record, done),
     };
+  }
+
+  #stepKind(epoch: number): StepKind {
+    if (epoch < this.cfg.metaStart) {
+      return { name: "plain", run: (lr) => this.parts.engine.step(lr) };
+    }
+    return { name: "meta", run: (lr, step) => this.#metaStep(epoch, step, lr) };
+  }
+
+  /**
+   * One meta step; its eps, eps / w_y and counts are added to the epoch's per-class sums on the
+   * GPU (one invocation walking the batch in order: deterministic), read once at the epoch's end.
+   */
+  #metaStep(epoch: number, step: number, lr: number): void | Promise<void> {
+    const { gpu, cfg } = this;
+    const { engine, meta, stats } = this.parts;
+    meta.step(lr, {
+      eta: lr,
+      tau: cfg.tau,
+      lookahead: "mean",
+      rule: "meta",
+      lookaheadWeights: "w",
+    });
+    accumulateMetaStats(gpu, engine.weights, meta.eps, meta.finalWeights, engine.targets, stats);
+    const t = { eps: meta.eps, weights: engine.weights, labels: engine.targets };
+    return this.inspect?.afterMetaStep?.(epoch, step, t);
+  }
+
+  #epochStart(epoch: number): void {
+    if (epoch < this.cfg.metaStart) return;
+    this.parts.stats.upload(this.gpu, emptyMetaStats(this.data.numClasses));
+  }
+
+  /** The epoch's per-class meta statistics (one readback), added to the meta stage's sums. */
+  async #epochMeta(epoch: number): Promise<PerClassMeta | null> {
+    if (epoch < this.cfg.metaStart) return null;
+    const C = this.data.numClasses;
+    // effective-number weights are positive: eps / w_y is defined for every class
+    const sums = sumsFromStats(await this.parts.stats.read(this.gpu), C, false);
+    this.metaSums ??= emptySums(C, true);
+    addSums(this.metaSums, sums);
+    const meta = perClassMeta(sums);
+    this.metaLast = { ...meta, epoch };
+    return meta;
+  }
+
+  async #epochEnd(end: EpochEnd<EvalMetrics>): Promise<EpochRecord> {
+    const t = end.metrics;
+    if (t) {
+      this.last = { ...t, epoch: end.epoch };
+      if (!this.best || t.top1Error < this.best.top1Error) this.best = this.last;
+    }
+    const { confusion: _, ...test } = t ?? { confusion: null };
+    const record: EpochRecord = {
+      epoch: end.epoch,
+      phase: end.kind === "meta" ? "meta" : "plain",
+      lr: end.lr,
+      trainLoss: end.trainLoss,
+      steps: end.steps,
+      images: end.examples,
+      test: t ? test as EpochRecord["test"] : null,
+      meta: await this.#epochMeta(end.epoch),
+      timing: { seconds: end.seconds, imagesPerSecond: end.examples / end.seconds },
+    };
+    this.history.push(record);
+    this.epochsDone = end.epoch + 1;
+    this.steps += end.steps;
+    return record;
+  }
+
+  #checkpointMetadata(): Record<string, string> {
+    return {
+      config: JSON.stringify(this.cfg),
+      last: JSON.stringify(this.last),
+      best: JSON.stringify(this.best),
+      meta_sums: JSON.stringify(sumsToJson(this.metaSums)),
+      meta_last: JSON.stringify(this.metaLast),
+      wall_seconds: String(this.wallSeconds()),
+    };
+  }
+
+  #restore(file: SafetensorsFile): void {
+    const m = file.metadata;
+    const json = (k: string) => JSON.parse(m[k] ?? "null");
+    this.history = json("history") ?? [];
+    this.last = json("last");
+    this.best = json("best");
+    this.metaSums = sumsFromJson(json("meta_sums"));
+    this.metaLast = json("meta_last");
+    this.epochsDone = Number(m.epoch);
+    this.steps = Number(m.steps);
+    this.wallBefore = Number(m.wall_seconds ?? 0);
+    this.log(`resuming ${this.cfg.out} after epoch ${m.epoch}`);
+    if (m.meta_sums === undefined && this.epochsDone > this.cfg.metaStart) {
+      this.log(
+        "the checkpoint predates per-class eps: summary.json's meta covers the epochs after it only",
+      );
+    }
+  }
+
+  async #saved(r: EpochRecord, done: boolean): Promise<void> {
+    await this.write(done ? "completed" : "running");
+    const t = r.test;
+    const pct = (v: number) => `${(100 * v).toFixed(2)}%`;
+    this.log(
+      `epoch ${r.epoch + 1}/${this.cfg.epochs} ${r.phase} lr ${r.lr.toPrecision(3)}: train loss ` +
+        `${r.trainLoss.toFixed(4)}` +
+        (t
+          ? `, top-1/3/5 error ${pct(t.top1Error)} / ${pct(t.top3Error)} / ${pct(t.top5Error)}` +
+            shotText(t.shots)
+          : "") +
+        `, ${r.timing.imagesPerSecond.toFixed(1)} img/s`,
+    );
   }
 
   /** Frees the evaluation loader's buffers. */
@@ -372,7 +472,8 @@ class LargeRun {
       steps: this.steps,
       last: this.last,
       best: this.best,
-      meta: null,
+      meta: this.metaSums ? perClassMeta(this.metaSums) : null,
+      metaLastEpoch: this.metaLast,
       nonFinite: null,
       wallSeconds: this.wallSeconds(),
     };

@@ -1,12 +1,24 @@
 /**
  * report.html: a single self-contained page (inline CSS and SVG, no scripts, no external
  * resources) summarising a run: headline errors, error and loss curves, per-class accuracy,
- * the confusion matrix, per-class meta weights over the epochs, and the configuration.
+ * the confusion matrix, per-class meta weights over the epochs, and the configuration. Runs of
+ * more than {@linkcode LISTED_CLASSES} classes (ImageNet-LT, iNaturalist) get per-class values
+ * plotted against the classes ranked by training images instead of tables and matrices, which
+ * would run to millions of cells; their values are in summary.json and metrics.jsonl.
  */
 import type { EpochRecord, PerClassMeta, RunRecord } from "./summary.ts";
 import { DATASET_SOURCES } from "../data/sources.ts";
 import type { DatasetName } from "../data/dataset.ts";
-import { barChart, esc, heatmap, lineChart, type Series } from "./svg.ts";
+import {
+  barChart,
+  type ChartOptions,
+  colour,
+  esc,
+  heatmap,
+  lineChart,
+  type Series,
+} from "./svg.ts";
+import { SHOT_THRESHOLDS } from "../engine/metrics.ts";
 import { currentProvenance, type Provenance } from "./provenance.ts";
 
 /** Rates (errors, accuracies) everywhere: a percentage with two decimals. */
@@ -48,6 +60,9 @@ function metaSeries(
   return out;
 }
 
+/** The most classes a report lists (tables, confusion matrices); above it, ranked plots. */
+export const LISTED_CLASSES = 100;
+
 /** The report page of a run; `provenance` defaults to this process's commit, time and command. */
 export function renderReport(
   summary: RunRecord,
@@ -55,12 +70,17 @@ export function renderReport(
   provenance: Provenance = currentProvenance(),
 ): string {
   const names = classNamesOf(summary.config.dataset, summary.data.numClasses);
+  const listed = summary.data.numClasses <= LISTED_CLASSES;
   const sections = [
     resultSection(summary, provenance),
     curvesSection(history),
-    perClassSection(summary, names),
+    listed ? perClassSection(summary, names) : rankedPerClassSection(summary),
   ];
-  if (history.some((h) => h.meta)) sections.push(metaSection(summary, history, names));
+  if (history.some((h) => h.meta)) {
+    sections.push(
+      listed ? metaSection(summary, history, names) : rankedMetaSection(summary, history),
+    );
+  }
   sections.push(configSection(summary));
   const cfg = summary.config;
   return `<!DOCTYPE html>
@@ -228,21 +248,178 @@ ${rows}</table>
 </section>`;
 }
 
+/** Classes by training images, most first (ties by class index). */
+export function rankByCount(counts: readonly number[]): number[] {
+  return counts.map((_, c) => c).sort((a, b) => counts[b] - counts[a] || a - b);
+}
+
+/**
+ * Mean of the finite values within `half` places either side of each place (NaN where there is
+ * none): the trend of per-class values too noisy to read one by one.
+ */
+export function windowMean(values: readonly number[], half: number): number[] {
+  const n = values.length, out = new Array<number>(n);
+  let sum = 0, count = 0;
+  const add = (i: number, sign: number) => {
+    if (i >= 0 && i < n && Number.isFinite(values[i])) {
+      sum += sign * values[i];
+      count += sign;
+    }
+  };
+  for (let i = 0; i < half; i++) add(i, 1);
+  for (let i = 0; i < n; i++) {
+    add(i + half, 1);
+    add(i - half - 1, -1);
+    out[i] = count > 0 ? sum / count : NaN;
+  }
+  return out;
+}
+
+/** One set of per-class values of a ranked chart; `perClass` also draws each class's value. */
+interface RankedLine {
+  name: string;
+  values: readonly (number | null | undefined)[];
+  perClass?: boolean;
+}
+
+/** Half the window of a ranked chart's means: the window is about 2% of the classes. */
+function rankWindowHalf(numClasses: number): number {
+  return Math.max(1, Math.round(numClasses / 100));
+}
+
+/**
+ * Per-class values against the classes ranked by training images (1 = most): each line's mean
+ * over a window of neighbouring ranks ({@linkcode rankWindowHalf}), and with `perClass` the
+ * values themselves in grey.
+ */
+function rankedChart(counts: readonly number[], lines: RankedLine[], o: ChartOptions): string {
+  const order = rankByCount(counts);
+  const half = rankWindowHalf(counts.length);
+  const points = (v: number[]) => v.map((y, r) => [r + 1, y] as [number, number]);
+  const series: Series[] = [];
+  lines.forEach((l, i) => {
+    const byRank = order.map((c) => l.values[c] ?? NaN);
+    if (l.perClass) {
+      series.push({ name: `${l.name}, per class`, points: points(byRank), colour: "#777" });
+    }
+    series.push({
+      name: l.name,
+      points: points(windowMean(byRank, half)),
+      colour: colour(i),
+    });
+  });
+  return lineChart(series, { xLabel: "class rank by training images (1 = most)", ...o });
+}
+
+/** Where the per-class values of a run with many classes are. */
+function unlistedNote(summary: RunRecord, what: string): string {
+  const C = summary.data.numClasses;
+  return `<p>${C} classes: too many to list; ${what} Classes are ranked by training images ` +
+    `(most first; rank 1 has ${Math.max(...summary.data.trainCounts)}); each coloured line is ` +
+    `the mean of the ${2 * rankWindowHalf(C) + 1} classes around a rank.</p>`;
+}
+
+/** Per-class accuracy and training images against the classes' rank (many classes). */
+function rankedPerClassSection(summary: RunRecord): string {
+  const counts = summary.data.trainCounts;
+  const lines: RankedLine[] = [];
+  if (summary.last) lines.push({ name: "last epoch", values: summary.last.perClassAccuracy });
+  if (summary.best) lines.push({ name: "best epoch", values: summary.best.perClassAccuracy });
+  if (summary.final) lines.push({ name: "final", values: summary.final.perClassAccuracy });
+  const order = rankByCount(counts);
+  const countSeries: Series[] = [{
+    name: "training images",
+    points: order.map((c, r) => [r + 1, counts[c]] as [number, number]),
+    colour: "#777",
+  }];
+  return `<section><h2>Per class</h2>
+${
+    unlistedNote(
+      summary,
+      "the per-class accuracy and the confusion matrices are in summary.json (<code>last</code>, " +
+        "<code>best</code>, <code>final</code>).",
+    )
+  }
+${rankedChart(counts, lines, { title: "Per-class test accuracy", yLabel: "accuracy" })}
+${
+    lineChart(countSeries, {
+      title: "Training images per class",
+      xLabel: "class rank by training images (1 = most)",
+      yLabel: "images",
+      logY: true,
+    })
+  }
+</section>`;
+}
+
+/**
+ * Per-class eps and eps / w_y against the classes' rank, over the meta stage and in its last
+ * epoch, and the mean eps of the many-, medium- and few-shot classes over the epochs (many
+ * classes).
+ */
+function rankedMetaSection(summary: RunRecord, history: EpochRecord[]): string {
+  const counts = summary.data.trainCounts;
+  const metaEpochs = history.filter((h) => h.meta);
+  const last = metaEpochs[metaEpochs.length - 1];
+  const lines = (pick: (m: PerClassMeta) => (number | null)[]): RankedLine[] => [
+    ...(summary.meta ? [{ name: "meta stage", values: pick(summary.meta), perClass: true }] : []),
+    { name: `epoch ${last.epoch + 1}`, values: pick(last.meta!) },
+  ];
+  const { many, few } = SHOT_THRESHOLDS;
+  const groups: [string, (n: number) => boolean][] = [
+    [`many-shot (> ${many})`, (n) => n > many],
+    [`medium-shot`, (n) => n >= few && n <= many],
+    [`few-shot (< ${few})`, (n) => n < few],
+  ];
+  const groupSeries: Series[] = groups.map(([name, inGroup]) => ({
+    name,
+    points: metaEpochs.map((h) => {
+      const v = h.meta!.meanEps.filter((e, c) => e !== null && inGroup(counts[c])) as number[];
+      return [h.epoch + 1, v.length ? v.reduce((a, b) => a + b, 0) / v.length : NaN];
+    }),
+  }));
+  return `<section><h2>Meta weights</h2>
+${
+    unlistedNote(
+      summary,
+      "the per-class mean eps, eps / w_y, minimum w + eps and final weight are in summary.json " +
+        "(<code>meta</code>: the whole meta stage) and in each meta epoch's line of metrics.jsonl.",
+    )
+  }
+${rankedChart(counts, lines((m) => m.meanEps), { title: "Per-class mean eps", yLabel: "mean eps" })}
+${
+    rankedChart(counts, lines((m) => m.meanEpsOverW), {
+      title: "Per-class mean eps / w_y",
+      yLabel: "mean eps / w_y",
+    })
+  }
+${
+    lineChart(groupSeries, {
+      title: "Mean eps of the shot groups' classes over the epochs",
+      xLabel: "epoch",
+      yLabel: "mean eps",
+    })
+  }
+</section>`;
+}
+
 /** The run's settings and data. */
 function configSection(summary: RunRecord): string {
   const cfg = summary.config;
   const cfgRows = Object.entries(cfg).map(([k, v]) =>
     `<tr><th>${esc(k)}</th><td>${esc(Array.isArray(v) ? v.join(", ") : String(v))}</td></tr>`
   ).join("\n");
-  const dataRows = `<tr><th>source</th><td>${esc(summary.data.source)}</td></tr>
-<tr><th>image</th><td>${esc(summary.data.image.join(" x "))}</td></tr>
-<tr><th>train counts</th><td>${
-    esc(summary.data.trainCounts.join(", "))
-  } (${summary.data.trainTotal})</td></tr>
-<tr><th>dev counts</th><td>${esc(summary.data.devCounts.join(", "))}</td></tr>
-<tr><th>test counts</th><td>${
-    esc(summary.data.testCounts.join(", "))
-  } (${summary.data.testTotal})</td></tr>`;
+  // many classes: the range of the per-class counts (all of them are in summary.json)
+  const counts = (v: number[]) =>
+    v.length <= LISTED_CLASSES
+      ? v.join(", ")
+      : `${Math.min(...v)} to ${Math.max(...v)} per class (${v.length} classes)`;
+  const d = summary.data;
+  const dataRows = `<tr><th>source</th><td>${esc(d.source)}</td></tr>
+<tr><th>image</th><td>${esc(d.image.join(" x "))}</td></tr>
+<tr><th>train counts</th><td>${esc(counts(d.trainCounts))} (${d.trainTotal})</td></tr>
+<tr><th>dev counts</th><td>${esc(counts(d.devCounts))}</td></tr>
+<tr><th>test counts</th><td>${esc(counts(d.testCounts))} (${d.testTotal})</td></tr>`;
   return `<section><h2>Configuration</h2>
 <table class="kv">${cfgRows}</table>
 <h3>Data</h3><table class="kv">${dataRows}</table></section>`;
