@@ -29,6 +29,10 @@ import {
 } from "../src/engine/metrics.ts";
 import { encodeSafetensors } from "../src/checkpoint/safetensors.ts";
 import { Rng } from "../src/random.ts";
+import { checkResumeMetadata } from "../src/train/validate.ts";
+import { resolveTrainConfig } from "../src/train/config.ts";
+import { CHECKPOINT_FORMAT } from "../src/train/trainer.ts";
+import { UserError } from "../src/errors.ts";
 
 /** The accumulator's metrics as the dense C x C implementation computed them. */
 function denseReference(logits: Float32Array, labels: number[], C: number, scale = 1) {
@@ -220,6 +224,48 @@ Deno.test("metricsFromJson: an old checkpoint's dense metrics come back in today
     () => metricsFromJson({ ...small, confusion: [[1]] }),
     /confusion matrix: 1 classes, expected 10/,
   );
+});
+
+Deno.test("checkResumeMetadata: saved metrics' confusion matrices, either form, are checked", () => {
+  const metrics = (c: Confusion) => JSON.stringify(savedMetrics(3, c));
+  const metadata = (over: Record<string, string>) => ({
+    format: CHECKPOINT_FORMAT,
+    config: JSON.stringify(resolveTrainConfig({ epochs: 2 })),
+    epoch: "1",
+    steps: "5",
+    history: JSON.stringify([{}]),
+    rng: JSON.stringify({ shuffle: [1], augment: [1], dev: [1] }),
+    last: metrics([[1, 0, 0], [0, 2, 0], [0, 0, 0]]),
+    best: metrics({ classes: 3, entries: [[0, 0, 1], [1, 1, 2]] }),
+    meta_sums: "null",
+    ...over,
+  });
+  const check = (m: Record<string, string>) =>
+    checkResumeMetadata(
+      { tensors: new Map(), metadata: m },
+      "run/ck.safetensors",
+      CHECKPOINT_FORMAT,
+    );
+  // dense (every checkpoint before the sparse form), sparse, null; "final" absent or present
+  assert.equal(check(metadata({})).epoch, 1);
+  assert.equal(check(metadata({ final: "null", best: "null" })).epoch, 1);
+  const bad: [Record<string, string>, RegExp][] = [
+    [{ last: metrics([[1, 0], [0, 1]]) }, /"last": confusion matrix: 2 classes, expected 3/],
+    [
+      { best: metrics({ classes: 3, entries: [[1, 1, 2], [0, 0, 1]] }) },
+      /"best": confusion matrix: entry 1 is out of \(true, predicted\) order/,
+    ],
+    [{ final: metrics([[1, 0, 0], [0, -2, 0], [0, 0, 0]]) }, /"final": confusion matrix: row 1/],
+    [{ last: "{}" }, /"last": confusion matrix: undefined is neither/],
+  ];
+  for (const [over, re] of bad) {
+    assert.throws(() => check(metadata(over)), (e: Error) => {
+      assert.ok(e instanceof UserError);
+      assert.match(e.message, /^checkpoint run\/ck\.safetensors: metadata /);
+      assert.match(e.message, re);
+      return true;
+    });
+  }
 });
 
 Deno.test("scale: 8142 classes, a few thousand predictions: summary.json and metadata stay small", () => {
