@@ -28,6 +28,8 @@ import { UsageError } from "../src/cli/flags.ts";
 import { Model } from "../src/nn/model.ts";
 import { TorchvisionResNet } from "../src/nn/torchvision.ts";
 import { readCheckpoint } from "../src/checkpoint/checkpoint.ts";
+import { encodeSafetensors } from "../src/checkpoint/safetensors.ts";
+import { type Confusion, denseConfusion, isSparseConfusion } from "../src/engine/confusion.ts";
 import { DataError } from "../src/data/errors.ts";
 import { DecodePool } from "../src/data/jpeg/pool.ts";
 import { JpegLoader } from "../src/data/jpeg/loader.ts";
@@ -39,15 +41,24 @@ import { gpuTest } from "./gpu_harness.ts";
 const COUNTS = [9, 6, 4];
 const EVAL_PER_CLASS = 2;
 
+/** Encoded test images by seed (the encoder is the slow part of writing a miniature). */
+const encoded = new Map<number, Uint8Array>();
+
 async function jpeg(root: string, rel: string, seed: number): Promise<void> {
   const path = join(root, rel);
   await Deno.mkdir(path.slice(0, path.lastIndexOf("/")), { recursive: true });
   const w = 36 + (seed % 7), h = 34 + (seed % 5);
-  await Deno.writeFile(path, encodeJpeg(testImage(w, h, seed), w, h, { quality: 85 }).bytes);
+  if (!encoded.has(seed)) {
+    encoded.set(seed, encodeJpeg(testImage(w, h, seed), w, h, { quality: 85 }).bytes);
+  }
+  await Deno.writeFile(path, encoded.get(seed)!);
 }
 
-/** Writes a miniature dataset of `preset`'s layout under a new folder; returns it. */
-async function miniature(preset: LargePreset, counts = COUNTS): Promise<string> {
+/**
+ * Writes a miniature dataset of `preset`'s layout under a new folder; returns it. With `images`,
+ * only that many different pictures, repeated (a miniature of many classes, quicker to write).
+ */
+async function miniature(preset: LargePreset, counts = COUNTS, images?: number): Promise<string> {
   const root = await Deno.makeTempDir({ prefix: `tg-${preset}-` });
   const files = LAYOUT_FILES[preset];
   const split = async (name: string, perClass: number[]) => {
@@ -55,7 +66,8 @@ async function miniature(preset: LargePreset, counts = COUNTS): Promise<string> 
     for (let c = 0; c < perClass.length; c++) {
       for (let k = 0; k < perClass[c]; k++) {
         const rel = `${name}/class${c}/img_${k}.jpg`;
-        await jpeg(root, rel, 1000 * c + k + (name === "train" ? 0 : 500));
+        const seed = 1000 * c + k + (name === "train" ? 0 : 500);
+        await jpeg(root, rel, images ? seed % images : seed);
         entries.push([rel, c]);
       }
     }
@@ -416,6 +428,48 @@ gpuTest(
       assert.equal(s.metaLastEpoch!.meanEpsOverW[2], null);
       assert.ok(s.meta!.meanEps[0] !== null && s.meta!.meanEps[1] !== null);
       await assertRecordedEps(s, cfg.out, rec);
+    } finally {
+      await Deno.remove(root, { recursive: true });
+    }
+  },
+);
+
+gpuTest(
+  "large run of more than 100 classes: sparse confusion matrices in summary.json and the " +
+    "checkpoint; an older checkpoint's dense ones resume in that form, a damaged one is refused",
+  async (gpu) => {
+    // 101 classes of 1 training image (and 1 dev image) each: one CE epoch is enough
+    const C = 101;
+    const root = await miniature("places-lt", new Array(C).fill(2), 16);
+    try {
+      const cfg = tiny("places-lt", root, { epochs: 2 });
+      const part = await trainLarge(cfg, { gpu, progress: null, maxEpochs: 1 });
+      const confusion = part.last!.confusion;
+      assert.ok(isSparseConfusion(confusion) && confusion.classes === C);
+      assert.equal(confusion.entries.reduce((n, e) => n + e[2], 0), C * EVAL_PER_CLASS);
+      const summaryOf = async () =>
+        JSON.parse(await Deno.readTextFile(join(cfg.out, "summary.json"))) as LargeSummary;
+      assert.deepEqual((await summaryOf()).last!.confusion, confusion);
+      const path = join(cfg.out, "checkpoint.safetensors");
+      const ckpt = (await readCheckpoint(path))!;
+      assert.deepEqual(JSON.parse(ckpt.metadata.last).confusion, confusion);
+      // the checkpoint as the code before the sparse form wrote it: dense rows
+      const rewrite = (k: string, f: (c: Confusion) => unknown) => {
+        const m = JSON.parse(ckpt.metadata[k]);
+        return JSON.stringify({ ...m, confusion: f(m.confusion) });
+      };
+      const old = { last: rewrite("last", denseConfusion), best: rewrite("best", denseConfusion) };
+      await Deno.writeFile(path, encodeSafetensors(ckpt.tensors, { ...ckpt.metadata, ...old }));
+      const resumed = await trainLarge(cfg, { gpu, progress: null, resume: true, maxEpochs: 0 });
+      assert.deepEqual([resumed.last, resumed.best], [part.last, part.best]);
+      assert.deepEqual((await summaryOf()).best!.confusion, confusion);
+      // a matrix that is neither form: refused before any work, naming the file and the field
+      const bad = rewrite("best", (c) => ({ ...(c as object), entries: [[0, C, 1]] }));
+      await Deno.writeFile(path, encodeSafetensors(ckpt.tensors, { ...ckpt.metadata, best: bad }));
+      await assert.rejects(
+        () => trainLarge(cfg, { gpu, progress: null, resume: true }),
+        /checkpoint .*checkpoint\.safetensors: metadata "best": confusion matrix: entry 0 is \[0,101,1\]/,
+      );
     } finally {
       await Deno.remove(root, { recursive: true });
     }

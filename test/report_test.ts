@@ -17,6 +17,12 @@ import type { EpochRecord, PerClassMeta, RunRecord } from "../src/report/summary
 import { colour, PALETTE } from "../src/report/svg.ts";
 import { currentProvenance, gitCommit } from "../src/report/provenance.ts";
 import { DATASET_SOURCES } from "../src/data/sources.ts";
+import {
+  type Confusion,
+  denseConfusion,
+  recordedConfusion,
+  sparseConfusion,
+} from "../src/engine/confusion.ts";
 
 /** WCAG contrast ratio of a colour against white. */
 function contrastOnWhite(css: string): number {
@@ -98,7 +104,13 @@ function fakeRun(C: number): { summary: RunRecord; history: EpochRecord[] } {
     top5Error: 0.2,
     loss: 2,
     perClassAccuracy: perClass((c) => (c % 3) / 2),
-    confusion: perClass(() => new Array<number>(C).fill(0)),
+    // each class's two test images: right for (c % 3) / 2 of them, else taken for class 0
+    confusion: recordedConfusion(
+      C,
+      perClass((c): [number, number, number][] =>
+        c % 3 === 0 ? [[c, 0, 2]] : c % 3 === 1 ? [[c, 0, 1], [c, c, 1]] : [[c, c, 2]]
+      ).flat().sort((a, b) => a[0] - b[0] || a[1] - b[1]),
+    ),
     count: 2 * C,
     epoch: 1,
   };
@@ -194,4 +206,43 @@ Deno.test("report: a few classes are listed, with their eps and confusion matrix
   assert.match(html, /Confusion matrix/);
   assert.ok(!html.includes("too many to list"));
   assert.match(html, /train counts<\/th><td>2, 3, 4 \(9\)/);
+});
+
+Deno.test("report: the confusion heatmaps read an old dense summary and the sparse form alike", async () => {
+  const provenance = { commit: null, date: "2026-01-01T00:00:00Z", command: "test" };
+  const cell = new URL(
+    "../results/fashion-mnist-lt/small/ce-if10-s2/summary.json",
+    import.meta.url,
+  );
+  const old = JSON.parse(await Deno.readTextFile(cell)) as RunRecord;
+  const dense = old.last!.confusion;
+  assert.ok(Array.isArray(dense) && dense.length === 10, "a committed summary holds dense rows");
+  const sparse = {
+    ...old,
+    last: { ...old.last!, confusion: sparseConfusion(dense) },
+    best: { ...old.best!, confusion: sparseConfusion(old.best!.confusion) },
+  };
+  const html = renderReport(old, [], provenance);
+  assert.equal(renderReport(sparse, [], provenance), html);
+  // the counts of the committed matrix are the heatmap's cells, zeros included
+  for (const [t, p] of [[0, 0], [0, 1], [1, 2], [9, 9]]) {
+    const f = `${(100 * dense[t][p] / dense[t].reduce((a, b) => a + b, 0)).toFixed(1)}%`;
+    assert.ok(html.includes(`true ${t}, predicted ${p}: ${dense[t][p]} (${f})`), `cell ${t}, ${p}`);
+  }
+  // and the per-class accuracy it records is the diagonal over the row, as computed now
+  const acc = dense.map((row, c) => row[c] / row.reduce((a, b) => a + b, 0));
+  assert.deepEqual(old.last!.perClassAccuracy, acc);
+  // the fixture's matrices of 7 classes (recorded dense) and their sparse form: the same page
+  const { summary, history } = fakeRun(7);
+  assert.ok(Array.isArray(summary.last!.confusion));
+  assert.match(renderReport(summary, history, provenance), /true 1, predicted 0: 1 \(50\.0%\)/);
+  const both = (f: (c: Confusion) => Confusion) => ({
+    ...summary,
+    last: { ...summary.last!, confusion: f(summary.last!.confusion) },
+    best: { ...summary.best!, epoch: 0, confusion: f(summary.best!.confusion) },
+  });
+  assert.equal(
+    renderReport(both(sparseConfusion), history, provenance),
+    renderReport(both(denseConfusion), history, provenance),
+  );
 });

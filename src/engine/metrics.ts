@@ -1,13 +1,20 @@
 /**
  * Classification metrics computed on the host from logits (read back once per batch): top-1/3/5
- * error, cross-entropy, per-class accuracy and the confusion matrix; the many/medium/few-shot
- * accuracies of long-tailed recognition; and the evaluation of a classifier over in-memory
- * inputs.
+ * error, cross-entropy, per-class accuracy and the confusion matrix (counted sparsely, recorded
+ * as src/engine/confusion.ts says); the many/medium/few-shot accuracies of long-tailed
+ * recognition; and the evaluation of a classifier over in-memory inputs.
  */
 import { Ctx } from "../autograd/tape.ts";
 import { Tensor } from "../tensor.ts";
 import type { Model } from "../nn/model.ts";
 import { EVAL } from "../nn/module.ts";
+import {
+  canonicalConfusion,
+  checkConfusion,
+  type Confusion,
+  confusionRowTotals,
+  recordedConfusion,
+} from "./confusion.ts";
 
 /** Test metrics of one evaluation. */
 export interface EvalMetrics {
@@ -21,8 +28,12 @@ export interface EvalMetrics {
   loss: number;
   /** Accuracy of each class, in [0, 1]. */
   perClassAccuracy: number[];
-  /** confusion[true][predicted] counts. */
-  confusion: number[][];
+  /**
+   * Counts of (true, predicted) classes: dense rows `confusion[true][predicted]` for up to
+   * `DENSE_CONFUSION_CLASSES` classes, else `{classes, entries: [[true, predicted, count], ...]}`
+   * (src/engine/confusion.ts, whose helpers read either form).
+   */
+  confusion: Confusion;
   /** Number of examples evaluated. */
   count: number;
   /** Many/medium/few-shot accuracies, when the training counts are known (see shotGroups). */
@@ -83,16 +94,22 @@ export function shotGroups(
 
 /** `m` with its shot groups for classes of `trainCounts` training images. */
 export function withShots(m: EvalMetrics, trainCounts: ArrayLike<number>): EvalMetrics {
-  const testCounts = m.confusion.map((row) => row.reduce((a, b) => a + b, 0));
+  const testCounts = confusionRowTotals(m.confusion);
   return { ...m, shots: shotGroups(m.perClassAccuracy, trainCounts, testCounts) };
 }
 
-/** Accumulates metrics from logits batch by batch. */
+/**
+ * Accumulates metrics from logits batch by batch. The confusion counts are sparse (one map entry
+ * per (true, predicted) pair seen), so memory grows with the images evaluated, not with C².
+ */
 export class MetricAccumulator {
   /** Number of classes C (logit row length). */
   readonly numClasses: number;
-  /** Running counts `confusion[true][predicted]`, C x C. */
-  readonly confusion: number[][];
+  /** Count of each (true, predicted) pair seen, keyed by `true * C + predicted`. */
+  #pairs = new Map<number, number>();
+  /** Examples of each true class, and those predicted right. */
+  #total: number[];
+  #correct: number[];
   #hits = [0, 0, 0];
   #loss = 0;
   #count = 0;
@@ -100,7 +117,8 @@ export class MetricAccumulator {
   /** An empty accumulator for `numClasses` classes. */
   constructor(numClasses: number) {
     this.numClasses = numClasses;
-    this.confusion = Array.from({ length: numClasses }, () => new Array(numClasses).fill(0));
+    this.#total = new Array(numClasses).fill(0);
+    this.#correct = new Array(numClasses).fill(0);
   }
 
   /** Adds `n` rows of logits [n, C] with labels; logits are multiplied by `scale` for the loss. */
@@ -108,6 +126,9 @@ export class MetricAccumulator {
     const C = this.numClasses;
     for (let i = 0; i < n; i++) {
       const y = labels[i];
+      if (!(Number.isInteger(y) && y >= 0 && y < C)) {
+        throw new Error(`MetricAccumulator: label ${y} of row ${i} is not a class of [0, ${C})`);
+      }
       const row = logits.subarray(i * C, (i + 1) * C);
       const zy = row[y];
       let rank = 0, pred = 0, mx = -Infinity;
@@ -126,7 +147,10 @@ export class MetricAccumulator {
       let se = 0;
       for (let j = 0; j < C; j++) se += Math.exp(scale * (row[j] - mx));
       this.#loss += Math.log(se) - scale * (zy - mx);
-      this.confusion[y][pred]++;
+      const key = y * C + pred;
+      this.#pairs.set(key, (this.#pairs.get(key) ?? 0) + 1);
+      this.#total[y]++;
+      if (pred === y) this.#correct[y]++;
       this.#count++;
     }
   }
@@ -134,20 +158,32 @@ export class MetricAccumulator {
   /** The metrics so far. */
   result(): EvalMetrics {
     const n = Math.max(1, this.#count);
-    const perClassAccuracy = this.confusion.map((row, c) => {
-      const total = row.reduce((a, b) => a + b, 0);
-      return total > 0 ? row[c] / total : 0;
-    });
+    const C = this.numClasses;
+    const perClassAccuracy = this.#total.map((t, c) => (t > 0 ? this.#correct[c] / t : 0));
+    const entries = [...this.#pairs].sort((a, b) => a[0] - b[0])
+      .map(([key, count]): [number, number, number] => [Math.floor(key / C), key % C, count]);
     return {
       top1Error: 1 - this.#hits[0] / n,
       top3Error: 1 - this.#hits[1] / n,
       top5Error: 1 - this.#hits[2] / n,
       loss: this.#loss / n,
       perClassAccuracy,
-      confusion: this.confusion.map((r) => [...r]),
+      confusion: recordedConfusion(C, entries),
       count: this.#count,
     };
   }
+}
+
+/**
+ * Metrics read back from JSON (a checkpoint's `last`, `best`, `final`): null stays null; the
+ * confusion is checked ({@linkcode checkConfusion}, throws on a malformed one) and put in the
+ * form a run of its classes records now, so a run resumed from a checkpoint written before the
+ * sparse form writes one form throughout.
+ */
+export function metricsFromJson<M extends EvalMetrics>(v: M | null): M | null {
+  if (v === null) return null;
+  const classes = v.perClassAccuracy?.length;
+  return { ...v, confusion: canonicalConfusion(checkConfusion(v.confusion, classes)) };
 }
 
 /**

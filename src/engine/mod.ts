@@ -33,10 +33,23 @@ export type { ArraySourceOptions } from "./data.ts";
 export {
   evaluateClassifier,
   MetricAccumulator,
+  metricsFromJson,
   SHOT_THRESHOLDS,
   shotGroups,
   withShots,
 } from "./metrics.ts";
 export type { EvalMetrics, ShotGroups } from "./metrics.ts";
+export {
+  canonicalConfusion,
+  checkConfusion,
+  confusionClasses,
+  confusionRowTotals,
+  DENSE_CONFUSION_CLASSES,
+  denseConfusion,
+  isSparseConfusion,
+  recordedConfusion,
+  sparseConfusion,
+} from "./confusion.ts";
+export type { Confusion, SparseConfusion } from "./confusion.ts";
 export { formatDuration, Progress, stdoutSink } from "./progress.ts";
 export type { ProgressSink } from "./progress.ts";

@@ -19,7 +19,12 @@ import { loadPretrained, TorchvisionResNet } from "../nn/torchvision.ts";
 import { Sgd } from "../optim/optimizer.ts";
 import { StepEngine } from "../engine/step.ts";
 import { crossEntropy, MetaReweighter } from "../engine/meta.ts";
-import { type EvalMetrics, MetricAccumulator, withShots } from "../engine/metrics.ts";
+import {
+  type EvalMetrics,
+  MetricAccumulator,
+  metricsFromJson,
+  withShots,
+} from "../engine/metrics.ts";
 import { type EpochEnd, fit, type FitHooks, type StepKind } from "../engine/fit.ts";
 import { Progress, type ProgressSink, stdoutSink } from "../engine/progress.ts";
 import { DecodePool } from "../data/jpeg/pool.ts";
@@ -29,7 +34,7 @@ import { writeFileAtomic } from "../checkpoint/atomic.ts";
 import { renderReport } from "../report/html.ts";
 import type { EpochRecord, PerClassMeta, RunRecord } from "../report/summary.ts";
 import { ConfigError } from "../errors.ts";
-import { checkOutDir } from "../train/validate.ts";
+import { checkOutDir, checkSavedMetrics } from "../train/validate.ts";
 import { shotText } from "../train/run.ts";
 import { accumulateMetaStats, emptyMetaStats, META_STATS_FIELDS } from "../train/kernels.ts";
 import {
@@ -259,6 +264,7 @@ function checkLargeResume(
       { file: path },
     );
   }
+  checkSavedMetrics(m, path, ["last", "best"].filter((k) => m[k] !== undefined));
 }
 
 /** The records, evaluation and outputs of one large run. */
@@ -403,8 +409,9 @@ class LargeRun {
     const m = file.metadata;
     const json = (k: string) => JSON.parse(m[k] ?? "null");
     this.history = json("history") ?? [];
-    this.last = json("last");
-    this.best = json("best");
+    // metrics of a checkpoint from before the sparse confusion form, in today's form
+    this.last = metricsFromJson(json("last"));
+    this.best = metricsFromJson(json("best"));
     this.metaSums = sumsFromJson(json("meta_sums"));
     this.metaLast = json("meta_last");
     this.epochsDone = Number(m.epoch);

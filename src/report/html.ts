@@ -19,6 +19,7 @@ import {
   type Series,
 } from "./svg.ts";
 import { SHOT_THRESHOLDS } from "../engine/metrics.ts";
+import { denseConfusion } from "../engine/confusion.ts";
 import { currentProvenance, type Provenance } from "./provenance.ts";
 
 /** Rates (errors, accuracies) everywhere: a percentage with two decimals. */
@@ -198,14 +199,14 @@ ${
 ${countsChart}
 ${
     summary.last
-      ? heatmap(summary.last.confusion, classLabels, {
+      ? heatmap(denseConfusion(summary.last.confusion), classLabels, {
         title: `Confusion matrix (epoch ${summary.last.epoch + 1}, last)`,
       })
       : ""
   }
 ${
     summary.best && summary.best.epoch !== summary.last?.epoch
-      ? heatmap(summary.best.confusion, classLabels, {
+      ? heatmap(denseConfusion(summary.best.confusion), classLabels, {
         title: `Confusion matrix (epoch ${summary.best.epoch + 1}, best)`,
       })
       : ""
@@ -336,7 +337,8 @@ function rankedPerClassSection(summary: RunRecord): string {
 ${
     unlistedNote(
       summary,
-      "the per-class accuracy and the confusion matrices are in summary.json (<code>last</code>, " +
+      "the per-class accuracy and the confusion matrices (their nonzero cells, " +
+        "<code>[true, predicted, count]</code>) are in summary.json (<code>last</code>, " +
         "<code>best</code>, <code>final</code>).",
     )
   }

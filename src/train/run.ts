@@ -17,7 +17,7 @@ import { writeFileAtomic } from "../checkpoint/atomic.ts";
 import { renderReport } from "../report/html.ts";
 import type { CheckpointExtra, EpochEnd, FitHooks, StepKind } from "../engine/fit.ts";
 import { MetaReweighter } from "../engine/meta.ts";
-import { type EvalMetrics, withShots } from "../engine/metrics.ts";
+import { type EvalMetrics, metricsFromJson, withShots } from "../engine/metrics.ts";
 import { leadingRows, type SeedRule, StepEngine } from "../engine/step.ts";
 import { Rng } from "../random.ts";
 import { priorBias, torchLinearBias, unitNormRows } from "../nn/init.ts";
@@ -444,9 +444,10 @@ export class LongTailRun {
     this.epochsDone = Number(m.epoch);
     this.steps = Number(m.steps);
     this.history = json("history") ?? [];
-    this.last = json("last");
-    this.best = json("best");
-    this.final = json("final");
+    // metrics of a checkpoint from before the sparse confusion form, in today's form
+    this.last = metricsFromJson(json("last"));
+    this.best = metricsFromJson(json("best"));
+    this.final = metricsFromJson(json("final"));
     this.forkedFrom = json("init_from");
     this.metaSums = sumsFromJson(json("meta_sums"));
     this.wallBefore = Number(m.wall_seconds ?? 0);

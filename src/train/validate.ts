@@ -13,6 +13,7 @@ import { MOMENTUM_PREFIX } from "../checkpoint/checkpoint.ts";
 import { resnetSpecs } from "../nn/resnet.ts";
 import { MetaWeightNet } from "./mwn.ts";
 import { LEGACY_RECIPE } from "./recipe.ts";
+import { type EvalMetrics, metricsFromJson } from "../engine/metrics.ts";
 
 /** Output files of a run that a new run would overwrite. */
 const RUN_OUTPUTS = ["metrics.jsonl", "summary.json", "report.html"];
@@ -130,6 +131,27 @@ function parseJson(path: string, m: Record<string, string>, key: string): unknow
 }
 
 /**
+ * Checks the metrics a checkpoint's metadata holds under `keys` (JSON, null or metrics with a
+ * confusion matrix in either form, src/engine/confusion.ts), so that restoring them cannot fail
+ * once the run has started. "final" may be absent (checkpoints from before it); the others not.
+ */
+export function checkSavedMetrics(
+  m: Record<string, string>,
+  path: string,
+  keys: readonly string[],
+): void {
+  for (const key of keys) {
+    if (key === "final" && m[key] === undefined) continue;
+    const v = parseJson(path, m, key);
+    try {
+      metricsFromJson(v as EvalMetrics | null);
+    } catch (e) {
+      throw badCheckpoint(path, `metadata "${key}": ${(e as Error).message}`);
+    }
+  }
+}
+
+/**
  * Checks a checkpoint's metadata: its format, a valid config (JSON, every setting valid),
  * epoch and step counts that are integers in range, and the JSON state a resume reads.
  */
@@ -183,7 +205,8 @@ export function checkResumeMetadata(
   if (!rng || ["shuffle", "augment", "dev"].some((k) => !rng[k])) {
     throw badCheckpoint(path, `metadata "rng" lacks the generator states`);
   }
-  for (const key of ["last", "best", "meta_sums"]) parseJson(path, m, key);
+  parseJson(path, m, "meta_sums");
+  checkSavedMetrics(m, path, ["last", "best", "final"]);
   const wall = Number(m.wall_seconds ?? 0);
   if (!Number.isFinite(wall) || wall < 0) {
     throw badCheckpoint(path, `metadata "wall_seconds" is not a time in seconds`);
