@@ -548,17 +548,20 @@ Deno.test("large command line: bad flags are usage errors that name the flag and
       assert.match(e.message, /to fix: run with --help to see every flag and its default/);
       return true;
     });
-  refused([...base, "--meta-params", "x"], /^invalid --meta-params "x": one of all, classifier/);
+  refused(
+    [...base, "--meta-params", "x"],
+    /^invalid --meta-params "x": expected one of all, classifier/,
+  );
   refused(
     [...base, "--bogus"],
     /^unknown flag --bogus; valid flags: --preset, --data-root, .*--max-epochs, --help/,
   );
-  refused([...base, "--depth", "ten"], /^invalid --depth "ten": an integer/);
-  refused([...base, "--lr", "fast"], /^invalid --lr "fast": a number/);
-  refused([...base, "--meta-lr", "x"], /^invalid --meta-lr "x": a number or none/);
+  refused([...base, "--depth", "ten"], /^invalid --depth "ten": expected an integer/);
+  refused([...base, "--lr", "fast"], /^invalid --lr "fast": expected a number/);
+  refused([...base, "--meta-lr", "x"], /^invalid --meta-lr "x": expected a number or none/);
   refused([...base, "--epochs"], /^--epochs needs a value: an integer/);
   refused([...base, "--resume=yes"], /^--resume takes no value \(use --resume or --no-resume\)/);
-  refused([...base, "--batch", "8", "--batch=16"], /^--batch is given more than once/);
+  refused([...base, "--batch", "8", "--batch=16"], /^--batch is given twice; give each flag once/);
   refused([...base, "stray"], /^unexpected argument "stray": every setting is a flag/);
   refused(["--data-root", "d"], /^--preset is required: one of imagenet-lt, places-lt, inat2017/);
   // a negative number reaches validation as the flag's value

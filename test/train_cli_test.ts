@@ -24,7 +24,7 @@ Deno.test("cli: unknown flags and bad values list what is valid, without a stack
       [["--loss", "hinge"], [/ce, focal, ldam/]],
       [["--lookahead", "avg"], [/one of sum, mean/]],
       [["--preset", "fast"], [/default, medium, paper-cifar/]],
-      [["--lr", "abc"], [/invalid --lr "abc": a number/]],
+      [["--lr", "abc"], [/invalid --lr "abc": expected a number/]],
       [["--epochs", "-3"], [/invalid --epochs/]],
       [["--epochs", "0"], [/invalid --epochs 0: expected an integer >= 1/]],
       [["--beta", "1.5"], [/invalid --beta 1.5: expected a number in \[0, 1\)/]],

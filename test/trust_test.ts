@@ -431,7 +431,7 @@ Deno.test("flags: stage 2 and lr decays outside the run, repeated flags and bad 
       /--lr-decay-epochs 1,3: epoch 3 is not below --epochs 3/,
     ]);
     await refuses(root, [...base, "--epochs", "3", "--epochs=4", "--out", out], 2, [
-      /--epochs is given more than once/,
+      /--epochs is given twice; give each flag once/,
     ]);
     await refuses(root, [...base, "--download", "--no-download", "--out", out], 2, [
       /--download is given more than once \(--no-download and --download\)/,
@@ -509,7 +509,7 @@ Deno.test("flags: bench flags take --runs 3 and --runs=3; unknown ones are a usa
       [["--bogus"], /unknown flag --bogus; valid flags: .*--runs/],
       [["--runs"], /--runs needs a value/],
       [["--runs", "0"], /invalid --runs "0"/],
-      [["--runs=2", "--runs", "3"], /--runs is given more than once/],
+      [["--runs=2", "--runs", "3"], /--runs is given twice/],
       [["--depths", "9"], /ResNet depths 6n\+2/],
       [["--tfjs=1"], /--tfjs takes no value/],
       [["stray"], /unexpected argument "stray"/],
