@@ -29,6 +29,8 @@ import { hasStage2, METHODS, presetConfig, resolveTrainConfig } from "../src/tra
 import { phaseOf } from "../src/train/methods.ts";
 import { parseTrainArgs, usage } from "../src/train/cli.ts";
 import { parseBenchFlags } from "../bench/flags.ts";
+import { Gpu } from "../src/gpu/runtime.ts";
+import { train as trainInProcess, type TrainOptions } from "../src/train/trainer.ts";
 import { SYN_SIZE, syntheticSplit, writeSyntheticIdx } from "./train_fixtures.ts";
 
 const NO_STACK = /^\s+at /m;
@@ -400,6 +402,57 @@ Deno.test({
       await Deno.remove(root, { recursive: true });
       tinyRun = null;
     }
+  },
+});
+
+Deno.test({
+  name: 'resume: --resume where --out holds no checkpoint is refused; resume "if-any" starts',
+  sanitizeResources: false,
+  fn: async () => {
+    await withTmp(async (root) => {
+      await writeSyntheticIdx(root);
+      const hint = /to fix: drop --resume to start a new run, or check --out$/m;
+      // a folder that does not exist, an empty one, one that is a file
+      const none = join(root, "none");
+      await refuses(root, tiny(root, none, {}, ["--resume"]), 2, [
+        /^error: --resume: .*\/none holds no checkpoint\.safetensors \(the folder does not exist\)$/m,
+        hint,
+      ]);
+      const empty = join(root, "empty");
+      await Deno.mkdir(empty);
+      await refuses(root, tiny(root, empty, {}, ["--resume"]), 2, [
+        /^error: --resume: .*\/empty holds no checkpoint\.safetensors$/m,
+        hint,
+      ]);
+      // the library's "if-any" (scripts/reproduce.ts): starts the run, then continues it
+      const gpu = await Gpu.create();
+      try {
+        const options: TrainOptions = {
+          dataset: "mnist",
+          dataDir: root,
+          imbalance: 10,
+          maxPerClass: 40,
+          devPerClass: 2,
+          testPerClass: 10,
+          batch: 16,
+          method: "ce",
+          epochs: 1,
+          lrDecayEpochs: [],
+          download: false,
+          out: join(root, "if-any"),
+          gpu,
+          progress: null,
+          resume: "if-any",
+        };
+        const first = await trainInProcess(options);
+        assert.deepEqual([first.status, first.epochsDone], ["completed", 1]);
+        const again = await trainInProcess(options);
+        assert.deepEqual([again.status, again.epochsDone], ["completed", 1]);
+        assert.deepEqual(again.last, first.last, "the second call continued the first run");
+      } finally {
+        gpu.dispose();
+      }
+    });
   },
 });
 

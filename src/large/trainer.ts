@@ -34,7 +34,7 @@ import { writeFileAtomic } from "../checkpoint/atomic.ts";
 import { renderReport } from "../report/html.ts";
 import type { EpochRecord, PerClassMeta, RunRecord } from "../report/summary.ts";
 import { ConfigError } from "../errors.ts";
-import { checkOutDir, checkSavedMetrics } from "../train/validate.ts";
+import { checkOutDir, checkSavedMetrics, requireCheckpoint } from "../train/validate.ts";
 import { shotText } from "../train/run.ts";
 import { accumulateMetaStats, emptyMetaStats, META_STATS_FIELDS } from "../train/kernels.ts";
 import {
@@ -91,8 +91,11 @@ export interface LargeStepInspector {
 
 /** How to run {@linkcode trainLarge}. */
 export interface LargeRunOptions {
-  /** Continue from the checkpoint in `cfg.out`. */
-  resume?: boolean;
+  /**
+   * Continue from the checkpoint in `cfg.out`: `true` requires one (an error naming --resume
+   * when there is none); "if-any" continues it when there is one and starts the run otherwise.
+   */
+  resume?: boolean | "if-any";
   /** Train at most this many epochs in this call. */
   maxEpochs?: number;
   /** Progress output (default stdout; null: silent). */
@@ -148,6 +151,7 @@ export async function trainLarge(
   o: LargeRunOptions = {},
 ): Promise<LargeSummary> {
   validateLargeConfig(cfg);
+  if (o.resume === true) await requireCheckpoint(cfg.out, FILES.checkpoint);
   const sink = o.progress === undefined ? stdoutSink() : o.progress;
   const progress = new Progress(sink ?? { line() {} }, 20);
   const log = (m: string) => progress.line(m);
@@ -157,7 +161,7 @@ export async function trainLarge(
   const ckptPath = join(cfg.out, FILES.checkpoint);
   await checkOutDir(cfg.out, FILES.checkpoint);
   const ckpt = await readCheckpoint(ckptPath);
-  if (ckpt) checkLargeResume(ckpt, ckptPath, cfg, o.resume ?? false);
+  if (ckpt) checkLargeResume(ckpt, ckptPath, cfg, (o.resume ?? false) !== false);
   await Deno.mkdir(cfg.out, { recursive: true });
   await removeStaleTemps(ckptPath);
   const gpu = o.gpu ?? await Gpu.create();

@@ -26,7 +26,12 @@ import { fineTuneSubset, prepareData, type SuppliedData } from "./data.ts";
 import { checkEpochSteps, LongTailRun, OUTPUT_FILES } from "./run.ts";
 import { phaseOf } from "./methods.ts";
 import type { RunSummary } from "./summary.ts";
-import { checkOutDir, checkResumeData, checkResumeMetadata } from "./validate.ts";
+import {
+  checkOutDir,
+  checkResumeData,
+  checkResumeMetadata,
+  requireCheckpoint,
+} from "./validate.ts";
 import { openFork } from "./fork.ts";
 
 export { ldamMargins, OUTPUT_FILES } from "./run.ts";
@@ -35,8 +40,12 @@ export { ldamMargins, OUTPUT_FILES } from "./run.ts";
 export interface TrainOptions extends Partial<TrainConfig> {
   /** Base settings; default "default". */
   preset?: PresetName;
-  /** Continue from the checkpoint in `out` (start fresh when there is none). */
-  resume?: boolean;
+  /**
+   * Continue from the checkpoint in `out`: `true` requires one (an error naming --resume when
+   * there is none, unless `initFrom` gives a fork to start); "if-any" continues it when there is
+   * one and starts the run otherwise (jobs that rerun killed runs, as scripts/reproduce.ts).
+   */
+  resume?: boolean | "if-any";
   /** Train/test data in memory instead of loading `dataset`. */
   data?: SuppliedData;
   /** Progress output; default stdout (a bar on a terminal); null for silence. */
@@ -126,6 +135,9 @@ async function openResume(
 ): Promise<{ cfg: TrainConfig; ckpt: SafetensorsFile | null; forking: string | null }> {
   const ckptPath = join(fresh.out, OUTPUT_FILES.checkpoint);
   await checkOutDir(fresh.out, OUTPUT_FILES.checkpoint);
+  if (options.resume === true && fresh.initFrom === null) {
+    await requireCheckpoint(fresh.out, OUTPUT_FILES.checkpoint);
+  }
   const ckpt = await readCheckpoint(ckptPath);
   if (ckpt && !options.resume) {
     throw new ConfigError(
@@ -139,7 +151,7 @@ async function openResume(
     return { cfg: fresh, ckpt: parent, forking: fresh.initFrom };
   }
   if (!ckpt) {
-    if (options.resume) log(`no checkpoint in ${fresh.out}: starting from scratch`);
+    if (options.resume === "if-any") log(`no checkpoint in ${fresh.out}: starting the run`);
     return { cfg: fresh, ckpt: null, forking: null };
   }
   const saved = checkResumeMetadata(ckpt, ckptPath, CHECKPOINT_FORMAT).config;

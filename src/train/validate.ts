@@ -83,6 +83,22 @@ export async function checkOutDir(out: string, checkpointName: string): Promise<
   }
 }
 
+/**
+ * What `--resume` needs: a checkpoint named `checkpointName` in `out`. Throws a
+ * {@linkcode ConfigError} naming --resume and the folder when there is none (a run that should
+ * start when there is nothing to continue asks for that explicitly: resume "if-any").
+ */
+export async function requireCheckpoint(out: string, checkpointName: string): Promise<void> {
+  const path = join(out, checkpointName);
+  if ((await kindOf(path)) !== "none") return;
+  const why = { none: " (the folder does not exist)", file: " (it is a file)", dir: "" };
+  throw new ConfigError(`--resume: ${out} holds no ${checkpointName}${why[await kindOf(out)]}`, {
+    flag: "--resume",
+    file: path,
+    hint: "drop --resume to start a new run, or check --out",
+  });
+}
+
 /** The nearest existing ancestor of `path`, which must be a folder. */
 async function nearestExisting(path: string): Promise<string> {
   let dir = join(path, "..");
