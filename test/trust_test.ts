@@ -144,6 +144,16 @@ Deno.test("data: a wrong --data-dir or $TAILGRAD_DATA never falls back to the sy
       /--data-dir .*nope does not exist/,
       /Fashion-MNIST was not found/,
     ]);
+    // downloads allowed (the default): still refused before any download, nothing created
+    const download = ["--dataset", "fashion-mnist", "--epochs", "1"];
+    await refuses(root, [...download, "--data-dir", join(root, "nope"), ...out], 1, [
+      /^error: --data-dir .*\/nope does not exist, so Fashion-MNIST was not found: a folder named there is the only place looked in/m,
+      /to fix: check the path; create the folder to download Fashion-MNIST into .*\/nope\/fashion-mnist, or leave --data-dir out to use \.\/data\/fashion-mnist$/m,
+    ]);
+    await refuses(root, [...download, ...out], 1, [
+      /^error: \$TAILGRAD_DATA .*\/nope does not exist/m,
+      /to fix: .*or unset \$TAILGRAD_DATA to use \.\/data\/fashion-mnist$/m,
+    ], { TAILGRAD_DATA: join(root, "nope") });
     // a folder with one file missing, and one where a file is a folder
     const partial = join(root, "partial", "fashion-mnist");
     await Deno.mkdir(partial, { recursive: true });
