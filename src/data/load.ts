@@ -20,11 +20,10 @@
  * location into `<dataDir>/<name>`, `$TAILGRAD_DATA/<name>` or `./data/<name>` (the first that
  * applies; a `dataDir` or `$TAILGRAD_DATA` folder that does not exist is an error instead,
  * downloads or not: a mistyped path is never filled with a fresh copy), each file verified
- * against its pinned SHA-256 before it is moved into place; an
- * incomplete IDX folder gets its missing files. A CIFAR archive is unpacked (only the `.bin`
- * files that are not there yet, each written atomically): one the program downloaded is then
- * removed; one it found (placed by the user) is first checked against the pinned digest and
- * always kept. No file the program did not create is ever overwritten or removed.
+ * against its pinned SHA-256 before it is moved into place; an incomplete IDX folder gets its
+ * missing files. A CIFAR archive is unpacked (only the `.bin` files that are not there yet,
+ * each written atomically): one the program downloaded is then removed; one it found (placed by
+ * the user) is first checked against the pinned digest and always kept. No file the program did not create is ever overwritten or removed.
  */
 import { basename, dirname, join, resolve } from "node:path";
 import { DataError, describeError } from "./errors.ts";
