@@ -31,7 +31,7 @@ import { parseTrainArgs, usage } from "../src/train/cli.ts";
 import { parseBenchFlags } from "../bench/flags.ts";
 import { Gpu } from "../src/gpu/runtime.ts";
 import { train as trainInProcess, type TrainOptions } from "../src/train/trainer.ts";
-import { SYN_SIZE, syntheticSplit, writeSyntheticIdx } from "./train_fixtures.ts";
+import { snapshot, SYN_SIZE, syntheticSplit, writeSyntheticIdx } from "./train_fixtures.ts";
 
 const NO_STACK = /^\s+at /m;
 const SCRIPT = new URL("../scripts/train.ts", import.meta.url).pathname;
@@ -56,22 +56,6 @@ async function train(args: string[], writeRoot: string, env: Record<string, stri
   }).output();
   const dec = new TextDecoder();
   return { code: r.code, stdout: dec.decode(r.stdout), stderr: dec.decode(r.stderr) };
-}
-
-/** Every file under `dir` with its SHA-256 (what "byte-identical" compares). */
-async function snapshot(dir: string): Promise<Map<string, string>> {
-  const out = new Map<string, string>();
-  const walk = async (d: string) => {
-    for await (const e of Deno.readDir(d)) {
-      const p = join(d, e.name);
-      if (e.isDirectory) {
-        out.set(p + "/", "dir");
-        await walk(p);
-      } else out.set(p, await sha256Hex(await Deno.readFile(p)));
-    }
-  };
-  await walk(dir);
-  return out;
 }
 
 /** A CLI run that must fail: exit code, message, no stack, and `root` left exactly as it was. */

@@ -140,10 +140,11 @@ async function openResume(
   }
   const ckpt = await readCheckpoint(ckptPath);
   if (ckpt && !options.resume) {
-    throw new ConfigError(
-      `${fresh.out} already holds a run (${OUTPUT_FILES.checkpoint}); pass --resume to continue ` +
-        `it, or choose another --out`,
-    );
+    throw new ConfigError(`--out ${fresh.out} already holds a run (${OUTPUT_FILES.checkpoint})`, {
+      flag: "--out",
+      file: ckptPath,
+      hint: "pass --resume to continue it, or choose another --out",
+    });
   }
   if (!ckpt && fresh.initFrom !== null) {
     const parent = await openFork(fresh, CHECKPOINT_FORMAT);
@@ -163,10 +164,11 @@ async function openResume(
   if (conflicts.length) {
     const flags = conflicts.map((k) => `--${kebab(k)}`).join(", ");
     const values = conflicts.map((k) => `${kebab(k)}=${JSON.stringify(saved[k])}`).join(", ");
-    throw new ConfigError(
-      `--resume: ${flags} differ from the checkpoint's settings (${values}); drop them to ` +
-        `continue the run`,
-    );
+    throw new ConfigError(`--resume: ${flags} differ from the checkpoint's settings (${values})`, {
+      flag: "--resume",
+      file: ckptPath,
+      hint: "drop them to continue the run, or choose another --out for a new run",
+    });
   }
   const cfg = { ...saved, dataDir: options.dataDir ?? saved.dataDir, out: fresh.out };
   if (options.download !== undefined) cfg.download = options.download;
