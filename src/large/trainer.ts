@@ -167,7 +167,9 @@ export async function trainLarge(
     ? await readPretrained(cfg.pretrained, { ...cfg, numClasses: data.numClasses })
     : null;
   await checkOutDir(cfg.out, FILES.checkpoint);
-  const ckpt = await readCheckpoint(ckptPath);
+  const ckpt = await readCheckpoint(ckptPath, {
+    hint: "move the file away, or choose another --out to start a new run",
+  });
   if (ckpt) checkLargeResume(ckpt, ckptPath, cfg, (o.resume ?? false) !== false);
   await Deno.mkdir(cfg.out, { recursive: true });
   await removeStaleTemps(ckptPath);

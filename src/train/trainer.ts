@@ -66,6 +66,9 @@ export interface TrainOptions extends Partial<TrainConfig> {
   untilEpoch?: number;
 }
 
+/** What to do about an unreadable checkpoint in --out. */
+const OUT_CHECKPOINT_HINT = "move the file away, or choose another --out to start a new run";
+
 /** The format tag of the trainer's checkpoints. */
 export const CHECKPOINT_FORMAT = "tailgrad-train-checkpoint/1";
 /** Settings that may differ between a run and its resumption. */
@@ -138,7 +141,7 @@ async function openResume(
   if (options.resume === true && fresh.initFrom === null) {
     await requireCheckpoint(fresh.out, OUTPUT_FILES.checkpoint);
   }
-  const ckpt = await readCheckpoint(ckptPath);
+  const ckpt = await readCheckpoint(ckptPath, { hint: OUT_CHECKPOINT_HINT });
   if (ckpt && !options.resume) {
     throw new ConfigError(`--out ${fresh.out} already holds a run (${OUTPUT_FILES.checkpoint})`, {
       flag: "--out",
