@@ -458,7 +458,14 @@ Deno.test("checkpoint: safetensors errors name the file and say checkpoint", asy
       assert.ok(e instanceof SafetensorsError && e instanceof UserError);
       assert.match(e.message, new RegExp(`checkpoint ${p} is not a valid safetensors file`));
       assert.match(e.message, /header length/);
-      assert.match(e.message, /to fix: /);
+      // a library's advice names no command-line flag; a caller gives its own
+      assert.match(e.message, /\n {2}to fix: the file is damaged or is not a checkpoint; move/);
+      assert.doesNotMatch(e.message, /--out/);
+      return true;
+    });
+    await assert.rejects(readCheckpoint(p, { hint: "pass --checkpoint FILE" }), (e: Error) => {
+      assert.match(e.message, /\n {2}to fix: the file is damaged .*; pass --checkpoint FILE$/);
+      assert.equal(e.message.match(/to fix:/g)?.length, 1);
       return true;
     });
   });
@@ -598,6 +605,74 @@ Deno.test("data: a multi-member gzip file (as gzip -dc reads it) is read correct
       readIdxFile(p),
       (e) => e instanceof DataError && e.message.startsWith(`${p}: corrupt or truncated gzip`),
     );
+  });
+});
+
+// ---------------------------------------------------------------- what to do, once
+
+Deno.test("errors: each refused setting or file names it and says what to do on one to-fix line", async () => {
+  await withTmp(async (root) => {
+    await writeSyntheticIdx(root);
+    const out = join(root, "out");
+    const base = ["--data-dir", root, "--dataset", "mnist", "--no-download"];
+    // a folder holding a run (any safetensors file named checkpoint.safetensors)
+    const held = join(root, "held");
+    await Deno.mkdir(held);
+    await Deno.writeFile(join(held, "checkpoint.safetensors"), encodeSafetensors(new Map(), {}));
+    const garbage = join(root, "garbage.safetensors");
+    await Deno.writeTextFile(garbage, "not a checkpoint");
+    const empty = join(root, "empty");
+    await Deno.mkdir(empty);
+    const cases: [string[], number, RegExp, RegExp][] = [
+      [["--batch", "0"], 2, /invalid --batch 0: expected an integer >= 2/, /give --batch an/],
+      [["--lr", "-1"], 2, /invalid --lr -1: expected a positive number/, /give --lr a positive/],
+      [["--imbalance", "0.5"], 2, /invalid --imbalance 0\.5: expected a number >= 1/, /--imb/],
+      [
+        ["--lr-decay-epochs", "12,5"],
+        2,
+        /invalid --lr-decay-epochs "12,5": expected increasing epochs/,
+        /give --lr-decay-epochs increasing epochs, e\.g\. 160,180, or leave it out/,
+      ],
+      [["--warmup-epochs", "99"], 2, /invalid --warmup-epochs 99/, /within the run/],
+      [["--epochs", "two"], 2, /invalid --epochs "two": expected an integer/, /--help/],
+      [
+        ["--out", held],
+        2,
+        /--out .*held already holds a run \(checkpoint\.safetensors\)/,
+        /pass --resume to continue it, or choose another --out/,
+      ],
+      [["--out", out, "--resume"], 2, /--resume: .*out holds no checkpoint/, /drop --resume/],
+      [
+        ["--out", out, "--init-from", garbage],
+        2,
+        /--init-from .*garbage\.safetensors: checkpoint .* is not a valid safetensors file/,
+        /the file is damaged or is not a checkpoint; give the checkpoint\.safetensors of a/,
+      ],
+      [["--out", out, "--init-from", join(root, "nope")], 2, /no such file/, /give the/],
+      [["--preset", "imagenet-lt"], 2, /--data-root: the dataset folder is required/, /DIR/],
+      [
+        ["--preset", "imagenet-lt", "--data-root", empty, "--depth", "33"],
+        2,
+        /--depth: expected one of 10, 18, 34, 50, 101, 152, got 33/,
+        /pass one of those depths, or leave it out for imagenet-lt's 10/,
+      ],
+      [
+        ["--preset", "imagenet-lt", "--data-root", empty, "--out", out],
+        1,
+        /list file .*empty\/ImageNet_LT_train\.txt does not exist/,
+        /put the layout's files \(ImageNet_LT_train\.txt, .*\) in --data-root/,
+      ],
+    ];
+    for (const [args, code, problem, fix] of cases) {
+      const large = args[0] === "--preset";
+      const all = large
+        ? args
+        : [...base, ...(args.includes("--out") ? [] : ["--out", out]), ...args];
+      const stderr = await refuses(root, all, code, [problem, fix]);
+      const fixes = stderr.match(/^ {2}to fix: .*$/gm) ?? [];
+      assert.equal(fixes.length, 1, `one to-fix line: ${all.join(" ")}\n${stderr}`);
+      assert.match(fixes[0], fix, stderr);
+    }
   });
 });
 

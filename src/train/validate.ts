@@ -6,7 +6,7 @@
  * flag, what was expected and what to do.
  */
 import { join } from "node:path";
-import { UserError } from "../errors.ts";
+import { problemOf, UserError } from "../errors.ts";
 import { ConfigError, methodLoss, modelDepth, type TrainConfig, validateConfig } from "./config.ts";
 import type { SafeDType, SafetensorsFile } from "../checkpoint/safetensors.ts";
 import { MOMENTUM_PREFIX } from "../checkpoint/checkpoint.ts";
@@ -197,7 +197,7 @@ export function checkResumeMetadata(
   try {
     validateConfig(config as TrainConfig);
   } catch (e) {
-    throw badCheckpoint(path, `its saved config is invalid: ${(e as Error).message}`);
+    throw badCheckpoint(path, `its saved config is invalid: ${problemOf(e)}`);
   }
   const cfg = config as TrainConfig;
   const int = (key: string, min: number, max: number) => {
