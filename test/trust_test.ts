@@ -676,6 +676,32 @@ Deno.test("errors: each refused setting or file names it and says what to do on 
   });
 });
 
+// ---------------------------------------------------------------- narrow permissions
+
+Deno.test("permissions: the user-facing tasks name the variables and hosts they need", async () => {
+  const tasks = JSON.parse(await Deno.readTextFile(join(ROOT, "deno.json"))).tasks as Record<
+    string,
+    string
+  >;
+  const net = (t: string) => /--allow-net=(\S+)/.exec(t)?.[1];
+  for (const name of ["train", "reproduce", "export-meta-step"]) {
+    assert.match(tasks[name], /--allow-env=TAILGRAD_DATA,TAILGRAD_DEBUG /, name);
+  }
+  assert.equal(net(tasks.reproduce), net(tasks.train), "reproduce downloads what train does");
+  for (const [name, task] of Object.entries(tasks)) {
+    if (
+      !["train", "reproduce", "export-meta-step"].includes(name) && !name.startsWith("example:")
+    ) {
+      continue;
+    }
+    assert.doesNotMatch(task, /--allow-(env|net|write|run|sys|ffi)( |$)|\s-A\s/, name);
+    if (name.startsWith("example:")) {
+      assert.match(task, /--allow-env=TAILGRAD_DATA,TAILGRAD_DEBUG examples\//, name);
+      assert.doesNotMatch(task, /--allow-net/, `${name} downloads nothing`);
+    }
+  }
+});
+
 // ---------------------------------------------------------------- stack traces only when asked
 
 Deno.test("errors: TAILGRAD_DEBUG=1 adds the stack trace to a user error", async () => {
