@@ -5,15 +5,15 @@
  * into a fresh model that predicts exactly the same.
  *
  * Full size (the default): 20,000 training images, 2 + 2 epochs; `--size small`: 2,000, 1 + 1.
- * Files go to `--out DIR` (default runs/example-checkpoint).
+ * Files go to `--out DIR` (default runs/example-checkpoint, the one folder the task may write).
  *
  *   DENO_WEBGPU_BACKEND=vulkan deno run --allow-read=.,/usr/share/datasets \
- *     --allow-write=runs/example-checkpoint --allow-env examples/checkpoint.ts [--size small]
+ *     --allow-write=runs/example-checkpoint --allow-env=TAILGRAD_DATA,TAILGRAD_DEBUG \
+ *     examples/checkpoint.ts [--size small]
  *
  * The last line printed is JSON: epochs done, test accuracy, and whether the loaded model's
  * test logits equal the trained model's bit for bit.
  */
-import { parseArgs } from "node:util";
 import {
   ArraySource,
   classificationLoss,
@@ -31,19 +31,43 @@ import {
   StepEngine,
   Tensor,
 } from "../mod.ts";
+import { ConfigError, reportError } from "../src/errors.ts";
+import { exampleFlags, SIZE_FLAG, sizeOf } from "./_flags.ts";
 
-const args = parseArgs({
-  args: Deno.args,
-  options: { size: { type: "string", default: "full" }, out: { type: "string" } },
-});
-const size = args.values.size!;
-if (size !== "full" && size !== "small") {
-  console.error(`--size: expected "full" or "small", got ${JSON.stringify(size)}`);
-  Deno.exit(2);
+/** --out before any work: a folder (or absent) this process may write, created; else exit 2. */
+async function prepareOut(dir: string): Promise<void> {
+  const fail = (what: string, hint: string): never =>
+    Deno.exit(reportError(new ConfigError(`--out ${dir} ${what}`, { flag: "--out", hint })));
+  const perm = await Deno.permissions.query({ name: "write", path: dir });
+  if (perm.state !== "granted") {
+    fail(
+      "may not be written by this process",
+      `the example:checkpoint task may write only ${DEFAULT_OUT}: leave --out out, or run ` +
+        "examples/checkpoint.ts with deno run --allow-write=DIR (and --allow-read=DIR)",
+    );
+  }
+  const kind = await Deno.stat(dir).then((s) => (s.isDirectory ? "dir" : "file"), () => "none");
+  if (kind === "file") fail("is a file; expected a folder", "choose another --out");
+  await Deno.mkdir(dir, { recursive: true }).catch((e) =>
+    fail(`cannot be created (${(e as Error).message})`, "choose another --out")
+  );
 }
-const out = args.values.out ?? "runs/example-checkpoint";
+
+const DEFAULT_OUT = "runs/example-checkpoint";
+const flags = exampleFlags("usage: deno task example:checkpoint [--size small] [--out DIR]", {
+  size: SIZE_FLAG,
+  out: {
+    key: "out",
+    kind: "string",
+    help: `folder for the checkpoint and the weights; the example:checkpoint task may write ` +
+      `only ${DEFAULT_OUT}`,
+    defaultText: DEFAULT_OUT,
+  },
+});
+const size = sizeOf(flags);
+const out = flags.out ?? DEFAULT_OUT;
+await prepareOut(out);
 const nTrain = size === "full" ? 20000 : 2000, half = size === "full" ? 2 : 1, nTest = 1000;
-await Deno.mkdir(out, { recursive: true });
 const trainPath = `${out}/train.safetensors`, weightsPath = `${out}/mlp.safetensors`;
 
 const data = await loadDataset("fashion-mnist");

@@ -14,7 +14,8 @@
  * with other jobs, seed 0; 4 min 50 s, about 90 s per epoch). `--size small` (what the test suite runs): 3,000 training and 1,000 test
  * images, 3 epochs.
  *
- *   DENO_WEBGPU_BACKEND=vulkan deno run --allow-read=.,/usr/share/datasets --allow-env \
+ *   DENO_WEBGPU_BACKEND=vulkan deno run --allow-read=.,/usr/share/datasets \
+ *     --allow-env=TAILGRAD_DATA,TAILGRAD_DEBUG \
  *     examples/cnn_fashion_mnist.ts [--size small]
  *
  * The last line printed is JSON: `{"testAccuracy": ..., "epochs": ..., "train": ..., "test": ...}`.
@@ -40,16 +41,15 @@ import {
   Sequential,
   StepEngine,
 } from "../mod.ts";
+import { exampleFlags, SIZE_FLAG, sizeOf } from "./_flags.ts";
 
 const SIZES = {
   full: { train: 60000, test: 10000, epochs: 3 },
   small: { train: 3000, test: 1000, epochs: 3 },
 };
-const size = Deno.args[0] === "--size" ? Deno.args[1] : "full";
-if (size !== "full" && size !== "small") {
-  console.error(`--size: expected "full" or "small", got ${JSON.stringify(size)}`);
-  Deno.exit(2);
-}
+const size = sizeOf(
+  exampleFlags("usage: deno task example:cnn [--size small]", { size: SIZE_FLAG }),
+);
 const { train: nTrain, test: nTest, epochs } = SIZES[size];
 const BATCH = 100;
 

@@ -11,7 +11,8 @@
  * (1000 ... 20), a dev set of 20 per class, 10 epochs (meta from epoch 6), the 10,000 test images.
  * `--size small`: at most 200 per class, 5 epochs (meta from epoch 3), 1,000 test images.
  *
- *   DENO_WEBGPU_BACKEND=vulkan deno run --allow-read=.,/usr/share/datasets --allow-env \
+ *   DENO_WEBGPU_BACKEND=vulkan deno run --allow-read=.,/usr/share/datasets \
+ *     --allow-env=TAILGRAD_DATA,TAILGRAD_DEBUG \
  *     examples/meta_reweight.ts [--size small]
  *
  * The last line printed is JSON: test accuracy, per-class accuracy and mean eps per class.
@@ -37,6 +38,7 @@ import {
   StepEngine,
   type Tensor,
 } from "../mod.ts";
+import { exampleFlags, SIZE_FLAG, sizeOf } from "./_flags.ts";
 
 /** x -> relu(fc1 x) = h -> relu(fc2 h + h) -> head. */
 class ResidualMlp extends Module {
@@ -66,11 +68,9 @@ const SIZES = {
   full: { nMax: 1000, epochs: 10, metaStart: 6, test: 10000 },
   small: { nMax: 200, epochs: 5, metaStart: 3, test: 1000 },
 };
-const size = Deno.args[0] === "--size" ? Deno.args[1] : "full";
-if (size !== "full" && size !== "small") {
-  console.error(`--size: expected "full" or "small", got ${JSON.stringify(size)}`);
-  Deno.exit(2);
-}
+const size = sizeOf(
+  exampleFlags("usage: deno task example:meta [--size small]", { size: SIZE_FLAG }),
+);
 const { nMax, epochs, metaStart, test: nTest } = SIZES[size];
 const C = 10, IMBALANCE = 50, DEV_PER_CLASS = 20, BATCH = 100, SEED = 0;
 

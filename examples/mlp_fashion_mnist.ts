@@ -7,7 +7,8 @@
  * images: 88.9% test accuracy (88.89%, measured on Mesa's llvmpipe adapter, seed 0; 2.5 minutes).
  * `--size small` (what the test suite runs): 3,000 training and 1,000 test images, 4 epochs.
  *
- *   DENO_WEBGPU_BACKEND=vulkan deno run --allow-read=.,/usr/share/datasets --allow-env \
+ *   DENO_WEBGPU_BACKEND=vulkan deno run --allow-read=.,/usr/share/datasets \
+ *     --allow-env=TAILGRAD_DATA,TAILGRAD_DEBUG \
  *     examples/mlp_fashion_mnist.ts [--size small]
  *
  * The last line printed is JSON: `{"testAccuracy": ..., "epochs": ..., "train": ..., "test": ...}`.
@@ -26,16 +27,15 @@ import {
   Sgd,
   StepEngine,
 } from "../mod.ts";
+import { exampleFlags, SIZE_FLAG, sizeOf } from "./_flags.ts";
 
 const SIZES = {
   full: { train: 60000, test: 10000, epochs: 8 },
   small: { train: 3000, test: 1000, epochs: 4 },
 };
-const size = Deno.args[0] === "--size" ? Deno.args[1] : "full";
-if (size !== "full" && size !== "small") {
-  console.error(`--size: expected "full" or "small", got ${JSON.stringify(size)}`);
-  Deno.exit(2);
-}
+const size = sizeOf(
+  exampleFlags("usage: deno task example:mlp [--size small]", { size: SIZE_FLAG }),
+);
 const { train: nTrain, test: nTest, epochs } = SIZES[size];
 
 /** The first `n` images as standardised flat rows, and their labels. */

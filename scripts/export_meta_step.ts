@@ -34,14 +34,14 @@ import {
   type SafetensorsFile,
   writeFileAtomic,
 } from "../src/checkpoint/mod.ts";
-import { lrAt } from "../src/train/config.ts";
+import { lrAt, type TrainConfig } from "../src/train/config.ts";
 import { prepareData } from "../src/train/data.ts";
 import { phaseOf } from "../src/train/methods.ts";
 import { LongTailRun } from "../src/train/run.ts";
 import { CHECKPOINT_FORMAT } from "../src/train/trainer.ts";
 import { checkResumeData, checkResumeMetadata } from "../src/train/validate.ts";
 import { type FlagTable, parseFlags } from "../src/cli/flags.ts";
-import { reportError, UserError } from "../src/errors.ts";
+import { problemOf, reportError, UserError } from "../src/errors.ts";
 
 const FLAGS: FlagTable<"checkpoint" | "out" | "dataDir" | "help"> = {
   "checkpoint": { key: "checkpoint", kind: "string", help: "a run's checkpoint.safetensors" },
@@ -73,14 +73,17 @@ function parse(args: string[]): { checkpoint: string; out: string; dataDir: stri
 
 /** The run of a checkpoint, its data checked against the checkpoint's fingerprints. */
 async function openRun(path: string, dataDir: string | null) {
-  const ckpt = await readCheckpoint(path);
-  if (!ckpt) {
-    throw new UserError(`--checkpoint ${path}: no such file`, {
-      file: path,
-      hint: "pass the checkpoint.safetensors in a run's --out folder",
-    });
+  const hint = "pass the checkpoint.safetensors in a run's --out folder";
+  const ckpt = await readCheckpoint(path, { hint });
+  if (!ckpt) throw new UserError(`--checkpoint ${path}: no such file`, { file: path, hint });
+  let saved: TrainConfig;
+  try {
+    saved = checkResumeMetadata(ckpt, path, CHECKPOINT_FORMAT).config;
+  } catch (e) {
+    // its hint is the trainer's (another --out); here the file is given by --checkpoint
+    if (!(e instanceof UserError)) throw e;
+    throw new UserError(problemOf(e), { file: path, hint, cause: e });
   }
-  const saved = checkResumeMetadata(ckpt, path, CHECKPOINT_FORMAT).config;
   const cfg = { ...saved, dataDir: dataDir ?? saved.dataDir, download: false };
   const data = await prepareData(cfg);
   checkResumeData(ckpt, path, cfg, data);

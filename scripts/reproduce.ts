@@ -284,7 +284,7 @@ async function ensureStageOne(s: Sitting, stage1: StageOne): Promise<string> {
     ...stage1.options,
     ...(s.dataDir ? { dataDir: s.dataDir } : {}),
     out: dir,
-    resume: true,
+    resume: "if-any", // a stage 1 killed before its first checkpoint starts again
     untilEpoch: stage1.untilEpoch,
     gpu: s.gpu,
     progress: null,

@@ -45,6 +45,16 @@ export class UserError extends Error {
   }
 }
 
+/**
+ * The message of `e` without its "to fix:" line: what is wrong, for a caller that wraps it in
+ * an error of its own with its own hint (one "to fix:" line per message).
+ */
+export function problemOf(e: unknown): string {
+  if (!(e instanceof Error)) return String(e);
+  const hint = e instanceof UserError && e.hint ? `\n  to fix: ${e.hint}` : "";
+  return hint && e.message.endsWith(hint) ? e.message.slice(0, -hint.length) : e.message;
+}
+
 /** Formats an unknown thrown value for inclusion in a message. */
 export function describeError(e: unknown): string {
   return e instanceof Error ? `${e.name}: ${e.message}` : String(e);

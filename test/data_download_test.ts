@@ -175,6 +175,7 @@ Deno.test("download: MNIST-style and CIFAR-10 datasets fetched, verified and loa
 
     // A bad digest for a dataset download: nothing left behind, message says why and how.
     const bad = { ...opts, dataDir: join(root, "other"), allowDownload: true };
+    await Deno.mkdir(bad.dataDir); // a folder named that does not exist is refused (trust_test)
     await rejectsData(
       ensureDataset("fashion-mnist", {
         ...bad,

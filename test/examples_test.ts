@@ -1,5 +1,5 @@
 /**
- * The examples run as a user runs them (`deno run` with their narrow permissions, as
+ * The examples run as a user runs them (`deno run` with their tasks' narrow permissions, as
  * subprocesses) at `--size small`, and their results are checked: the MLP, the CNN and the
  * meta-reweighted model reach a test accuracy measured at that size (minus a margin), the checkpoint example
  * resumes, saves and loads a model that predicts bit-identically.
@@ -7,32 +7,92 @@
 import assert from "node:assert/strict";
 
 const READ = ".,/usr/share/datasets";
+/** The environment the example tasks of deno.json may read. */
+const ENV = "--allow-env=TAILGRAD_DATA,TAILGRAD_DEBUG";
+
+/** Runs an example as its task does (narrow permissions); `args` replace `--size small`. */
+async function exec(
+  file: string,
+  permissions: string[] = [`--allow-read=${READ}`],
+  args: string[] = ["--size", "small"],
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const cmd = new Deno.Command(Deno.execPath(), {
+    args: ["run", ENV, ...permissions, `examples/${file}`, ...args],
+    env: { DENO_WEBGPU_BACKEND: "vulkan", NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  });
+  const { code, stdout, stderr } = await cmd.output();
+  const dec = new TextDecoder();
+  return { code, stdout: dec.decode(stdout), stderr: dec.decode(stderr) };
+}
 
 async function runExample(
   file: string,
   permissions: string[] = [`--allow-read=${READ}`],
   args: string[] = [],
 ): Promise<Record<string, unknown>> {
-  const cmd = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-env",
-      ...permissions,
-      `examples/${file}`,
-      "--size",
-      "small",
-      ...args,
-    ],
-    env: { DENO_WEBGPU_BACKEND: "vulkan", NO_COLOR: "1" },
-    stdout: "piped",
-    stderr: "piped",
-  });
-  const { code, stdout, stderr } = await cmd.output();
-  const text = new TextDecoder().decode(stdout);
-  assert.equal(code, 0, `${file} failed:\n${text}\n${new TextDecoder().decode(stderr)}`);
-  const lines = text.trim().split("\n");
+  const { code, stdout, stderr } = await exec(file, permissions, ["--size", "small", ...args]);
+  assert.equal(code, 0, `${file} failed:\n${stdout}\n${stderr}`);
+  const lines = stdout.trim().split("\n");
   return JSON.parse(lines[lines.length - 1]);
 }
+
+const EXAMPLES = [
+  "mlp_fashion_mnist.ts",
+  "cnn_fashion_mnist.ts",
+  "meta_reweight.ts",
+  "checkpoint.ts",
+];
+
+Deno.test("examples: a mistyped flag or size is one error line and exit 2, never a full run", async () => {
+  const cases: [string[], RegExp][] = [
+    [["--size=smal"], /^error: invalid --size "smal": expected one of full, small$/m],
+    [["--siz", "small"], /^error: unknown flag --siz; valid flags: --size, /m],
+    [["small"], /^error: unexpected argument "small": every setting is a flag/m],
+    [["--size", "small", "--size", "full"], /^error: --size is given twice/m],
+  ];
+  for (const file of EXAMPLES) {
+    for (const [args, re] of cases) {
+      const r = await exec(file, [`--allow-read=${READ}`], args);
+      const what = `${file} ${args.join(" ")}: ${r.stderr}`;
+      assert.equal(r.code, 2, what);
+      assert.match(r.stderr, re, what);
+      assert.match(r.stderr, /^ {2}to fix: run with --help/m, what);
+      assert.doesNotMatch(r.stderr, /^\s+at /m, what);
+      assert.equal(r.stdout, "", `it ran: ${what}`);
+    }
+    const help = await exec(file, [`--allow-read=${READ}`], ["--help"]);
+    assert.equal(help.code, 0);
+    assert.match(help.stdout, /--size <full\|small>\n.*\(default: full\)/);
+  }
+});
+
+Deno.test("example checkpoint.ts: an --out the process may not write is refused before any work", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const out = `${dir}/out`;
+    // as the task runs it: only runs/example-checkpoint is writable
+    const task = [`--allow-read=${READ}`, "--allow-write=runs/example-checkpoint"];
+    const r = await exec("checkpoint.ts", task, ["--size", "small", "--out", out]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /^error: --out .*\/out may not be written by this process$/m);
+    assert.match(r.stderr, /^ {2}to fix: the example:checkpoint task may write only /m);
+    assert.deepEqual(await Array.fromAsync(Deno.readDir(dir)), [], "nothing created");
+    // a file where the folder should be
+    const file = `${dir}/file`;
+    await Deno.writeTextFile(file, "mine");
+    const f = await exec("checkpoint.ts", [`--allow-read=${READ},${dir}`, `--allow-write=${dir}`], [
+      "--out",
+      file,
+    ]);
+    assert.equal(f.code, 2, f.stderr);
+    assert.match(f.stderr, /--out .*\/file is a file; expected a folder/);
+    assert.equal(await Deno.readTextFile(file), "mine");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
 
 Deno.test("example mlp_fashion_mnist.ts --size small trains an MLP", async () => {
   const r = await runExample("mlp_fashion_mnist.ts");

@@ -142,7 +142,7 @@ Deno.test("export-meta-step: a bad command line names the flag, lists the valid 
       const [args, re] of [
         [["--bogus"], /error: unknown flag --bogus; valid flags: --checkpoint, --out, --data-dir/],
         [["--out"], /error: --out needs a value/],
-        [["--checkpoint", "a", "--checkpoint=b"], /error: --checkpoint is given more than once/],
+        [["--checkpoint", "a", "--checkpoint=b"], /error: --checkpoint is given twice/],
         [["--out", join(root, "x")], /error: --checkpoint FILE is required/],
       ] as [string[], RegExp][]
     ) {

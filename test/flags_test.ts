@@ -99,12 +99,12 @@ Deno.test("flags: nullable flags read their null words; others take them literal
     cap: null,
     decay: null,
   });
-  refused(["--cap", "all"], 'invalid --cap "all": an integer or none', "--cap");
+  refused(["--cap", "all"], 'invalid --cap "all": expected an integer or none', "--cap");
   const all = { nullWords: ["none", "all"] };
   assert.deepEqual(parseFlags(["--cap", "all"], TABLE, all).values, { cap: null });
-  refused(["--count", "none"], 'invalid --count "none": an integer', "--count");
-  refused(["--rate", "none"], 'invalid --rate "none": a number', "--rate");
-  refused(["--decay", "x"], 'invalid --decay "x": a number or none', "--decay");
+  refused(["--count", "none"], 'invalid --count "none": expected an integer', "--count");
+  refused(["--rate", "none"], 'invalid --rate "none": expected a number', "--rate");
+  refused(["--decay", "x"], 'invalid --decay "x": expected a number or none', "--decay");
   assert.deepEqual(parseFlags(["--name", "none"], TABLE).values, { name: "none" });
 });
 
@@ -116,7 +116,7 @@ Deno.test("flags: negative numbers reach validation as values, not as flags", ()
   });
   assert.deepEqual(parseFlags(["--rate=-2e-3"], TABLE).values, { rate: -0.002 });
   assert.deepEqual(parseFlags(["--decay", "-1"], TABLE).values, { decay: -1 });
-  refused(["--count", "-3"], 'invalid --count "-3": an integer', "--count");
+  refused(["--count", "-3"], 'invalid --count "-3": expected an integer', "--count");
   // a switch never swallows the next argument
   refused(["--fast", "-1"], `unknown flag -1; ${VALID}`);
   // only numbers are joined: a dash word is taken for a flag, so the value is missing
@@ -125,20 +125,20 @@ Deno.test("flags: negative numbers reach validation as values, not as flags", ()
 });
 
 Deno.test("flags: bad values name the flag and what was expected", () => {
-  refused(["--count", "1.5"], 'invalid --count "1.5": an integer', "--count");
-  refused(["--count", "x"], 'invalid --count "x": an integer', "--count");
-  refused(["--rate", "abc"], 'invalid --rate "abc": a number', "--rate");
-  refused(["--rate", "0x10"], 'invalid --rate "0x10": a number', "--rate");
-  refused(["--rate", "1e999"], 'invalid --rate "1e999": a number', "--rate");
-  refused(["--rate", "Infinity"], 'invalid --rate "Infinity": a number', "--rate");
+  refused(["--count", "1.5"], 'invalid --count "1.5": expected an integer', "--count");
+  refused(["--count", "x"], 'invalid --count "x": expected an integer', "--count");
+  refused(["--rate", "abc"], 'invalid --rate "abc": expected a number', "--rate");
+  refused(["--rate", "0x10"], 'invalid --rate "0x10": expected a number', "--rate");
+  refused(["--rate", "1e999"], 'invalid --rate "1e999": expected a number', "--rate");
+  refused(["--rate", "Infinity"], 'invalid --rate "Infinity": expected a number', "--rate");
   refused(
     ["--epochs", "160,x"],
-    'invalid --epochs "160,x": comma-separated integers, e.g. 160,180',
+    'invalid --epochs "160,x": expected comma-separated integers, e.g. 160,180',
     "--epochs",
   );
-  refused(["--mode", "c"], 'invalid --mode "c": one of a, b', "--mode");
-  refused(["--name", ""], 'invalid --name ""', "--name");
-  refused(["--name="], 'invalid --name ""', "--name");
+  refused(["--mode", "c"], 'invalid --mode "c": expected one of a, b', "--mode");
+  refused(["--name", ""], 'invalid --name "": expected a non-empty value', "--name");
+  refused(["--name="], 'invalid --name "": expected a non-empty value', "--name");
 });
 
 Deno.test("flags: unknown flags, stray arguments, missing and surplus values", () => {
@@ -166,7 +166,7 @@ Deno.test("flags: unknown flags, stray arguments, missing and surplus values", (
 Deno.test("flags: a flag given twice is refused, switches and their --no- form included", () => {
   refused(
     ["--count", "1", "--count=2"],
-    "--count is given more than once (--count and --count); give each flag once",
+    "--count is given twice; give each flag once",
     "--count",
   );
   refused(
@@ -176,7 +176,7 @@ Deno.test("flags: a flag given twice is refused, switches and their --no- form i
   );
   refused(
     ["--rate", "-1", "--rate", "2"],
-    "--rate is given more than once (--rate and --rate); give each flag once",
+    "--rate is given twice; give each flag once",
     "--rate",
   );
   assert.throws(
@@ -205,13 +205,13 @@ Deno.test("flags: a caller's hint and usage line go with every message", () => {
   refused(["--foo"], `unknown flag --foo; ${VALID}\nusage: x [--fast]`, undefined, options);
   refused(
     ["--count", "x"],
-    'invalid --count "x": an integer\nusage: x [--fast]',
+    'invalid --count "x": expected an integer\nusage: x [--fast]',
     "--count",
     options,
   );
   refused(
     ["--fast", "--fast"],
-    "--fast is given more than once (--fast and --fast); give each flag once\nusage: x [--fast]",
+    "--fast is given twice; give each flag once\nusage: x [--fast]",
     "--fast",
     options,
   );

@@ -36,6 +36,9 @@ import { JpegLoader } from "../src/data/jpeg/loader.ts";
 import type { EpochRecord } from "../src/report/summary.ts";
 import type { Gpu } from "../src/gpu/runtime.ts";
 import { gpuTest } from "./gpu_harness.ts";
+import { runTrain, snapshot } from "./train_fixtures.ts";
+import { moduleSpecs } from "../src/nn/module.ts";
+import { readPretrained } from "../src/large/pretrained.ts";
 
 /** Training images per class (before the dev image of each): many / medium / few at scale 1/10. */
 const COUNTS = [9, 6, 4];
@@ -507,6 +510,105 @@ gpuTest("large data errors: named, and nothing written to --out", async (gpu) =>
   }
 });
 
+Deno.test("large run errors: named, with a to-fix line and the exit status, before any write", async () => {
+  const root = await miniature("imagenet-lt");
+  try {
+    const out = join(root, "run");
+    const base = ["--preset", "imagenet-lt", "--data-root", root, "--depth", "10", "--width", "4"];
+    const sizes = ["--size", "32", "--resize", "36", "--epochs", "1", "--meta-start", "0"];
+    const small = [...sizes, "--batch", "4"];
+    const refuses = async (args: string[], code: number, patterns: RegExp[]) => {
+      const before = await snapshot(root);
+      const r = await runTrain(args, root);
+      const what = `${args.join(" ")}\n${r.stderr}`;
+      assert.equal(r.code, code, `exit ${r.code}: ${what}`);
+      assert.match(r.stderr, /^error: /, what);
+      assert.equal(r.stderr.match(/^ {2}to fix: /gm)?.length, 1, `one to-fix line: ${what}`);
+      for (const p of patterns) assert.match(r.stderr, p, what);
+      assert.doesNotMatch(r.stderr, /^\s+at /m, what);
+      assert.deepEqual(await snapshot(root), before, `files changed: ${what}`);
+    };
+    // --resume with nothing to resume
+    await refuses([...base, ...small, "--out", out, "--resume"], 2, [
+      /--resume: .*\/run holds no checkpoint\.safetensors \(the folder does not exist\)/,
+      /to fix: drop --resume to start a new run, or check --out/,
+    ]);
+    // --pretrained: absent, not safetensors, another network's tensors
+    const pre = (file: string) => [...base, ...small, "--out", out, "--pretrained", file];
+    await refuses(pre(join(root, "none.safetensors")), 1, [
+      /^error: --pretrained .*none\.safetensors does not exist$/m,
+      /to fix: pass a torchvision ResNet state_dict saved with safetensors\.torch\.save_file/,
+    ]);
+    const garbage = join(root, "garbage.safetensors");
+    await Deno.writeTextFile(garbage, "not safetensors");
+    await refuses(pre(garbage), 1, [/--pretrained .*garbage\.safetensors is not a readable/]);
+    const weights = async (file: string, depth: 10 | 18, numClasses: number) => {
+      const specs = moduleSpecs(new TorchvisionResNet({ depth, width: 4, numClasses }));
+      const tensors = new Map([...specs.params, ...specs.buffers].map((p) => [p.name, {
+        dtype: "F32" as const,
+        shape: [...p.shape],
+        data: new Float32Array(p.shape.reduce((a, b) => a * b, 1)),
+      }]));
+      await Deno.writeFile(file, encodeSafetensors(tensors, {}));
+    };
+    const r18 = join(root, "r18.safetensors");
+    await weights(r18, 18, 3);
+    await refuses(pre(r18), 1, [
+      /--pretrained .*r18\.safetensors does not fit this run's ResNet-10 \(width 4\):/,
+      /- holds layer1\.1\.conv1\.weight, which the model does not have/,
+      /- \.\.\. and \d+ more/,
+      /to fix: pass a checkpoint of torchvision's resnet10 \(width 4\), or train from scratch/,
+    ]);
+    // a ResNet-10 with 1000 classes fits (its fc is re-initialised): the check passes it
+    const r10 = join(root, "r10.safetensors");
+    await weights(r10, 10, 1000);
+    const file = await readPretrained(r10, { depth: 10, width: 4, numClasses: 3 });
+    assert.equal(file.tensors.get("fc.weight")!.shape[0], 1000);
+    await Deno.remove(r10);
+    // a batch larger than the training set (19 images, 3 of them the dev set)
+    await refuses([...base, ...sizes, "--out", out, "--batch", "100"], 2, [
+      /^error: --batch 100 is larger than the training set: 16 images of .*ImageNet_LT_train\.txt \(after the 3 dev images are taken out\)/m,
+      /to fix: pass a --batch of at most 16$/m,
+    ]);
+    // settings, the data root, the layout's files
+    await refuses(["--preset", "imagenet-lt", "--data-root", root, "--depth", "33"], 2, [
+      /--depth: expected one of 10, 18, 34, 50, 101, 152, got 33/,
+      /to fix: pass one of those depths, or leave it out for imagenet-lt's 10/,
+    ]);
+    await refuses(["--preset", "imagenet-lt"], 2, [
+      /--data-root: the dataset folder is required/,
+      /to fix: pass --data-root DIR, the folder holding the preset's list or annotation files/,
+    ]);
+    const empty = join(root, "empty");
+    await Deno.mkdir(empty);
+    await refuses(["--preset", "imagenet-lt", "--data-root", empty, "--out", out], 1, [
+      /list file .*empty\/ImageNet_LT_train\.txt does not exist: --data-root .*empty lacks the imagenet-lt layout's training file/,
+      /to fix: put the layout's files \(ImageNet_LT_train\.txt, ImageNet_LT_val\.txt, ImageNet_LT_test\.txt\) in --data-root .* or name the file with --train-list/,
+    ]);
+    await refuses([...base, "--train-list", join(root, "nope.txt"), "--out", out], 1, [
+      /--train-list .*nope\.txt: the list file does not exist/,
+      /to fix: check the path given to --train-list/,
+    ]);
+    // --out holding another kind of run's checkpoint
+    const foreign = join(root, "foreign");
+    await Deno.mkdir(foreign);
+    await Deno.writeFile(
+      join(foreign, "checkpoint.safetensors"),
+      encodeSafetensors(new Map(), { format: "tailgrad-train-checkpoint/1" }),
+    );
+    await refuses([...base, ...small, "--out", foreign], 2, [
+      /--out .*foreign already holds a run \(checkpoint\.safetensors\)/,
+      /to fix: pass --resume to continue it, or choose another --out/,
+    ]);
+    await refuses([...base, ...small, "--out", foreign, "--resume"], 2, [
+      /checkpoint .*foreign\/checkpoint\.safetensors: not a large-run checkpoint \(format "tailgrad-train-checkpoint\/1", expected "tailgrad-large-checkpoint\/1"\)/,
+      /to fix: the file was not written by a large run/,
+    ]);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
 Deno.test("large command line: presets route, flags parse, bad values are named", () => {
   assert.ok(wantsLargePreset(["--preset", "imagenet-lt"]));
   assert.ok(wantsLargePreset(["--preset=inat2018"]));
@@ -548,17 +650,20 @@ Deno.test("large command line: bad flags are usage errors that name the flag and
       assert.match(e.message, /to fix: run with --help to see every flag and its default/);
       return true;
     });
-  refused([...base, "--meta-params", "x"], /^invalid --meta-params "x": one of all, classifier/);
+  refused(
+    [...base, "--meta-params", "x"],
+    /^invalid --meta-params "x": expected one of all, classifier/,
+  );
   refused(
     [...base, "--bogus"],
     /^unknown flag --bogus; valid flags: --preset, --data-root, .*--max-epochs, --help/,
   );
-  refused([...base, "--depth", "ten"], /^invalid --depth "ten": an integer/);
-  refused([...base, "--lr", "fast"], /^invalid --lr "fast": a number/);
-  refused([...base, "--meta-lr", "x"], /^invalid --meta-lr "x": a number or none/);
+  refused([...base, "--depth", "ten"], /^invalid --depth "ten": expected an integer/);
+  refused([...base, "--lr", "fast"], /^invalid --lr "fast": expected a number/);
+  refused([...base, "--meta-lr", "x"], /^invalid --meta-lr "x": expected a number or none/);
   refused([...base, "--epochs"], /^--epochs needs a value: an integer/);
   refused([...base, "--resume=yes"], /^--resume takes no value \(use --resume or --no-resume\)/);
-  refused([...base, "--batch", "8", "--batch=16"], /^--batch is given more than once/);
+  refused([...base, "--batch", "8", "--batch=16"], /^--batch is given twice; give each flag once/);
   refused([...base, "stray"], /^unexpected argument "stray": every setting is a flag/);
   refused(["--data-root", "d"], /^--preset is required: one of imagenet-lt, places-lt, inat2017/);
   // a negative number reaches validation as the flag's value

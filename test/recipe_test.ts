@@ -176,7 +176,7 @@ Deno.test("recipe: --mwn-recipe: the class-imbalance code's step by default; old
   }
   assert.throws(
     () => parseTrainArgs(["--mwn-recipe", "authors"]),
-    /invalid --mwn-recipe "authors": one of noisy-label, class-imbalance/,
+    /invalid --mwn-recipe "authors": expected one of noisy-label, class-imbalance/,
   );
   // a checkpoint from before the option resumes with the step it ran, and its Adam state
   const { mwnRecipe: _, ...old } = resolveTrainConfig({ method: "mwn" });
@@ -257,7 +257,7 @@ Deno.test("recipe: CLI flags parse, bad values list the valid ones, --help state
   });
   assert.throws(
     () => parseTrainArgs(["--last-batch", "pad"]),
-    /invalid --last-batch "pad": one of partial, wrap, drop/,
+    /invalid --last-batch "pad": expected one of partial, wrap, drop/,
   );
   const text = usage();
   const want: [string, string][] = [

@@ -35,7 +35,7 @@ Deno.test("grid flags: defaults, --no- switches, and bad flags as usage errors n
   ]);
   for (
     const [args, re] of [
-      [["--scale", "huge"], /^invalid --scale "huge": one of tiny, small, medium, paper/],
+      [["--scale", "huge"], /^invalid --scale "huge": expected one of tiny, small, medium, paper/],
       [["--bogus"], /^unknown flag --bogus; valid flags: --scale, .*--results-dir/],
       [["--seeds"], /^--seeds needs a value/],
       [["--tau=1"], /^--tau takes no value \(use --tau or --no-tau\)/],

@@ -23,8 +23,17 @@ Deno.test("cli: unknown flags and bad values list what is valid, without a stack
       [["--dataset", "imagenet"], [/fashion-mnist, mnist, cifar10, cifar100/]],
       [["--loss", "hinge"], [/ce, focal, ldam/]],
       [["--lookahead", "avg"], [/one of sum, mean/]],
-      [["--preset", "fast"], [/default, medium, paper-cifar/]],
-      [["--lr", "abc"], [/invalid --lr "abc": a number/]],
+      [["--preset", "fast"], [
+        /invalid --preset "fast": expected one of default, medium, paper-cifar, or a large preset: imagenet-lt, places-lt, inat2017, inat2018 \(with --data-root DIR\)/,
+      ]],
+      // a large preset's flag without one: named as such, not as unknown
+      [["--data-root", "/data/imagenet"], [
+        /^error: --data-root needs one of the large presets \(imagenet-lt, places-lt, inat2017, inat2018\)/m,
+        /to fix: add --preset NAME \(one of imagenet-lt, .*\) for a large run, or give the small datasets' folder with --data-dir/,
+      ]],
+      [["--depth=50"], [/^error: --depth needs one of the large presets/m, /to fix: add --preset/]],
+      [["--no-freeze-backbone"], [/^error: --freeze-backbone needs one of the large presets/m]],
+      [["--lr", "abc"], [/invalid --lr "abc": expected a number/]],
       [["--epochs", "-3"], [/invalid --epochs/]],
       [["--epochs", "0"], [/invalid --epochs 0: expected an integer >= 1/]],
       [["--beta", "1.5"], [/invalid --beta 1.5: expected a number in \[0, 1\)/]],
@@ -45,6 +54,15 @@ Deno.test("cli: unknown flags and bad values list what is valid, without a stack
     const help = await runTrain(["--help"], root);
     assert.equal(help.code, 0);
     assert.match(help.stdout, /--lr-decay-epochs/);
+    // the large presets: in --preset's help and a usage line of their own
+    assert.match(help.stdout, /The large presets imagenet-lt, places-lt, inat2017, inat2018 train/);
+    assert.match(
+      help.stdout,
+      /^large presets: deno task train --preset imagenet-lt\|places-lt\|inat2017\|inat2018 --data-root DIR/m,
+    );
+    const large = await runTrain(["--preset", "inat2018", "--help"], root);
+    assert.equal(large.code, 0);
+    assert.match(large.stdout, /--data-root <value>/);
     // in-process parsing
     const p = parseTrainArgs(["--lr", "1e-2", "--no-nesterov", "--max-per-class", "none"]);
     assert.deepEqual(p.options, { lr: 0.01, nesterov: false, maxPerClass: null });

@@ -6,6 +6,7 @@
 import { join } from "node:path";
 import type { ImageDataset } from "../src/data/dataset.ts";
 import { Rng } from "../src/random.ts";
+import { sha256Hex } from "../src/data/download.ts";
 
 /** Side of the synthetic square images (ResNet-8 handles 8x8: 8 -> 4 -> 2). */
 export const SYN_SIZE = 8;
@@ -143,6 +144,22 @@ export async function runTrain(
   const r = await trainCommand(args, writeRoot).output();
   const dec = new TextDecoder();
   return { code: r.code, stdout: dec.decode(r.stdout), stderr: dec.decode(r.stderr) };
+}
+
+/** Every file under `dir` with its SHA-256 (what "byte-identical" compares). */
+export async function snapshot(dir: string): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  const walk = async (d: string) => {
+    for await (const e of Deno.readDir(d)) {
+      const p = join(d, e.name);
+      if (e.isDirectory) {
+        out.set(p + "/", "dir");
+        await walk(p);
+      } else out.set(p, await sha256Hex(await Deno.readFile(p)));
+    }
+  };
+  await walk(dir);
+  return out;
 }
 
 /** metrics.jsonl lines without the fields that vary between identical runs (timing). */

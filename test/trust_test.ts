@@ -29,7 +29,9 @@ import { hasStage2, METHODS, presetConfig, resolveTrainConfig } from "../src/tra
 import { phaseOf } from "../src/train/methods.ts";
 import { parseTrainArgs, usage } from "../src/train/cli.ts";
 import { parseBenchFlags } from "../bench/flags.ts";
-import { SYN_SIZE, syntheticSplit, writeSyntheticIdx } from "./train_fixtures.ts";
+import { Gpu } from "../src/gpu/runtime.ts";
+import { train as trainInProcess, type TrainOptions } from "../src/train/trainer.ts";
+import { snapshot, SYN_SIZE, syntheticSplit, writeSyntheticIdx } from "./train_fixtures.ts";
 
 const NO_STACK = /^\s+at /m;
 const SCRIPT = new URL("../scripts/train.ts", import.meta.url).pathname;
@@ -54,22 +56,6 @@ async function train(args: string[], writeRoot: string, env: Record<string, stri
   }).output();
   const dec = new TextDecoder();
   return { code: r.code, stdout: dec.decode(r.stdout), stderr: dec.decode(r.stderr) };
-}
-
-/** Every file under `dir` with its SHA-256 (what "byte-identical" compares). */
-async function snapshot(dir: string): Promise<Map<string, string>> {
-  const out = new Map<string, string>();
-  const walk = async (d: string) => {
-    for await (const e of Deno.readDir(d)) {
-      const p = join(d, e.name);
-      if (e.isDirectory) {
-        out.set(p + "/", "dir");
-        await walk(p);
-      } else out.set(p, await sha256Hex(await Deno.readFile(p)));
-    }
-  };
-  await walk(dir);
-  return out;
 }
 
 /** A CLI run that must fail: exit code, message, no stack, and `root` left exactly as it was. */
@@ -142,6 +128,16 @@ Deno.test("data: a wrong --data-dir or $TAILGRAD_DATA never falls back to the sy
       /--data-dir .*nope does not exist/,
       /Fashion-MNIST was not found/,
     ]);
+    // downloads allowed (the default): still refused before any download, nothing created
+    const download = ["--dataset", "fashion-mnist", "--epochs", "1"];
+    await refuses(root, [...download, "--data-dir", join(root, "nope"), ...out], 1, [
+      /^error: --data-dir .*\/nope does not exist, so Fashion-MNIST was not found: a folder named there is the only place looked in/m,
+      /to fix: check the path; create the folder to download Fashion-MNIST into .*\/nope\/fashion-mnist, or leave --data-dir out to use \.\/data\/fashion-mnist$/m,
+    ]);
+    await refuses(root, [...download, ...out], 1, [
+      /^error: \$TAILGRAD_DATA .*\/nope does not exist/m,
+      /to fix: .*or unset \$TAILGRAD_DATA to use \.\/data\/fashion-mnist$/m,
+    ], { TAILGRAD_DATA: join(root, "nope") });
     // a folder with one file missing, and one where a file is a folder
     const partial = join(root, "partial", "fashion-mnist");
     await Deno.mkdir(partial, { recursive: true });
@@ -403,6 +399,57 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name: 'resume: --resume where --out holds no checkpoint is refused; resume "if-any" starts',
+  sanitizeResources: false,
+  fn: async () => {
+    await withTmp(async (root) => {
+      await writeSyntheticIdx(root);
+      const hint = /to fix: drop --resume to start a new run, or check --out$/m;
+      // a folder that does not exist, an empty one, one that is a file
+      const none = join(root, "none");
+      await refuses(root, tiny(root, none, {}, ["--resume"]), 2, [
+        /^error: --resume: .*\/none holds no checkpoint\.safetensors \(the folder does not exist\)$/m,
+        hint,
+      ]);
+      const empty = join(root, "empty");
+      await Deno.mkdir(empty);
+      await refuses(root, tiny(root, empty, {}, ["--resume"]), 2, [
+        /^error: --resume: .*\/empty holds no checkpoint\.safetensors$/m,
+        hint,
+      ]);
+      // the library's "if-any" (scripts/reproduce.ts): starts the run, then continues it
+      const gpu = await Gpu.create();
+      try {
+        const options: TrainOptions = {
+          dataset: "mnist",
+          dataDir: root,
+          imbalance: 10,
+          maxPerClass: 40,
+          devPerClass: 2,
+          testPerClass: 10,
+          batch: 16,
+          method: "ce",
+          epochs: 1,
+          lrDecayEpochs: [],
+          download: false,
+          out: join(root, "if-any"),
+          gpu,
+          progress: null,
+          resume: "if-any",
+        };
+        const first = await trainInProcess(options);
+        assert.deepEqual([first.status, first.epochsDone], ["completed", 1]);
+        const again = await trainInProcess(options);
+        assert.deepEqual([again.status, again.epochsDone], ["completed", 1]);
+        assert.deepEqual(again.last, first.last, "the second call continued the first run");
+      } finally {
+        gpu.dispose();
+      }
+    });
+  },
+});
+
 Deno.test("checkpoint: safetensors errors name the file and say checkpoint", async () => {
   await withTmp(async (dir) => {
     const p = join(dir, "c.safetensors");
@@ -411,7 +458,14 @@ Deno.test("checkpoint: safetensors errors name the file and say checkpoint", asy
       assert.ok(e instanceof SafetensorsError && e instanceof UserError);
       assert.match(e.message, new RegExp(`checkpoint ${p} is not a valid safetensors file`));
       assert.match(e.message, /header length/);
-      assert.match(e.message, /to fix: /);
+      // a library's advice names no command-line flag; a caller gives its own
+      assert.match(e.message, /\n {2}to fix: the file is damaged or is not a checkpoint; move/);
+      assert.doesNotMatch(e.message, /--out/);
+      return true;
+    });
+    await assert.rejects(readCheckpoint(p, { hint: "pass --checkpoint FILE" }), (e: Error) => {
+      assert.match(e.message, /\n {2}to fix: the file is damaged .*; pass --checkpoint FILE$/);
+      assert.equal(e.message.match(/to fix:/g)?.length, 1);
       return true;
     });
   });
@@ -431,7 +485,7 @@ Deno.test("flags: stage 2 and lr decays outside the run, repeated flags and bad 
       /--lr-decay-epochs 1,3: epoch 3 is not below --epochs 3/,
     ]);
     await refuses(root, [...base, "--epochs", "3", "--epochs=4", "--out", out], 2, [
-      /--epochs is given more than once/,
+      /--epochs is given twice; give each flag once/,
     ]);
     await refuses(root, [...base, "--download", "--no-download", "--out", out], 2, [
       /--download is given more than once \(--no-download and --download\)/,
@@ -509,7 +563,7 @@ Deno.test("flags: bench flags take --runs 3 and --runs=3; unknown ones are a usa
       [["--bogus"], /unknown flag --bogus; valid flags: .*--runs/],
       [["--runs"], /--runs needs a value/],
       [["--runs", "0"], /invalid --runs "0"/],
-      [["--runs=2", "--runs", "3"], /--runs is given more than once/],
+      [["--runs=2", "--runs", "3"], /--runs is given twice/],
       [["--depths", "9"], /ResNet depths 6n\+2/],
       [["--tfjs=1"], /--tfjs takes no value/],
       [["stray"], /unexpected argument "stray"/],
@@ -552,6 +606,100 @@ Deno.test("data: a multi-member gzip file (as gzip -dc reads it) is read correct
       (e) => e instanceof DataError && e.message.startsWith(`${p}: corrupt or truncated gzip`),
     );
   });
+});
+
+// ---------------------------------------------------------------- what to do, once
+
+Deno.test("errors: each refused setting or file names it and says what to do on one to-fix line", async () => {
+  await withTmp(async (root) => {
+    await writeSyntheticIdx(root);
+    const out = join(root, "out");
+    const base = ["--data-dir", root, "--dataset", "mnist", "--no-download"];
+    // a folder holding a run (any safetensors file named checkpoint.safetensors)
+    const held = join(root, "held");
+    await Deno.mkdir(held);
+    await Deno.writeFile(join(held, "checkpoint.safetensors"), encodeSafetensors(new Map(), {}));
+    const garbage = join(root, "garbage.safetensors");
+    await Deno.writeTextFile(garbage, "not a checkpoint");
+    const empty = join(root, "empty");
+    await Deno.mkdir(empty);
+    const cases: [string[], number, RegExp, RegExp][] = [
+      [["--batch", "0"], 2, /invalid --batch 0: expected an integer >= 2/, /give --batch an/],
+      [["--lr", "-1"], 2, /invalid --lr -1: expected a positive number/, /give --lr a positive/],
+      [["--imbalance", "0.5"], 2, /invalid --imbalance 0\.5: expected a number >= 1/, /--imb/],
+      [
+        ["--lr-decay-epochs", "12,5"],
+        2,
+        /invalid --lr-decay-epochs "12,5": expected increasing epochs/,
+        /give --lr-decay-epochs increasing epochs, e\.g\. 160,180, or leave it out/,
+      ],
+      [["--warmup-epochs", "99"], 2, /invalid --warmup-epochs 99/, /within the run/],
+      [["--epochs", "two"], 2, /invalid --epochs "two": expected an integer/, /--help/],
+      [
+        ["--out", held],
+        2,
+        /--out .*held already holds a run \(checkpoint\.safetensors\)/,
+        /pass --resume to continue it, or choose another --out/,
+      ],
+      [["--out", out, "--resume"], 2, /--resume: .*out holds no checkpoint/, /drop --resume/],
+      [
+        ["--out", out, "--init-from", garbage],
+        2,
+        /--init-from .*garbage\.safetensors: checkpoint .* is not a valid safetensors file/,
+        /the file is damaged or is not a checkpoint; give the checkpoint\.safetensors of a/,
+      ],
+      [["--out", out, "--init-from", join(root, "nope")], 2, /no such file/, /give the/],
+      [["--preset", "imagenet-lt"], 2, /--data-root: the dataset folder is required/, /DIR/],
+      [
+        ["--preset", "imagenet-lt", "--data-root", empty, "--depth", "33"],
+        2,
+        /--depth: expected one of 10, 18, 34, 50, 101, 152, got 33/,
+        /pass one of those depths, or leave it out for imagenet-lt's 10/,
+      ],
+      [
+        ["--preset", "imagenet-lt", "--data-root", empty, "--out", out],
+        1,
+        /list file .*empty\/ImageNet_LT_train\.txt does not exist/,
+        /put the layout's files \(ImageNet_LT_train\.txt, .*\) in --data-root/,
+      ],
+    ];
+    for (const [args, code, problem, fix] of cases) {
+      const large = args[0] === "--preset";
+      const all = large
+        ? args
+        : [...base, ...(args.includes("--out") ? [] : ["--out", out]), ...args];
+      const stderr = await refuses(root, all, code, [problem, fix]);
+      const fixes = stderr.match(/^ {2}to fix: .*$/gm) ?? [];
+      assert.equal(fixes.length, 1, `one to-fix line: ${all.join(" ")}\n${stderr}`);
+      assert.match(fixes[0], fix, stderr);
+    }
+  });
+});
+
+// ---------------------------------------------------------------- narrow permissions
+
+Deno.test("permissions: the user-facing tasks name the variables and hosts they need", async () => {
+  const tasks = JSON.parse(await Deno.readTextFile(join(ROOT, "deno.json"))).tasks as Record<
+    string,
+    string
+  >;
+  const net = (t: string) => /--allow-net=(\S+)/.exec(t)?.[1];
+  for (const name of ["train", "reproduce", "export-meta-step"]) {
+    assert.match(tasks[name], /--allow-env=TAILGRAD_DATA,TAILGRAD_DEBUG /, name);
+  }
+  assert.equal(net(tasks.reproduce), net(tasks.train), "reproduce downloads what train does");
+  for (const [name, task] of Object.entries(tasks)) {
+    if (
+      !["train", "reproduce", "export-meta-step"].includes(name) && !name.startsWith("example:")
+    ) {
+      continue;
+    }
+    assert.doesNotMatch(task, /--allow-(env|net|write|run|sys|ffi)( |$)|\s-A\s/, name);
+    if (name.startsWith("example:")) {
+      assert.match(task, /--allow-env=TAILGRAD_DATA,TAILGRAD_DEBUG examples\//, name);
+      assert.doesNotMatch(task, /--allow-net/, `${name} downloads nothing`);
+    }
+  }
 });
 
 // ---------------------------------------------------------------- stack traces only when asked

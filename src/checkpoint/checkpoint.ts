@@ -35,12 +35,25 @@ export async function writeCheckpoint(
   await writeFileAtomic(path, encodeSafetensors(tensors, metadata));
 }
 
+/** Options of {@linkcode readCheckpoint}. */
+export interface ReadCheckpointOptions {
+  /**
+   * What to do when the file cannot be read or is not a checkpoint, for the error's "to fix:"
+   * line (a command line names its flags here); default: move it away or give another file.
+   */
+  hint?: string;
+}
+
 /**
  * Reads a checkpoint, or null when `path` does not exist. A file that cannot be read or is not
- * a valid safetensors file throws a {@linkcode SafetensorsError} naming it as a checkpoint.
+ * a valid safetensors file throws a {@linkcode SafetensorsError} naming it as a checkpoint, with
+ * `options.hint` as what to do.
  */
-export async function readCheckpoint(path: string): Promise<SafetensorsFile | null> {
-  const hint = "move the file away, or choose another --out to start a new run";
+export async function readCheckpoint(
+  path: string,
+  options: ReadCheckpointOptions = {},
+): Promise<SafetensorsFile | null> {
+  const hint = options.hint ?? "move the file away, or give the path of another checkpoint";
   let bytes: Uint8Array;
   try {
     bytes = await Deno.readFile(path);

@@ -36,6 +36,8 @@ export interface FlagSpec<K extends string = string> {
   nullable?: boolean;
   /** The default as --help states it, where the caller cannot work it out from a value. */
   defaultText?: string;
+  /** What a valid value looks like, for errors, where the kind alone does not say it all. */
+  expected?: string;
 }
 
 /** Every flag of a command: name without the dashes -> how it parses. */
@@ -167,11 +169,9 @@ function repeatedFlag(
     const name = t.name.replace(/^no-/, "");
     const before = seen.get(name);
     if (before !== undefined) {
-      return {
-        message: `--${name} is given more than once (${before} and ${t.rawName}); ` +
-          "give each flag once",
-        flag: `--${name}`,
-      };
+      const raw = t.rawName ?? `--${name}`;
+      const how = before === raw ? "twice" : `more than once (${before} and ${raw})`;
+      return { message: `--${name} is given ${how}; give each flag once`, flag: `--${name}` };
     }
     seen.set(name, t.rawName ?? `--${name}`);
   }
@@ -237,19 +237,28 @@ function parseArgsMessage(
   return [`${msg}; valid flags: ${validFlags(table)}`];
 }
 
-/** ": what a value of `f` looks like", for error messages. */
+/** ": what a value of `f` looks like", for error messages ("" when nothing to say). */
 function expected(f: FlagSpec | undefined, options: ParseFlagsOptions): string {
-  if (!f) return "";
+  // "--name needs a value: a non-empty value" says nothing more than the first half
+  const what = f && (f.kind !== "string" || f.expected) && valueText(f, options);
+  return what ? `: ${what}` : "";
+}
+
+/** What a value of `f` looks like: "an integer", "one of a, b", ... */
+function valueText(f: FlagSpec, options: ParseFlagsOptions): string {
+  if (f.expected !== undefined) return f.expected;
   const orNull = f.nullable ? ` or ${(options.nullWords ?? ["none"])[0]}` : "";
   switch (f.kind) {
     case "enum":
-      return `: one of ${f.values!.join(", ")}`;
+      return `one of ${f.values!.join(", ")}`;
     case "int":
-      return `: an integer${orNull}`;
+      return `an integer${orNull}`;
     case "number":
-      return `: a number${orNull}`;
+      return `a number${orNull}`;
     case "list":
-      return ": comma-separated integers, e.g. 160,180";
+      return "comma-separated integers, e.g. 160,180";
+    case "string":
+      return "a non-empty value";
     default:
       return "";
   }
@@ -265,7 +274,7 @@ function convert(
   const v = String(raw).trim();
   const bad = (): never =>
     failWith(options)(
-      `invalid --${name} ${JSON.stringify(raw)}${expected(f, options)}`,
+      `invalid --${name} ${JSON.stringify(raw)}: expected ${valueText(f, options)}`,
       `--${name}`,
     );
   if (f.nullable && (options.nullWords ?? ["none"]).includes(v)) return null;

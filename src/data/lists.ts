@@ -65,7 +65,7 @@ export async function readList(
       e instanceof Deno.errors.NotFound
         ? `list file ${file} does not exist`
         : `cannot read list file ${file}: ${describeError(e)}`,
-      { file, cause: e },
+      { file, cause: e, hint: "check the path of the list file and that it may be read" },
     );
   }
   return parseList(text, file, root, options);

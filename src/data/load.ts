@@ -18,11 +18,12 @@
  *
  * When the dataset is absent and `allowDownload` is set, it is downloaded from its official
  * location into `<dataDir>/<name>`, `$TAILGRAD_DATA/<name>` or `./data/<name>` (the first that
- * applies), each file verified against its pinned SHA-256 before it is moved into place; an
- * incomplete IDX folder gets its missing files. A CIFAR archive is unpacked (only the `.bin`
- * files that are not there yet, each written atomically): one the program downloaded is then
- * removed; one it found (placed by the user) is first checked against the pinned digest and
- * always kept. No file the program did not create is ever overwritten or removed.
+ * applies; a `dataDir` or `$TAILGRAD_DATA` folder that does not exist is an error instead,
+ * downloads or not: a mistyped path is never filled with a fresh copy), each file verified
+ * against its pinned SHA-256 before it is moved into place; an incomplete IDX folder gets its
+ * missing files. A CIFAR archive is unpacked (only the `.bin` files that are not there yet,
+ * each written atomically): one the program downloaded is then removed; one it found (placed by
+ * the user) is first checked against the pinned digest and always kept. No file the program did not create is ever overwritten or removed.
  */
 import { basename, dirname, join, resolve } from "node:path";
 import { DataError, describeError } from "./errors.ts";
@@ -200,7 +201,13 @@ function inspectDir(dir: string, source: DatasetSource): Promise<DirState> {
 type Location =
   | { kind: "found"; state: DirState }
   | { kind: "fixable"; state: DirState; via: string }
-  | { kind: "absent"; target: string; looked: string[]; missingRoot?: string };
+  | {
+    kind: "absent";
+    target: string;
+    looked: string[];
+    /** The folder the user named (--data-dir or $TAILGRAD_DATA), when it does not exist. */
+    missingRoot?: { root: string; via: string };
+  };
 
 function refuseFile(path: string, via: string, source: DatasetSource): never {
   throw new DataError(
@@ -271,7 +278,7 @@ async function locate(name: DatasetName, options: FindOptions): Promise<Location
         }
       }
     }
-    const missingRoot = rootKind === "none" ? `${via} ${root} does not exist, so ` : undefined;
+    const missingRoot = rootKind === "none" ? { root, via } : undefined;
     return { kind: "absent", target: sub, looked: [sub, root], missingRoot };
   }
   const local = resolve(cwd, "data", name);
@@ -472,12 +479,13 @@ async function ensureState(name: DatasetName, options: LoadOptions): Promise<Dir
     target = at.state.dir;
     looked = at.state.dir;
   } else {
+    if (at.missingRoot) throw missingRoot(name, source, at.missingRoot);
     target = options.downloadDir ? resolve(cwdOf(options), options.downloadDir) : at.target;
     looked = at.looked.join(", ");
     if (!options.allowDownload) {
       throw new DataError(
-        `${at.missingRoot ?? ""}${source.title} was not found (looked in: ${looked}) and ` +
-          `downloading is not allowed. To get it:\n${howToGet(name, options)}`,
+        `${source.title} was not found (looked in: ${looked}) and downloading is not allowed. ` +
+          `To get it:\n${howToGet(name, options)}`,
         { file: at.looked[0] },
       );
     }
@@ -493,6 +501,28 @@ async function ensureState(name: DatasetName, options: LoadOptions): Promise<Dir
       { file: e instanceof DataError ? e.file : undefined, cause: e },
     );
   }
+}
+
+/**
+ * A folder the user named that does not exist: an error before any download (a mistyped path
+ * would otherwise fill a new folder with a fresh copy), downloads allowed or not.
+ */
+function missingRoot(
+  name: DatasetName,
+  source: DatasetSource,
+  { root, via }: { root: string; via: string },
+): DataError {
+  const instead = via === "--data-dir" ? "leave --data-dir out" : "unset $TAILGRAD_DATA";
+  return new DataError(
+    `${via} ${root} does not exist, so ${source.title} was not found: a folder named there is ` +
+      "the only place looked in, and nothing is downloaded into one that is not there",
+    {
+      file: root,
+      ...(via === "--data-dir" ? { flag: "--data-dir" } : {}),
+      hint: `check the path; create the folder to download ${source.title} into ` +
+        `${join(root, name)}, or ${instead} to use ./data/${name}`,
+    },
+  );
 }
 
 async function completeOrThrow(dir: string, source: DatasetSource, via: string) {

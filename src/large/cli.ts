@@ -19,7 +19,7 @@ import { trainLarge } from "./trainer.ts";
 type LargeKey = keyof LargeConfig | "resume" | "maxEpochs" | "help";
 
 /** Every flag of a large run: name -> how it parses and the setting it sets. */
-const FLAGS: FlagTable<LargeKey> = {
+export const LARGE_FLAGS: FlagTable<LargeKey> = {
   "preset": { key: "preset", kind: "enum", values: LARGE_PRESETS, help: "dataset and settings" },
   "data-root": { key: "dataRoot", kind: "string", help: "folder of the list files and images" },
   "train-list": {
@@ -113,7 +113,7 @@ export function wantsLargePreset(args: string[]): boolean {
 export function largeUsage(preset?: LargePreset): string {
   const cfg: Record<string, unknown> | undefined = preset &&
     { ...largePreset(preset), out: `runs/${preset}` };
-  const lines = usageLines(FLAGS, (_, f) => {
+  const lines = usageLines(LARGE_FLAGS, (_, f) => {
     if (f.key === "resume") return "off";
     if (f.key === "preset" || f.key === "dataRoot" || !cfg || !(f.key in cfg)) return undefined;
     return shownValue(cfg[f.key]);
@@ -130,7 +130,7 @@ export function largeUsage(preset?: LargePreset): string {
 export function parseLargeArgs(
   args: string[],
 ): { cfg: LargeConfig; resume: boolean; maxEpochs?: number; help: boolean } {
-  const { help, values } = parseFlags(args, FLAGS);
+  const { help, values } = parseFlags(args, LARGE_FLAGS);
   const { preset, resume, maxEpochs, ...settings } = values;
   if (!isLargePreset(preset)) {
     throw new UsageError(`--preset is required: one of ${LARGE_PRESETS.join(", ")}`, {

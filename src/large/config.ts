@@ -167,34 +167,78 @@ export function largeLr(cfg: LargeConfig, epoch: number): number {
   return cfg.lr * Math.pow(cfg.lrDecay, decays);
 }
 
-/** Throws a {@linkcode ConfigError} naming the first bad setting. */
+/** Throws a {@linkcode ConfigError} naming the first bad setting and what to pass instead. */
 export function validateLargeConfig(c: LargeConfig): void {
-  const bad = (flag: string, msg: string): never => {
-    throw new ConfigError(`--${flag}: ${msg}`, { flag: `--${flag}`, exitCode: 2 });
+  const bad = (flag: string, msg: string, hint: string): never => {
+    throw new ConfigError(`--${flag}: ${msg}`, { flag: `--${flag}`, exitCode: 2, hint });
   };
-  const posInt = (flag: string, v: number) => {
-    if (!(Number.isInteger(v) && v >= 1)) bad(flag, `expected a positive integer, got ${v}`);
+  const preset: Record<string, unknown> = isLargePreset(c.preset) ? largePreset(c.preset) : {};
+  const orDefault = (key: keyof LargeConfig) =>
+    key in preset ? `, or leave it out for ${c.preset}'s ${preset[key]}` : "";
+  const posInt = (flag: string, key: keyof LargeConfig) => {
+    const v = c[key];
+    if (!(Number.isInteger(v) && (v as number) >= 1)) {
+      bad(flag, `expected a positive integer, got ${v}`, `pass --${flag} N >= 1${orDefault(key)}`);
+    }
   };
-  if (!c.dataRoot) bad("data-root", "the dataset folder is required");
+  if (!c.dataRoot) {
+    bad(
+      "data-root",
+      "the dataset folder is required",
+      "pass --data-root DIR, the folder holding the preset's list or annotation files and the " +
+        'images (README: "Laying out the datasets")',
+    );
+  }
   if (!(TORCHVISION_DEPTHS as readonly number[]).includes(c.depth)) {
-    bad("depth", `expected one of ${TORCHVISION_DEPTHS.join(", ")}, got ${c.depth}`);
+    bad(
+      "depth",
+      `expected one of ${TORCHVISION_DEPTHS.join(", ")}, got ${c.depth}`,
+      `pass one of those depths${orDefault("depth")}`,
+    );
   }
-  for (const [flag, v] of [["epochs", c.epochs], ["batch", c.batch], ["width", c.width]]) {
-    posInt(flag as string, v as number);
+  posInt("epochs", "epochs");
+  posInt("batch", "batch");
+  posInt("width", "width");
+  posInt("dev-per-class", "devPerClass");
+  posInt("size", "size");
+  posInt("eval-every", "evalEvery");
+  if (c.resize < c.size) {
+    bad(
+      "resize",
+      `must be at least --size ${c.size}, got ${c.resize}`,
+      `pass --resize >= ${c.size}, or a smaller --size`,
+    );
   }
-  posInt("dev-per-class", c.devPerClass);
-  posInt("size", c.size);
-  posInt("eval-every", c.evalEvery);
-  if (c.resize < c.size) bad("resize", `must be at least --size ${c.size}, got ${c.resize}`);
-  if (!(c.lr > 0)) bad("lr", `expected a positive number, got ${c.lr}`);
-  if (c.metaLr !== null && !(c.metaLr > 0)) bad("meta-lr", `expected a positive number`);
+  if (!(c.lr > 0)) {
+    bad("lr", `expected a positive number, got ${c.lr}`, `pass --lr > 0${orDefault("lr")}`);
+  }
+  if (c.metaLr !== null && !(c.metaLr > 0)) {
+    bad(
+      "meta-lr",
+      `expected a positive number, got ${c.metaLr}`,
+      "pass --meta-lr > 0, or none for the learning-rate schedule's",
+    );
+  }
   if (!(Number.isInteger(c.metaStart) && c.metaStart >= 0 && c.metaStart <= c.epochs)) {
-    bad("meta-start", `expected an epoch in [0, ${c.epochs}] (${c.epochs}: no meta stage)`);
+    bad(
+      "meta-start",
+      `expected an epoch in [0, ${c.epochs}] (${c.epochs}: no meta stage), got ${c.metaStart}`,
+      `pass a --meta-start from 0 to ${c.epochs} (${c.preset}'s is ${preset.metaStart}), or ` +
+        "more --epochs",
+    );
   }
   if (c.freezeBackbone && c.metaParams !== "classifier") {
-    bad("freeze-backbone", "needs --meta-params classifier");
+    bad(
+      "freeze-backbone",
+      "needs --meta-params classifier",
+      "add --meta-params classifier, or drop --freeze-backbone",
+    );
   }
   if (c.preset.startsWith("inat") && c.evalSplit === "test") {
-    bad("eval-split", "iNaturalist's test annotations are not public; use val");
+    bad(
+      "eval-split",
+      "iNaturalist's test annotations are not public; use val",
+      "pass --eval-split val, or leave it out",
+    );
   }
 }

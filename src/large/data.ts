@@ -58,18 +58,28 @@ export function dataFiles(cfg: LargeConfig): { train: string; eval: string } {
  */
 export async function loadLargeData(cfg: LargeConfig): Promise<LargeData> {
   const root = cfg.dataRoot;
+  const rootHint = "pass the folder holding the dataset's list files and images";
   try {
     const info = await Deno.stat(root);
-    if (!info.isDirectory) throw new DataError(`--data-root ${root} is not a folder`);
+    if (!info.isDirectory) {
+      throw new DataError(`--data-root ${root} is not a folder`, {
+        file: root,
+        flag: "--data-root",
+        hint: rootHint,
+      });
+    }
   } catch (e) {
     if (e instanceof DataError) throw e;
     throw new DataError(`--data-root ${root} does not exist`, {
       file: root,
-      hint: "pass the folder holding the dataset's list files and images",
+      flag: "--data-root",
+      hint: rootHint,
       cause: e,
     });
   }
   const files = dataFiles(cfg);
+  await requireListFile(cfg, "train", files.train);
+  await requireListFile(cfg, "eval", files.eval);
   const json = cfg.preset.startsWith("inat");
   let train: ImageList, evalList: ImageList;
   if (json) {
@@ -94,4 +104,40 @@ export async function loadLargeData(cfg: LargeConfig): Promise<LargeData> {
     classWeights: Array.from(effectiveNumberWeights(split.counts, cfg.beta)),
     evalCounts,
   };
+}
+
+/**
+ * A list or annotation file that is not there: an error naming it and where it comes from, the
+ * layout's file in --data-root or --train-list / --eval-list.
+ */
+async function requireListFile(
+  cfg: LargeConfig,
+  which: "train" | "eval",
+  file: string,
+): Promise<void> {
+  try {
+    await Deno.stat(file);
+    return;
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory)) return;
+  }
+  const flag = `--${which}-list`;
+  const given = which === "train" ? cfg.trainList : cfg.evalList;
+  const kind = cfg.preset.startsWith("inat") ? "annotation file" : "list file";
+  const layout = LAYOUT_FILES[cfg.preset];
+  const expected = [layout.train, layout.val, layout.test].filter((f) => f).join(", ");
+  throw new DataError(
+    given !== null
+      ? `${flag} ${file}: the ${kind} does not exist`
+      : `${kind} ${file} does not exist: --data-root ${cfg.dataRoot} lacks the ${cfg.preset} ` +
+        `layout's ${which === "train" ? "training" : `${cfg.evalSplit}`} file`,
+    {
+      file,
+      flag: given !== null ? flag : "--data-root",
+      hint: given !== null
+        ? `check the path given to ${flag}, or leave it out to use the layout's file in --data-root`
+        : `put the layout's files (${expected}) in --data-root (README: "Laying out the ` +
+          `datasets"), or name the file with ${flag}`,
+    },
+  );
 }

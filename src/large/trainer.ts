@@ -6,8 +6,9 @@
  * every epoch end with exact resume, and metrics.jsonl, summary.json and report.html, with the
  * per-class eps of the meta epochs (summed on the GPU over each epoch, read once at its end).
  *
- * Nothing is written before the data (every list line or JSON entry, every image present), the
- * output folder and the checkpoint to resume have been checked.
+ * Nothing is written and no GPU taken before the data (every list line or JSON entry, every
+ * image present, a full batch per epoch), the `--pretrained` file, the output folder and the
+ * checkpoint to resume (one there with --resume) have been checked.
  */
 import { join } from "node:path";
 import { Gpu } from "../gpu/runtime.ts";
@@ -15,7 +16,7 @@ import { Ctx } from "../autograd/tape.ts";
 import { Tensor } from "../tensor.ts";
 import { Model } from "../nn/model.ts";
 import { EVAL } from "../nn/module.ts";
-import { loadPretrained, TorchvisionResNet } from "../nn/torchvision.ts";
+import { applyPretrained, TorchvisionResNet } from "../nn/torchvision.ts";
 import { Sgd } from "../optim/optimizer.ts";
 import { StepEngine } from "../engine/step.ts";
 import { crossEntropy, MetaReweighter } from "../engine/meta.ts";
@@ -34,7 +35,7 @@ import { writeFileAtomic } from "../checkpoint/atomic.ts";
 import { renderReport } from "../report/html.ts";
 import type { EpochRecord, PerClassMeta, RunRecord } from "../report/summary.ts";
 import { ConfigError } from "../errors.ts";
-import { checkOutDir, checkSavedMetrics } from "../train/validate.ts";
+import { checkOutDir, checkSavedMetrics, requireCheckpoint } from "../train/validate.ts";
 import { shotText } from "../train/run.ts";
 import { accumulateMetaStats, emptyMetaStats, META_STATS_FIELDS } from "../train/kernels.ts";
 import {
@@ -49,6 +50,7 @@ import {
 import { type LargeConfig, largeLr, validateLargeConfig } from "./config.ts";
 import { type LargeData, loadLargeData } from "./data.ts";
 import { JpegSource } from "./source.ts";
+import { readPretrained } from "./pretrained.ts";
 
 /** The checkpoint format of large runs. */
 export const LARGE_CHECKPOINT_FORMAT = "tailgrad-large-checkpoint/1";
@@ -91,8 +93,11 @@ export interface LargeStepInspector {
 
 /** How to run {@linkcode trainLarge}. */
 export interface LargeRunOptions {
-  /** Continue from the checkpoint in `cfg.out`. */
-  resume?: boolean;
+  /**
+   * Continue from the checkpoint in `cfg.out`: `true` requires one (an error naming --resume
+   * when there is none); "if-any" continues it when there is one and starts the run otherwise.
+   */
+  resume?: boolean | "if-any";
   /** Train at most this many epochs in this call. */
   maxEpochs?: number;
   /** Progress output (default stdout; null: silent). */
@@ -148,16 +153,24 @@ export async function trainLarge(
   o: LargeRunOptions = {},
 ): Promise<LargeSummary> {
   validateLargeConfig(cfg);
+  if (o.resume === true) await requireCheckpoint(cfg.out, FILES.checkpoint);
   const sink = o.progress === undefined ? stdoutSink() : o.progress;
   const progress = new Progress(sink ?? { line() {} }, 20);
   const log = (m: string) => progress.line(m);
   const data = await loadLargeData(cfg);
+  checkBatch(cfg, data);
   const counts = data.split.counts;
   cfg = { ...cfg, imbalance: Math.max(...counts) / Math.min(...counts) };
   const ckptPath = join(cfg.out, FILES.checkpoint);
+  // read only by a new run (a resumed one continues its checkpoint); checked before any write
+  const pretrained = cfg.pretrained && !(await pathExists(ckptPath))
+    ? await readPretrained(cfg.pretrained, { ...cfg, numClasses: data.numClasses })
+    : null;
   await checkOutDir(cfg.out, FILES.checkpoint);
-  const ckpt = await readCheckpoint(ckptPath);
-  if (ckpt) checkLargeResume(ckpt, ckptPath, cfg, o.resume ?? false);
+  const ckpt = await readCheckpoint(ckptPath, {
+    hint: "move the file away, or choose another --out to start a new run",
+  });
+  if (ckpt) checkLargeResume(ckpt, ckptPath, cfg, (o.resume ?? false) !== false);
   await Deno.mkdir(cfg.out, { recursive: true });
   await removeStaleTemps(ckptPath);
   const gpu = o.gpu ?? await Gpu.create();
@@ -165,8 +178,8 @@ export async function trainLarge(
   let parts: Parts | null = null, source: JpegSource | null = null, run: LargeRun | null = null;
   try {
     parts = build(gpu, cfg, data);
-    if (cfg.pretrained && !ckpt) {
-      const r = await loadPretrained(parts.model, cfg.pretrained);
+    if (pretrained && !ckpt) {
+      const r = await applyPretrained(parts.model, pretrained, cfg.pretrained!);
       log(
         `pretrained: ${r.loaded} tensors from ${cfg.pretrained}` +
           (r.classifierReset
@@ -212,7 +225,11 @@ export async function trainLarge(
     });
     if (result.status === "stopped") {
       const at = result.nonFinite!;
-      const message = `non-finite loss at step ${at.step} (epoch ${at.epoch + 1})`;
+      const kept = result.epochsDone > 0
+        ? `kept the checkpoint of epoch ${result.epochsDone}`
+        : "no checkpoint was written";
+      const message = `non-finite loss at step ${at.step} (epoch ${at.epoch + 1}, step ` +
+        `${at.stepInEpoch} of the epoch); stopped, ${kept}`;
       log(`stopped: ${message}`);
       return await r.write("stopped", message);
     }
@@ -232,6 +249,30 @@ export async function trainLarge(
   }
 }
 
+/**
+ * An epoch takes full batches only (the loader drops the rest): a training set smaller than
+ * --batch would give epochs of no step, which the fit loop reports as a non-finite loss.
+ */
+function checkBatch(cfg: LargeConfig, data: LargeData): void {
+  const n = data.split.train.length;
+  if (n >= cfg.batch) return;
+  throw new ConfigError(
+    `--batch ${cfg.batch} is larger than the training set: ${n} images of ` +
+      `${data.train.source} (after the ${data.split.dev.length} dev images are taken out), so ` +
+      "an epoch would have no full batch",
+    { flag: "--batch", hint: `pass a --batch of at most ${n}` },
+  );
+}
+
+async function pathExists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Settings that may change on resume. */
 const RESUME_FREE: (keyof LargeConfig)[] = ["dataRoot", "out", "workers", "trainList", "evalList"];
 
@@ -242,26 +283,38 @@ function checkLargeResume(
   resume: boolean,
 ): void {
   if (!resume) {
-    throw new ConfigError(
-      `${cfg.out} already holds a run (${FILES.checkpoint}); pass --resume to continue it, or ` +
-        "choose another --out",
-    );
+    throw new ConfigError(`--out ${cfg.out} already holds a run (${FILES.checkpoint})`, {
+      flag: "--out",
+      file: path,
+      hint: "pass --resume to continue it, or choose another --out",
+    });
   }
   const m = ckpt.metadata;
   if (m.format !== LARGE_CHECKPOINT_FORMAT) {
-    throw new ConfigError(`${path}: not a large-run checkpoint (format ${m.format})`, {
-      file: path,
-    });
+    throw new ConfigError(
+      `checkpoint ${path}: not a large-run checkpoint (format ` +
+        `${JSON.stringify(m.format ?? null)}, expected "${LARGE_CHECKPOINT_FORMAT}")`,
+      {
+        file: path,
+        hint: "the file was not written by a large run (--preset imagenet-lt, places-lt, " +
+          "inat2017, inat2018); move it away, or choose another --out to start a new run",
+      },
+    );
   }
   const saved = JSON.parse(m.config ?? "{}") as LargeConfig;
   const differ = (Object.keys(cfg) as (keyof LargeConfig)[]).filter((k) =>
     !RESUME_FREE.includes(k) && JSON.stringify(saved[k]) !== JSON.stringify(cfg[k])
   );
   if (differ.length) {
+    const flag = (k: string) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+    const was = differ.map((k) => `${flag(k)} ${JSON.stringify(saved[k])}`).join(", ");
     throw new ConfigError(
-      `--resume: ${differ.join(", ")} differ from the checkpoint's settings in ${path}; ` +
-        "use the run's settings",
-      { file: path },
+      `--resume: ${differ.map(flag).join(", ")} differ from the checkpoint's settings in ${path}`,
+      {
+        file: path,
+        flag: "--resume",
+        hint: `resume with the run's settings (${was}), or choose another --out for a new run`,
+      },
     );
   }
   checkSavedMetrics(m, path, ["last", "best"].filter((k) => m[k] !== undefined));

@@ -30,6 +30,8 @@ import {
   WARMUPS,
 } from "./recipe.ts";
 import { type FlagSpec, parseFlags, shownValue, UsageError, usageLines } from "../cli/flags.ts";
+import { LARGE_PRESETS } from "../large/config.ts";
+import { LARGE_FLAGS } from "../large/cli.ts";
 
 /** How one flag of `deno task train` parses and the {@linkcode TrainOptions} field it sets. */
 export type Flag = FlagSpec<keyof TrainOptions | "help">;
@@ -46,7 +48,11 @@ export const TRAIN_FLAGS: Record<string, Flag> = {
       "Fashion-MNIST, 200 head-class images, ResNet-8, 15 epochs: about 3 min on a 2-core " +
       "software adapter), medium (1000 head-class images, 30 epochs, final figures on the " +
       "whole test set: about 30 min for ce) or paper-cifar (the paper's CIFAR-10-LT recipe: " +
-      "ResNet-32, 200 epochs); flags override",
+      "ResNet-32, 200 epochs); flags override. The large presets " +
+      `${LARGE_PRESETS.join(", ")} train torchvision ResNets on JPEG lists with flags of ` +
+      "their own (--data-root DIR, ...; --preset NAME --help lists them)",
+    expected: `one of ${PRESETS.join(", ")}, or a large preset: ${LARGE_PRESETS.join(", ")} ` +
+      "(with --data-root DIR)",
   },
   "dataset": { key: "dataset", kind: "enum", values: DATASET_NAMES, help: "dataset" },
   "data-dir": {
@@ -253,6 +259,11 @@ export function usage(): string {
   }));
   lines.push(
     "",
+    `large presets: deno task train --preset ${LARGE_PRESETS.join("|")} --data-root DIR ` +
+      "[flags]",
+    "  (ImageNet-LT, Places-LT, iNaturalist 2017/2018 from their list or annotation files; " +
+      "--preset NAME --help lists their flags and defaults)",
+    "",
     "environment:",
     "  TAILGRAD_DATA   folder holding one subfolder per dataset (fashion-mnist/, mnist/, " +
       "cifar10/, cifar100/), used when --data-dir is not given",
@@ -273,6 +284,7 @@ export interface ParsedArgs {
 
 /** Parses flags; throws {@linkcode UsageError} with the valid flags or values. */
 export function parseTrainArgs(args: string[]): ParsedArgs {
+  rejectLargeOnlyFlags(args);
   // "all" reads as null too: --test-per-class all is the whole test set
   const { help, values } = parseFlags(args, TRAIN_FLAGS, { nullWords: ["none", "all"] });
   const opts = values as TrainOptions;
@@ -286,4 +298,26 @@ export function parseTrainArgs(args: string[]): ParsedArgs {
     }
   }
   return { help, options: opts };
+}
+
+/**
+ * A flag only the large presets take (--data-root, --depth, ...) given without one: named as
+ * such, rather than as an unknown flag.
+ */
+function rejectLargeOnlyFlags(args: readonly string[]): void {
+  for (const arg of args) {
+    const name = /^--(?:no-)?([a-z][a-z-]*)/.exec(arg)?.[1];
+    if (!name || name in TRAIN_FLAGS || !(name in LARGE_FLAGS)) continue;
+    const presets = LARGE_PRESETS.join(", ");
+    throw new UsageError(
+      `--${name} needs one of the large presets (${presets}); without one, deno task train ` +
+        "trains the small datasets (--dataset), which do not take it",
+      {
+        flag: `--${name}`,
+        hint: `add --preset NAME (one of ${presets}) for a large run` +
+          (name === "data-root" ? ", or give the small datasets' folder with --data-dir" : "") +
+          "; --preset NAME --help lists a large preset's flags",
+      },
+    );
+  }
 }

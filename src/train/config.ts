@@ -265,10 +265,18 @@ export function methodTakesLoss(method: Method): boolean {
 
 const list = (xs: readonly string[]) => xs.join(", ");
 
+/** What to do about an invalid setting: give a valid value, or leave the flag out. */
+function settingHint(flag: string, valid: string): string {
+  return `give --${flag} ${valid}, or leave it out for the preset's value (--help lists them)`;
+}
+
 /** Checks every setting; throws {@linkcode ConfigError} naming the setting and valid values. */
 export function validateConfig(c: TrainConfig): void {
   const bad = (flag: string, value: unknown, valid: string) => {
-    throw new ConfigError(`invalid --${flag} ${JSON.stringify(value)}: expected ${valid}`);
+    throw new ConfigError(`invalid --${flag} ${JSON.stringify(value)}: expected ${valid}`, {
+      flag: `--${flag}`,
+      hint: settingHint(flag, valid),
+    });
   };
   const oneOf = (flag: string, v: string, xs: readonly string[]) => {
     if (!xs.includes(v)) bad(flag, v, `one of ${list(xs)}`);

@@ -9,7 +9,7 @@
  * sweep all pre-train with plain cross-entropy and weights 1 until `metaStart`, so one stage-1
  * run serves them all (likewise focal and meta with focal, ldam-drw and meta with LDAM).
  */
-import { UserError } from "../errors.ts";
+import { problemOf, UserError } from "../errors.ts";
 import { readCheckpoint, type SafetensorsFile } from "../checkpoint/mod.ts";
 import { lrAt, methodLoss, type TrainConfig } from "./config.ts";
 import { phaseOf } from "./methods.ts";
@@ -61,18 +61,19 @@ function forkError(path: string, what: string, hint: string): UserError {
  */
 export async function openFork(cfg: TrainConfig, format: string): Promise<SafetensorsFile> {
   const path = cfg.initFrom!;
+  const give = "give the checkpoint.safetensors of a tailgrad training run";
   let ckpt: SafetensorsFile | null;
   try {
     ckpt = await readCheckpoint(path);
   } catch (e) {
     if (!(e instanceof UserError)) throw e;
-    throw forkError(path, e.message, "give the checkpoint.safetensors of a tailgrad training run");
+    throw forkError(path, problemOf(e), `the file is damaged or is not a checkpoint; ${give}`);
   }
   if (!ckpt) {
     throw forkError(
       path,
       "no such file",
-      "give the checkpoint.safetensors of a tailgrad training run (e.g. " +
+      `${give} (e.g. ` +
         "runs/<run>/checkpoint.safetensors)",
     );
   }
@@ -81,7 +82,7 @@ export async function openFork(cfg: TrainConfig, format: string): Promise<Safete
     ({ config: parent, epoch } = checkResumeMetadata(ckpt, path, format));
   } catch (e) {
     if (!(e instanceof UserError)) throw e;
-    throw forkError(path, e.message, "give the checkpoint.safetensors of a tailgrad training run");
+    throw forkError(path, problemOf(e), give);
   }
   checkFork(parent, epoch, cfg, path);
   return ckpt;

@@ -164,9 +164,11 @@ export function validateRecipe(c: TrainConfig): void {
   for (const [key, values] of Object.entries(RECIPE_OPTIONS)) {
     const v = c[key as keyof RecipeConfig];
     if (values && !values.includes(v as string)) {
-      throw new ConfigError(
-        `invalid ${flagOf(key)} ${JSON.stringify(v)}: expected one of ${values.join(", ")}`,
-      );
+      const valid = `one of ${values.join(", ")}`;
+      throw new ConfigError(`invalid ${flagOf(key)} ${JSON.stringify(v)}: expected ${valid}`, {
+        flag: flagOf(key),
+        hint: `give ${flagOf(key)} ${valid}, or leave it out for the method's default`,
+      });
     }
   }
   const w = c.warmupEpochs;
@@ -175,6 +177,10 @@ export function validateRecipe(c: TrainConfig): void {
       `invalid --warmup-epochs ${
         JSON.stringify(w)
       }: expected a number in [0, --epochs ${c.epochs}]`,
+      {
+        flag: "--warmup-epochs",
+        hint: "give --warmup-epochs within the run, or leave it out for the method's default",
+      },
     );
   }
   if (c.warmup === "per-epoch" && !Number.isInteger(w)) {

@@ -26,7 +26,12 @@ import { fineTuneSubset, prepareData, type SuppliedData } from "./data.ts";
 import { checkEpochSteps, LongTailRun, OUTPUT_FILES } from "./run.ts";
 import { phaseOf } from "./methods.ts";
 import type { RunSummary } from "./summary.ts";
-import { checkOutDir, checkResumeData, checkResumeMetadata } from "./validate.ts";
+import {
+  checkOutDir,
+  checkResumeData,
+  checkResumeMetadata,
+  requireCheckpoint,
+} from "./validate.ts";
 import { openFork } from "./fork.ts";
 
 export { ldamMargins, OUTPUT_FILES } from "./run.ts";
@@ -35,8 +40,12 @@ export { ldamMargins, OUTPUT_FILES } from "./run.ts";
 export interface TrainOptions extends Partial<TrainConfig> {
   /** Base settings; default "default". */
   preset?: PresetName;
-  /** Continue from the checkpoint in `out` (start fresh when there is none). */
-  resume?: boolean;
+  /**
+   * Continue from the checkpoint in `out`: `true` requires one (an error naming --resume when
+   * there is none, unless `initFrom` gives a fork to start); "if-any" continues it when there is
+   * one and starts the run otherwise (jobs that rerun killed runs, as scripts/reproduce.ts).
+   */
+  resume?: boolean | "if-any";
   /** Train/test data in memory instead of loading `dataset`. */
   data?: SuppliedData;
   /** Progress output; default stdout (a bar on a terminal); null for silence. */
@@ -56,6 +65,9 @@ export interface TrainOptions extends Partial<TrainConfig> {
    */
   untilEpoch?: number;
 }
+
+/** What to do about an unreadable checkpoint in --out. */
+const OUT_CHECKPOINT_HINT = "move the file away, or choose another --out to start a new run";
 
 /** The format tag of the trainer's checkpoints. */
 export const CHECKPOINT_FORMAT = "tailgrad-train-checkpoint/1";
@@ -126,12 +138,16 @@ async function openResume(
 ): Promise<{ cfg: TrainConfig; ckpt: SafetensorsFile | null; forking: string | null }> {
   const ckptPath = join(fresh.out, OUTPUT_FILES.checkpoint);
   await checkOutDir(fresh.out, OUTPUT_FILES.checkpoint);
-  const ckpt = await readCheckpoint(ckptPath);
+  if (options.resume === true && fresh.initFrom === null) {
+    await requireCheckpoint(fresh.out, OUTPUT_FILES.checkpoint);
+  }
+  const ckpt = await readCheckpoint(ckptPath, { hint: OUT_CHECKPOINT_HINT });
   if (ckpt && !options.resume) {
-    throw new ConfigError(
-      `${fresh.out} already holds a run (${OUTPUT_FILES.checkpoint}); pass --resume to continue ` +
-        `it, or choose another --out`,
-    );
+    throw new ConfigError(`--out ${fresh.out} already holds a run (${OUTPUT_FILES.checkpoint})`, {
+      flag: "--out",
+      file: ckptPath,
+      hint: "pass --resume to continue it, or choose another --out",
+    });
   }
   if (!ckpt && fresh.initFrom !== null) {
     const parent = await openFork(fresh, CHECKPOINT_FORMAT);
@@ -139,7 +155,7 @@ async function openResume(
     return { cfg: fresh, ckpt: parent, forking: fresh.initFrom };
   }
   if (!ckpt) {
-    if (options.resume) log(`no checkpoint in ${fresh.out}: starting from scratch`);
+    if (options.resume === "if-any") log(`no checkpoint in ${fresh.out}: starting the run`);
     return { cfg: fresh, ckpt: null, forking: null };
   }
   const saved = checkResumeMetadata(ckpt, ckptPath, CHECKPOINT_FORMAT).config;
@@ -151,10 +167,11 @@ async function openResume(
   if (conflicts.length) {
     const flags = conflicts.map((k) => `--${kebab(k)}`).join(", ");
     const values = conflicts.map((k) => `${kebab(k)}=${JSON.stringify(saved[k])}`).join(", ");
-    throw new ConfigError(
-      `--resume: ${flags} differ from the checkpoint's settings (${values}); drop them to ` +
-        `continue the run`,
-    );
+    throw new ConfigError(`--resume: ${flags} differ from the checkpoint's settings (${values})`, {
+      flag: "--resume",
+      file: ckptPath,
+      hint: "drop them to continue the run, or choose another --out for a new run",
+    });
   }
   const cfg = { ...saved, dataDir: options.dataDir ?? saved.dataDir, out: fresh.out };
   if (options.download !== undefined) cfg.download = options.download;

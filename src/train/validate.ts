@@ -6,7 +6,7 @@
  * flag, what was expected and what to do.
  */
 import { join } from "node:path";
-import { UserError } from "../errors.ts";
+import { problemOf, UserError } from "../errors.ts";
 import { ConfigError, methodLoss, modelDepth, type TrainConfig, validateConfig } from "./config.ts";
 import type { SafeDType, SafetensorsFile } from "../checkpoint/safetensors.ts";
 import { MOMENTUM_PREFIX } from "../checkpoint/checkpoint.ts";
@@ -81,6 +81,22 @@ export async function checkOutDir(out: string, checkpointName: string): Promise<
       out,
     );
   }
+}
+
+/**
+ * What `--resume` needs: a checkpoint named `checkpointName` in `out`. Throws a
+ * {@linkcode ConfigError} naming --resume and the folder when there is none (a run that should
+ * start when there is nothing to continue asks for that explicitly: resume "if-any").
+ */
+export async function requireCheckpoint(out: string, checkpointName: string): Promise<void> {
+  const path = join(out, checkpointName);
+  if ((await kindOf(path)) !== "none") return;
+  const why = { none: " (the folder does not exist)", file: " (it is a file)", dir: "" };
+  throw new ConfigError(`--resume: ${out} holds no ${checkpointName}${why[await kindOf(out)]}`, {
+    flag: "--resume",
+    file: path,
+    hint: "drop --resume to start a new run, or check --out",
+  });
 }
 
 /** The nearest existing ancestor of `path`, which must be a folder. */
@@ -181,7 +197,7 @@ export function checkResumeMetadata(
   try {
     validateConfig(config as TrainConfig);
   } catch (e) {
-    throw badCheckpoint(path, `its saved config is invalid: ${(e as Error).message}`);
+    throw badCheckpoint(path, `its saved config is invalid: ${problemOf(e)}`);
   }
   const cfg = config as TrainConfig;
   const int = (key: string, min: number, max: number) => {
