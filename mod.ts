@@ -74,7 +74,7 @@ export { dropout } from "./src/ops/dropout.ts";
 export type { GpuSeed } from "./src/ops/dropout.ts";
 export { sigmoid, tanh } from "./src/ops/activation.ts";
 export { createOptimizer, Sgd } from "./src/optim/optimizer.ts";
-export type { Optimizer, OptimizerSpec, SgdConfig } from "./src/optim/optimizer.ts";
+export type { Optimizer, OptimizerSpec, SgdConfig, SgdSettings } from "./src/optim/optimizer.ts";
 export { Adam } from "./src/optim/adam.ts";
 export type { AdamConfig } from "./src/optim/adam.ts";
 export { StepValues } from "./src/optim/step_values.ts";
