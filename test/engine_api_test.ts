@@ -12,10 +12,63 @@
  * And the API that replaces the glue: `fit({ schedule })` fills `stepsPerEpoch` from the data.
  */
 import assert from "node:assert/strict";
-import { Linear, Model, Sgd } from "../mod.ts";
+import {
+  BatchNorm2d,
+  Conv2d,
+  crossEntropy,
+  Ctx,
+  EVAL,
+  Linear,
+  MaxPool2d,
+  MetaReweighter,
+  Model,
+  ReLU,
+  Sequential,
+  Sgd,
+  StepEngine,
+  Tensor,
+} from "../mod.ts";
 import { gpuTest } from "./gpu_harness.ts";
 
 const D = 6, C = 3;
+
+gpuTest("sizes: zero or fractional sizes are RangeErrors naming the option", async (gpu) => {
+  const model = new Model(gpu, new Linear(D, C), 0);
+  const optimizer = new Sgd(gpu, model.paramLayout);
+  const engine = (o: { batch: number; input: number[]; target?: { shape: number[] } }) =>
+    new StepEngine(model, { loss: crossEntropy, optimizer, ...o });
+  assert.throws(
+    () => engine({ batch: 0, input: [D] }),
+    new RangeError("StepEngine: batch = 0, expected an integer >= 1"),
+  );
+  assert.throws(() => engine({ batch: 2.5, input: [D] }), /StepEngine: batch = 2\.5/);
+  assert.throws(
+    () => engine({ batch: 4, input: [1, 0, 28] }),
+    new RangeError("StepEngine: input[1] = 0, expected an integer >= 1"),
+  );
+  assert.throws(
+    () => engine({ batch: 4, input: [D], target: { shape: [-2] } }),
+    /StepEngine: target\.shape\[0\] = -2, expected an integer >= 1/,
+  );
+  assert.throws(
+    () => new Linear(0, 3),
+    new RangeError("Linear: inFeatures = 0, expected an integer >= 1"),
+  );
+  assert.throws(() => new Linear(3, 1.5), /Linear: outFeatures = 1\.5/);
+  assert.throws(() => new Conv2d(1, 8, { kernel: 0 }), /Conv2d: kernel = 0, expected an integer/);
+  assert.throws(() => new Conv2d(1, 8, { pad: -1 }), /Conv2d: pad = -1, expected an integer >= 0/);
+  assert.throws(() => new BatchNorm2d(0), /BatchNorm2d: channels = 0/);
+  assert.throws(() => new MaxPool2d(2, { stride: 0 }), /MaxPool2d: stride = 0/);
+  const ok = engine({ batch: 4, input: [D] });
+  assert.throws(
+    () => new MetaReweighter(ok, { devBatch: 0 }),
+    /MetaReweighter: devBatch = 0, expected an integer >= 1/,
+  );
+  await gpu.sync(); // nothing was recorded by the refused constructions
+  ok.destroy();
+  optimizer.destroy();
+  model.destroy();
+});
 
 gpuTest("Sgd: PyTorch's defaults, and out-of-range options named", async (gpu) => {
   const model = new Model(gpu, new Linear(D, C), 0);
@@ -47,4 +100,31 @@ gpuTest("Sgd: PyTorch's defaults, and out-of-range options named", async (gpu) =
   }
   for (const o of [defaults, full]) o.destroy();
   for (const m of [model, grads]) m.destroy();
+});
+
+gpuTest("layers: an input of the wrong width names the layer and the width", async (gpu) => {
+  const mlp = new Model(gpu, new Sequential(new Linear(8, 16), new ReLU(), new Linear(16, 3)), 0);
+  const ctx = new Ctx(gpu, null);
+  const x = Tensor.from(gpu, new Array(16 * 9).fill(1), [16, 9]);
+  assert.throws(
+    () => mlp.forward(ctx, x, EVAL),
+    new Error('Linear layer "0": expected input [N, 8] (inFeatures 8), got [16,9]'),
+  );
+  const maps = Tensor.from(gpu, new Array(2 * 8 * 9).fill(1), [2, 2, 4, 9]);
+  const flat = new Model(gpu, new Sequential(["head", new Linear(72, 3)]), 0);
+  assert.throws(
+    () => flat.forward(ctx, maps, EVAL),
+    /Linear layer "head": expected input \[N, 72\].*got \[2,2,4,9\]; a Flatten before it/,
+  );
+  const conv = new Model(gpu, new Sequential(new Conv2d(1, 4), new ReLU()), 0);
+  assert.throws(
+    () => conv.forward(ctx, maps, EVAL),
+    /Conv2d layer "0": expected input \[N, 1, H, W\] \(inChannels 1\).*got \[2,2,4,9\]/,
+  );
+  const big = new Model(gpu, new Conv2d(2, 4, { kernel: 7, pad: 1 }), 0);
+  assert.throws(() => big.forward(ctx, maps, EVAL), /Conv2d layer \(root\).*kernel 7/);
+  await gpu.sync(); // the refused forwards recorded nothing to run
+  ctx.release();
+  for (const t of [x, maps]) t.release(gpu);
+  for (const m of [mlp, flat, conv, big]) m.destroy();
 });

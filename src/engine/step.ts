@@ -11,7 +11,7 @@ import { Ctx, Tape } from "../autograd/tape.ts";
 import type { Gpu } from "../gpu/runtime.ts";
 import { type DType, Tensor } from "../tensor.ts";
 import type { Model } from "../nn/model.ts";
-import { type Noise, TRAIN } from "../nn/module.ts";
+import { checkSize, type Noise, TRAIN } from "../nn/module.ts";
 import { FlatTensors } from "../nn/params.ts";
 import { scale, zero } from "../ops/elementwise.ts";
 import type { Optimizer } from "../optim/optimizer.ts";
@@ -79,8 +79,12 @@ export class StepEngine {
   readonly #noise: StepValues;
   readonly #fixed: Tensor[] = [];
 
-  /** Allocates the step's buffers for `model`. */
+  /**
+   * Allocates the step's buffers for `model`. `batch` and every size of `input` and
+   * `target.shape` must be integers >= 1 (a RangeError names the option).
+   */
   constructor(model: Model, o: StepEngineOptions) {
+    checkOptions(o);
     const gpu = model.gpu;
     this.gpu = gpu;
     this.model = model;
@@ -174,6 +178,13 @@ export class StepEngine {
     zero(this.gpu, this.lossSum);
     return count > 0 ? sum / count : NaN;
   }
+}
+
+/** Throws a RangeError naming the first bad size of `o` (see the constructor). */
+function checkOptions(o: StepEngineOptions): void {
+  checkSize("StepEngine", "batch", o.batch);
+  o.input.forEach((d, i) => checkSize("StepEngine", `input[${i}]`, d));
+  o.target?.shape?.forEach((d, i) => checkSize("StepEngine", `target.shape[${i}]`, d));
 }
 
 /**
