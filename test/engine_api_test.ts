@@ -13,15 +13,20 @@
  */
 import assert from "node:assert/strict";
 import {
+  ArraySource,
   BatchNorm2d,
   Conv2d,
   crossEntropy,
   Ctx,
   EVAL,
+  evaluateClassifier,
+  fit,
+  type Gpu,
   Linear,
   MaxPool2d,
   MetaReweighter,
   Model,
+  type Optimizer,
   ReLU,
   Sequential,
   Sgd,
@@ -31,6 +36,31 @@ import {
 import { gpuTest } from "./gpu_harness.ts";
 
 const D = 6, C = 3;
+
+/** An MLP engine D-8-C with batch `batch` and the optimizer `make` builds. */
+function engineOf(
+  gpu: Gpu,
+  batch: number,
+  make: (m: Model) => Optimizer = (m) => new Sgd(gpu, m.paramLayout, { momentum: 0.9 }),
+) {
+  const model = new Model(gpu, new Sequential(new Linear(D, 8), new ReLU(), new Linear(8, C)), 1);
+  const optimizer = make(model);
+  const engine = new StepEngine(model, { loss: crossEntropy, optimizer, batch, input: [D] });
+  const destroy = () => {
+    engine.destroy();
+    optimizer.destroy();
+    model.destroy();
+  };
+  return { model, optimizer, engine, destroy };
+}
+
+/** `n` examples of D inputs and labels i % C. */
+function examples(n: number) {
+  return {
+    inputs: Float32Array.from({ length: n * D }, (_, i) => Math.sin(i * 0.61)),
+    targets: Uint32Array.from({ length: n }, (_, i) => i % C),
+  };
+}
 
 gpuTest("sizes: zero or fractional sizes are RangeErrors naming the option", async (gpu) => {
   const model = new Model(gpu, new Linear(D, C), 0);
@@ -127,4 +157,92 @@ gpuTest("layers: an input of the wrong width names the layer and the width", asy
   ctx.release();
   for (const t of [x, maps]) t.release(gpu);
   for (const m of [mlp, flat, conv, big]) m.destroy();
+});
+
+gpuTest("labels: ArraySource checks every label against numClasses when built", async (gpu) => {
+  const { engine, destroy } = engineOf(gpu, 8);
+  const { inputs, targets } = examples(20);
+  targets[13] = 3;
+  assert.throws(
+    () => new ArraySource({ engine, inputs, targets, seed: 0, numClasses: C }),
+    new RangeError("ArraySource: targets[13] = 3 is not a class label in [0, 3) (numClasses 3)"),
+  );
+  const fractional = Array.from(targets, (t, i) => (i === 4 ? 1.5 : t % C));
+  assert.throws(
+    () => new ArraySource({ engine, inputs, targets: fractional, seed: 0, numClasses: C }),
+    /targets\[4\] = 1\.5 is not a class label/,
+  );
+  assert.throws(
+    () => new ArraySource({ engine, inputs: new Float32Array(0), targets: [], seed: 0 }),
+    /ArraySource: no examples/,
+  );
+  await gpu.sync();
+  destroy();
+});
+
+gpuTest(
+  "labels: without numClasses, the model's output width is learned and checked",
+  async (gpu) => {
+    // a bad label in the first batch: refused at the first forward, before its loss
+    const first = engineOf(gpu, 8);
+    const a = examples(20);
+    a.targets[0] = 7;
+    const data = new ArraySource({
+      engine: first.engine,
+      inputs: a.inputs,
+      targets: a.targets,
+      seed: 0,
+      ordered: true,
+    });
+    const before = await first.model.stateDict();
+    await assert.rejects(
+      () => fit({ engine: first.engine, data, epochs: 1, lr: () => 0.1 }),
+      new RangeError(
+        "StepEngine: the label of example 0 is 7, not a class in [0, 3) (the model outputs 3 classes)",
+      ),
+    );
+    assert.equal(first.engine.numClasses, C);
+    assert.deepEqual(await first.model.stateDict(), before, "no step was taken");
+    first.destroy();
+    // a bad label later: the whole set is checked once the width is known (the next batch)
+    const later = engineOf(gpu, 8);
+    const b = examples(20);
+    b.targets[17] = 3;
+    const source = new ArraySource({
+      engine: later.engine,
+      inputs: b.inputs,
+      targets: b.targets,
+      seed: 0,
+      ordered: true,
+    });
+    await assert.rejects(
+      () => fit({ engine: later.engine, data: source, epochs: 1, lr: () => 0.1 }),
+      new RangeError(
+        "ArraySource: targets[17] = 3 is not a class label in [0, 3) (the model's output width 3)",
+      ),
+    );
+    later.destroy();
+  },
+);
+
+gpuTest("labels: evaluateClassifier checks labels and the output width first", async (gpu) => {
+  const { model, destroy } = engineOf(gpu, 8);
+  const { inputs, targets } = examples(10);
+  const o = { batch: 4, inputShape: [D], numClasses: C };
+  targets[9] = 5;
+  await assert.rejects(
+    () => evaluateClassifier(model, inputs, targets, o),
+    new RangeError("evaluateClassifier: labels[9] = 5 is not a class in [0, 3)"),
+  );
+  targets[9] = 0;
+  await assert.rejects(
+    () => evaluateClassifier(model, inputs, targets, { ...o, numClasses: 10 }),
+    /numClasses 10, but the model's output is \[4,3\] for 4 examples; expected \[4, 10\]/,
+  );
+  await assert.rejects(
+    () => evaluateClassifier(model, inputs.subarray(D), targets, o),
+    /54 input values for 10 labels; expected 10 examples of 6/,
+  );
+  assert.equal((await evaluateClassifier(model, inputs, targets, o)).count, 10);
+  destroy();
 });
