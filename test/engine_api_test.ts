@@ -32,6 +32,7 @@ import {
   Sgd,
   StepEngine,
   Tensor,
+  UserError,
 } from "../mod.ts";
 import { gpuTest } from "./gpu_harness.ts";
 
@@ -60,6 +61,15 @@ function examples(n: number) {
     inputs: Float32Array.from({ length: n * D }, (_, i) => Math.sin(i * 0.61)),
     targets: Uint32Array.from({ length: n }, (_, i) => i % C),
   };
+}
+
+async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir();
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 }
 
 gpuTest("sizes: zero or fractional sizes are RangeErrors naming the option", async (gpu) => {
@@ -245,4 +255,24 @@ gpuTest("labels: evaluateClassifier checks labels and the output width first", a
   );
   assert.equal((await evaluateClassifier(model, inputs, targets, o)).count, 10);
   destroy();
+});
+
+gpuTest("save: a missing folder is named, and nothing is written", async (gpu) => {
+  await withDir(async (dir) => {
+    const model = new Model(gpu, new Linear(D, C), 0);
+    const path = `${dir}/absent/w.safetensors`;
+    await assert.rejects(() => model.save(path), (e) => {
+      assert.ok(e instanceof UserError);
+      assert.equal(e.file, path);
+      assert.match(
+        e.message,
+        new RegExp(
+          `^cannot write ${path}: the folder ${dir}/absent does not exist\n  to fix: create ${dir}/absent first`,
+        ),
+      );
+      return true;
+    });
+    assert.deepEqual([...Deno.readDirSync(dir)], []);
+    model.destroy();
+  });
 });
