@@ -13,6 +13,7 @@
  */
 import assert from "node:assert/strict";
 import {
+  Adam,
   ArraySource,
   BatchNorm2d,
   Conv2d,
@@ -27,6 +28,7 @@ import {
   MetaReweighter,
   Model,
   type Optimizer,
+  readCheckpoint,
   ReLU,
   Sequential,
   Sgd,
@@ -255,6 +257,101 @@ gpuTest("labels: evaluateClassifier checks labels and the output width first", a
   );
   assert.equal((await evaluateClassifier(model, inputs, targets, o)).count, 10);
   destroy();
+});
+
+gpuTest("fit: run lengths are checked, naming the option", async (gpu) => {
+  const { engine, destroy } = engineOf(gpu, 8);
+  const { inputs, targets } = examples(20);
+  const data = new ArraySource({ engine, inputs, targets, seed: 0 });
+  const base = { engine, data, lr: () => 0.1 };
+  await assert.rejects(
+    () => fit({ ...base, epochs: 2.5 }),
+    new RangeError("fit: epochs = 2.5, expected an integer >= 1"),
+  );
+  await assert.rejects(() => fit({ ...base, epochs: 0 }), /fit: epochs = 0/);
+  await assert.rejects(
+    () => fit({ ...base, epochs: 2, maxEpochs: 1.5 }),
+    /fit: maxEpochs = 1\.5, expected an integer >= 0 or Infinity/,
+  );
+  await assert.rejects(() => fit({ ...base, epochs: 2, evalEvery: 0 }), /fit: evalEvery = 0/);
+  // a source whose epoch has no steps (fewer examples than the batch, last batch dropped)
+  const empty = { epoch: () => ({ steps: 0, load: () => {} }) };
+  await assert.rejects(
+    () => fit({ ...base, data: empty, epochs: 1 }),
+    /fit: epoch 0 of the data source has 0 steps, expected at least 1 \(a source with fewer examples than the batch of 8/,
+  );
+  destroy();
+});
+
+gpuTest("resume: the wrong file is refused naming it, its optimizer and ours", async (gpu) => {
+  await withDir(async (dir) => {
+    const { inputs, targets } = examples(20);
+    const ckpt = `${dir}/ckpt.safetensors`, weights = `${dir}/w.safetensors`;
+    const adam = engineOf(gpu, 8, (m) => new Adam(gpu, m.paramLayout));
+    const run = (engine: StepEngine, epochs: number, resume = false) =>
+      (async () =>
+        fit({
+          engine,
+          data: new ArraySource({ engine, inputs, targets, seed: 0 }),
+          epochs,
+          lr: () => 0.01,
+          checkpoint: { path: ckpt, format: "api-test/1" },
+          resume: resume ? await readCheckpoint(ckpt) : null,
+        }))();
+    assert.equal((await run(adam.engine, 4)).status, "completed");
+    await adam.model.save(weights);
+    adam.destroy();
+    const sgd = engineOf(gpu, 8);
+    await assert.rejects(
+      () => run(sgd.engine, 8, true),
+      new Error(
+        `fit: checkpoint ${ckpt} was written by optimizer adam, but this engine's optimizer ` +
+          `is sgd; resume with adam, or start a new run`,
+      ),
+    );
+    sgd.destroy();
+    const again = engineOf(gpu, 8, (m) => new Adam(gpu, m.paramLayout));
+    await assert.rejects(
+      () => run(again.engine, 2, true),
+      new RangeError(
+        `fit: checkpoint ${ckpt} holds 4 epochs, more than epochs = 2; resume with ` +
+          `epochs >= 4, or start a new run`,
+      ),
+    );
+    assert.equal((await run(again.engine, 4, true)).status, "completed", "nothing left to run");
+    await assert.rejects(
+      async () =>
+        fit({
+          engine: again.engine,
+          data: new ArraySource({ engine: again.engine, inputs, targets, seed: 0 }),
+          epochs: 4,
+          lr: () => 0.01,
+          resume: await readCheckpoint(weights),
+        }),
+      new RegExp(`fit: checkpoint ${weights} holds no training state .*Model\\.save`),
+    );
+    // a checkpoint of another architecture names the file and the entry
+    const wide = new Model(gpu, new Sequential(new Linear(D, 9), new ReLU(), new Linear(9, C)), 0);
+    await assert.rejects(
+      () => wide.load(ckpt),
+      new Error(`checkpoint ${ckpt} 0.weight: F32 [8,6], expected F32 [9,6]`),
+    );
+    const file = (await readCheckpoint(ckpt))!;
+    file.tensors.delete("optimizer.exp_avg_sq.2.bias");
+    await assert.rejects(
+      () =>
+        fit({
+          engine: again.engine,
+          data: new ArraySource({ engine: again.engine, inputs, targets, seed: 0 }),
+          epochs: 5,
+          lr: () => 0.01,
+          resume: file,
+        }),
+      new Error(`checkpoint ${ckpt} lacks optimizer.exp_avg_sq.2.bias`),
+    );
+    wide.destroy();
+    again.destroy();
+  });
 });
 
 gpuTest("save: a missing folder is named, and nothing is written", async (gpu) => {
