@@ -17,6 +17,7 @@ import {
   ArraySource,
   BatchNorm2d,
   Conv2d,
+  cosineLr,
   crossEntropy,
   Ctx,
   EVAL,
@@ -24,6 +25,7 @@ import {
   fit,
   type Gpu,
   Linear,
+  linearWarmup,
   MaxPool2d,
   MetaReweighter,
   Model,
@@ -274,12 +276,46 @@ gpuTest("fit: run lengths are checked, naming the option", async (gpu) => {
     /fit: maxEpochs = 1\.5, expected an integer >= 0 or Infinity/,
   );
   await assert.rejects(() => fit({ ...base, epochs: 2, evalEvery: 0 }), /fit: evalEvery = 0/);
+  await assert.rejects(
+    () => fit({ engine, data, epochs: 1 } as unknown as Parameters<typeof fit>[0]),
+    /fit: give the learning rate as exactly one of lr and schedule/,
+  );
   // a source whose epoch has no steps (fewer examples than the batch, last batch dropped)
   const empty = { epoch: () => ({ steps: 0, load: () => {} }) };
   await assert.rejects(
     () => fit({ ...base, data: empty, epochs: 1 }),
     /fit: epoch 0 of the data source has 0 steps, expected at least 1 \(a source with fewer examples than the batch of 8/,
   );
+  destroy();
+});
+
+gpuTest("fit: a schedule gets each epoch's steps from the data source", async (gpu) => {
+  const { engine, destroy } = engineOf(gpu, 8);
+  const { inputs, targets } = examples(37); // 5 steps an epoch, the last one wrapped
+  const data = new ArraySource({ engine, inputs, targets, seed: 3 });
+  const schedule = linearWarmup(cosineLr(0.1, { epochs: 2, perStep: true }), { steps: 3 });
+  const seen: number[] = [];
+  const r = await fit({
+    engine,
+    data,
+    epochs: 2,
+    schedule,
+    hooks: {
+      stepKind: () => ({
+        name: "plain",
+        run: (lr) => {
+          seen.push(lr);
+          engine.step(lr);
+        },
+      }),
+    },
+  });
+  const want = [0, 1].flatMap((epoch) =>
+    [0, 1, 2, 3, 4].map((step) => schedule({ epoch, step, stepsPerEpoch: 5 }))
+  );
+  assert.deepEqual(seen, want);
+  assert.deepEqual(r.history.map((h) => h.lr), [want[0], want[5]]);
+  assert.ok(want[4] > want[5] && want[0] < want[3], "warm-up then cosine decay");
   destroy();
 });
 

@@ -12,6 +12,7 @@ import { Tensor } from "../tensor.ts";
 import { addModelState, takeF32, writeCheckpoint } from "../checkpoint/checkpoint.ts";
 import type { SafeTensor, SafetensorsFile } from "../checkpoint/safetensors.ts";
 import { monitorStep } from "./kernels.ts";
+import type { Schedule } from "../optim/schedule.ts";
 import type { Progress } from "./progress.ts";
 import type { StepEngine } from "./step.ts";
 
@@ -97,16 +98,29 @@ export interface CheckpointExtra {
   metadata?: Record<string, string>;
 }
 
-/** Options of {@linkcode fit}. */
-export interface FitOptions<R, M> {
+/**
+ * Options of {@linkcode fit}: the run ({@linkcode FitRunOptions}) and its learning rate, either
+ * `lr` or `schedule` ({@linkcode FitRate}).
+ */
+export type FitOptions<R, M> = FitRunOptions<R, M> & FitRate;
+
+/**
+ * The learning rate of {@linkcode fit}, exactly one of: `lr`, a function of (epoch, step within
+ * the epoch); or `schedule`, a {@linkcode Schedule} (`cosineLr`, `linearWarmup`, ...), called
+ * with the steps of each epoch's data (`stepsPerEpoch`) filled in.
+ */
+export type FitRate =
+  | { lr: (epoch: number, step: number) => number; schedule?: undefined }
+  | { schedule: Schedule; lr?: undefined };
+
+/** Everything of {@linkcode FitOptions} but the learning rate. */
+export interface FitRunOptions<R, M> {
   /** The model, loss and optimizer. */
   engine: StepEngine;
   /** The batches of each epoch. */
   data: DataSource;
   /** Total epochs of the run: an integer >= 1, at least the resumed checkpoint's epoch. */
   epochs: number;
-  /** Learning rate at (epoch, step within the epoch). */
-  lr: (epoch: number, step: number) => number;
   /** Evaluation at an epoch's end (default none). */
   evaluate?: (epoch: number) => Promise<M>;
   /** Evaluate every this many epochs and at the last (an integer >= 1, default 1). */
@@ -154,8 +168,11 @@ interface LoopState<R> {
  * Trains `engine` over `data` for the epochs left; see the module comment. Throws before any
  * work on a bad `epochs`, `maxEpochs` or `evalEvery` (naming the option), on a checkpoint this
  * run cannot continue (naming its file), and at an epoch whose data source has no steps.
+ *
+ * Type parameters: M is what `evaluate` returns; R, the history record, is what
+ * `hooks.epochEnd` returns, by default the {@linkcode EpochEnd} whose `metrics` are M.
  */
-export async function fit<R = EpochEnd<unknown>, M = unknown>(
+export async function fit<M = unknown, R = EpochEnd<M>>(
   o: FitOptions<R, M>,
 ): Promise<FitResult<R>> {
   checkFitOptions(o);
@@ -185,11 +202,19 @@ function checkFitOptions<R, M>(o: FitOptions<R, M>): void {
     if (!ok) throw new RangeError(`fit: ${option} = ${v}, expected ${expected}`);
   };
   const isCount = (v: number, min: number) => Number.isInteger(v) && v >= min;
+  if ((o.lr === undefined) === (o.schedule === undefined)) {
+    throw new TypeError("fit: give the learning rate as exactly one of lr and schedule");
+  }
   check("epochs", o.epochs, isCount(o.epochs, 1), "an integer >= 1");
   const max = o.maxEpochs ?? Infinity;
   check("maxEpochs", max, max === Infinity || isCount(max, 0), "an integer >= 0 or Infinity");
   const every = o.evalEvery ?? 1;
   check("evalEvery", every, isCount(every, 1), "an integer >= 1");
+}
+
+/** The learning rate at `step` of `epoch`, whose data has `stepsPerEpoch` steps. */
+function rateAt<R, M>(o: FitOptions<R, M>, epoch: number, step: number, stepsPerEpoch: number) {
+  return o.schedule ? o.schedule({ epoch, step, stepsPerEpoch }) : o.lr(epoch, step);
 }
 
 function result<R>(s: LoopState<R>, status: FitResult<R>["status"]): FitResult<R> {
@@ -245,7 +270,7 @@ async function runEpoch<R, M>(
   const end: EpochEnd<M> = {
     epoch,
     kind: kind.name,
-    lr: o.lr(epoch, 0),
+    lr: rateAt(o, epoch, 0, batches.steps),
     trainLoss,
     steps: batches.steps,
     examples: batches.steps * engine.batch,
@@ -274,7 +299,7 @@ async function runSteps<R, M>(
   for (let s = 0; s < batches.steps; s++) {
     await batches.load(s);
     await o.hooks?.beforeStep?.(epoch, s);
-    await kind.run(o.lr(epoch, s), s);
+    await kind.run(rateAt(o, epoch, s, batches.steps), s);
     await o.hooks?.afterStep?.(epoch, s);
     monitorStep(engine.gpu, engine.lossSum, monitor);
     sinceSync++;

@@ -24,7 +24,9 @@ export type {
   EpochEnd,
   FitHooks,
   FitOptions,
+  FitRate,
   FitResult,
+  FitRunOptions,
   NonFiniteAt,
   StepKind,
 } from "./fit.ts";
