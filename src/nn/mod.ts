@@ -11,7 +11,6 @@ export {
   moduleInit,
   moduleSpecs,
   ParamScope,
-  sizeOf,
   TRAIN,
   TRAIN_NO_UPDATE,
 } from "./module.ts";

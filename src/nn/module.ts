@@ -138,11 +138,6 @@ function walk(m: Module, prefix: string, visit: (m: Module, prefix: string) => v
   for (const [name, child] of m.children()) walk(child, `${prefix}${name}.`, visit);
 }
 
-/** Number of elements of a shape. */
-export function sizeOf(shape: number[]): number {
-  return shape.reduce((a, b) => a * b, 1);
-}
-
 /**
  * Throws a RangeError naming `owner` and `option` unless `value` is an integer >= `min`
  * (default 1): the check of every size a layer or engine is built with, so a zero or fractional
