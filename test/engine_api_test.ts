@@ -280,6 +280,10 @@ gpuTest("fit: run lengths are checked, naming the option", async (gpu) => {
     () => fit({ engine, data, epochs: 1 } as unknown as Parameters<typeof fit>[0]),
     /fit: give the learning rate as exactly one of lr and schedule/,
   );
+  await assert.rejects(
+    () => fit({ ...base, lr: (_e, step) => (step === 1 ? NaN : 0.1), epochs: 1 }),
+    new RangeError("fit: lr(0, 1) = NaN, expected a finite number >= 0"),
+  );
   // a source whose epoch has no steps (fewer examples than the batch, last batch dropped)
   const empty = { epoch: () => ({ steps: 0, load: () => {} }) };
   await assert.rejects(

@@ -212,9 +212,22 @@ function checkFitOptions<R, M>(o: FitOptions<R, M>): void {
   check("evalEvery", every, isCount(every, 1), "an integer >= 1");
 }
 
-/** The learning rate at `step` of `epoch`, whose data has `stepsPerEpoch` steps. */
-function rateAt<R, M>(o: FitOptions<R, M>, epoch: number, step: number, stepsPerEpoch: number) {
-  return o.schedule ? o.schedule({ epoch, step, stepsPerEpoch }) : o.lr(epoch, step);
+/**
+ * The learning rate at `step` of `epoch`, whose data has `stepsPerEpoch` steps; a rate that is
+ * not a finite number >= 0 (a schedule's NaN) is refused before the step, not trained on.
+ */
+function rateAt<R, M>(
+  o: FitOptions<R, M>,
+  epoch: number,
+  step: number,
+  stepsPerEpoch: number,
+): number {
+  const lr = o.schedule ? o.schedule({ epoch, step, stepsPerEpoch }) : o.lr(epoch, step);
+  if (!(Number.isFinite(lr) && lr >= 0)) {
+    const which = o.schedule ? `schedule at epoch ${epoch}, step ${step}` : `lr(${epoch}, ${step})`;
+    throw new RangeError(`fit: ${which} = ${lr}, expected a finite number >= 0`);
+  }
+  return lr;
 }
 
 function result<R>(s: LoopState<R>, status: FitResult<R>["status"]): FitResult<R> {
