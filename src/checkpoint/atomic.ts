@@ -6,6 +6,7 @@
  * which {@linkcode removeStaleTemps} cleans up and readers never look at.
  */
 import { basename, dirname, join } from "node:path";
+import { UserError } from "../errors.ts";
 
 /** Suffix of temporary files: `<name>.<pid>.<random>.tmp`. */
 const TMP_SUFFIX = ".tmp";
@@ -20,11 +21,14 @@ export function isTempOf(file: string, name: string): boolean {
   return file.startsWith(`.${name}.`) && file.endsWith(TMP_SUFFIX);
 }
 
-/** Replaces `path` with `data` atomically and durably (see the module doc). */
+/**
+ * Replaces `path` with `data` atomically and durably (see the module doc). Throws a
+ * {@linkcode UserError} naming the folder when `path`'s folder does not exist.
+ */
 export async function writeFileAtomic(path: string, data: Uint8Array | string): Promise<void> {
   const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
   const tmp = tmpName(path);
-  const file = await Deno.open(tmp, { write: true, createNew: true });
+  const file = await openNew(tmp, path);
   try {
     let at = 0;
     while (at < bytes.length) at += await file.write(bytes.subarray(at));
@@ -42,6 +46,21 @@ export async function writeFileAtomic(path: string, data: Uint8Array | string): 
     throw e;
   }
   await syncDir(dirname(path));
+}
+
+/** Creates the temporary file `tmp` of `path`; a missing folder is named as such. */
+async function openNew(tmp: string, path: string): Promise<Deno.FsFile> {
+  try {
+    return await Deno.open(tmp, { write: true, createNew: true });
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+    const dir = dirname(path);
+    throw new UserError(`cannot write ${path}: the folder ${dir} does not exist`, {
+      file: path,
+      hint: `create ${dir} first, or write to a folder that exists`,
+      cause: e,
+    });
+  }
 }
 
 /** fsync of a directory, where the platform allows opening one (best effort). */

@@ -66,7 +66,7 @@ export async function readCheckpoint(
     });
   }
   try {
-    return decodeSafetensors(bytes);
+    return { ...decodeSafetensors(bytes), path };
   } catch (e) {
     if (!(e instanceof SafetensorsError)) throw e;
     throw new SafetensorsError(
@@ -118,7 +118,7 @@ function entry(s: ParamSpec, values: Map<string, Float32Array>): SafeTensor {
 
 /**
  * Reads F32 entries named `prefix + spec.name` for every spec, checking shapes; throws naming
- * the first missing or mismatched entry.
+ * the file (when known) and the first missing or mismatched entry.
  */
 export function takeF32(
   file: SafetensorsFile,
@@ -126,12 +126,13 @@ export function takeF32(
   prefix = "",
 ): Map<string, Float32Array> {
   const out = new Map<string, Float32Array>();
+  const where = file.path ? `checkpoint ${file.path}` : "checkpoint";
   for (const s of specs) {
     const t = file.tensors.get(prefix + s.name);
-    if (!t) throw new Error(`checkpoint lacks ${prefix + s.name}`);
+    if (!t) throw new Error(`${where} lacks ${prefix + s.name}`);
     if (t.dtype !== "F32" || t.shape.join(",") !== s.shape.join(",")) {
       throw new Error(
-        `checkpoint ${prefix + s.name}: ${t.dtype} [${t.shape}], expected F32 [${s.shape}]`,
+        `${where} ${prefix + s.name}: ${t.dtype} [${t.shape}], expected F32 [${s.shape}]`,
       );
     }
     out.set(s.name, t.data as Float32Array);

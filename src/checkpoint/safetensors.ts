@@ -50,6 +50,8 @@ export interface SafetensorsFile {
   tensors: Map<string, SafeTensor>;
   /** The header's `__metadata__` map (empty if absent). */
   metadata: Record<string, string>;
+  /** The file it was read from, when read by `readCheckpoint` (named in errors). */
+  path?: string;
 }
 
 /** Thrown for malformed files; the message says what is wrong. */

@@ -2,6 +2,11 @@
  * An in-memory data source for the fit loop: inputs and targets held on the host, shuffled per
  * epoch from the stream `(seed, "shuffle", epoch)`, each batch uploaded into the engine's inputs.
  * The last batch of an epoch wraps around to the epoch's first examples, so every step is full.
+ *
+ * Class labels are checked on the host, never on the GPU (a label >= C would make the loss
+ * kernel read outside its row of logits): all of them at construction with `numClasses`, else
+ * all of them once the engine knows the model's output width (its first forward), and each
+ * batch's through {@linkcode StepEngine.writeBatch}.
  */
 import { Rng, type RngState } from "../random.ts";
 import type { DataSource, EpochBatches } from "./fit.ts";
@@ -21,6 +26,11 @@ export interface ArraySourceOptions {
   seed: number;
   /** Keep the order (no shuffle). */
   ordered?: boolean;
+  /**
+   * Classes C of class-label targets: every target must be an integer in [0, C), checked at
+   * construction (default: checked against the model's output width once the engine knows it).
+   */
+  numClasses?: number;
 }
 
 /** Batches of host arrays (see the module comment). */
@@ -35,8 +45,13 @@ export class ArraySource implements DataSource {
   readonly #w: Float32Array;
   readonly #inSize: number;
   readonly #tSize: number;
+  /** Whether every target has been checked as a class label. */
+  #labelsChecked = false;
 
-  /** A source over `o.inputs` and `o.targets` for `o.engine`. */
+  /**
+   * A source over `o.inputs` and `o.targets` for `o.engine`; throws naming the first target that
+   * is not a class of `o.numClasses`, and on an empty or ragged data set.
+   */
   constructor(o: ArraySourceOptions) {
     const e = o.engine;
     this.#o = o;
@@ -49,6 +64,10 @@ export class ArraySource implements DataSource {
           `make whole examples of ${this.#inSize} inputs and ${this.#tSize} targets`,
       );
     }
+    if (this.count === 0) {
+      throw new Error("ArraySource: no examples (inputs and targets are empty)");
+    }
+    if (o.numClasses !== undefined) this.#checkLabels(o.numClasses, "numClasses");
     this.#x = new Float32Array(e.x.size);
     this.#t = e.targets.dtype === "u32"
       ? new Uint32Array(e.targets.size)
@@ -70,8 +89,38 @@ export class ArraySource implements DataSource {
     return new Rng(this.#o.seed, "shuffle", epoch).getState();
   }
 
+  /**
+   * Throws naming the first target that is not an integer in [0, classes), where `source` says
+   * where the class count came from; the targets must be one u32 label per example.
+   */
+  #checkLabels(classes: number, source: string): void {
+    const e = this.#o.engine;
+    if (e.targets.dtype !== "u32" || this.#tSize !== 1) {
+      throw new Error(
+        `ArraySource: numClasses needs class-label targets (the engine's are ` +
+          `${e.targets.dtype} [${e.targets.shape.slice(1)}] per example)`,
+      );
+    }
+    if (!Number.isInteger(classes) || classes < 1) {
+      throw new RangeError(`ArraySource: numClasses = ${classes}, expected an integer >= 1`);
+    }
+    const t = this.#o.targets;
+    for (let i = 0; i < t.length; i++) {
+      if (Number.isInteger(t[i]) && t[i] >= 0 && t[i] < classes) continue;
+      throw new RangeError(
+        `ArraySource: targets[${i}] = ${t[i]} is not a class label in [0, ${classes}) ` +
+          `(${source} ${classes})`,
+      );
+    }
+    this.#labelsChecked = true;
+  }
+
   #load(order: Int32Array, step: number): void {
     const { engine, inputs, targets, weights } = this.#o;
+    const classes = engine.numClasses;
+    if (!this.#labelsChecked && classes !== null) {
+      this.#checkLabels(classes, "the model's output width");
+    }
     const B = engine.batch, n = this.#inSize, m = this.#tSize;
     for (let k = 0; k < B; k++) {
       const i = order[(step * B + k) % order.length];
@@ -80,8 +129,6 @@ export class ArraySource implements DataSource {
       for (let j = 0; j < m; j++) this.#t[k * m + j] = targets[i * m + j];
       if (weights) this.#w[k] = weights[i];
     }
-    engine.gpu.write(engine.x.view, this.#x);
-    engine.gpu.write(engine.targets.view, this.#t);
-    if (weights) engine.gpu.write(engine.weights.view, this.#w);
+    engine.writeBatch(this.#x, this.#t, weights ? this.#w : undefined, this.batchIndices);
   }
 }

@@ -12,6 +12,7 @@ import { Tensor } from "../tensor.ts";
 import { addModelState, takeF32, writeCheckpoint } from "../checkpoint/checkpoint.ts";
 import type { SafeTensor, SafetensorsFile } from "../checkpoint/safetensors.ts";
 import { monitorStep } from "./kernels.ts";
+import type { Schedule } from "../optim/schedule.ts";
 import type { Progress } from "./progress.ts";
 import type { StepEngine } from "./step.ts";
 
@@ -97,25 +98,41 @@ export interface CheckpointExtra {
   metadata?: Record<string, string>;
 }
 
-/** Options of {@linkcode fit}. */
-export interface FitOptions<R, M> {
+/**
+ * Options of {@linkcode fit}: the run ({@linkcode FitRunOptions}) and its learning rate, either
+ * `lr` or `schedule` ({@linkcode FitRate}).
+ */
+export type FitOptions<R, M> = FitRunOptions<R, M> & FitRate;
+
+/**
+ * The learning rate of {@linkcode fit}, exactly one of: `lr`, a function of (epoch, step within
+ * the epoch); or `schedule`, a {@linkcode Schedule} (`cosineLr`, `linearWarmup`, ...), called
+ * with the steps of each epoch's data (`stepsPerEpoch`) filled in.
+ */
+export type FitRate =
+  | { lr: (epoch: number, step: number) => number; schedule?: undefined }
+  | { schedule: Schedule; lr?: undefined };
+
+/** Everything of {@linkcode FitOptions} but the learning rate. */
+export interface FitRunOptions<R, M> {
   /** The model, loss and optimizer. */
   engine: StepEngine;
   /** The batches of each epoch. */
   data: DataSource;
-  /** Total epochs of the run. */
+  /** Total epochs of the run: an integer >= 1, at least the resumed checkpoint's epoch. */
   epochs: number;
-  /** Learning rate at (epoch, step within the epoch). */
-  lr: (epoch: number, step: number) => number;
   /** Evaluation at an epoch's end (default none). */
   evaluate?: (epoch: number) => Promise<M>;
-  /** Evaluate every this many epochs and at the last (default 1). */
+  /** Evaluate every this many epochs and at the last (an integer >= 1, default 1). */
   evalEvery?: number;
   /** Checkpoint file written at every epoch end, and its format tag. */
   checkpoint?: { path: string; format: string };
   /** A checkpoint of this run to continue from (written by `fit` with the same settings). */
   resume?: SafetensorsFile | null;
-  /** Train at most this many epochs in this call (default all). */
+  /**
+   * Train at most this many epochs in this call: an integer >= 0, or Infinity (the default, all
+   * the epochs left); 0 restores the checkpoint and returns.
+   */
   maxEpochs?: number;
   /** Progress bar / lines (default none). */
   progress?: Progress | null;
@@ -147,10 +164,18 @@ interface LoopState<R> {
   rng: unknown;
 }
 
-/** Trains `engine` over `data` for the epochs left; see the module comment. */
-export async function fit<R = EpochEnd<unknown>, M = unknown>(
+/**
+ * Trains `engine` over `data` for the epochs left; see the module comment. Throws before any
+ * work on a bad `epochs`, `maxEpochs` or `evalEvery` (naming the option), on a checkpoint this
+ * run cannot continue (naming its file), and at an epoch whose data source has no steps.
+ *
+ * Type parameters: M is what `evaluate` returns; R, the history record, is what
+ * `hooks.epochEnd` returns, by default the {@linkcode EpochEnd} whose `metrics` are M.
+ */
+export async function fit<M = unknown, R = EpochEnd<M>>(
   o: FitOptions<R, M>,
 ): Promise<FitResult<R>> {
+  checkFitOptions(o);
   const state: LoopState<R> = o.resume
     ? await restoreFit(o, o.resume)
     : { epochsDone: 0, steps: 0, history: [], kindSeconds: {}, rng: undefined };
@@ -169,6 +194,40 @@ export async function fit<R = EpochEnd<unknown>, M = unknown>(
   } finally {
     monitor.release(gpu);
   }
+}
+
+/** The checks of the run length (see {@linkcode fit}). */
+function checkFitOptions<R, M>(o: FitOptions<R, M>): void {
+  const check = (option: string, v: number | undefined, ok: boolean, expected: string) => {
+    if (!ok) throw new RangeError(`fit: ${option} = ${v}, expected ${expected}`);
+  };
+  const isCount = (v: number, min: number) => Number.isInteger(v) && v >= min;
+  if ((o.lr === undefined) === (o.schedule === undefined)) {
+    throw new TypeError("fit: give the learning rate as exactly one of lr and schedule");
+  }
+  check("epochs", o.epochs, isCount(o.epochs, 1), "an integer >= 1");
+  const max = o.maxEpochs ?? Infinity;
+  check("maxEpochs", max, max === Infinity || isCount(max, 0), "an integer >= 0 or Infinity");
+  const every = o.evalEvery ?? 1;
+  check("evalEvery", every, isCount(every, 1), "an integer >= 1");
+}
+
+/**
+ * The learning rate at `step` of `epoch`, whose data has `stepsPerEpoch` steps; a rate that is
+ * not a finite number >= 0 (a schedule's NaN) is refused before the step, not trained on.
+ */
+function rateAt<R, M>(
+  o: FitOptions<R, M>,
+  epoch: number,
+  step: number,
+  stepsPerEpoch: number,
+): number {
+  const lr = o.schedule ? o.schedule({ epoch, step, stepsPerEpoch }) : o.lr(epoch, step);
+  if (!(Number.isFinite(lr) && lr >= 0)) {
+    const which = o.schedule ? `schedule at epoch ${epoch}, step ${step}` : `lr(${epoch}, ${step})`;
+    throw new RangeError(`fit: ${which} = ${lr}, expected a finite number >= 0`);
+  }
+  return lr;
 }
 
 function result<R>(s: LoopState<R>, status: FitResult<R>["status"]): FitResult<R> {
@@ -191,6 +250,13 @@ async function runEpoch<R, M>(
   const { engine } = o;
   const kind = o.hooks?.stepKind?.(epoch) ?? plainKind(engine);
   const batches = o.data.epoch(epoch, epoch === state.epochsDone ? state.rng : undefined);
+  if (!Number.isInteger(batches.steps) || batches.steps < 1) {
+    throw new Error(
+      `fit: epoch ${epoch} of the data source has ${batches.steps} steps, expected at least 1 ` +
+        `(a source with fewer examples than the batch of ${engine.batch} that drops its last ` +
+        `partial batch has none); use a smaller batch or more examples`,
+    );
+  }
   await o.hooks?.epochStart?.(epoch, kind);
   monitor.upload(engine.gpu, [state.steps, -1, 0, 0]);
   o.progress?.epochStart(
@@ -217,7 +283,7 @@ async function runEpoch<R, M>(
   const end: EpochEnd<M> = {
     epoch,
     kind: kind.name,
-    lr: o.lr(epoch, 0),
+    lr: rateAt(o, epoch, 0, batches.steps),
     trainLoss,
     steps: batches.steps,
     examples: batches.steps * engine.batch,
@@ -246,7 +312,7 @@ async function runSteps<R, M>(
   for (let s = 0; s < batches.steps; s++) {
     await batches.load(s);
     await o.hooks?.beforeStep?.(epoch, s);
-    await kind.run(o.lr(epoch, s), s);
+    await kind.run(rateAt(o, epoch, s, batches.steps), s);
     await o.hooks?.afterStep?.(epoch, s);
     monitorStep(engine.gpu, engine.lossSum, monitor);
     sinceSync++;
@@ -332,26 +398,60 @@ async function writeFitCheckpoint<R, M>(
   });
 }
 
-/** Restores the model, optimizer and loop state from a checkpoint written by {@linkcode fit}. */
+/**
+ * Restores the model, optimizer and loop state from a checkpoint written by {@linkcode fit},
+ * after checking that it is one, of this format and optimizer, and within `epochs`.
+ */
 async function restoreFit<R, M>(
   o: FitOptions<R, M>,
   file: SafetensorsFile,
 ): Promise<LoopState<R>> {
   const { model, optimizer } = o.engine;
   const m = file.metadata;
+  const where = file.path ? `checkpoint ${file.path}` : "the checkpoint";
+  const json = (k: string) => {
+    try {
+      return JSON.parse(m[k] ?? "null");
+    } catch (e) {
+      throw new Error(`fit: ${where}: metadata "${k}" is not JSON (${(e as Error).message})`);
+    }
+  };
+  const epochsDone = Number(m.epoch), steps = Number(m.steps);
+  if (m.epoch === undefined) {
+    throw new Error(
+      `fit: ${where} holds no training state (no "epoch" metadata): it is a weights file such ` +
+        `as Model.save writes; load it with model.load, or resume from the file that fit's ` +
+        `checkpoint option writes`,
+    );
+  }
   if (o.checkpoint && m.format !== o.checkpoint.format) {
-    throw new Error(`checkpoint format ${m.format}, expected ${o.checkpoint.format}`);
+    throw new Error(`fit: ${where} has format ${m.format}, expected ${o.checkpoint.format}`);
+  }
+  const saved = json("optimizer")?.name;
+  if (saved !== undefined && saved !== optimizer.name) {
+    throw new Error(
+      `fit: ${where} was written by optimizer ${saved}, but this engine's optimizer is ` +
+        `${optimizer.name}; resume with ${saved}, or start a new run`,
+    );
+  }
+  if (!Number.isInteger(epochsDone) || epochsDone < 0 || !Number.isInteger(steps) || steps < 0) {
+    throw new Error(`fit: ${where}: epoch ${m.epoch} and steps ${m.steps} must be integers >= 0`);
+  }
+  if (epochsDone > o.epochs) {
+    throw new RangeError(
+      `fit: ${where} holds ${epochsDone} epochs, more than epochs = ${o.epochs}; resume with ` +
+        `epochs >= ${epochsDone}, or start a new run`,
+    );
   }
   model.loadFile(file);
   for (const [prefix, flat] of optimizer.stateBuffers()) {
     flat.upload(takeF32(file, model.specs.params, prefix));
   }
-  const json = (k: string) => JSON.parse(m[k] ?? "null");
   optimizer.loadScalars(json("optimizer")?.scalars ?? {});
   await o.hooks?.restore?.(file);
   return {
-    epochsDone: Number(m.epoch),
-    steps: Number(m.steps),
+    epochsDone,
+    steps,
     history: json("history") ?? [],
     kindSeconds: json("epoch_seconds") ?? {},
     rng: json("rng") ?? undefined,

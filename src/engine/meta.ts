@@ -15,6 +15,7 @@
 import { Ctx, Tape } from "../autograd/tape.ts";
 import { Tensor } from "../tensor.ts";
 import {
+  checkSize,
   EVAL,
   type ForwardMode,
   type Module,
@@ -136,8 +137,13 @@ export class MetaReweighter {
   readonly #head: HeadRange | null;
   readonly #freeze: boolean;
 
-  /** Allocates the look-ahead state and the dev batch of `engine`. */
+  /**
+   * Allocates the look-ahead state and the dev batch of `engine`; `devBatch` and `numClasses`
+   * must be integers >= 1 (a RangeError names the option).
+   */
   constructor(engine: StepEngine, o: MetaReweighterOptions) {
+    checkSize("MetaReweighter", "devBatch", o.devBatch);
+    if (o.numClasses !== undefined) checkSize("MetaReweighter", "numClasses", o.numClasses);
     const gpu = engine.gpu;
     this.engine = engine;
     this.devBatch = o.devBatch;

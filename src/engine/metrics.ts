@@ -188,7 +188,10 @@ export function metricsFromJson<M extends EvalMetrics>(v: M | null): M | null {
 
 /**
  * Metrics of `model` (eval mode) on `count` examples: `inputs` holds them back to back
- * (`count * exampleSize` floats), `labels` their classes; `batch` examples per forward.
+ * (`count * exampleSize` floats), `labels` their classes; `batch` examples per forward. Throws
+ * before any work on a bad size, on inputs that are not `count` examples, and naming the first
+ * label that is not a class of [0, numClasses); and, at the first batch, when the model's
+ * output is not [n, numClasses].
  */
 export async function evaluateClassifier(
   model: Model,
@@ -199,6 +202,7 @@ export async function evaluateClassifier(
   const gpu = model.gpu;
   const per = o.inputShape.reduce((a, b) => a * b, 1);
   const count = labels.length;
+  checkEvaluation(inputs, labels, o);
   const acc = new MetricAccumulator(o.numClasses);
   const x = Tensor.empty(gpu, [o.batch, ...o.inputShape]);
   try {
@@ -209,7 +213,15 @@ export async function evaluateClassifier(
         : new Tensor([n, ...o.inputShape], { ...x.view, size: n * per * 4 }, false);
       gpu.write(xn.view, inputs.subarray(at * per, (at + n) * per));
       const ctx = new Ctx(gpu, null);
-      const logits = await model.forward(ctx, xn, EVAL).read(gpu);
+      const output = model.forward(ctx, xn, EVAL);
+      if (output.shape.length !== 2 || output.shape[1] !== o.numClasses) {
+        ctx.release();
+        throw new Error(
+          `evaluateClassifier: numClasses ${o.numClasses}, but the model's output is ` +
+            `[${output.shape}] for ${n} examples; expected [${n}, ${o.numClasses}]`,
+        );
+      }
+      const logits = await output.read(gpu);
       ctx.release();
       acc.add(logits, Array.from({ length: n }, (_, i) => labels[at + i]), n);
     }
@@ -217,4 +229,34 @@ export async function evaluateClassifier(
     x.release(gpu);
   }
   return acc.result();
+}
+
+/** The up-front checks of {@linkcode evaluateClassifier}. */
+function checkEvaluation(
+  inputs: Float32Array,
+  labels: ArrayLike<number>,
+  o: { batch: number; inputShape: readonly number[]; numClasses: number },
+): void {
+  const bad = (what: string, v: unknown) => {
+    throw new RangeError(`evaluateClassifier: ${what} = ${v}, expected an integer >= 1`);
+  };
+  if (!Number.isInteger(o.batch) || o.batch < 1) bad("batch", o.batch);
+  if (!Number.isInteger(o.numClasses) || o.numClasses < 1) bad("numClasses", o.numClasses);
+  o.inputShape.forEach((d, i) => {
+    if (!Number.isInteger(d) || d < 1) bad(`inputShape[${i}]`, d);
+  });
+  const per = o.inputShape.reduce((a, b) => a * b, 1);
+  if (inputs.length !== labels.length * per) {
+    throw new Error(
+      `evaluateClassifier: ${inputs.length} input values for ${labels.length} labels; ` +
+        `expected ${labels.length} examples of ${per} (inputShape [${o.inputShape}])`,
+    );
+  }
+  for (let i = 0; i < labels.length; i++) {
+    const y = labels[i];
+    if (Number.isInteger(y) && y >= 0 && y < o.numClasses) continue;
+    throw new RangeError(
+      `evaluateClassifier: labels[${i}] = ${y} is not a class in [0, ${o.numClasses})`,
+    );
+  }
 }

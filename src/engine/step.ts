@@ -11,7 +11,7 @@ import { Ctx, Tape } from "../autograd/tape.ts";
 import type { Gpu } from "../gpu/runtime.ts";
 import { type DType, Tensor } from "../tensor.ts";
 import type { Model } from "../nn/model.ts";
-import { type Noise, TRAIN } from "../nn/module.ts";
+import { checkSize, type Noise, TRAIN } from "../nn/module.ts";
 import { FlatTensors } from "../nn/params.ts";
 import { scale, zero } from "../ops/elementwise.ts";
 import type { Optimizer } from "../optim/optimizer.ts";
@@ -78,9 +78,17 @@ export class StepEngine {
   stepIndex = 0;
   readonly #noise: StepValues;
   readonly #fixed: Tensor[] = [];
+  /** Output width seen at the first forward, when the targets are class labels. */
+  #classes: number | null = null;
+  /** Labels written before the first forward (checked once the output width is known). */
+  #pending: { labels: ArrayLike<number>; rows?: ArrayLike<number> } | null = null;
 
-  /** Allocates the step's buffers for `model`. */
+  /**
+   * Allocates the step's buffers for `model`. `batch` and every size of `input` and
+   * `target.shape` must be integers >= 1 (a RangeError names the option).
+   */
   constructor(model: Model, o: StepEngineOptions) {
+    checkOptions(o);
     const gpu = model.gpu;
     this.gpu = gpu;
     this.model = model;
@@ -97,6 +105,34 @@ export class StepEngine {
     zero(gpu, this.lossSum);
     this.seed = o.seed ?? 0;
     this.#noise = new StepValues(gpu, 1, "u32");
+  }
+
+  /**
+   * Classes C of the targets when they are class labels (u32 of shape [], the default) and the
+   * model's output is [B, C]: learned from the output's shape at the first forward (host-side,
+   * nothing read back); null before it, and for other targets.
+   */
+  get numClasses(): number | null {
+    return this.#classes;
+  }
+
+  /**
+   * Writes a batch from host arrays into `x`, `targets` and (when given) `weights`. Class labels
+   * are checked against {@linkcode StepEngine.numClasses} (integers in [0, C)); labels written
+   * before the first forward are checked by it, before the loss is recorded. `rows` are the
+   * examples' indices in the caller's data set, named in the error instead of batch rows.
+   */
+  writeBatch(
+    inputs: Float32Array,
+    targets: Float32Array | Uint32Array,
+    weights?: Float32Array,
+    rows?: ArrayLike<number>,
+  ): void {
+    if (this.#classes !== null) checkLabels(targets, targets.length, this.#classes, rows);
+    else if (isLabels(this.targets)) this.#pending = { labels: targets, rows };
+    this.gpu.write(this.x.view, inputs);
+    this.gpu.write(this.targets.view, targets);
+    if (weights) this.gpu.write(this.weights.view, weights);
   }
 
   /** A tensor freed with the engine (for components that extend a step). */
@@ -131,7 +167,18 @@ export class StepEngine {
     const x = leadingRows(this.x, n); // checks n before anything is written
     const targets = leadingRows(this.targets, n);
     const mode = { ...TRAIN, noise: this.noise(0) };
-    return this.loss(ctx, this.model.forward(ctx, x, mode), targets);
+    const output = this.model.forward(ctx, x, mode);
+    if (this.#classes === null) this.#learnClasses(output, n);
+    return this.loss(ctx, output, targets);
+  }
+
+  /** Records the output width C of class-label targets, and checks labels written before. */
+  #learnClasses(output: Tensor, n: number): void {
+    if (!isLabels(this.targets) || output.shape.length !== 2) return;
+    this.#classes = output.shape[1];
+    const pending = this.#pending;
+    this.#pending = null;
+    if (pending) checkLabels(pending.labels, n, this.#classes, pending.rows);
   }
 
   /** Backward of `tape` from `root` with `seed`, writing the gradients of `wrt` into `into`. */
@@ -174,6 +221,39 @@ export class StepEngine {
     zero(this.gpu, this.lossSum);
     return count > 0 ? sum / count : NaN;
   }
+}
+
+/** Whether a targets tensor holds one u32 class label per example. */
+function isLabels(t: Tensor): boolean {
+  return t.dtype === "u32" && t.shape.length === 1;
+}
+
+/**
+ * Throws a RangeError naming the first of the first `n` labels that is not an integer in
+ * [0, classes), by its row of the batch or, with `rows`, by the caller's example index.
+ */
+function checkLabels(
+  labels: ArrayLike<number>,
+  n: number,
+  classes: number,
+  rows?: ArrayLike<number>,
+): void {
+  for (let k = 0; k < n; k++) {
+    const y = labels[k];
+    if (Number.isInteger(y) && y >= 0 && y < classes) continue;
+    const at = rows ? `example ${rows[k]}` : `row ${k} of the batch`;
+    throw new RangeError(
+      `StepEngine: the label of ${at} is ${y}, not a class in [0, ${classes}) ` +
+        `(the model outputs ${classes} classes)`,
+    );
+  }
+}
+
+/** Throws a RangeError naming the first bad size of `o` (see the constructor). */
+function checkOptions(o: StepEngineOptions): void {
+  checkSize("StepEngine", "batch", o.batch);
+  o.input.forEach((d, i) => checkSize("StepEngine", `input[${i}]`, d));
+  o.target?.shape?.forEach((d, i) => checkSize("StepEngine", `target.shape[${i}]`, d));
 }
 
 /**

@@ -210,7 +210,7 @@ export async function trainLarge(
         `meta (${cfg.metaParams}${cfg.freezeBackbone ? ", backbone frozen" : ""}) from ` +
         `${cfg.metaStart}; batch ${cfg.batch}; ${pool.workers} decode workers; ${gpu.adapter.description}`,
     );
-    const result = await fit<EpochRecord, EvalMetrics>({
+    const result = await fit({
       engine: p.engine,
       data: source,
       epochs: cfg.epochs,

@@ -15,7 +15,7 @@ import { avgPool2d, maxPool2d, type PoolOptions } from "../ops/pool.ts";
 import { flatten } from "../ops/shape.ts";
 import { dropout } from "../ops/dropout.ts";
 import { sigmoid, tanh } from "../ops/activation.ts";
-import { type ForwardMode, Module, type ParamScope } from "./module.ts";
+import { checkSize, type ForwardMode, layerName, Module, type ParamScope } from "./module.ts";
 import type { ParamSpec } from "./params.ts";
 
 /** `size` draws of `std * N(0, 1)`. */
@@ -82,9 +82,11 @@ export class Linear extends Module {
   /** The init rule. */
   readonly initRule: WeightInit;
 
-  /** A layer from `inFeatures` to `outFeatures`. */
+  /** A layer from `inFeatures` to `outFeatures` (integers >= 1; a RangeError names a bad one). */
   constructor(inFeatures: number, outFeatures: number, o: LinearOptions = {}) {
     super();
+    checkSize(new.target.name, "inFeatures", inFeatures);
+    checkSize(new.target.name, "outFeatures", outFeatures);
     this.inFeatures = inFeatures;
     this.outFeatures = outFeatures;
     this.bias = o.bias ?? true;
@@ -105,9 +107,23 @@ export class Linear extends Module {
     return weightAndBias(rng, this.initRule, size, this.inFeatures, biasSize);
   }
 
-  /** x W^T + b. */
+  /** x W^T + b; `x` must be [N, inFeatures] (checked here, naming the layer). */
   forward(ctx: Ctx, x: Tensor, p: ParamScope): Tensor {
+    this.checkInput(x, p);
     return linear(ctx, x, p.param("weight"), this.bias ? p.param("bias") : null);
+  }
+
+  /**
+   * Throws naming the layer (its state_dict prefix) and the expected width unless `x` is
+   * [N, inFeatures]: a host check before anything is dispatched.
+   */
+  protected checkInput(x: Tensor, p: ParamScope): void {
+    if (x.shape.length === 2 && x.shape[1] === this.inFeatures) return;
+    const flat = x.shape.length > 2 ? "; a Flatten before it makes [N, C, H, W] rows" : "";
+    throw new Error(
+      `${this.constructor.name} layer ${layerName(p)}: expected input [N, ${this.inFeatures}] ` +
+        `(inFeatures ${this.inFeatures}), got [${x.shape}]${flat}`,
+    );
   }
 }
 
@@ -148,7 +164,10 @@ export class Conv2d extends Module {
   /** The init rule. */
   readonly initRule: WeightInit;
 
-  /** A convolution from `inChannels` to `outChannels`. */
+  /**
+   * A convolution from `inChannels` to `outChannels`; channels, kernel and stride are integers
+   * >= 1 and pad an integer >= 0 (a RangeError names a bad one).
+   */
   constructor(inChannels: number, outChannels: number, o: Conv2dOptions = {}) {
     super();
     this.inChannels = inChannels;
@@ -156,6 +175,11 @@ export class Conv2d extends Module {
     this.kernel = o.kernel ?? 3;
     this.stride = o.stride ?? 1;
     this.pad = o.pad ?? 1;
+    checkSize("Conv2d", "inChannels", inChannels);
+    checkSize("Conv2d", "outChannels", outChannels);
+    checkSize("Conv2d", "kernel", this.kernel);
+    checkSize("Conv2d", "stride", this.stride);
+    checkSize("Conv2d", "pad", this.pad, 0);
     this.bias = o.bias ?? true;
     this.initRule = o.init ?? "uniform";
   }
@@ -175,8 +199,17 @@ export class Conv2d extends Module {
     return weightAndBias(rng, this.initRule, this.outChannels * fanIn, fanIn, biasSize);
   }
 
-  /** The convolution (plus bias). */
+  /** The convolution (plus bias); `x` must be [N, inChannels, H, W] (checked, naming the layer). */
   forward(ctx: Ctx, x: Tensor, p: ParamScope): Tensor {
+    const [, C, H, W] = x.shape;
+    const fits = (size: number) => size + 2 * this.pad >= this.kernel;
+    if (x.shape.length !== 4 || C !== this.inChannels || !fits(H) || !fits(W)) {
+      throw new Error(
+        `Conv2d layer ${layerName(p)}: expected input [N, ${this.inChannels}, H, W] ` +
+          `(inChannels ${this.inChannels}) with H and W + 2 * pad >= kernel ${this.kernel}, ` +
+          `got [${x.shape}]`,
+      );
+    }
     const y = conv2d(ctx, x, p.param("weight"), { stride: this.stride, pad: this.pad });
     return this.bias ? channelBias(ctx, y, p.param("bias")) : y;
   }
@@ -192,9 +225,10 @@ export class BatchNorm2d extends Module {
   /** Whether a ReLU is fused after the normalisation. */
   readonly relu: boolean;
 
-  /** Batch norm over `channels`; `relu` fuses the activation that follows. */
+  /** Batch norm over `channels` (an integer >= 1); `relu` fuses the activation that follows. */
   constructor(channels: number, o: { relu?: boolean } = {}) {
     super();
+    checkSize(new.target.name, "channels", channels);
     this.channels = channels;
     this.relu = o.relu ?? false;
   }
@@ -305,9 +339,15 @@ export abstract class Pool2d extends Module {
   /** The window. */
   readonly window: PoolOptions;
 
-  /** A `kernel` x `kernel` window (stride default `kernel`, pad default 0). */
+  /**
+   * A `kernel` x `kernel` window (stride default `kernel`, pad default 0); kernel and stride are
+   * integers >= 1, pad an integer >= 0.
+   */
   constructor(kernel: number, o: { stride?: number; pad?: number } = {}) {
     super();
+    checkSize(new.target.name, "kernel", kernel);
+    checkSize(new.target.name, "stride", o.stride ?? kernel);
+    checkSize(new.target.name, "pad", o.pad ?? 0, 0);
     this.window = { kernel, stride: o.stride ?? kernel, pad: o.pad ?? 0 };
   }
 }

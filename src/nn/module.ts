@@ -138,7 +138,18 @@ function walk(m: Module, prefix: string, visit: (m: Module, prefix: string) => v
   for (const [name, child] of m.children()) walk(child, `${prefix}${name}.`, visit);
 }
 
-/** Number of elements of a shape. */
-export function sizeOf(shape: number[]): number {
-  return shape.reduce((a, b) => a * b, 1);
+/**
+ * Throws a RangeError naming `owner` and `option` unless `value` is an integer >= `min`
+ * (default 1): the check of every size a layer or engine is built with, so a zero or fractional
+ * size fails at construction instead of as a zero-size GPU buffer or a wrong shape later.
+ */
+export function checkSize(owner: string, option: string, value: number, min = 1): void {
+  if (!Number.isInteger(value) || value < min) {
+    throw new RangeError(`${owner}: ${option} = ${value}, expected an integer >= ${min}`);
+  }
+}
+
+/** The name of the layer at scope `p` in messages: its state_dict prefix, or "(root)". */
+export function layerName(p: ParamScope): string {
+  return p.prefix ? JSON.stringify(p.prefix.slice(0, -1)) : "(root)";
 }

@@ -92,6 +92,7 @@ export class CosineLinear extends Linear {
 
   /** Cosine similarities [N, out]. */
   override forward(ctx: Ctx, x: Tensor, p: ParamScope): Tensor {
+    this.checkInput(x, p);
     return linear(ctx, rowNormalize(ctx, x), rowNormalize(ctx, p.param("weight")), null);
   }
 }

@@ -156,11 +156,6 @@ export interface GemmInstance {
 /** Longest k loop of one workgroup (see runGemm). */
 export const MAX_K_PER_SPLIT = 32768;
 
-/** Names of the GEMM kernels declared so far (`:a4` marks vec4 loads of A); for tests and benches. */
-export function gemmProgramKeys(): string[] {
-  return [...gemmKernel.made(), ...gemmReduceKernel.made()].map((k) => k.decl.name);
-}
-
 /**
  * Runs C = A * B through the instance's hooks. `extras` bind in the order of
  * `hooks.extraBindings`; `params` in the order of `hooks.params`.

@@ -11,7 +11,7 @@
 import type { Gpu } from "../gpu/runtime.ts";
 import { FlatTensors } from "../nn/params.ts";
 import type { FlatLayout } from "../nn/params.ts";
-import { type DecayExemption, type SgdOptions, sgdStep } from "./sgd.ts";
+import { type DecayExemption, sgdStep } from "./sgd.ts";
 import { StepValues } from "./step_values.ts";
 import { Adam, type AdamConfig } from "./adam.ts";
 
@@ -38,18 +38,46 @@ export interface Optimizer {
 }
 
 /**
- * Options of {@linkcode Sgd}: momentum, Nesterov and L2 weight decay (PyTorch semantics), and
- * the names of parameters exempt from the decay (e.g. `["linear.bias"]`, as Cui et al.'s
- * sigmoid classifier).
+ * Options of {@linkcode Sgd}: momentum, Nesterov and L2 weight decay (PyTorch semantics and
+ * defaults), and the names of parameters exempt from the decay (e.g. `["linear.bias"]`, as Cui
+ * et al.'s sigmoid classifier). The learning rate comes with each step.
  */
-export type SgdConfig = Omit<SgdOptions, "lr"> & { decayExempt?: readonly string[] };
+export interface SgdConfig {
+  /** Momentum factor, a number >= 0 (dampening 0, as PyTorch); default 0. */
+  momentum?: number;
+  /** L2 weight decay, a number >= 0, added to the gradient as `weightDecay * param`; default 0. */
+  weightDecay?: number;
+  /** Use Nesterov momentum; default false. */
+  nesterov?: boolean;
+  /** Parameters that take no weight decay; default none. */
+  decayExempt?: readonly string[];
+}
+
+/** The options of an {@linkcode Sgd}: defaults filled in, `decayExempt` as given. */
+export type SgdSettings =
+  & Readonly<Required<Omit<SgdConfig, "decayExempt">>>
+  & Pick<SgdConfig, "decayExempt">;
+
+/** Throws naming the first option of `c` that is out of range. */
+function checkSgdConfig(c: SgdSettings): void {
+  const bad = (what: string, v: unknown, expected: string) => {
+    throw new RangeError(`Sgd: ${what} = ${v}, expected ${expected}`);
+  };
+  if (!(c.momentum >= 0 && Number.isFinite(c.momentum))) {
+    bad("momentum", c.momentum, "a finite number >= 0");
+  }
+  if (!(c.weightDecay >= 0 && Number.isFinite(c.weightDecay))) {
+    bad("weightDecay", c.weightDecay, "a finite number >= 0");
+  }
+  if (typeof c.nesterov !== "boolean") bad("nesterov", c.nesterov, "true or false");
+}
 
 /** SGD with momentum (dampening 0), optional Nesterov and weight decay, as PyTorch. */
 export class Sgd implements Optimizer {
   /** "sgd". */
   readonly name = "sgd";
-  /** Momentum, Nesterov and weight decay. */
-  readonly config: SgdConfig;
+  /** The options with their defaults filled in (`decayExempt` only when given). */
+  readonly config: SgdSettings;
   /** The momentum buffer, zero at construction. */
   readonly momentum: FlatTensors;
   readonly #gpu: Gpu;
@@ -58,15 +86,21 @@ export class Sgd implements Optimizer {
 
   /**
    * Allocates the momentum buffer for parameters of `layout` (and the index ranges of
-   * `config.decayExempt`; throws naming an unknown parameter).
+   * `config.decayExempt`); throws naming an option out of range or an unknown parameter.
    */
-  constructor(gpu: Gpu, layout: FlatLayout, config: SgdConfig) {
+  constructor(gpu: Gpu, layout: FlatLayout, config: SgdConfig = {}) {
+    this.config = {
+      momentum: config.momentum ?? 0,
+      weightDecay: config.weightDecay ?? 0,
+      nesterov: config.nesterov ?? false,
+      ...(config.decayExempt ? { decayExempt: config.decayExempt } : {}),
+    };
+    checkSgdConfig(this.config);
     this.#gpu = gpu;
-    this.config = config;
     this.momentum = new FlatTensors(gpu, layout, false);
     this.momentum.clear();
     this.#lr = new StepValues(gpu, 1);
-    this.#exempt = exemptRanges(gpu, layout, config.decayExempt ?? []);
+    this.#exempt = exemptRanges(gpu, layout, this.config.decayExempt ?? []);
   }
 
   /** One fused update of every parameter. */

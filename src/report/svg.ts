@@ -91,7 +91,7 @@ export function lineChart(series: Series[], o: ChartOptions): string {
   const xs: number[] = [], ys: number[] = [];
   for (const s of series) {
     for (const [x, y] of s.points) {
-      if (Number.isFinite(x) && Number.isFinite(y) && (!o.logY || y > 0)) {
+      if (drawable(x, y, o.logY)) {
         xs.push(x);
         ys.push(tf(y));
       }
@@ -107,6 +107,50 @@ export function lineChart(series: Series[], o: ChartOptions): string {
     parts.push(`<text x="${m.l}" y="${m.t + ph / 2}" font-size="12">no data</text></svg>`);
     return parts.join("");
   }
+  const f = chartFrame(xs, ys, { W, H, m, pw, ph, tf });
+  parts.push(...chartAxes(f, o, xs.every(Number.isInteger)));
+  series.forEach((s, i) => {
+    const c = s.colour ?? colour(i);
+    parts.push(...seriesLine(f, s, c, o.logY), ...legendEntry(f, s, c, i));
+  });
+  parts.push("</svg>");
+  return parts.join("");
+}
+
+/** Whether a point is drawn: finite, and positive on a log scale. */
+function drawable(x: number, y: number, logY?: boolean): boolean {
+  return Number.isFinite(x) && Number.isFinite(y) && (!logY || y > 0);
+}
+
+/** The geometry of a line chart: its box, margins, data ranges and the maps onto pixels. */
+interface ChartFrame {
+  /** Width and height of the whole chart. */
+  W: number;
+  H: number;
+  /** Margins around the plot. */
+  m: { l: number; r: number; t: number; b: number };
+  /** Width and height of the plot. */
+  pw: number;
+  ph: number;
+  /** Data ranges drawn: x as given, y on the (log) scale, padded. */
+  x0: number;
+  x1: number;
+  y0: number;
+  y1: number;
+  /** The y scale (log10 with logY). */
+  tf: (y: number) => number;
+  /** Pixel of a data x, and of a scaled y. */
+  sx: (x: number) => number;
+  sy: (y: number) => number;
+}
+
+/** The frame of the points (xs, scaled ys): ranges widened when flat, y padded by 5%. */
+function chartFrame(
+  xs: number[],
+  ys: number[],
+  box: Pick<ChartFrame, "W" | "H" | "m" | "pw" | "ph" | "tf">,
+): ChartFrame {
+  const { m, pw, ph } = box;
   const x0 = Math.min(...xs);
   let x1 = Math.max(...xs);
   let y0 = Math.min(...ys), y1 = Math.max(...ys);
@@ -120,10 +164,16 @@ export function lineChart(series: Series[], o: ChartOptions): string {
   y1 += pad;
   const sx = (x: number) => m.l + ((x - x0) / (x1 - x0)) * pw;
   const sy = (y: number) => m.t + ph - ((y - y0) / (y1 - y0)) * ph;
-  parts.push(
+  return { ...box, x0, x1, y0, y1, sx, sy };
+}
+
+/** The plot's border, y grid lines and tick labels, x tick labels, and the axis labels. */
+function chartAxes(f: ChartFrame, o: ChartOptions, integerX: boolean): string[] {
+  const { m, pw, ph, H, sx, sy } = f;
+  const parts = [
     `<rect x="${m.l}" y="${m.t}" width="${pw}" height="${ph}" fill="none" stroke="#999"/>`,
-  );
-  for (const t of ticks(y0, y1)) {
+  ];
+  for (const t of ticks(f.y0, f.y1)) {
     const y = sy(t).toFixed(1);
     const label = o.logY ? fmt(10 ** t) : fmt(t);
     parts.push(
@@ -133,8 +183,7 @@ export function lineChart(series: Series[], o: ChartOptions): string {
       }" y="${y}" font-size="10" text-anchor="end" dominant-baseline="middle">${label}</text>`,
     );
   }
-  const integerX = xs.every(Number.isInteger);
-  for (const t of ticks(x0, x1, 8).filter((t) => !integerX || Number.isInteger(t))) {
+  for (const t of ticks(f.x0, f.x1, 8).filter((t) => !integerX || Number.isInteger(t))) {
     const x = sx(t).toFixed(1);
     parts.push(
       `<text x="${x}" y="${m.t + ph + 14}" font-size="10" text-anchor="middle">${fmt(t)}</text>`,
@@ -156,45 +205,46 @@ export function lineChart(series: Series[], o: ChartOptions): string {
       }</text>`,
     );
   }
-  series.forEach((s, i) => {
-    const c = s.colour ?? colour(i);
-    let d = "";
-    let pen = false;
-    const dots: string[] = [];
-    for (const [x, y] of s.points) {
-      if (!Number.isFinite(x) || !Number.isFinite(y) || (o.logY && y <= 0)) {
-        pen = false;
-        continue;
-      }
-      const px = sx(x).toFixed(1), py = sy(tf(y)).toFixed(1);
-      d += `${pen ? "L" : "M"}${px},${py}`;
-      pen = true;
-      dots.push(`<circle cx="${px}" cy="${py}" r="2" fill="${c}"/>`);
+  return parts;
+}
+
+/** A series' line (broken at points not drawn) in colour `c`, and its dots up to 60 points. */
+function seriesLine(f: ChartFrame, s: Series, c: string, logY?: boolean): string[] {
+  let d = "";
+  let pen = false;
+  const dots: string[] = [];
+  for (const [x, y] of s.points) {
+    if (!drawable(x, y, logY)) {
+      pen = false;
+      continue;
     }
-    if (d) {
-      parts.push(
-        `<path d="${d}" fill="none" stroke="${c}" stroke-width="1.5"${
-          s.dashed ? ' stroke-dasharray="4 3"' : ""
-        }><title>${esc(s.name)}</title></path>`,
-      );
-      if (dots.length <= 60) parts.push(...dots);
-    }
-    const ly = m.t + 6 + i * 14;
-    if (ly < H - 10) {
-      parts.push(
-        `<line x1="${W - m.r + 10}" x2="${
-          W - m.r + 28
-        }" y1="${ly}" y2="${ly}" stroke="${c}" stroke-width="2"${
-          s.dashed ? ' stroke-dasharray="4 3"' : ""
-        }/>`,
-        `<text x="${W - m.r + 32}" y="${ly}" font-size="10" dominant-baseline="middle">${
-          esc(s.name)
-        }</text>`,
-      );
-    }
-  });
-  parts.push("</svg>");
-  return parts.join("");
+    const px = f.sx(x).toFixed(1), py = f.sy(f.tf(y)).toFixed(1);
+    d += `${pen ? "L" : "M"}${px},${py}`;
+    pen = true;
+    dots.push(`<circle cx="${px}" cy="${py}" r="2" fill="${c}"/>`);
+  }
+  if (!d) return [];
+  const line = `<path d="${d}" fill="none" stroke="${c}" stroke-width="1.5"${
+    s.dashed ? ' stroke-dasharray="4 3"' : ""
+  }><title>${esc(s.name)}</title></path>`;
+  return dots.length <= 60 ? [line, ...dots] : [line];
+}
+
+/** The legend entry of series `i` (a line sample and its name), while it fits the height. */
+function legendEntry(f: ChartFrame, s: Series, c: string, i: number): string[] {
+  const { W, H, m } = f;
+  const ly = m.t + 6 + i * 14;
+  if (ly >= H - 10) return [];
+  return [
+    `<line x1="${W - m.r + 10}" x2="${
+      W - m.r + 28
+    }" y1="${ly}" y2="${ly}" stroke="${c}" stroke-width="2"${
+      s.dashed ? ' stroke-dasharray="4 3"' : ""
+    }/>`,
+    `<text x="${W - m.r + 32}" y="${ly}" font-size="10" dominant-baseline="middle">${
+      esc(s.name)
+    }</text>`,
+  ];
 }
 
 /** A grouped bar chart: one group per category, one bar per series, values in [0, max]. */

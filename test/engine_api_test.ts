@@ -1,0 +1,415 @@
+/**
+ * The mistakes a program importing mod.ts can make, each refused with a message that names the
+ * option, layer, example or file, before any GPU work where the host can tell:
+ *
+ * - sizes of layers and engines (zero, fractional) and of SGD's options;
+ * - class labels outside the model's classes (given, or learned from the first forward);
+ * - inputs of the wrong width for a Linear or Conv2d layer;
+ * - run lengths (fractional epochs, a checkpoint of more epochs, an epoch with no steps);
+ * - resuming the wrong file: another optimizer's checkpoint, a weights file, a missing tensor;
+ * - saving into a folder that does not exist.
+ *
+ * And the API that replaces the glue: `fit({ schedule })` fills `stepsPerEpoch` from the data.
+ */
+import assert from "node:assert/strict";
+import {
+  Adam,
+  ArraySource,
+  BatchNorm2d,
+  Conv2d,
+  cosineLr,
+  crossEntropy,
+  Ctx,
+  EVAL,
+  evaluateClassifier,
+  fit,
+  type Gpu,
+  Linear,
+  linearWarmup,
+  MaxPool2d,
+  MetaReweighter,
+  Model,
+  type Optimizer,
+  readCheckpoint,
+  ReLU,
+  Sequential,
+  Sgd,
+  StepEngine,
+  Tensor,
+  UserError,
+} from "../mod.ts";
+import { gpuTest } from "./gpu_harness.ts";
+
+const D = 6, C = 3;
+
+/** An MLP engine D-8-C with batch `batch` and the optimizer `make` builds. */
+function engineOf(
+  gpu: Gpu,
+  batch: number,
+  make: (m: Model) => Optimizer = (m) => new Sgd(gpu, m.paramLayout, { momentum: 0.9 }),
+) {
+  const model = new Model(gpu, new Sequential(new Linear(D, 8), new ReLU(), new Linear(8, C)), 1);
+  const optimizer = make(model);
+  const engine = new StepEngine(model, { loss: crossEntropy, optimizer, batch, input: [D] });
+  const destroy = () => {
+    engine.destroy();
+    optimizer.destroy();
+    model.destroy();
+  };
+  return { model, optimizer, engine, destroy };
+}
+
+/** `n` examples of D inputs and labels i % C. */
+function examples(n: number) {
+  return {
+    inputs: Float32Array.from({ length: n * D }, (_, i) => Math.sin(i * 0.61)),
+    targets: Uint32Array.from({ length: n }, (_, i) => i % C),
+  };
+}
+
+async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir();
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+gpuTest("sizes: zero or fractional sizes are RangeErrors naming the option", async (gpu) => {
+  const model = new Model(gpu, new Linear(D, C), 0);
+  const optimizer = new Sgd(gpu, model.paramLayout);
+  const engine = (o: { batch: number; input: number[]; target?: { shape: number[] } }) =>
+    new StepEngine(model, { loss: crossEntropy, optimizer, ...o });
+  assert.throws(
+    () => engine({ batch: 0, input: [D] }),
+    new RangeError("StepEngine: batch = 0, expected an integer >= 1"),
+  );
+  assert.throws(() => engine({ batch: 2.5, input: [D] }), /StepEngine: batch = 2\.5/);
+  assert.throws(
+    () => engine({ batch: 4, input: [1, 0, 28] }),
+    new RangeError("StepEngine: input[1] = 0, expected an integer >= 1"),
+  );
+  assert.throws(
+    () => engine({ batch: 4, input: [D], target: { shape: [-2] } }),
+    /StepEngine: target\.shape\[0\] = -2, expected an integer >= 1/,
+  );
+  assert.throws(
+    () => new Linear(0, 3),
+    new RangeError("Linear: inFeatures = 0, expected an integer >= 1"),
+  );
+  assert.throws(() => new Linear(3, 1.5), /Linear: outFeatures = 1\.5/);
+  assert.throws(() => new Conv2d(1, 8, { kernel: 0 }), /Conv2d: kernel = 0, expected an integer/);
+  assert.throws(() => new Conv2d(1, 8, { pad: -1 }), /Conv2d: pad = -1, expected an integer >= 0/);
+  assert.throws(() => new BatchNorm2d(0), /BatchNorm2d: channels = 0/);
+  assert.throws(() => new MaxPool2d(2, { stride: 0 }), /MaxPool2d: stride = 0/);
+  const ok = engine({ batch: 4, input: [D] });
+  assert.throws(
+    () => new MetaReweighter(ok, { devBatch: 0 }),
+    /MetaReweighter: devBatch = 0, expected an integer >= 1/,
+  );
+  await gpu.sync(); // nothing was recorded by the refused constructions
+  ok.destroy();
+  optimizer.destroy();
+  model.destroy();
+});
+
+gpuTest("Sgd: PyTorch's defaults, and out-of-range options named", async (gpu) => {
+  const model = new Model(gpu, new Linear(D, C), 0);
+  const defaults = new Sgd(gpu, model.paramLayout);
+  assert.deepEqual(defaults.config, { momentum: 0, weightDecay: 0, nesterov: false });
+  const given = { momentum: 0.9, weightDecay: 5e-4, nesterov: true, decayExempt: ["bias"] };
+  const full = new Sgd(gpu, model.paramLayout, given);
+  assert.deepEqual(full.config, given);
+  assert.throws(
+    () => new Sgd(gpu, model.paramLayout, { momentum: -1 }),
+    new RangeError("Sgd: momentum = -1, expected a finite number >= 0"),
+  );
+  assert.throws(
+    () => new Sgd(gpu, model.paramLayout, { momentum: 0.9, weightDecay: -5 }),
+    /Sgd: weightDecay = -5, expected a finite number >= 0/,
+  );
+  assert.throws(
+    () => new Sgd(gpu, model.paramLayout, { nesterov: "yes" as unknown as boolean }),
+    /Sgd: nesterov = yes, expected true or false/,
+  );
+  // a defaulted SGD steps as the explicit one: p - lr * g from zero momentum, no decay
+  const grads = new Model(gpu, new Linear(D, C), 7);
+  const p0 = await model.stateDict();
+  const g = await grads.stateDict();
+  defaults.step(model.params, grads.params, 0.5);
+  const p1 = await model.stateDict();
+  for (const [name, v] of p1) {
+    v.forEach((x, i) => assert.equal(x, Math.fround(p0.get(name)![i] - 0.5 * g.get(name)![i])));
+  }
+  for (const o of [defaults, full]) o.destroy();
+  for (const m of [model, grads]) m.destroy();
+});
+
+gpuTest("layers: an input of the wrong width names the layer and the width", async (gpu) => {
+  const mlp = new Model(gpu, new Sequential(new Linear(8, 16), new ReLU(), new Linear(16, 3)), 0);
+  const ctx = new Ctx(gpu, null);
+  const x = Tensor.from(gpu, new Array(16 * 9).fill(1), [16, 9]);
+  assert.throws(
+    () => mlp.forward(ctx, x, EVAL),
+    new Error('Linear layer "0": expected input [N, 8] (inFeatures 8), got [16,9]'),
+  );
+  const maps = Tensor.from(gpu, new Array(2 * 8 * 9).fill(1), [2, 2, 4, 9]);
+  const flat = new Model(gpu, new Sequential(["head", new Linear(72, 3)]), 0);
+  assert.throws(
+    () => flat.forward(ctx, maps, EVAL),
+    /Linear layer "head": expected input \[N, 72\].*got \[2,2,4,9\]; a Flatten before it/,
+  );
+  const conv = new Model(gpu, new Sequential(new Conv2d(1, 4), new ReLU()), 0);
+  assert.throws(
+    () => conv.forward(ctx, maps, EVAL),
+    /Conv2d layer "0": expected input \[N, 1, H, W\] \(inChannels 1\).*got \[2,2,4,9\]/,
+  );
+  const big = new Model(gpu, new Conv2d(2, 4, { kernel: 7, pad: 1 }), 0);
+  assert.throws(() => big.forward(ctx, maps, EVAL), /Conv2d layer \(root\).*kernel 7/);
+  await gpu.sync(); // the refused forwards recorded nothing to run
+  ctx.release();
+  for (const t of [x, maps]) t.release(gpu);
+  for (const m of [mlp, flat, conv, big]) m.destroy();
+});
+
+gpuTest("labels: ArraySource checks every label against numClasses when built", async (gpu) => {
+  const { engine, destroy } = engineOf(gpu, 8);
+  const { inputs, targets } = examples(20);
+  targets[13] = 3;
+  assert.throws(
+    () => new ArraySource({ engine, inputs, targets, seed: 0, numClasses: C }),
+    new RangeError("ArraySource: targets[13] = 3 is not a class label in [0, 3) (numClasses 3)"),
+  );
+  const fractional = Array.from(targets, (t, i) => (i === 4 ? 1.5 : t % C));
+  assert.throws(
+    () => new ArraySource({ engine, inputs, targets: fractional, seed: 0, numClasses: C }),
+    /targets\[4\] = 1\.5 is not a class label/,
+  );
+  assert.throws(
+    () => new ArraySource({ engine, inputs: new Float32Array(0), targets: [], seed: 0 }),
+    /ArraySource: no examples/,
+  );
+  await gpu.sync();
+  destroy();
+});
+
+gpuTest(
+  "labels: without numClasses, the model's output width is learned and checked",
+  async (gpu) => {
+    // a bad label in the first batch: refused at the first forward, before its loss
+    const first = engineOf(gpu, 8);
+    const a = examples(20);
+    a.targets[0] = 7;
+    const data = new ArraySource({
+      engine: first.engine,
+      inputs: a.inputs,
+      targets: a.targets,
+      seed: 0,
+      ordered: true,
+    });
+    const before = await first.model.stateDict();
+    await assert.rejects(
+      () => fit({ engine: first.engine, data, epochs: 1, lr: () => 0.1 }),
+      new RangeError(
+        "StepEngine: the label of example 0 is 7, not a class in [0, 3) (the model outputs 3 classes)",
+      ),
+    );
+    assert.equal(first.engine.numClasses, C);
+    assert.deepEqual(await first.model.stateDict(), before, "no step was taken");
+    first.destroy();
+    // a bad label later: the whole set is checked once the width is known (the next batch)
+    const later = engineOf(gpu, 8);
+    const b = examples(20);
+    b.targets[17] = 3;
+    const source = new ArraySource({
+      engine: later.engine,
+      inputs: b.inputs,
+      targets: b.targets,
+      seed: 0,
+      ordered: true,
+    });
+    await assert.rejects(
+      () => fit({ engine: later.engine, data: source, epochs: 1, lr: () => 0.1 }),
+      new RangeError(
+        "ArraySource: targets[17] = 3 is not a class label in [0, 3) (the model's output width 3)",
+      ),
+    );
+    later.destroy();
+  },
+);
+
+gpuTest("labels: evaluateClassifier checks labels and the output width first", async (gpu) => {
+  const { model, destroy } = engineOf(gpu, 8);
+  const { inputs, targets } = examples(10);
+  const o = { batch: 4, inputShape: [D], numClasses: C };
+  targets[9] = 5;
+  await assert.rejects(
+    () => evaluateClassifier(model, inputs, targets, o),
+    new RangeError("evaluateClassifier: labels[9] = 5 is not a class in [0, 3)"),
+  );
+  targets[9] = 0;
+  await assert.rejects(
+    () => evaluateClassifier(model, inputs, targets, { ...o, numClasses: 10 }),
+    /numClasses 10, but the model's output is \[4,3\] for 4 examples; expected \[4, 10\]/,
+  );
+  await assert.rejects(
+    () => evaluateClassifier(model, inputs.subarray(D), targets, o),
+    /54 input values for 10 labels; expected 10 examples of 6/,
+  );
+  assert.equal((await evaluateClassifier(model, inputs, targets, o)).count, 10);
+  destroy();
+});
+
+gpuTest("fit: run lengths are checked, naming the option", async (gpu) => {
+  const { engine, destroy } = engineOf(gpu, 8);
+  const { inputs, targets } = examples(20);
+  const data = new ArraySource({ engine, inputs, targets, seed: 0 });
+  const base = { engine, data, lr: () => 0.1 };
+  await assert.rejects(
+    () => fit({ ...base, epochs: 2.5 }),
+    new RangeError("fit: epochs = 2.5, expected an integer >= 1"),
+  );
+  await assert.rejects(() => fit({ ...base, epochs: 0 }), /fit: epochs = 0/);
+  await assert.rejects(
+    () => fit({ ...base, epochs: 2, maxEpochs: 1.5 }),
+    /fit: maxEpochs = 1\.5, expected an integer >= 0 or Infinity/,
+  );
+  await assert.rejects(() => fit({ ...base, epochs: 2, evalEvery: 0 }), /fit: evalEvery = 0/);
+  await assert.rejects(
+    () => fit({ engine, data, epochs: 1 } as unknown as Parameters<typeof fit>[0]),
+    /fit: give the learning rate as exactly one of lr and schedule/,
+  );
+  await assert.rejects(
+    () => fit({ ...base, lr: (_e, step) => (step === 1 ? NaN : 0.1), epochs: 1 }),
+    new RangeError("fit: lr(0, 1) = NaN, expected a finite number >= 0"),
+  );
+  // a source whose epoch has no steps (fewer examples than the batch, last batch dropped)
+  const empty = { epoch: () => ({ steps: 0, load: () => {} }) };
+  await assert.rejects(
+    () => fit({ ...base, data: empty, epochs: 1 }),
+    /fit: epoch 0 of the data source has 0 steps, expected at least 1 \(a source with fewer examples than the batch of 8/,
+  );
+  destroy();
+});
+
+gpuTest("fit: a schedule gets each epoch's steps from the data source", async (gpu) => {
+  const { engine, destroy } = engineOf(gpu, 8);
+  const { inputs, targets } = examples(37); // 5 steps an epoch, the last one wrapped
+  const data = new ArraySource({ engine, inputs, targets, seed: 3 });
+  const schedule = linearWarmup(cosineLr(0.1, { epochs: 2, perStep: true }), { steps: 3 });
+  const seen: number[] = [];
+  const r = await fit({
+    engine,
+    data,
+    epochs: 2,
+    schedule,
+    hooks: {
+      stepKind: () => ({
+        name: "plain",
+        run: (lr) => {
+          seen.push(lr);
+          engine.step(lr);
+        },
+      }),
+    },
+  });
+  const want = [0, 1].flatMap((epoch) =>
+    [0, 1, 2, 3, 4].map((step) => schedule({ epoch, step, stepsPerEpoch: 5 }))
+  );
+  assert.deepEqual(seen, want);
+  assert.deepEqual(r.history.map((h) => h.lr), [want[0], want[5]]);
+  assert.ok(want[4] > want[5] && want[0] < want[3], "warm-up then cosine decay");
+  destroy();
+});
+
+gpuTest("resume: the wrong file is refused naming it, its optimizer and ours", async (gpu) => {
+  await withDir(async (dir) => {
+    const { inputs, targets } = examples(20);
+    const ckpt = `${dir}/ckpt.safetensors`, weights = `${dir}/w.safetensors`;
+    const adam = engineOf(gpu, 8, (m) => new Adam(gpu, m.paramLayout));
+    const run = (engine: StepEngine, epochs: number, resume = false) =>
+      (async () =>
+        fit({
+          engine,
+          data: new ArraySource({ engine, inputs, targets, seed: 0 }),
+          epochs,
+          lr: () => 0.01,
+          checkpoint: { path: ckpt, format: "api-test/1" },
+          resume: resume ? await readCheckpoint(ckpt) : null,
+        }))();
+    assert.equal((await run(adam.engine, 4)).status, "completed");
+    await adam.model.save(weights);
+    adam.destroy();
+    const sgd = engineOf(gpu, 8);
+    await assert.rejects(
+      () => run(sgd.engine, 8, true),
+      new Error(
+        `fit: checkpoint ${ckpt} was written by optimizer adam, but this engine's optimizer ` +
+          `is sgd; resume with adam, or start a new run`,
+      ),
+    );
+    sgd.destroy();
+    const again = engineOf(gpu, 8, (m) => new Adam(gpu, m.paramLayout));
+    await assert.rejects(
+      () => run(again.engine, 2, true),
+      new RangeError(
+        `fit: checkpoint ${ckpt} holds 4 epochs, more than epochs = 2; resume with ` +
+          `epochs >= 4, or start a new run`,
+      ),
+    );
+    assert.equal((await run(again.engine, 4, true)).status, "completed", "nothing left to run");
+    await assert.rejects(
+      async () =>
+        fit({
+          engine: again.engine,
+          data: new ArraySource({ engine: again.engine, inputs, targets, seed: 0 }),
+          epochs: 4,
+          lr: () => 0.01,
+          resume: await readCheckpoint(weights),
+        }),
+      new RegExp(`fit: checkpoint ${weights} holds no training state .*Model\\.save`),
+    );
+    // a checkpoint of another architecture names the file and the entry
+    const wide = new Model(gpu, new Sequential(new Linear(D, 9), new ReLU(), new Linear(9, C)), 0);
+    await assert.rejects(
+      () => wide.load(ckpt),
+      new Error(`checkpoint ${ckpt} 0.weight: F32 [8,6], expected F32 [9,6]`),
+    );
+    const file = (await readCheckpoint(ckpt))!;
+    file.tensors.delete("optimizer.exp_avg_sq.2.bias");
+    await assert.rejects(
+      () =>
+        fit({
+          engine: again.engine,
+          data: new ArraySource({ engine: again.engine, inputs, targets, seed: 0 }),
+          epochs: 5,
+          lr: () => 0.01,
+          resume: file,
+        }),
+      new Error(`checkpoint ${ckpt} lacks optimizer.exp_avg_sq.2.bias`),
+    );
+    wide.destroy();
+    again.destroy();
+  });
+});
+
+gpuTest("save: a missing folder is named, and nothing is written", async (gpu) => {
+  await withDir(async (dir) => {
+    const model = new Model(gpu, new Linear(D, C), 0);
+    const path = `${dir}/absent/w.safetensors`;
+    await assert.rejects(() => model.save(path), (e) => {
+      assert.ok(e instanceof UserError);
+      assert.equal(e.file, path);
+      assert.match(
+        e.message,
+        new RegExp(
+          `^cannot write ${path}: the folder ${dir}/absent does not exist\n  to fix: create ${dir}/absent first`,
+        ),
+      );
+      return true;
+    });
+    assert.deepEqual([...Deno.readDirSync(dir)], []);
+    model.destroy();
+  });
+});
