@@ -166,6 +166,7 @@ export type { ProgressSink } from "./src/engine/progress.ts";
 
 // Checkpoints: safetensors files with PyTorch state_dict names, replaced atomically.
 export { readCheckpoint, writeCheckpoint } from "./src/checkpoint/checkpoint.ts";
+export type { ReadCheckpointOptions } from "./src/checkpoint/checkpoint.ts";
 export {
   decodeSafetensors,
   encodeSafetensors,
