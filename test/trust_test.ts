@@ -864,7 +864,7 @@ Deno.test("docs: the README's description of the medium preset matches it, and -
   assert.match(usage(), new RegExp(`whole test set: about ${time[1]} min for ce`));
 });
 
-Deno.test("docs: the README's small table is results/fashion-mnist-lt.md's", async () => {
+Deno.test("docs: the README's medium and small tables are results/fashion-mnist-lt.md's", async () => {
   const readme = await Deno.readTextFile(join(ROOT, "README.md"));
   const md = await Deno.readTextFile(join(ROOT, "results", "fashion-mnist-lt.md"));
   // table rows as trimmed cells (the README is deno-fmt aligned, the results file is not)
@@ -872,10 +872,12 @@ Deno.test("docs: the README's small table is results/fashion-mnist-lt.md's", asy
     text.split("\n").filter((l) => l.startsWith("|")).map((l) =>
       l.split("|").slice(1, -1).map((c) => c.trim())
     ).filter((cells) => !cells.every((c) => /^:?-+:?$/.test(c)));
-  const inReadme = rows(readmeSection(readme, "#### Scale `small`"));
-  const inResults = rows(readmeSection(md, "## Scale `small`"));
-  assert.ok(inResults.length > 20, "the results file has the small table");
-  assert.deepEqual(inReadme, inResults);
+  for (const scale of ["medium", "small"]) {
+    const inReadme = rows(readmeSection(readme, `#### Scale \`${scale}\``));
+    const inResults = rows(readmeSection(md, `## Scale \`${scale}\``));
+    assert.ok(inResults.length > 10, `the results file has the ${scale} table`);
+    assert.deepEqual(inReadme, inResults, scale);
+  }
   const paper = rows(readmeSection(readme, "#### For context: the paper's own numbers"));
   assert.deepEqual(paper, rows(readmeSection(md, "## For context: the paper's own numbers")));
 });
