@@ -128,7 +128,7 @@ export type {
   MetaStepResult,
 } from "./src/engine/meta.ts";
 export type { MetaWeightRule } from "./shaders/meta.ts";
-export { fit } from "./src/engine/fit.ts";
+export { fit, stopMessage } from "./src/engine/fit.ts";
 export type {
   CheckpointExtra,
   DataSource,

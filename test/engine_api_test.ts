@@ -35,6 +35,7 @@ import {
   Sequential,
   Sgd,
   StepEngine,
+  stopMessage,
   Tensor,
   UserError,
 } from "../mod.ts";
@@ -412,4 +413,18 @@ gpuTest("save: a missing folder is named, and nothing is written", async (gpu) =
     assert.deepEqual([...Deno.readDirSync(dir)], []);
     model.destroy();
   });
+});
+
+Deno.test("stopMessage names the step of the non-finite loss and the checkpoint kept", () => {
+  const at = { step: 17, epoch: 2, stepInEpoch: 5 };
+  const base = { status: "stopped" as const, steps: 16, history: [], nonFinite: at };
+  assert.equal(
+    stopMessage({ ...base, epochsDone: 2 }),
+    "non-finite loss at step 17 (epoch 3, step 5 of the epoch); stopped, kept the checkpoint " +
+      "of epoch 2",
+  );
+  assert.equal(
+    stopMessage({ ...base, epochsDone: 0 }),
+    "non-finite loss at step 17 (epoch 3, step 5 of the epoch); stopped, no checkpoint was written",
+  );
 });

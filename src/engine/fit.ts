@@ -154,6 +154,19 @@ export interface FitResult<R> {
   nonFinite: NonFiniteAt | null;
 }
 
+/**
+ * The sentence a stopped run reports: where the non-finite loss appeared and which checkpoint
+ * was kept. For a result with status "stopped".
+ */
+export function stopMessage(result: FitResult<unknown>): string {
+  const at = result.nonFinite!;
+  const kept = result.epochsDone > 0
+    ? `kept the checkpoint of epoch ${result.epochsDone}`
+    : "no checkpoint was written";
+  return `non-finite loss at step ${at.step} (epoch ${at.epoch + 1}, step ` +
+    `${at.stepInEpoch} of the epoch); stopped, ${kept}`;
+}
+
 /** Loop state carried between epochs (and through checkpoints). */
 interface LoopState<R> {
   epochsDone: number;

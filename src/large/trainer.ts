@@ -26,7 +26,7 @@ import {
   metricsFromJson,
   withShots,
 } from "../engine/metrics.ts";
-import { type EpochEnd, fit, type FitHooks, type StepKind } from "../engine/fit.ts";
+import { type EpochEnd, fit, type FitHooks, type StepKind, stopMessage } from "../engine/fit.ts";
 import { Progress, type ProgressSink, stdoutSink } from "../engine/progress.ts";
 import { DecodePool } from "../data/jpeg/pool.ts";
 import { JpegLoader } from "../data/jpeg/loader.ts";
@@ -224,12 +224,7 @@ export async function trainLarge(
       hooks: r.hooks(),
     });
     if (result.status === "stopped") {
-      const at = result.nonFinite!;
-      const kept = result.epochsDone > 0
-        ? `kept the checkpoint of epoch ${result.epochsDone}`
-        : "no checkpoint was written";
-      const message = `non-finite loss at step ${at.step} (epoch ${at.epoch + 1}, step ` +
-        `${at.stepInEpoch} of the epoch); stopped, ${kept}`;
+      const message = stopMessage(result);
       log(`stopped: ${message}`);
       return await r.write("stopped", message);
     }

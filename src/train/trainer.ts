@@ -12,7 +12,7 @@
 import { join } from "node:path";
 import { Gpu } from "../gpu/runtime.ts";
 import { readCheckpoint, removeStaleTemps, type SafetensorsFile } from "../checkpoint/mod.ts";
-import { fit } from "../engine/fit.ts";
+import { fit, stopMessage } from "../engine/fit.ts";
 import { Progress, type ProgressSink, stdoutSink } from "../engine/progress.ts";
 import {
   ConfigError,
@@ -216,14 +216,13 @@ async function runLongTail(
     hooks: run.hooks(),
   });
   if (result.status === "stopped") {
-    const at = result.nonFinite!;
-    const kept = result.epochsDone > 0
-      ? `kept the checkpoint of epoch ${result.epochsDone}`
-      : "no checkpoint was written";
-    const message = `non-finite loss at step ${at.step} (epoch ${at.epoch + 1}, step ` +
-      `${at.stepInEpoch} of the epoch); stopped, ${kept}`;
+    const message = stopMessage(result);
     run.log(`stopped: ${message}`);
-    return await run.writeOutputs("stopped", { message, nonFinite: at, finalClassWeights: null });
+    return await run.writeOutputs("stopped", {
+      message,
+      nonFinite: result.nonFinite,
+      finalClassWeights: null,
+    });
   }
   if (result.status === "running") return await run.summary("running");
   const final = run.completed ?? await run.writeOutputs("completed");
