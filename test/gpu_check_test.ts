@@ -15,7 +15,7 @@ Deno.test({
           "run",
           "--allow-read",
           "--allow-write=/tmp",
-          "--allow-env",
+          "--allow-env=DENO_WEBGPU_BACKEND,TAILGRAD_DATA,TAILGRAD_DEBUG",
           "--allow-run",
           "--allow-sys=loadavg",
           "scripts/gpu_check.ts",
