@@ -89,7 +89,9 @@ export { BasicBlock, CosineLinear, ResNet } from "./src/nn/resnet.ts";
 export type { ResNetConfig } from "./src/nn/resnet.ts";
 export {
   applyPretrained,
+  checkPretrained,
   loadPretrained,
+  pretrainedProblems,
   TORCHVISION_DEPTHS,
   TorchvisionResNet,
   TvBasicBlock,

@@ -1,19 +1,30 @@
 /**
  * torchvision-layout ResNets against the float64 reference (test/reference/torchvision.ts):
  * ResNet-50's layout forward and backward, a ResNet-18 safetensors file with torchvision's
- * names loaded as it is, the pretrained-loading errors, and the classifier-only meta step's eps
- * against the float64 reference and finite differences (backbone trained and frozen).
+ * names loaded as it is, the pretrained check (without a GPU) and loading errors, and the
+ * classifier-only meta step's eps against the float64 reference and finite differences (backbone
+ * trained and frozen).
  */
 import assert from "node:assert/strict";
-import { loadPretrained, type TorchvisionDepth, TorchvisionResNet } from "../src/nn/torchvision.ts";
+import {
+  checkPretrained,
+  loadPretrained,
+  pretrainedProblems,
+  type TorchvisionDepth,
+  TorchvisionResNet,
+} from "../src/nn/torchvision.ts";
 import { Model } from "../src/nn/model.ts";
-import { EVAL, TRAIN } from "../src/nn/module.ts";
+import { EVAL, moduleSpecs, TRAIN } from "../src/nn/module.ts";
 import { Ctx, Tape } from "../src/autograd/tape.ts";
 import { Tensor } from "../src/tensor.ts";
 import { Sgd } from "../src/optim/optimizer.ts";
 import { StepEngine } from "../src/engine/step.ts";
 import { crossEntropy, MetaReweighter } from "../src/engine/meta.ts";
-import { encodeSafetensors, type SafeTensor } from "../src/checkpoint/safetensors.ts";
+import {
+  encodeSafetensors,
+  type SafeTensor,
+  type SafetensorsFile,
+} from "../src/checkpoint/safetensors.ts";
 import { UserError } from "../src/errors.ts";
 import type { Gpu } from "../src/gpu/runtime.ts";
 import { Rng } from "./reference/rng.ts";
@@ -215,18 +226,31 @@ gpuTest(
         Float32Array.from(params.get("layer4.1.conv2.weight")!),
       );
       ten.destroy();
-      // a ResNet-34 cannot take it; a missing file and a non-safetensors file are named
+      // a ResNet-34 or -50 cannot take it: the same check as the CLI's, listing what does not fit
       const r34 = buildModel(gpu, 34, 64, 1000);
       await assert.rejects(() => loadPretrained(r34, path), (e: Error) => {
         assert.ok(e instanceof UserError);
-        assert.match(e.message, /resnet18\.safetensors: lacks layer1\.2\.conv1\.weight/);
+        assert.equal(
+          e.message,
+          `--pretrained ${path} does not fit this run's ResNet-34 (width 64):` +
+            "\n  - lacks layer1.2.conv1.weight [64,64,3,3]" +
+            "\n  - lacks layer1.2.bn1.weight [64]" +
+            "\n  - lacks layer1.2.bn1.bias [64]" +
+            "\n  - lacks layer1.2.conv2.weight [64,64,3,3]" +
+            "\n  - lacks layer1.2.bn2.weight [64]" +
+            "\n  - lacks layer1.2.bn2.bias [64]" +
+            "\n  - ... and 74 more" + // 8 more blocks of 6 parameters and 4 statistics
+            "\n  to fix: pass a checkpoint of torchvision's resnet34 (width 64), or train from " +
+            "scratch without --pretrained",
+        );
+        assert.deepEqual([e.file, e.flag], [path, "--pretrained"]);
         return true;
       });
       r34.destroy();
       const r50 = buildModel(gpu, 50, 64, 1000);
       await assert.rejects(
         () => loadPretrained(r50, path),
-        /layer1\.0\.conv1\.weight is \[64,64,3,3\], the model's is \[64,64,1,1\]|unexpected tensor/,
+        /resnet18\.safetensors does not fit this run's ResNet-50 \(width 64\):\n {2}- layer1\.0\.conv1\.weight is \[64,64,3,3\], the model's is \[64,64,1,1\]\n/,
       );
       r50.destroy();
       const small = buildModel(gpu, 18, 8, 1000);
@@ -245,6 +269,70 @@ gpuTest(
     }
   },
 );
+
+/** The state of a width-`width` ResNet of `depth` as a decoded file: zeros, F32. */
+function zeroState(depth: TorchvisionDepth, width: number, numClasses: number): SafetensorsFile {
+  const specs = moduleSpecs(new TorchvisionResNet({ depth, width, numClasses }));
+  const tensors = new Map<string, SafeTensor>();
+  for (const s of [...specs.params, ...specs.buffers]) {
+    const n = s.shape.reduce((a, c) => a * c, 1);
+    tensors.set(s.name, { dtype: "F32", shape: [...s.shape], data: new Float32Array(n) });
+  }
+  return { tensors, metadata: {} };
+}
+
+Deno.test("pretrained check (no GPU): each kind of misfit named, fc of another class count kept", () => {
+  const arch = { depth: 10, width: 4, numClasses: 3 } as const;
+  const fits = zeroState(10, 4, 3);
+  fits.tensors.set("bn1.num_batches_tracked", {
+    dtype: "I64",
+    shape: [],
+    data: new BigInt64Array(1),
+  });
+  assert.deepEqual(pretrainedProblems(fits, arch), []);
+  checkPretrained(fits, "fits.safetensors", arch); // returns
+  // another class count on the same 32 features: fc is the model's own, not a problem
+  assert.deepEqual(pretrainedProblems(zeroState(10, 4, 1000), arch), []);
+  // another class count on other features is a misshapen fc
+  const wide = zeroState(10, 4, 3);
+  wide.tensors.set("fc.weight", { dtype: "F32", shape: [7, 16], data: new Float32Array(112) });
+  assert.deepEqual(pretrainedProblems(wide, arch), ["fc.weight is [7,16], the model's is [3,32]"]);
+  // one of each: unexpected (listed first), misshapen, non-float, missing (statistics last)
+  const bad = zeroState(10, 4, 3);
+  bad.tensors.set("extra.weight", { dtype: "F32", shape: [1], data: new Float32Array(1) });
+  bad.tensors.set("conv1.weight", {
+    dtype: "F32",
+    shape: [4, 1, 7, 7],
+    data: new Float32Array(196),
+  });
+  bad.tensors.set("layer1.0.bn1.bias", { dtype: "I32", shape: [4], data: new Int32Array(4) });
+  bad.tensors.delete("bn1.running_var");
+  assert.deepEqual(pretrainedProblems(bad, arch), [
+    "holds extra.weight, which the model does not have",
+    "conv1.weight is [4,1,7,7], the model's is [4,3,7,7]",
+    "layer1.0.bn1.bias is I32, expected F32 or F64 (convert with .float())",
+    "lacks bn1.running_var [4]",
+  ]);
+  // a ResNet-18 against a ResNet-10: its 4 second blocks (6 parameters, 4 statistics each)
+  assert.throws(() => checkPretrained(zeroState(18, 4, 3), "r18.safetensors", arch), (e: Error) => {
+    assert.ok(e instanceof UserError);
+    assert.equal(
+      e.message,
+      "--pretrained r18.safetensors does not fit this run's ResNet-10 (width 4):" +
+        "\n  - holds layer1.1.conv1.weight, which the model does not have" +
+        "\n  - holds layer1.1.bn1.weight, which the model does not have" +
+        "\n  - holds layer1.1.bn1.bias, which the model does not have" +
+        "\n  - holds layer1.1.conv2.weight, which the model does not have" +
+        "\n  - holds layer1.1.bn2.weight, which the model does not have" +
+        "\n  - holds layer1.1.bn2.bias, which the model does not have" +
+        "\n  - ... and 34 more" +
+        "\n  to fix: pass a checkpoint of torchvision's resnet10 (width 4), or train from " +
+        "scratch without --pretrained",
+    );
+    assert.deepEqual([e.file, e.flag, e.exitCode], ["r18.safetensors", "--pretrained", 1]);
+    return true;
+  });
+});
 
 /** A classifier-only meta step on the GPU and its float64 problem. */
 async function headMetaCase(gpu: Gpu, frozen: boolean) {

@@ -16,7 +16,7 @@ import { addRelu } from "../ops/elementwise.ts";
 import { UserError } from "../errors.ts";
 import { decodeSafetensors, type SafetensorsFile } from "../checkpoint/safetensors.ts";
 import { BatchNorm2d, Conv2d, GlobalAvgPool, Linear, MaxPool2d, Sequential } from "./layers.ts";
-import { type ForwardMode, Module, type ParamScope } from "./module.ts";
+import { type ForwardMode, Module, moduleSpecs, type ParamScope } from "./module.ts";
 import type { Model } from "./model.ts";
 
 /** The depths torchvision builds, plus ResNet-10. */
@@ -215,11 +215,81 @@ export interface PretrainedLoad {
 }
 
 /**
+ * What in a torchvision ResNet checkpoint `file` does not fit the ResNet of `arch`, one line per
+ * tensor: one the model does not have, one it lacks, one of another shape, or one that is not F32
+ * or F64. `num_batches_tracked` is ignored, and an `fc` of another class count on the same
+ * features is no problem (the model keeps its own `fc`). Empty when the file fits. Needs no GPU:
+ * the names and shapes come from the module tree of `arch`.
+ */
+export function pretrainedProblems(file: SafetensorsFile, arch: TorchvisionConfig): string[] {
+  const root = new TorchvisionResNet({
+    depth: arch.depth,
+    numClasses: arch.numClasses,
+    width: arch.width ?? 64,
+    inChannels: arch.inChannels ?? 3,
+  });
+  const specs = moduleSpecs(root);
+  const want = [...specs.params, ...specs.buffers];
+  const known = new Set(want.map((s) => s.name));
+  const problems: string[] = [];
+  for (const name of file.tensors.keys()) {
+    if (!known.has(name) && !name.endsWith(".num_batches_tracked")) {
+      problems.push(`holds ${name}, which the model does not have`);
+    }
+  }
+  const resetFc = keepsOwnFc(file, root);
+  for (const s of want) {
+    if (resetFc && (s.name === "fc.weight" || s.name === "fc.bias")) continue;
+    const t = file.tensors.get(s.name);
+    if (!t) problems.push(`lacks ${s.name} [${s.shape}]`);
+    else if (t.shape.join(",") !== s.shape.join(",")) {
+      problems.push(`${s.name} is [${t.shape}], the model's is [${s.shape}]`);
+    } else if (t.dtype !== "F32" && t.dtype !== "F64") {
+      problems.push(`${s.name} is ${t.dtype}, expected F32 or F64 (convert with .float())`);
+    }
+  }
+  return problems;
+}
+
+/**
+ * Throws a {@linkcode UserError} naming `--pretrained`, `path` and (up to six of) the
+ * {@linkcode pretrainedProblems} of `file` for `arch`; returns when the file fits.
+ */
+export function checkPretrained(
+  file: SafetensorsFile,
+  path: string,
+  arch: TorchvisionConfig,
+): void {
+  const problems = pretrainedProblems(file, arch);
+  if (!problems.length) return;
+  const width = arch.width ?? 64;
+  const shown = problems.slice(0, 6).map((p) => `\n  - ${p}`).join("");
+  const more = problems.length > 6 ? `\n  - ... and ${problems.length - 6} more` : "";
+  throw new UserError(
+    `--pretrained ${path} does not fit this run's ResNet-${arch.depth} (width ${width}):` +
+      shown + more,
+    {
+      file: path,
+      flag: "--pretrained",
+      hint: `pass a checkpoint of torchvision's resnet${arch.depth} (width ${width}), or ` +
+        "train from scratch without --pretrained",
+    },
+  );
+}
+
+/** Whether `file`'s `fc` has another class count on `root`'s features (then `fc` keeps its init). */
+function keepsOwnFc(file: SafetensorsFile, root: TorchvisionResNet): boolean {
+  const fc = file.tensors.get("fc.weight");
+  return fc !== undefined && fc.shape.length === 2 && fc.shape[0] !== root.config.numClasses &&
+    fc.shape[1] === root.featureSize;
+}
+
+/**
  * Loads a torchvision ResNet checkpoint saved as safetensors (`safetensors.torch.save_file(
  * model.state_dict(), FILE)`) into `model`, as it is: every parameter and running statistic by
  * name, F32 or F64, `num_batches_tracked` ignored. When the file's `fc` has another class count,
- * `fc` keeps the model's own init (said by the result). Anything else missing, unexpected or of
- * another shape is a {@linkcode UserError} naming the file and the first such tensor.
+ * `fc` keeps the model's own init (said by the result). A file that does not fit otherwise is a
+ * {@linkcode UserError} listing the {@linkcode pretrainedProblems}.
  */
 export async function loadPretrained(
   model: Model<TorchvisionResNet>,
@@ -242,46 +312,25 @@ export async function loadPretrained(
   return await applyPretrained(model, file, path);
 }
 
-/** {@linkcode loadPretrained} of an already decoded file (`path` names it in messages). */
+/**
+ * {@linkcode loadPretrained} of an already decoded file (`path` names it in messages): checks it
+ * with {@linkcode checkPretrained}, then copies its values into `model`.
+ */
 export async function applyPretrained(
   model: Model<TorchvisionResNet>,
   file: SafetensorsFile,
   path: string,
 ): Promise<PretrainedLoad> {
-  const fail = (msg: string): never => {
-    throw new UserError(`--pretrained ${path}: ${msg}`, {
-      file: path,
-      flag: "--pretrained",
-      hint: `pass a checkpoint of torchvision's resnet${model.root.config.depth} ` +
-        `(width ${model.root.config.width}), or train from scratch without --pretrained`,
-    });
-  };
-  const specs = [...model.specs.params, ...model.specs.buffers];
-  const known = new Set(specs.map((s) => s.name));
-  for (const name of file.tensors.keys()) {
-    if (!known.has(name) && !name.endsWith(".num_batches_tracked")) {
-      fail(`unexpected tensor ${name} (not in the model)`);
-    }
-  }
-  const fcWeight = file.tensors.get("fc.weight");
-  const fileClasses = fcWeight?.shape[0] ?? -1;
-  const reset = fcWeight !== undefined && fileClasses !== model.root.config.numClasses &&
-    fcWeight.shape[1] === model.root.featureSize;
+  checkPretrained(file, path, model.root.config);
+  const reset = keepsOwnFc(file, model.root);
   const values = await model.stateDict(); // the model's own values stay where none is loaded
   let loaded = 0;
-  for (const s of specs) {
+  for (const s of [...model.specs.params, ...model.specs.buffers]) {
     if (reset && (s.name === "fc.weight" || s.name === "fc.bias")) continue;
-    const t = file.tensors.get(s.name);
-    if (!t) fail(`lacks ${s.name} [${s.shape}]`);
-    if (t!.shape.join(",") !== s.shape.join(",")) {
-      fail(`${s.name} is [${t!.shape}], the model's is [${s.shape}]`);
-    }
-    if (t!.dtype !== "F32" && t!.dtype !== "F64") {
-      fail(`${s.name} is ${t!.dtype}, expected F32 or F64 (convert with .float())`);
-    }
-    values.set(s.name, Float32Array.from(t!.data as Float32Array | Float64Array));
+    const t = file.tensors.get(s.name)!; // present, of this shape, F32 or F64: checked above
+    values.set(s.name, Float32Array.from(t.data as Float32Array | Float64Array));
     loaded++;
   }
   model.loadStateDict(values);
-  return { loaded, classifierReset: reset, fileClasses };
+  return { loaded, classifierReset: reset, fileClasses: file.tensors.get("fc.weight")!.shape[0] };
 }
