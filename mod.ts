@@ -211,5 +211,6 @@ export { DecodePool } from "./src/data/jpeg/pool.ts";
 export type { DecodePoolOptions } from "./src/data/jpeg/pool.ts";
 export { JpegLoader } from "./src/data/jpeg/loader.ts";
 export type { GpuImageBatch, JpegLoaderOptions } from "./src/data/jpeg/loader.ts";
+export type { ImageList } from "./src/data/lists.ts";
 export { IMAGENET_MEAN, IMAGENET_STD } from "./src/data/jpeg/transforms.ts";
 export type { SampleBox } from "./src/data/jpeg/transforms.ts";
