@@ -130,6 +130,14 @@ Deno.test("download: good file lands; truncated and wrong-digest leave nothing",
       "no verified SHA-256 digest is pinned",
       /to fix: download it yourself and place it at .*f\.bin$/,
     );
+    // A destination folder that cannot be made (a file stands in its way).
+    await Deno.writeFile(join(dir, "plain"), new Uint8Array(1));
+    await rejectsData(
+      downloadVerified(base + "f.bin", join(dir, "plain", "sub", "f.bin"), digest),
+      `${join(dir, "plain", "sub")}: cannot create the data directory`,
+      /to fix: point --data-dir \(or \$TAILGRAD_DATA\) at a folder this process may write$/,
+    );
+    await Deno.remove(join(dir, "plain"));
     // HTTP error.
     await rejectsData(
       downloadVerified(base + "missing", join(dir, "m"), digest),

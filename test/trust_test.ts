@@ -365,6 +365,23 @@ Deno.test("data: a label outside the classes in data given in memory is refused 
         /^data\.train \(in memory\): numClasses is 2\.5, expected an integer >= 1/,
       ],
     ];
+    const other = fresh();
+    other.test.numClasses = 11;
+    await assert.rejects(
+      trainInProcess({ ...base, data: other, out: join(root, "c") }),
+      (e: Error) => {
+        assert.ok(e instanceof UserError, e.stack);
+        assert.match(
+          e.message,
+          /^data\.test \(in memory\): 11 classes, but the training split has 10\n/,
+        );
+        assert.match(
+          e.message,
+          /to fix: use the test split of the same dataset as the training split/,
+        );
+        return true;
+      },
+    );
     for (const [what, edit, problem] of wrong) {
       const data = fresh();
       edit(data);
