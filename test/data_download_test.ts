@@ -67,12 +67,26 @@ async function listDir(dir: string): Promise<string[]> {
   return names.sort();
 }
 
-async function rejectsData(p: Promise<unknown>, ...parts: string[]): Promise<DataError> {
+/**
+ * The DataError `p` rejects with: its message holds `parts` (strings, or patterns) and ends
+ * with its hint on one "to fix:" line.
+ */
+async function rejectsData(
+  p: Promise<unknown>,
+  ...parts: (string | RegExp)[]
+): Promise<DataError> {
   try {
     await p;
   } catch (e) {
     assert.ok(e instanceof DataError, `expected DataError, got ${e}`);
-    for (const part of parts) assert.ok(e.message.includes(part), `"${e.message}" lacks "${part}"`);
+    assert.ok(e.hint, `no hint: ${e.message}`);
+    assert.ok(e.message.endsWith(`\n  to fix: ${e.hint}`), e.message);
+    assert.equal(e.message.match(/to fix:/g)?.length, 1, e.message);
+    for (const part of parts) {
+      if (typeof part === "string") {
+        assert.ok(e.message.includes(part), `"${e.message}" lacks "${part}"`);
+      } else assert.match(e.message, part);
+    }
     return e;
   }
   assert.fail("expected a DataError");
@@ -96,6 +110,7 @@ Deno.test("download: good file lands; truncated and wrong-digest leave nothing",
       "transfer interrupted",
       "of 200000 bytes",
       "discarded",
+      /to fix: run again to retry the download .* or download .*trunc\/f\.bin yourself and place it at .*f\.bin$/,
     );
     assert.deepEqual(await listDir(dir), []);
     // Wrong digest.
@@ -106,15 +121,29 @@ Deno.test("download: good file lands; truncated and wrong-digest leave nothing",
       "SHA-256 mismatch",
       `expected ${wrong}`,
       `got ${digest}`,
+      /to fix: run again to retry; if it fails again the server's file is not the one pinned/,
     );
     assert.deepEqual(await listDir(dir), []);
     // No digest pinned: refuse without fetching.
     await rejectsData(
       downloadVerified(base + "f.bin", join(dir, "f.bin"), null),
       "no verified SHA-256 digest is pinned",
+      /to fix: download it yourself and place it at .*f\.bin$/,
     );
+    // A destination folder that cannot be made (a file stands in its way).
+    await Deno.writeFile(join(dir, "plain"), new Uint8Array(1));
+    await rejectsData(
+      downloadVerified(base + "f.bin", join(dir, "plain", "sub", "f.bin"), digest),
+      `${join(dir, "plain", "sub")}: cannot create the data directory`,
+      /to fix: point --data-dir \(or \$TAILGRAD_DATA\) at a folder this process may write$/,
+    );
+    await Deno.remove(join(dir, "plain"));
     // HTTP error.
-    await rejectsData(downloadVerified(base + "missing", join(dir, "m"), digest), "HTTP 404");
+    await rejectsData(
+      downloadVerified(base + "missing", join(dir, "m"), digest),
+      "HTTP 404",
+      /to fix: run again to retry the download/,
+    );
     assert.deepEqual(await listDir(dir), []);
   } finally {
     await server.shutdown();
@@ -183,7 +212,8 @@ Deno.test("download: MNIST-style and CIFAR-10 datasets fetched, verified and loa
       }),
       "Fashion-MNIST was not found",
       "SHA-256 mismatch",
-      "apt-get install dataset-fashion-mnist",
+      // the download's own hint first, then the other ways to get it, on one to-fix line
+      /the download was discarded\n {2}to fix: run again to retry; .*; or get it another way:\n {2}- install the system package: apt-get install dataset-fashion-mnist/,
     );
     const left = await listDir(join(root, "other", "fashion-mnist"));
     assert.ok(left.every((f) => !f.startsWith(".") && !f.startsWith("t10k-images")), left.join());

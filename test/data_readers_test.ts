@@ -4,6 +4,7 @@ import {
   candidateDirs,
   DataError,
   ensureDataset,
+  extractCifarArchive,
   findDataset,
   loadCifarDataset,
   loadDataset,
@@ -37,11 +38,13 @@ function pattern(n: number, seed: number): Uint8Array {
   return a;
 }
 
+/** The DataError `p` rejects with: its message holds `parts` and ends with one "to fix:" line. */
 async function rejectsData(p: Promise<unknown>, ...parts: (string | RegExp)[]): Promise<DataError> {
   try {
     await p;
   } catch (e) {
     assert.ok(e instanceof DataError, `expected DataError, got ${e}`);
+    assertHint(e);
     for (const part of parts) {
       if (typeof part === "string") {
         assert.ok(e.message.includes(part), `message "${e.message}" lacks "${part}"`);
@@ -51,6 +54,17 @@ async function rejectsData(p: Promise<unknown>, ...parts: (string | RegExp)[]): 
   }
   assert.fail("expected a DataError");
 }
+
+/** A user's error says what to do: a hint, printed once as the message's last "to fix:" line. */
+function assertHint(e: DataError): void {
+  assert.ok(e.hint, `no hint: ${e.message}`);
+  assert.ok(e.message.endsWith(`\n  to fix: ${e.hint}`), e.message);
+  assert.equal(e.message.match(/to fix:/g)?.length, 1, e.message);
+}
+
+/** What to do about a damaged dataset file (src/data/errors.ts). */
+const REPLACE =
+  /to fix: delete the file and run again with --download .* or point --data-dir at a good copy/;
 
 async function withTmp(fn: (dir: string) => Promise<void>): Promise<void> {
   const dir = await Deno.makeTempDir({ dir: "/tmp", prefix: "tailgrad_data_" });
@@ -103,23 +117,50 @@ Deno.test("IDX: corrupt inputs give DataErrors naming the file and the fault", a
     const opts = { name: "t", split: "train" as const };
 
     // Wrong magic: a labels file where images are expected, and garbage magic bytes.
-    await rejectsData(loadIdxDataset(lab, lab, opts), lab, "wrong magic number 0x00000801");
+    await rejectsData(
+      loadIdxDataset(lab, lab, opts),
+      lab,
+      "wrong magic number 0x00000801 (a labels file's) for an images file (expected 0x00000803)",
+      /to fix: the file is misnamed or damaged: give each file its dataset's name/,
+    );
     const garbage = await write("garbage", Uint8Array.from([0x12, 0x34, 0x56, 0x78, 0, 0, 0, 0]));
-    await rejectsData(loadIdxDataset(garbage, lab, opts), garbage, "bad magic number 0x12345678");
+    await rejectsData(
+      loadIdxDataset(garbage, lab, opts),
+      garbage,
+      "bad magic number 0x12345678",
+      REPLACE,
+    );
     // Truncated (raw and gzip).
     const trunc = await write("trunc", good.img.subarray(0, good.img.length - 5));
-    await rejectsData(loadIdxDataset(trunc, lab, opts), trunc, "truncated", "36 bytes", "has 31");
+    await rejectsData(
+      loadIdxDataset(trunc, lab, opts),
+      `${trunc}: truncated`,
+      "36 bytes",
+      "has 31",
+      REPLACE,
+    );
     const truncHeader = await write("trunch", good.img.subarray(0, 10));
     await rejectsData(loadIdxDataset(truncHeader, lab, opts), truncHeader, "truncated IDX header");
     const gz = await gzip(good.img);
     const truncGz = await write("trunc.gz", gz.subarray(0, gz.length - 9));
-    await rejectsData(loadIdxDataset(truncGz, lab, opts), truncGz, "gzip");
+    await rejectsData(loadIdxDataset(truncGz, lab, opts), truncGz, "gzip", REPLACE, /gzip -t/);
     // Counts that disagree.
     const lab3 = await write("lab3", idxBytes(0x801, [3], new Uint8Array([1, 2, 3])));
-    await rejectsData(loadIdxDataset(img, lab3, opts), img, lab3, "4 images", "3 labels");
+    await rejectsData(
+      loadIdxDataset(img, lab3, opts),
+      img,
+      lab3,
+      "4 images",
+      "3 labels",
+      /to fix: the two files belong to different splits or datasets: replace them with the matching pair/,
+    );
     // Label out of range.
     const bad = await write("labbad", idxBytes(0x801, [n], new Uint8Array([1, 2, 10, 4])));
-    await rejectsData(loadIdxDataset(img, bad, opts), bad, "label 10 at index 2", "[0, 10)");
+    await rejectsData(
+      loadIdxDataset(img, bad, opts),
+      `${bad}: label 10 at index 2 is out of range [0, 10)`,
+      REPLACE,
+    );
     // gzip garbage (magic right, stream wrong).
     const junk = await write(
       "junk.gz",
@@ -128,12 +169,24 @@ Deno.test("IDX: corrupt inputs give DataErrors naming the file and the fault", a
     await rejectsData(loadIdxDataset(junk, lab, opts), junk, "corrupt or truncated gzip");
     // Trailing bytes and missing files.
     const trailing = await write("trail", Uint8Array.from([...good.img, 0, 0]));
-    await rejectsData(loadIdxDataset(trailing, lab, opts), trailing, "trailing bytes");
-    await rejectsData(loadIdxDataset(join(dir, "nope"), lab, opts), join(dir, "nope"), "not found");
-    assert.throws(
-      () => parseIdx(Uint8Array.from([0, 0, 0x0d, 1, 0, 0, 0, 0]), "f32.idx"),
-      /f32\.idx: unsupported IDX data type 0xd/,
+    await rejectsData(loadIdxDataset(trailing, lab, opts), trailing, "trailing bytes", REPLACE);
+    await rejectsData(
+      loadIdxDataset(join(dir, "nope"), lab, opts),
+      `file ${join(dir, "nope")} does not exist`,
+      /to fix: check the path, and that --data-dir \(or \$TAILGRAD_DATA\) names/,
     );
+    for (const bytes of [[0, 0, 8], [0, 0, 0x0d, 1, 0, 0, 0, 0]]) {
+      assert.throws(
+        () => parseIdx(Uint8Array.from(bytes), "f.idx"),
+        (e) => {
+          assert.ok(e instanceof DataError);
+          assertHint(e);
+          assert.match(e.message, /^f\.idx: (truncated IDX file|unsupported IDX data type 0xd)/);
+          assert.match(e.message, REPLACE);
+          return true;
+        },
+      );
+    }
   });
 });
 
@@ -208,7 +261,12 @@ Deno.test("CIFAR: corrupt inputs give DataErrors naming the file and the fault",
     };
     const good = cifar10Records([1, 2], 1).bytes;
     const trunc = await write("trunc.bin", good.subarray(0, good.length - 100));
-    await rejectsData(readCifarFile(trunc, "cifar10"), trunc, "truncated", "3073-byte record");
+    await rejectsData(
+      readCifarFile(trunc, "cifar10"),
+      `${trunc}: truncated`,
+      "3073-byte record",
+      REPLACE,
+    );
     const badLabel = good.slice();
     badLabel[3073] = 10;
     const bl = await write("badlabel.bin", badLabel);
@@ -217,6 +275,7 @@ Deno.test("CIFAR: corrupt inputs give DataErrors naming the file and the fault",
       bl,
       "record 1",
       "label 10 is out of range [0, 10)",
+      REPLACE,
     );
     const fine = cifar100Records([1, 2], [3, 100], 2).bytes;
     const bf = await write("badfine.bin", fine);
@@ -225,7 +284,7 @@ Deno.test("CIFAR: corrupt inputs give DataErrors naming the file and the fault",
     const bc = await write("badcoarse.bin", coarse);
     await rejectsData(readCifarFile(bc, "cifar100"), bc, "coarse label 20");
     const empty = await write("empty.bin", new Uint8Array(0));
-    await rejectsData(readCifarFile(empty, "cifar10"), empty, "empty");
+    await rejectsData(readCifarFile(empty, "cifar10"), `${empty}: empty file`, REPLACE);
     // A CIFAR-10 file read as CIFAR-100 is the wrong length.
     const c10 = await write("c10.bin", good);
     await rejectsData(readCifarFile(c10, "cifar100"), c10, "3074-byte record");
@@ -245,11 +304,38 @@ Deno.test("tar: ustar members read back; corrupt headers rejected", () => {
   assert.deepEqual(entries[1].data, b);
   const bad = tar.slice();
   bad[10] ^= 1;
-  assert.throws(
-    () => [...readTar(bad, "t.tar")],
-    (e) => e instanceof DataError && /t\.tar: corrupt tar header/.test(e.message),
-  );
-  assert.throws(() => [...readTar(tar.subarray(0, 900), "t.tar")], /truncated tar archive/);
+  const notOctal = tar.slice();
+  notOctal.set(new TextEncoder().encode("9x\0"), 148);
+  for (
+    const [bytes, problem] of [
+      [bad, /^t\.tar: corrupt tar header at offset 0: stored checksum \d+, computed \d+/],
+      [notOctal, /^t\.tar: corrupt tar header: checksum field "9x" is not an octal number/],
+      [tar.subarray(0, 900), /^t\.tar: truncated tar archive: member "dir\/a\.bin" needs 1000/],
+    ] as const
+  ) {
+    assert.throws(() => [...readTar(bytes, "t.tar")], (e) => {
+      assert.ok(e instanceof DataError, String(e));
+      assertHint(e);
+      assert.match(e.message, problem);
+      assert.match(e.message, REPLACE);
+      return true;
+    });
+  }
+});
+
+Deno.test("CIFAR archive: one lacking a batch file is named, with what to do", async () => {
+  await withTmp(async (dir) => {
+    const rec = cifar10Records([1], 1).bytes;
+    const members = ["data_batch_1.bin", "data_batch_2.bin", "test_batch.bin"]
+      .map((name) => ({ name: `cifar-10-batches-bin/${name}`, data: rec }));
+    const archive = join(dir, "cifar-10-binary.tar.gz");
+    await Deno.writeFile(archive, await gzip(writeTar(members)));
+    await rejectsData(
+      extractCifarArchive(archive, dir, "cifar10"),
+      `${archive}: archive lacks data_batch_3.bin, data_batch_4.bin, data_batch_5.bin`,
+      REPLACE,
+    );
+  });
 });
 
 // ---------------------------------------------------------------- locating
@@ -279,6 +365,8 @@ Deno.test("locating: search order and the message for an absent dataset", async 
       join(dir, "data", "fashion-mnist"),
       "apt-get install dataset-fashion-mnist",
       "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/train-images-idx3-ubyte.gz",
+      /downloading is not allowed\n {2}to fix: get it one of these ways:\n {2}- install /,
+      /- or let tailgrad download and verify it: allow downloads \(--download/,
     );
     assert.ok(!e.message.includes("undefined"));
     await rejectsData(

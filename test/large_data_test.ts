@@ -60,8 +60,12 @@ function throwsData(fn: () => unknown, ...parts: (string | RegExp)[]): void {
   assert.fail(`expected a DataError matching ${parts.join(", ")}`);
 }
 
+/** A DataError holding `parts`, whose message ends with its hint on one "to fix:" line. */
 function checkData(e: unknown, parts: (string | RegExp)[]): void {
   assert.ok(e instanceof DataError, `expected DataError, got ${e}`);
+  assert.ok(e.hint, `no hint: ${e.message}`);
+  assert.ok(e.message.endsWith(`\n  to fix: ${e.hint}`), e.message);
+  assert.equal(e.message.match(/to fix:/g)?.length, 1, e.message);
   for (const part of parts) {
     if (typeof part === "string") {
       assert.ok(e.message.includes(part), `message "${e.message}" lacks "${part}"`);
@@ -390,24 +394,46 @@ gpuTest("iNaturalist layout: JSON annotations to dense labels, streamed batches"
 
 Deno.test("list files: every malformed line is a named error", async () => {
   const f = "LT_val.txt";
-  throwsData(() => parseList("a.jpg 0\nb.jpg\n", f, "/r"), `${f}:2`, "expected");
+  const convert = /to fix: convert the list to one "relative\/path\.jpg label" per line/;
+  throwsData(() => parseList("a.jpg 0\nb.jpg\n", f, "/r"), `${f}:2`, "expected", convert);
   throwsData(() => parseList("a.jpg 0\nb.jpg 1 2\n", f, "/r"), `${f}:2`, "expected");
-  throwsData(() => parseList("\n\na.jpg cat\n", f, "/r"), `${f}:3`, "not a non-negative integer");
+  throwsData(
+    () => parseList("\n\na.jpg cat\n", f, "/r"),
+    `${f}:3: label "cat" is not a non-negative integer`,
+    convert,
+  );
   throwsData(() => parseList("a.jpg -1\n", f, "/r"), `${f}:1`, "not a non-negative integer");
   throwsData(() => parseList("a.jpg 2.5\n", f, "/r"), `${f}:1`, "not a non-negative integer");
   throwsData(
     () => parseList("a.jpg 0\nb.jpg 3\n", f, "/r", { numClasses: 3 }),
     `${f}:2`,
     "label 3 is out of range [0, 3)",
+    /to fix: use the val\/test list of the same dataset as the training list: .* \(0 to 2\)$/,
   );
-  throwsData(() => parseList("\n \n", f, "/r"), "has no entries");
+  throwsData(
+    () => parseList("\n \n", f, "/r"),
+    "has no entries",
+    /to fix: check that it is the right/,
+  );
   await rejectsData(
     readList("/nonexistent/LT_train.txt", "/r"),
-    "/nonexistent/LT_train.txt",
-    "does not exist",
+    "list file /nonexistent/LT_train.txt does not exist",
+    /to fix: check the path of the list file$/,
   );
   const list = parseList("a.jpg 0\nb.jpg 1\nc.jpg 1\n", f, "/r");
-  throwsData(() => devSplit(list, 0, 1), f, "class 0 has 1 images", "--dev-per-class");
+  throwsData(
+    () => devSplit(list, 0, 1),
+    f,
+    "class 0 has 1 images",
+    "--dev-per-class",
+    /to fix: class 0 has 1 image: add images of it to the training list$/,
+  );
+  const three = parseList("a.jpg 0\nb.jpg 0\nc.jpg 0\nd.jpg 1\ne.jpg 1\nf.jpg 1\n", f, "/r");
+  throwsData(
+    () => devSplit(three, 0, 3),
+    "class 0 has 3 images, not more than --dev-per-class 3",
+    /to fix: lower --dev-per-class to 2 or less \(the smallest class has 3\)$/,
+  );
 });
 
 Deno.test("images: missing and unreadable files are named with their list line", async () => {
@@ -420,11 +446,19 @@ Deno.test("images: missing and unreadable files are named with their list line",
     await Deno.writeFile(join(root, "cut.jpg"), good.slice(0, good.length - 60));
     const file = join(root, "list.txt");
     const list = (body: string) => parseList(body, file, root);
+    const fixPath = /to fix: check --data-root \(the list's paths are relative to it\)/;
+    const reencode =
+      /to fix: re-encode the image as an 8-bit baseline or progressive JPEG, or remove/;
     await rejectsData(
       checkImages(list("ok.jpg 0\nmissing.jpg 1\n")),
-      `${file}:2`,
-      "missing.jpg",
-      "does not exist",
+      `${file}:2: image ${join(root, "missing.jpg")} does not exist`,
+      fixPath,
+    );
+    await Deno.mkdir(join(root, "dir.jpg"));
+    await rejectsData(
+      checkImages(list("dir.jpg 0\n")),
+      `${file}:1: ${join(root, "dir.jpg")} is not a file`,
+      /to fix: correct the entry's path/,
     );
     await checkImages(list("ok.jpg 0\npng.jpg 1\n")); // exists: enough without headers
     await rejectsData(
@@ -432,15 +466,16 @@ Deno.test("images: missing and unreadable files are named with their list line",
       `${file}:2`,
       "png.jpg",
       "not a readable JPEG",
+      reencode,
     );
     // Decoding catches what a header check cannot: a truncated file, in the loader's batch.
     const gpu = await (await import("./gpu_harness.ts")).getGpu();
     for (
       const [body, parts] of [
-        ["ok.jpg 0\n\ncut.jpg 1\n", [`${file}:3`, "cut.jpg", "truncated"]],
-        ["ok.jpg 0\ngone.jpg 1\n", [`${file}:2`, "gone.jpg", "does not exist"]],
-        ["png.jpg 0\nok.jpg 1\n", [`${file}:1`, "png.jpg", "not a readable JPEG"]],
-      ] as [string, string[]][]
+        ["ok.jpg 0\n\ncut.jpg 1\n", [`${file}:3`, "cut.jpg", "truncated", reencode]],
+        ["ok.jpg 0\ngone.jpg 1\n", [`${file}:2`, "gone.jpg", "does not exist", fixPath]],
+        ["png.jpg 0\nok.jpg 1\n", [`${file}:1`, "png.jpg", "not a readable JPEG", reencode]],
+      ] as [string, (string | RegExp)[]][]
     ) {
       const loader = new JpegLoader(gpu, pool, list(body), {
         batchSize: 2,
@@ -458,7 +493,17 @@ Deno.test("images: missing and unreadable files are named with their list line",
     }
     // In-thread decoding reports the same way.
     const inline = new DecodePool({ workers: 0 });
-    await rejectsData(inline.decode(join(root, "cut.jpg"), "x.txt:9"), "x.txt:9", "truncated");
+    await rejectsData(
+      inline.decode(join(root, "cut.jpg"), "x.txt:9"),
+      "x.txt:9",
+      "truncated",
+      reencode,
+    );
+    await rejectsData(
+      inline.decode(join(root, "gone.jpg"), "x.txt:8"),
+      `x.txt:8: image ${join(root, "gone.jpg")} does not exist`,
+      fixPath,
+    );
     inline.close();
   } finally {
     pool.close();
@@ -476,7 +521,8 @@ Deno.test("iNaturalist JSON: every malformed entry is a named error", async () =
     Array.from(parse({ images: imgs, annotations: anns, categories: cats }).labels),
     [0, 1],
   );
-  throwsData(() => parse([1, 2]), f, "expected a JSON object");
+  const official = /to fix: use the official iNaturalist 2017\/2018 annotation JSON/;
+  throwsData(() => parse([1, 2]), f, "expected a JSON object", official);
   throwsData(() => parse({ annotations: anns, categories: cats }), f, `"images"`);
   throwsData(() => parse({ images: imgs, categories: cats }), f, `"annotations"`);
   throwsData(() => parse({ images: imgs, annotations: anns }), f, `"categories"`);
@@ -520,12 +566,25 @@ Deno.test("iNaturalist JSON: every malformed entry is a named error", async () =
       }),
     "annotations[1]",
     "category id 5",
+    official,
+  );
+  throwsData(
+    () =>
+      parseInat(
+        { images: imgs, annotations: [anns[0], { image_id: 11, category_id: 5 }] },
+        "val2018.json",
+        "/r",
+        { categories: { ids: [0, 1], names: ["a", "b"] } },
+      ),
+    "val2018.json: annotations[1] has category id 5, not among the 2 categories of the training",
+    /to fix: use the validation file of the same iNaturalist year as the training file$/,
   );
   throwsData(
     () => parse({ images: imgs, annotations: [anns[0]], categories: cats }),
     "images[1]",
     "id 11",
     "no annotation",
+    /to fix: use the challenge's train or val file/,
   );
   throwsData(
     () => parse({ images: imgs, annotations: [...anns, anns[1]], categories: cats }),
@@ -544,8 +603,16 @@ Deno.test("iNaturalist JSON: every malformed entry is a named error", async () =
   const dir = await Deno.makeTempDir({ prefix: "tailgrad-inat-bad-" });
   try {
     await Deno.writeTextFile(join(dir, "bad.json"), "{ images: ");
-    await rejectsData(readInat(join(dir, "bad.json"), dir), "bad.json", "not valid JSON");
-    await rejectsData(readInat(join(dir, "none.json"), dir), "none.json", "does not exist");
+    await rejectsData(
+      readInat(join(dir, "bad.json"), dir),
+      "bad.json is not valid JSON",
+      /to fix: the file is damaged or truncated: download the iNaturalist annotation file again/,
+    );
+    await rejectsData(
+      readInat(join(dir, "none.json"), dir),
+      `annotation file ${join(dir, "none.json")} does not exist`,
+      /to fix: check the path of the annotation file$/,
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -285,6 +285,152 @@ Deno.test("data: image sizes, empty classes and zero-size images are refused bef
   });
 });
 
+// ---------------------------------------------------------------- labels outside the classes
+
+/** A GPU that fails any use: a run refused with it was refused before any GPU work. */
+const NO_GPU = new Proxy({}, {
+  get(_, key) {
+    throw new Error(`the GPU was used (${String(key)}) before the data was checked`);
+  },
+}) as Gpu;
+
+Deno.test("data: a label outside the classes in data given in memory is refused before the GPU", async () => {
+  await withTmp(async (root) => {
+    const base: TrainOptions = {
+      dataset: "mnist",
+      imbalance: 10,
+      maxPerClass: 30,
+      devPerClass: 2,
+      batch: 16,
+      epochs: 1,
+      lrDecayEpochs: [],
+      gpu: NO_GPU,
+      progress: null,
+    };
+    type Split = "train" | "test";
+    const fresh = () => ({
+      train: syntheticSplit("train", 60, 1),
+      test: syntheticSplit("test", 20, 2),
+    });
+    const fix =
+      /to fix: every label must be a class index in \[0, 10\): correct the label, or give the split the numClasses its labels need$/;
+    const cases: [Split, number, number, number | null][] = [
+      ["train", 0, 10, null], // the dev set and the long-tailed set are drawn from it
+      ["train", 537, 255, null],
+      ["test", 17, 10, null], // the whole test split is evaluated
+      ["test", 3, 200, 10], // a balanced test subset would have dropped it silently
+      ["train", 5, -1, null], // an Int32Array of labels from a JavaScript caller
+    ];
+    let n = 0;
+    for (const [split, at, value, testPerClass] of cases) {
+      const data = fresh();
+      if (value < 0) {
+        data[split].labels = Int32Array.from(data[split].labels) as unknown as Uint8Array;
+      }
+      data[split].labels[at] = value;
+      const out = join(root, `out${n++}`);
+      await assert.rejects(
+        trainInProcess({ ...base, data, out, testPerClass }),
+        (e: Error) => {
+          assert.ok(e instanceof UserError, e.stack);
+          assert.match(
+            e.message,
+            new RegExp(
+              `^data\\.${split} \\(in memory\\): label ${value} at index ${at} is out of ` +
+                "range: the classes are \\[0, 10\\)\n",
+            ),
+          );
+          assert.match(e.message, fix);
+          assert.equal(e.file, `data.${split} (in memory)`);
+          return true;
+        },
+      );
+      await assert.rejects(Deno.stat(out), Deno.errors.NotFound, "nothing written");
+    }
+    // arrays that disagree with the split's fields
+    const wrong: [string, (d: ReturnType<typeof fresh>) => void, RegExp][] = [
+      [
+        "labels",
+        (d) => (d.test.labels = d.test.labels.subarray(1)),
+        /^data\.test \(in memory\): labels holds 199 labels for 200 images/,
+      ],
+      [
+        "images",
+        (d) => (d.train.images = d.train.images.subarray(64)),
+        /^data\.train \(in memory\): images holds 38336 bytes, expected 38400 \(600 images of 1x8x8\)/,
+      ],
+      [
+        "numClasses",
+        (d) => (d.train.numClasses = 2.5),
+        /^data\.train \(in memory\): numClasses is 2\.5, expected an integer >= 1/,
+      ],
+    ];
+    const other = fresh();
+    other.test.numClasses = 11;
+    await assert.rejects(
+      trainInProcess({ ...base, data: other, out: join(root, "c") }),
+      (e: Error) => {
+        assert.ok(e instanceof UserError, e.stack);
+        assert.match(
+          e.message,
+          /^data\.test \(in memory\): 11 classes, but the training split has 10\n/,
+        );
+        assert.match(
+          e.message,
+          /to fix: use the test split of the same dataset as the training split/,
+        );
+        return true;
+      },
+    );
+    for (const [what, edit, problem] of wrong) {
+      const data = fresh();
+      edit(data);
+      await assert.rejects(trainInProcess({ ...base, data, out: join(root, what) }), (e: Error) => {
+        assert.ok(e instanceof UserError, e.stack);
+        assert.match(e.message, problem);
+        assert.match(
+          e.message,
+          /\n {2}to fix: give the split consistent fields: count images of channels x height x width bytes each/,
+        );
+        return true;
+      });
+    }
+  });
+});
+
+Deno.test("data: a damaged dataset file is named, with what to do, before training", async () => {
+  await withTmp(async (root) => {
+    await writeSyntheticIdx(root);
+    const dir = join(root, "mnist");
+    const put = (f: string, b: Uint8Array) => Deno.writeFile(join(dir, f), b);
+    const train = syntheticSplit("train", 60, 1);
+    const good = await Deno.readFile(join(dir, "train-labels-idx1-ubyte"));
+    const replace =
+      /to fix: delete the file and run again with --download \(option allowDownload\) to fetch a verified copy in its place, or point --data-dir at a good copy of the dataset$/m;
+    // a label file cut short
+    await put("train-labels-idx1-ubyte", good.subarray(0, good.length - 100));
+    await refuses(root, tiny(root, join(root, "out")), 1, [
+      /^error: .*train-labels-idx1-ubyte: truncated IDX data: dims \[600\] need 600 bytes, file has 500$/m,
+      replace,
+    ]);
+    // a label outside the dataset's 10 classes
+    const labels = train.labels.slice();
+    labels[123] = 10;
+    await put("train-labels-idx1-ubyte", idx(0x801, [train.count], labels));
+    await refuses(root, tiny(root, join(root, "out")), 1, [
+      /^error: .*train-labels-idx1-ubyte: label 10 at index 123 is out of range \[0, 10\)/m,
+      replace,
+    ]);
+    // a labels file where the images file should be
+    await put("train-labels-idx1-ubyte", good);
+    await Deno.copyFile(join(dir, "t10k-labels-idx1-ubyte"), join(dir, "t10k-images-idx3-ubyte"));
+    await refuses(root, tiny(root, join(root, "out")), 1, [
+      /t10k-images-idx3-ubyte: wrong magic number 0x00000801 \(a labels file's\) for an images file/,
+      /to fix: the file is misnamed or damaged: give each file its dataset's name/,
+    ]);
+  });
+});
+
 // ---------------------------------------------------------------- resume
 
 /** A checkpoint of a tiny 1-epoch run (trained once for all the resume cases). */

@@ -7,7 +7,7 @@
  * the fine label (100 classes) is the label used.
  */
 import { join } from "node:path";
-import { DataError } from "./errors.ts";
+import { damagedFile } from "./errors.ts";
 import { maybeGunzip, readFileBytes } from "./gzip.ts";
 import type { ImageDataset } from "./dataset.ts";
 
@@ -46,19 +46,22 @@ export interface CifarRecords {
 
 /**
  * Parses one CIFAR binary file (raw bytes; gzip is accepted too by
- * {@linkcode readCifarFile}). Throws {@linkcode DataError} naming `file` on an empty or
- * truncated file or an out-of-range label.
+ * {@linkcode readCifarFile}). Throws a {@linkcode DataError} naming `file` on an empty or
+ * truncated file or an out-of-range label, with a hint to replace the file.
  */
 export function parseCifar(bytes: Uint8Array, file: string, variant: CifarVariant): CifarRecords {
   const labelBytes = variant === "cifar10" ? 1 : 2;
   const record = labelBytes + CIFAR_IMAGE_BYTES;
-  if (bytes.length === 0) throw new DataError(`${file}: empty file, no CIFAR records`, { file });
+  const title = variant === "cifar10" ? "CIFAR-10" : "CIFAR-100";
+  if (bytes.length === 0) {
+    throw damagedFile(file, `empty file: expected ${title} records of ${record} bytes`);
+  }
   if (bytes.length % record !== 0) {
-    throw new DataError(
-      `${file}: truncated or not a ${variant === "cifar10" ? "CIFAR-10" : "CIFAR-100"} ` +
-        `binary file: ${bytes.length} bytes is not a multiple of the ${record}-byte record ` +
-        `(${Math.floor(bytes.length / record)} whole records, ${bytes.length % record} bytes left)`,
-      { file },
+    throw damagedFile(
+      file,
+      `truncated or not a ${title} binary file: ${bytes.length} bytes is not a multiple of ` +
+        `the ${record}-byte record (${Math.floor(bytes.length / record)} whole records, ` +
+        `${bytes.length % record} bytes left)`,
     );
   }
   const count = bytes.length / record;
@@ -70,18 +73,18 @@ export function parseCifar(bytes: Uint8Array, file: string, variant: CifarVarian
     const at = i * record;
     const label = bytes[at + labelBytes - 1];
     if (label >= numClasses) {
-      throw new DataError(
-        `${file}: record ${i}: ${variant === "cifar100" ? "fine " : ""}label ${label} is out ` +
-          `of range [0, ${numClasses})`,
-        { file },
+      throw damagedFile(
+        file,
+        `record ${i}: ${variant === "cifar100" ? "fine " : ""}label ${label} is out of range ` +
+          `[0, ${numClasses}) (${title} has ${numClasses} classes)`,
       );
     }
     if (coarse) {
       const c = bytes[at];
       if (c >= 20) {
-        throw new DataError(
-          `${file}: record ${i}: coarse label ${c} is out of range [0, 20)`,
-          { file },
+        throw damagedFile(
+          file,
+          `record ${i}: coarse label ${c} is out of range [0, 20) (CIFAR-100 has 20 coarse classes)`,
         );
       }
       coarse[i] = c;

@@ -44,8 +44,8 @@ export async function downloadVerified(
   if (!sha256) {
     throw new DataError(
       `${url}: refusing to download: no verified SHA-256 digest is pinned for ` +
-        `${basename(dest)}. Download it yourself and place it at ${dest}.`,
-      { file: url },
+        `${basename(dest)}, so the download could not be checked`,
+      { file: url, hint: `download it yourself and place it at ${dest}` },
     );
   }
   const expected = sha256.toLowerCase();
@@ -56,10 +56,13 @@ export async function downloadVerified(
     throw new DataError(`${dir}: cannot create the data directory (${describeError(e)})`, {
       file: dir,
       cause: e,
+      hint: "point --data-dir (or $TAILGRAD_DATA) at a folder this process may write",
     });
   }
   const tmp = join(dir, `.${basename(dest)}.${crypto.randomUUID().slice(0, 8)}.part`);
   const doFetch = options.fetch ?? globalThis.fetch;
+  const retry = "run again to retry the download (deno needs --allow-net for the host), or " +
+    `download ${url} yourself and place it at ${dest}`;
   let done = false;
   try {
     let res: Response;
@@ -69,12 +72,17 @@ export async function downloadVerified(
         signal: options.signal,
       });
     } catch (e) {
-      throw new DataError(`${url}: download failed: ${describeError(e)}`, { file: url, cause: e });
+      throw new DataError(`${url}: download failed: ${describeError(e)}`, {
+        file: url,
+        cause: e,
+        hint: retry,
+      });
     }
     if (!res.ok || !res.body) {
       await res.body?.cancel();
       throw new DataError(`${url}: download failed: HTTP ${res.status} ${res.statusText}`, {
         file: url,
+        hint: retry,
       });
     }
     const lengthHeader = res.headers.get("content-length");
@@ -92,7 +100,7 @@ export async function downloadVerified(
         `${url}: transfer interrupted after ${received}` +
           `${total !== null ? ` of ${total}` : ""} bytes (${describeError(e)}); ` +
           `the partial download was discarded`,
-        { file: url, cause: e },
+        { file: url, cause: e, hint: retry },
       );
     } finally {
       file.close();
@@ -101,7 +109,7 @@ export async function downloadVerified(
       throw new DataError(
         `${url}: truncated transfer: received ${received} of ${total} bytes; ` +
           `the partial download was discarded`,
-        { file: url },
+        { file: url, hint: retry },
       );
     }
     const actual = await sha256Hex(await Deno.readFile(tmp));
@@ -109,7 +117,11 @@ export async function downloadVerified(
       throw new DataError(
         `${url}: SHA-256 mismatch: expected ${expected}, got ${actual} (${received} bytes); ` +
           `the download was discarded`,
-        { file: url },
+        {
+          file: url,
+          hint: "run again to retry; if it fails again the server's file is not the one " +
+            `pinned: get the dataset from its official source and place it at ${dest}`,
+        },
       );
     }
     await Deno.rename(tmp, dest);
@@ -127,6 +139,7 @@ export async function writeDataFile(dest: string, data: Uint8Array): Promise<voi
     throw new DataError(`${dest}: cannot write file (${describeError(e)})`, {
       file: dest,
       cause: e,
+      hint: "point --data-dir (or $TAILGRAD_DATA) at a folder this process may write",
     });
   }
 }

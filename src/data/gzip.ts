@@ -4,7 +4,7 @@
  * decompresses to the members' contents joined, as gzip itself does.
  */
 import { gunzipSync } from "node:zlib";
-import { DataError, describeError } from "./errors.ts";
+import { DAMAGED_FILE_HINT, DataError, describeError, unreadableFile } from "./errors.ts";
 
 /** True when `bytes` starts with the gzip magic number 0x1f 0x8b. */
 export function isGzip(bytes: Uint8Array): boolean {
@@ -25,7 +25,7 @@ export function gunzip(bytes: Uint8Array, file: string): Promise<Uint8Array> {
       new DataError(`${file}: corrupt or truncated gzip data (${describeError(e)})`, {
         file,
         cause: e,
-        hint: "the file is damaged: replace it with a good copy (gzip -t checks one)",
+        hint: `${DAMAGED_FILE_HINT} (gzip -t checks a copy)`,
       }),
     );
   }
@@ -41,7 +41,8 @@ export async function readFileBytes(path: string): Promise<Uint8Array> {
   try {
     return await Deno.readFile(path);
   } catch (e) {
-    const what = e instanceof Deno.errors.NotFound ? "file not found" : "cannot read file";
-    throw new DataError(`${path}: ${what} (${describeError(e)})`, { file: path, cause: e });
+    throw unreadableFile(path, e, {
+      hint: "check the path, and that --data-dir (or $TAILGRAD_DATA) names the dataset's folder",
+    });
   }
 }

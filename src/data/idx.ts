@@ -5,7 +5,7 @@
  * the data. Only unsigned-byte data (type 0x08) is supported: images are magic 0x00000803
  * (`N x rows x cols`), labels 0x00000801 (`N`).
  */
-import { DataError } from "./errors.ts";
+import { DAMAGED_FILE_HINT, damagedFile, DataError } from "./errors.ts";
 import { maybeGunzip, readFileBytes } from "./gzip.ts";
 import type { ImageDataset } from "./dataset.ts";
 
@@ -24,38 +24,42 @@ export interface IdxArray {
   data: Uint8Array;
 }
 
+/** `0x00000803`: a magic number as IDX documentation writes it. */
+function hex8(n: number): string {
+  return `0x${n.toString(16).padStart(8, "0")}`;
+}
+
 /**
  * Parses decompressed IDX bytes. Throws {@linkcode DataError} naming `file` on a bad magic
- * number, unsupported type, truncated data, or trailing bytes.
+ * number, unsupported type, truncated data, or trailing bytes, with a hint to replace the file.
  */
 export function parseIdx(bytes: Uint8Array, file: string): IdxArray {
   if (bytes.length < 4) {
-    throw new DataError(`${file}: truncated IDX file (${bytes.length} bytes, no header)`, {
+    throw damagedFile(
       file,
-    });
+      `truncated IDX file: ${bytes.length} bytes, expected at least a 4-byte header`,
+    );
   }
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const magic = view.getUint32(0);
   const type = bytes[2], ndims = bytes[3];
   if (bytes[0] !== 0 || bytes[1] !== 0 || ndims === 0) {
-    throw new DataError(
-      `${file}: not an IDX file: bad magic number 0x${magic.toString(16).padStart(8, "0")}`,
-      { file },
+    throw damagedFile(
+      file,
+      `not an IDX file: bad magic number ${hex8(magic)} (expected 0x00000801 for labels or ` +
+        "0x00000803 for images)",
     );
   }
   if (type !== 0x08) {
-    throw new DataError(
-      `${file}: unsupported IDX data type 0x${type.toString(16)} in magic number ` +
-        `0x${magic.toString(16).padStart(8, "0")} (only unsigned bytes, 0x08)`,
-      { file },
+    throw damagedFile(
+      file,
+      `unsupported IDX data type 0x${type.toString(16)} in magic number ${hex8(magic)} ` +
+        "(only unsigned bytes, 0x08)",
     );
   }
   const headerBytes = 4 + 4 * ndims;
   if (bytes.length < headerBytes) {
-    throw new DataError(
-      `${file}: truncated IDX header (${bytes.length} bytes, need ${headerBytes})`,
-      { file },
-    );
+    throw damagedFile(file, `truncated IDX header (${bytes.length} bytes, need ${headerBytes})`);
   }
   const dims: number[] = [];
   let total = 1;
@@ -66,17 +70,16 @@ export function parseIdx(bytes: Uint8Array, file: string): IdxArray {
   }
   const have = bytes.length - headerBytes;
   if (have < total) {
-    throw new DataError(
-      `${file}: truncated IDX data: dims [${dims.join(", ")}] need ${total} bytes, ` +
-        `file has ${have}`,
-      { file },
+    throw damagedFile(
+      file,
+      `truncated IDX data: dims [${dims.join(", ")}] need ${total} bytes, file has ${have}`,
     );
   }
   if (have > total) {
-    throw new DataError(
-      `${file}: ${have - total} unexpected trailing bytes after IDX data of dims ` +
-        `[${dims.join(", ")}]`,
-      { file },
+    throw damagedFile(
+      file,
+      `${have - total} unexpected trailing bytes after IDX data of dims [${dims.join(", ")}] ` +
+        `(${total} bytes expected)`,
     );
   }
   return { magic, dims, data: bytes.subarray(headerBytes) };
@@ -90,10 +93,16 @@ export async function readIdxFile(path: string): Promise<IdxArray> {
 
 function expectMagic(a: IdxArray, magic: number, what: string, file: string): void {
   if (a.magic !== magic) {
-    throw new DataError(
-      `${file}: wrong magic number 0x${a.magic.toString(16).padStart(8, "0")} for ${what} ` +
-        `(expected 0x${magic.toString(16).padStart(8, "0")})`,
-      { file },
+    const other = a.magic === IDX_LABELS_MAGIC
+      ? " (a labels file's)"
+      : a.magic === IDX_IMAGES_MAGIC
+      ? " (an images file's)"
+      : "";
+    throw damagedFile(
+      file,
+      `wrong magic number ${hex8(a.magic)}${other} for ${what} (expected ${hex8(magic)})`,
+      "the file is misnamed or damaged: give each file its dataset's name (e.g. " +
+        `train-images-idx3-ubyte for images), or ${DAMAGED_FILE_HINT}`,
     );
   }
 }
@@ -121,9 +130,10 @@ export async function readIdxLabels(path: string, numClasses?: number): Promise<
 export function checkLabels(labels: Uint8Array, numClasses: number, file: string): void {
   for (let i = 0; i < labels.length; i++) {
     if (labels[i] >= numClasses) {
-      throw new DataError(
-        `${file}: label ${labels[i]} at index ${i} is out of range [0, ${numClasses})`,
-        { file },
+      throw damagedFile(
+        file,
+        `label ${labels[i]} at index ${i} is out of range [0, ${numClasses}) (the dataset has ` +
+          `${numClasses} classes)`,
       );
     }
   }
@@ -157,7 +167,12 @@ export async function loadIdxDataset(
     throw new DataError(
       `${imagesPath}: has ${images.count} images but ${labelsPath} has ${labels.length} ` +
         `labels; the counts must agree`,
-      { file: imagesPath },
+      {
+        file: imagesPath,
+        hint: "the two files belong to different splits or datasets: replace them with the " +
+          `matching pair (delete both and run again with --download to fetch verified copies, ` +
+          "or point --data-dir at a good copy of the dataset)",
+      },
     );
   }
   return {

@@ -8,7 +8,7 @@
  * missing or mistyped fields, duplicate image ids, annotations of unknown images or unknown
  * categories, images without an annotation or with more than one.
  */
-import { DataError, describeError } from "./errors.ts";
+import { DataError, unreadableFile } from "./errors.ts";
 import type { ImageList } from "./lists.ts";
 
 /** Category ids and names in dense-label order. */
@@ -39,20 +39,35 @@ export async function readInat(
   root: string,
   options: InatOptions = {},
 ): Promise<InatList> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(file);
+  } catch (e) {
+    throw unreadableFile(file, e, {
+      what: "annotation file",
+      hint: "check the path of the annotation file",
+    });
+  }
   let json: unknown;
   try {
-    json = JSON.parse(await Deno.readTextFile(file));
+    json = JSON.parse(text);
   } catch (e) {
-    throw new DataError(
-      e instanceof Deno.errors.NotFound
-        ? `annotation file ${file} does not exist`
-        : e instanceof SyntaxError
-        ? `${file} is not valid JSON: ${e.message}`
-        : `cannot read annotation file ${file}: ${describeError(e)}`,
-      { file, cause: e },
-    );
+    throw new DataError(`${file} is not valid JSON: ${(e as Error).message}`, {
+      file,
+      cause: e,
+      hint: "the file is damaged or truncated: download the iNaturalist annotation file again",
+    });
   }
   return parseInat(json, file, root, options);
+}
+
+/** What to do about an annotation file of the wrong shape. */
+const INAT_HINT = "use the official iNaturalist 2017/2018 annotation JSON (images, annotations " +
+  'and categories; README: "Laying out the datasets"), or correct the entry';
+
+/** A {@linkcode DataError} about annotation file `file`: `file: problem`. */
+function bad(file: string, problem: string, hint = INAT_HINT): DataError {
+  return new DataError(`${file}: ${problem}`, { file, hint });
 }
 
 type Row = Record<string, unknown>;
@@ -61,11 +76,11 @@ type Row = Record<string, unknown>;
 function rows(json: Row, key: string, file: string): Row[] {
   const v = json[key];
   if (!Array.isArray(v)) {
-    throw new DataError(`${file}: missing the "${key}" array of an iNaturalist file`, { file });
+    throw bad(file, `missing the "${key}" array of an iNaturalist file`);
   }
   v.forEach((r, i) => {
     if (typeof r !== "object" || r === null || Array.isArray(r)) {
-      throw new DataError(`${file}: ${key}[${i}] is not an object`, { file });
+      throw bad(file, `${key}[${i}] is not an object`);
     }
   });
   return v as Row[];
@@ -83,12 +98,8 @@ function field<T extends "integer" | "string">(
   const ok = type === "integer" ? Number.isInteger(v) : typeof v === "string" && v !== "";
   if (!ok) {
     const got = v === undefined ? "it is missing" : `got ${JSON.stringify(v)}`;
-    throw new DataError(
-      `${file}: ${at} needs "${name}" as ${
-        type === "integer" ? "an integer" : "a non-empty string"
-      }; ${got}`,
-      { file },
-    );
+    const want = type === "integer" ? "an integer" : "a non-empty string";
+    throw bad(file, `${at} needs "${name}" as ${want}; ${got}`);
   }
   return v as T extends "integer" ? number : string;
 }
@@ -99,11 +110,11 @@ export function categoryMap(json: Record<string, unknown>, file: string): Catego
     id: field(c, "id", "integer", `categories[${i}]`, file),
     name: typeof c.name === "string" ? c.name : "",
   }));
-  if (cats.length === 0) throw new DataError(`${file}: "categories" is empty`, { file });
+  if (cats.length === 0) throw bad(file, `"categories" is empty`);
   cats.sort((a, b) => a.id - b.id);
   cats.forEach((c, i) => {
     if (i > 0 && cats[i - 1].id === c.id) {
-      throw new DataError(`${file}: category id ${c.id} appears twice in "categories"`, { file });
+      throw bad(file, `category id ${c.id} appears twice in "categories"`);
     }
   });
   return { ids: cats.map((c) => c.id), names: cats.map((c) => c.name) };
@@ -117,9 +128,7 @@ export function parseInat(
   options: InatOptions = {},
 ): InatList {
   if (typeof json !== "object" || json === null || Array.isArray(json)) {
-    throw new DataError(`${file}: expected a JSON object with images, annotations and categories`, {
-      file,
-    });
+    throw bad(file, `expected a JSON object with images, annotations and categories`);
   }
   const obj = json as Row;
   const categories = options.categories ?? categoryMap(obj, file);
@@ -129,7 +138,7 @@ export function parseInat(
   const paths = images.map((r, i) => {
     const id = field(r, "id", "integer", `images[${i}]`, file);
     if (indexOf.has(id)) {
-      throw new DataError(`${file}: images[${i}] repeats image id ${id}`, { file });
+      throw bad(file, `images[${i}] repeats image id ${id}`);
     }
     indexOf.set(id, i);
     return field(r, "file_name", "string", `images[${i}]`, file);
@@ -141,34 +150,35 @@ export function parseInat(
     const categoryId = field(a, "category_id", "integer", at, file);
     const k = indexOf.get(imageId);
     if (k === undefined) {
-      throw new DataError(`${file}: ${at} refers to image id ${imageId}, not in "images"`, {
-        file,
-      });
+      throw bad(file, `${at} refers to image id ${imageId}, not in "images"`);
     }
     const label = labelOf.get(categoryId);
     if (label === undefined) {
-      throw new DataError(
-        `${file}: ${at} has category id ${categoryId}, not among the ${categories.ids.length} ` +
+      throw bad(
+        file,
+        `${at} has category id ${categoryId}, not among the ${categories.ids.length} ` +
           `categories${options.categories ? " of the training file" : ""}`,
-        { file },
+        options.categories
+          ? "use the validation file of the same iNaturalist year as the training file"
+          : INAT_HINT,
       );
     }
     if (labels[k] >= 0) {
-      throw new DataError(`${file}: image id ${imageId} has more than one annotation (${at})`, {
-        file,
-      });
+      throw bad(file, `image id ${imageId} has more than one annotation (${at})`);
     }
     labels[k] = label;
   });
   const missing = labels.indexOf(-1);
   if (missing >= 0) {
-    throw new DataError(
-      `${file}: images[${missing}] (id ${images[missing].id}, ${paths[missing]}) has no ` +
+    throw bad(
+      file,
+      `images[${missing}] (id ${images[missing].id}, ${paths[missing]}) has no ` +
         "annotation; unlabelled (test) files cannot be used for training or evaluation",
-      { file },
+      "use the challenge's train or val file (its test file has no annotations), or " +
+        "annotate the image",
     );
   }
-  if (paths.length === 0) throw new DataError(`${file}: "images" is empty`, { file });
+  if (paths.length === 0) throw bad(file, `"images" is empty`);
   return {
     source: file,
     root,

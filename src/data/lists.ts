@@ -12,7 +12,7 @@
  */
 import { join } from "node:path";
 import { classCounts } from "./dataset.ts";
-import { DataError, describeError } from "./errors.ts";
+import { badJpegError, DataError, imageReadError, unreadableFile } from "./errors.ts";
 import { longTailSplit } from "./split.ts";
 import { JpegError, readJpegInfo } from "./jpeg/decode.ts";
 
@@ -61,12 +61,7 @@ export async function readList(
   try {
     text = await Deno.readTextFile(file);
   } catch (e) {
-    throw new DataError(
-      e instanceof Deno.errors.NotFound
-        ? `list file ${file} does not exist`
-        : `cannot read list file ${file}: ${describeError(e)}`,
-      { file, cause: e, hint: "check the path of the list file and that it may be read" },
-    );
+    throw unreadableFile(file, e, { what: "list file", hint: "check the path of the list file" });
   }
   return parseList(text, file, root, options);
 }
@@ -81,6 +76,7 @@ export function parseList(
   const paths: string[] = [];
   const labels: number[] = [];
   const lines: number[] = [];
+  const bad = (message: string, hint = LIST_FORMAT_HINT) => new DataError(message, { file, hint });
   const rows = text.split("\n");
   for (let n = 0; n < rows.length; n++) {
     const line = rows[n].trim();
@@ -88,30 +84,31 @@ export function parseList(
     const parts = line.split(/\s+/);
     const at = `${file}:${n + 1}`;
     if (parts.length !== 2) {
-      throw new DataError(
-        `${at}: expected "relative/path.jpg label", got "${truncate(line)}"`,
-        { file },
-      );
+      throw bad(`${at}: expected "relative/path.jpg label", got "${truncate(line)}"`);
     }
     if (!/^\d+$/.test(parts[1])) {
-      throw new DataError(
-        `${at}: label "${truncate(parts[1])}" is not a non-negative integer`,
-        { file },
-      );
+      throw bad(`${at}: label "${truncate(parts[1])}" is not a non-negative integer`);
     }
     const label = Number(parts[1]);
     if (options.numClasses !== undefined && label >= options.numClasses) {
-      throw new DataError(
+      throw bad(
         `${at}: label ${label} is out of range [0, ${options.numClasses}) (the class count ` +
           "comes from the training list)",
-        { file },
+        "use the val/test list of the same dataset as the training list: its labels must be " +
+          `classes of the training list (0 to ${options.numClasses - 1})`,
       );
     }
     paths.push(parts[0]);
     labels.push(label);
     lines.push(n + 1);
   }
-  if (paths.length === 0) throw new DataError(`list file ${file} has no entries`, { file });
+  if (paths.length === 0) {
+    throw bad(
+      `list file ${file} has no entries`,
+      "check that it is the right file (--train-list, --eval-list, or the layout's file in " +
+        "--data-root) and that it was written out completely",
+    );
+  }
   const numClasses = options.numClasses ?? Math.max(...labels) + 1;
   return {
     source: file,
@@ -122,6 +119,10 @@ export function parseList(
     where: (i) => `${file}:${lines[i]}`,
   };
 }
+
+/** What to do about a list line that does not parse. */
+const LIST_FORMAT_HINT = 'convert the list to one "relative/path.jpg label" per line, labels ' +
+  'counted from 0 (the OLTR list format; README: "Laying out the datasets")';
 
 function truncate(s: string, n = 80): string {
   return s.length > n ? `${s.slice(0, n)}...` : s;
@@ -158,7 +159,12 @@ async function checkImage(list: ImageList, i: number, headers: boolean): Promise
   try {
     if (!headers) {
       const info = await Deno.stat(path);
-      if (!info.isFile) throw new DataError(`${list.where(i)}: ${path} is not a file`);
+      if (!info.isFile) {
+        throw new DataError(`${list.where(i)}: ${path} is not a file; expected a JPEG image`, {
+          file: path,
+          hint: "correct the entry's path (relative to --data-root), or remove the entry",
+        });
+      }
       return;
     }
     using f = await Deno.open(path);
@@ -172,21 +178,13 @@ async function checkImage(list: ImageList, i: number, headers: boolean): Promise
     head = buf.subarray(0, n);
   } catch (e) {
     if (e instanceof DataError) throw e;
-    throw new DataError(
-      e instanceof Deno.errors.NotFound
-        ? `${list.where(i)}: image ${path} does not exist; check the dataset root and the list`
-        : `${list.where(i)}: cannot read image ${path}: ${describeError(e)}`,
-      { file: path, cause: e },
-    );
+    throw imageReadError(list.where(i), path, e);
   }
   try {
     readJpegInfo(head);
   } catch (e) {
     if (!(e instanceof JpegError)) throw e;
-    throw new DataError(
-      `${list.where(i)}: ${path} is not a readable JPEG (${e.message}); re-encode or remove it`,
-      { file: path, cause: e },
-    );
+    throw badJpegError(list.where(i), path, e.message);
   }
 }
 
@@ -209,11 +207,20 @@ export function devSplit(list: ImageList, seed: number, devPerClass: number): De
   const counts = listCounts(list);
   const short = counts.findIndex((n) => n <= devPerClass);
   if (short >= 0) {
+    const smallest = Math.min(...counts);
+    const poorest = counts.indexOf(smallest);
+    const images = smallest === 1 ? "1 image" : `${smallest} images`;
     throw new DataError(
       `${list.source}: class ${short} has ${counts[short]} images, not more than ` +
-        `--dev-per-class ${devPerClass}; lower it below the smallest class count ` +
-        `(${Math.min(...counts)})`,
-      { file: list.source },
+        `--dev-per-class ${devPerClass} (the dev set takes that many of each class and one ` +
+        "must remain to train on)",
+      {
+        file: list.source,
+        flag: "--dev-per-class",
+        hint: smallest > 1
+          ? `lower --dev-per-class to ${smallest - 1} or less (the smallest class has ${smallest})`
+          : `class ${poorest} has ${images}: add images of it to the training list`,
+      },
     );
   }
   const split = longTailSplit(list.labels, list.numClasses, {

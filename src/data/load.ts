@@ -26,7 +26,8 @@
  * the user) is first checked against the pinned digest and always kept. No file the program did not create is ever overwritten or removed.
  */
 import { basename, dirname, join, resolve } from "node:path";
-import { DataError, describeError } from "./errors.ts";
+import { damagedFile, DataError, describeError } from "./errors.ts";
+import { problemOf } from "../errors.ts";
 import type { DatasetName, ImageDataset } from "./dataset.ts";
 import { loadIdxDataset, readIdxLabels } from "./idx.ts";
 import { CIFAR_ARCHIVE_DIR, CIFAR_FILES, type CifarVariant, loadCifarDataset } from "./cifar.ts";
@@ -102,7 +103,12 @@ async function pathKind(path: string): Promise<PathKind> {
     return s.isDirectory ? "dir" : "file";
   } catch (e) {
     if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory) return "none";
-    throw new DataError(`${path}: cannot be read (${describeError(e)})`, { file: path, cause: e });
+    throw new DataError(`${path}: cannot be read (${describeError(e)})`, {
+      file: path,
+      cause: e,
+      hint: "let this process read the folder (its permissions, or deno's --allow-read), or " +
+        "point --data-dir at another copy",
+    });
   }
 }
 
@@ -450,9 +456,10 @@ export async function extractCifarArchive(
   }
   const missing = [...wanted].filter((f) => !found.has(f));
   if (missing.length) {
-    throw new DataError(`${archivePath}: archive lacks ${missing.join(", ")}`, {
-      file: archivePath,
-    });
+    throw damagedFile(
+      archivePath,
+      `archive lacks ${missing.join(", ")} (expected every .bin file of ${variant})`,
+    );
   }
 }
 
@@ -484,9 +491,8 @@ async function ensureState(name: DatasetName, options: LoadOptions): Promise<Dir
     looked = at.looked.join(", ");
     if (!options.allowDownload) {
       throw new DataError(
-        `${source.title} was not found (looked in: ${looked}) and downloading is not allowed. ` +
-          `To get it:\n${howToGet(name, options)}`,
-        { file: at.looked[0] },
+        `${source.title} was not found (looked in: ${looked}) and downloading is not allowed`,
+        { file: at.looked[0], hint: `get it one of these ways:\n${howToGet(name, options)}` },
       );
     }
   }
@@ -494,11 +500,16 @@ async function ensureState(name: DatasetName, options: LoadOptions): Promise<Dir
     await downloadDataset(name, options, target);
     return await completeOrThrow(target, source, target);
   } catch (e) {
-    const msg = e instanceof Error ? e.message : describeError(e);
+    // the download's own hint first (retry, permissions), then the other ways to get it
+    const first = e instanceof DataError && e.hint ? `${e.hint}; or get it another way:` : null;
     throw new DataError(
       `${source.title} was not found (looked in: ${looked}) and downloading it failed: ` +
-        `${msg}\nTo get it:\n${howToGet(name, options)}`,
-      { file: e instanceof DataError ? e.file : undefined, cause: e },
+        problemOf(e),
+      {
+        file: e instanceof DataError ? e.file : undefined,
+        cause: e,
+        hint: `${first ?? "get it another way:"}\n${howToGet(name, options)}`,
+      },
     );
   }
 }

@@ -2,7 +2,7 @@
  * A minimal in-memory tar reader (POSIX ustar, plus GNU long names), enough to unpack the
  * CIFAR binary archives.
  */
-import { DataError } from "./errors.ts";
+import { damagedFile } from "./errors.ts";
 
 /** One member of a tar archive. */
 export interface TarEntry {
@@ -33,16 +33,14 @@ function octal(bytes: Uint8Array, file: string, field: string): number {
   const s = cString(bytes).trim();
   if (s === "") return 0;
   if (!/^[0-7]+$/.test(s)) {
-    throw new DataError(`${file}: corrupt tar header: ${field} field "${s}" is not octal`, {
-      file,
-    });
+    throw damagedFile(file, `corrupt tar header: ${field} field "${s}" is not an octal number`);
   }
   return parseInt(s, 8);
 }
 
 /**
- * Iterates over the members of an uncompressed tar archive. Throws {@linkcode DataError}
- * naming `file` on a bad header checksum or a truncated member.
+ * Iterates over the members of an uncompressed tar archive. Throws a {@linkcode DataError}
+ * naming `file` on a bad header checksum or a truncated member, with a hint to replace it.
  */
 export function* readTar(bytes: Uint8Array, file = "tar archive"): Generator<TarEntry> {
   let at = 0;
@@ -54,9 +52,9 @@ export function* readTar(bytes: Uint8Array, file = "tar archive"): Generator<Tar
     for (let i = 0; i < 512; i++) sum += i >= 148 && i < 156 ? 32 : h[i];
     const stored = octal(h.subarray(148, 156), file, "checksum");
     if (stored !== sum) {
-      throw new DataError(
-        `${file}: corrupt tar header at offset ${at}: checksum ${stored} != computed ${sum}`,
-        { file },
+      throw damagedFile(
+        file,
+        `corrupt tar header at offset ${at}: stored checksum ${stored}, computed ${sum}`,
       );
     }
     const size = octal(h.subarray(124, 136), file, "size");
@@ -69,10 +67,9 @@ export function* readTar(bytes: Uint8Array, file = "tar archive"): Generator<Tar
     }
     const start = at + 512;
     if (start + size > bytes.length) {
-      throw new DataError(
-        `${file}: truncated tar archive: member "${name}" needs ${size} bytes, ` +
-          `${bytes.length - start} left`,
-        { file },
+      throw damagedFile(
+        file,
+        `truncated tar archive: member "${name}" needs ${size} bytes, ${bytes.length - start} left`,
       );
     }
     const data = bytes.subarray(start, start + size);

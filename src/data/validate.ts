@@ -1,14 +1,15 @@
 /**
- * Checks across the splits of a dataset, run before any training work: images of one size in
- * both splits and none of size zero, at least one image of every class in each split (and
- * enough training images of each class for the balanced dev set), and a fingerprint of a split
- * that a checkpoint records so a resumed run can tell it is reading the same data.
+ * Checks across the splits of a dataset, run before any training work: each split's arrays hold
+ * its images and labels and every label is a class, images of one size in both splits and none
+ * of size zero, at least one image of every class in each split (and enough training images of
+ * each class for the balanced dev set), and a fingerprint of a split that a checkpoint records so
+ * a resumed run can tell it is reading the same data.
  */
 import { imageBytes, type ImageDataset } from "./dataset.ts";
 import { DataError } from "./errors.ts";
 import { sha256Hex } from "./download.ts";
 
-/** Where each split came from, for messages: file paths, or e.g. "training data (memory)". */
+/** Where each split came from, for messages: file paths, or e.g. "data.train (in memory)". */
 export interface SplitNames {
   /** The training split's files. */
   train: string;
@@ -20,11 +21,56 @@ function shape(d: ImageDataset): string {
   return `${d.channels}x${d.height}x${d.width}`;
 }
 
+const SPLIT_HINT = "give the split consistent fields: count images of channels x height x " +
+  "width bytes each, one label per image, each a class index below numClasses";
+
 /**
- * Throws a {@linkcode DataError} naming the files when a split is empty, has images of size
- * zero, or the two splits' images differ in size, channels or number of classes.
+ * Throws a {@linkcode DataError} naming the split (`name`: its file, or where it came from) when
+ * its fields disagree with its arrays or a label is not a class in `[0, numClasses)`: the
+ * readers guarantee both for files, a split given in memory is checked here, on the host, before
+ * any GPU work (a label >= C would make the loss and metric kernels read past a row of logits).
+ * The error names the first bad label's index and value.
+ */
+export function checkSplitContents(d: ImageDataset, name: string): void {
+  const bad = (what: string, hint = SPLIT_HINT) => {
+    throw new DataError(`${name}: ${what}`, { file: name, hint });
+  };
+  for (const key of ["count", "channels", "height", "width"] as const) {
+    if (!Number.isInteger(d[key]) || d[key] < 0) {
+      bad(`${key} is ${d[key]}, expected an integer >= 0`);
+    }
+  }
+  if (!Number.isInteger(d.numClasses) || d.numClasses < 1) {
+    bad(`numClasses is ${d.numClasses}, expected an integer >= 1`);
+  }
+  if (d.images.length !== d.count * imageBytes(d)) {
+    bad(
+      `images holds ${d.images.length} bytes, expected ${d.count * imageBytes(d)} ` +
+        `(${d.count} images of ${shape(d)})`,
+    );
+  }
+  if (d.labels.length !== d.count) {
+    bad(`labels holds ${d.labels.length} labels for ${d.count} images`);
+  }
+  for (let i = 0; i < d.count; i++) {
+    const y = d.labels[i];
+    if (Number.isInteger(y) && y >= 0 && y < d.numClasses) continue;
+    bad(
+      `label ${y} at index ${i} is out of range: the classes are [0, ${d.numClasses})`,
+      `every label must be a class index in [0, ${d.numClasses}): correct the label, or give ` +
+        "the split the numClasses its labels need",
+    );
+  }
+}
+
+/**
+ * Throws a {@linkcode DataError} naming the files when a split's arrays disagree with it or hold
+ * a label outside its classes ({@linkcode checkSplitContents}), a split is empty, has images of
+ * size zero, or the two splits' images differ in size, channels or number of classes.
  */
 export function checkSplitsAgree(train: ImageDataset, test: ImageDataset, names: SplitNames): void {
+  checkSplitContents(train, names.train);
+  checkSplitContents(test, names.test);
   for (const [d, name] of [[train, names.train], [test, names.test]] as const) {
     if (d.count === 0) {
       throw new DataError(`${name}: the ${d.split} split holds no images`, {
@@ -49,7 +95,11 @@ export function checkSplitsAgree(train: ImageDataset, test: ImageDataset, names:
   if (train.numClasses !== test.numClasses) {
     throw new DataError(
       `${names.test}: ${test.numClasses} classes, but the training split has ${train.numClasses}`,
-      { file: names.test },
+      {
+        file: names.test,
+        hint: "use the test split of the same dataset as the training split (both splits " +
+          "need one numClasses)",
+      },
     );
   }
 }

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { type ImageList, readList } from "../data/lists.ts";
 import { checkImages, type DevSplit, devSplit } from "../data/lists.ts";
 import { readInat } from "../data/inat.ts";
-import { DataError } from "../data/errors.ts";
+import { DataError, describeError } from "../data/errors.ts";
 import { effectiveNumberWeights } from "../data/weights.ts";
 import type { LargeConfig, LargePreset } from "./config.ts";
 
@@ -70,12 +70,13 @@ export async function loadLargeData(cfg: LargeConfig): Promise<LargeData> {
     }
   } catch (e) {
     if (e instanceof DataError) throw e;
-    throw new DataError(`--data-root ${root} does not exist`, {
-      file: root,
-      flag: "--data-root",
-      hint: rootHint,
-      cause: e,
-    });
+    const missing = e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory;
+    throw new DataError(
+      missing
+        ? `--data-root ${root} does not exist`
+        : `--data-root ${root} cannot be read (${describeError(e)})`,
+      { file: root, flag: "--data-root", hint: rootHint, cause: e },
+    );
   }
   const files = dataFiles(cfg);
   await requireListFile(cfg, "train", files.train);

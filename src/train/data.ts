@@ -80,7 +80,7 @@ export async function prepareData(
   if (supplied) {
     ({ train, test } = supplied);
     source = "memory";
-    names = { train: "training data (memory)", test: "test data (memory)" };
+    names = { train: "data.train (in memory)", test: "data.test (in memory)" };
     checkSplitsAgree(train, test, names);
     const known = DATASET_STATS[cfg.dataset];
     mean = supplied.mean ??

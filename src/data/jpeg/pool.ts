@@ -5,7 +5,7 @@
  * promises in their own order, which makes the output order deterministic. With `workers: 0`
  * files are decoded on the calling thread (tests, per-core benchmarks).
  */
-import { DataError } from "../errors.ts";
+import { badJpegError, imageReadError } from "../errors.ts";
 import { decodeJpeg, type RgbImage } from "./decode.ts";
 
 /** Options of {@linkcode DecodePool}. */
@@ -59,7 +59,10 @@ export class DecodePool {
       worker.onerror = (e: ErrorEvent) => {
         e.preventDefault();
         for (const task of thread.busy.values()) {
-          task.reject(new DataError(`${task.where}: decode worker failed: ${e.message}`));
+          // the worker catches every read and decode error, so this is a bug: keep its stack
+          task.reject(
+            new Error(`${task.where}: decode worker of ${task.path} failed: ${e.message}`),
+          );
         }
         thread.busy.clear();
       };
@@ -85,12 +88,12 @@ export class DecodePool {
     try {
       bytes = await Deno.readFile(path);
     } catch (e) {
-      throw readError(where, path, e instanceof Deno.errors.NotFound, String(e));
+      throw imageReadError(where, path, e);
     }
     try {
       return decodeJpeg(bytes);
     } catch (e) {
-      throw decodeError(where, path, e instanceof Error ? e.message : String(e));
+      throw badJpegError(where, path, e instanceof Error ? e.message : String(e));
     }
   }
 
@@ -111,9 +114,11 @@ export class DecodePool {
     thread.busy.delete(r.id);
     if (r.error !== undefined) {
       task.reject(
-        r.kind === "decode"
-          ? decodeError(task.where, task.path, r.error)
-          : readError(task.where, task.path, r.kind === "missing", r.error),
+        r.kind === "decode" ? badJpegError(task.where, task.path, r.error) : imageReadError(
+          task.where,
+          task.path,
+          r.kind === "missing" ? new Deno.errors.NotFound(r.error) : r.error,
+        ),
       );
     } else task.resolve({ width: r.width!, height: r.height!, data: r.data! });
     this.#dispatch();
@@ -137,20 +142,4 @@ export class DecodePool {
     for (const task of this.#waiting) task.reject(new Error("DecodePool closed"));
     this.#waiting = [];
   }
-}
-
-function readError(where: string, path: string, missing: boolean, detail: string): DataError {
-  return new DataError(
-    missing
-      ? `${where}: image ${path} does not exist; check the dataset root and the list file`
-      : `${where}: cannot read image ${path}: ${detail}`,
-    { file: path },
-  );
-}
-
-function decodeError(where: string, path: string, detail: string): DataError {
-  return new DataError(
-    `${where}: ${path} is not a readable JPEG (${detail}); re-encode or remove it from the list`,
-    { file: path },
-  );
 }
