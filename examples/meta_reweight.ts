@@ -115,6 +115,7 @@ const engine = new StepEngine(model, {
 const meta = new MetaReweighter(engine, { devBatch: BATCH, numClasses: C });
 const source = new ArraySource({ engine, inputs: train.x, targets: train.y, seed: SEED });
 const devX = new Float32Array(BATCH * 784), devY = new Uint32Array(BATCH);
+const devRows = new Int32Array(BATCH); // each dev example's index in the dev set
 const weights = new Float32Array(BATCH);
 const epsSum = new Array(C).fill(0), epsCount = new Array(C).fill(0);
 const lr = (epoch: number) => (epoch < metaStart ? 0.05 : 0.005);
@@ -137,9 +138,9 @@ await fit({
             const j = rng.nextInt(devIdx.length);
             devX.set(dev.x.subarray(j * 784, (j + 1) * 784), k * 784);
             devY[k] = dev.y[j];
+            devRows[k] = j;
           }
-          meta.devX.upload(gpu, devX);
-          meta.devTargets.upload(gpu, devY);
+          meta.writeDevBatch(devX, devY, devRows);
           const res = meta.step(rate, {
             eta: rate,
             tau: 1,

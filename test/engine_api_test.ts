@@ -4,6 +4,8 @@
  *
  * - sizes of layers and engines (zero, fractional) and of SGD's options;
  * - class labels outside the model's classes (given, or learned from the first forward);
+ * - dev labels of the meta step outside the classes (written before or after the first forward,
+ *   through the full or the classifier-only meta step), dev batches of the wrong size or array;
  * - inputs of the wrong width for a Linear or Conv2d layer;
  * - run lengths (fractional epochs, a checkpoint of more epochs, an epoch with no steps);
  * - resuming the wrong file: another optimizer's checkpoint, a weights file, a missing tensor;
@@ -23,6 +25,7 @@ import {
   EVAL,
   evaluateClassifier,
   fit,
+  type ForwardMode,
   type Gpu,
   Linear,
   linearWarmup,
@@ -30,6 +33,7 @@ import {
   MetaReweighter,
   Model,
   type Optimizer,
+  type ParamScope,
   readCheckpoint,
   ReLU,
   Sequential,
@@ -239,6 +243,169 @@ gpuTest(
     later.destroy();
   },
 );
+
+const META = { eta: 0.1, tau: 1, lookahead: "mean", rule: "meta", lookaheadWeights: "w" } as const;
+
+/** engineOf's MLP split into its features (D-8, ReLU) and the head `fc` (8-C): a HeadSplit. */
+class SplitMlp extends Sequential {
+  readonly headName = "fc";
+  readonly head = new Linear(8, C);
+  constructor() {
+    super(["body", new Linear(D, 8)], ["relu", new ReLU()]);
+    this.layers.push(["fc", this.head]);
+  }
+  features(ctx: Ctx, x: Tensor, p: ParamScope, mode: ForwardMode): Tensor {
+    const body = this.layers.slice(0, -1);
+    return body.reduce((h, [name, layer]) => layer.forward(ctx, h, p.child(name), mode), x);
+  }
+}
+
+/** A meta step of devBatch 4 over an engine of batch 8 (the classifier-only one with `split`). */
+function metaOf(gpu: Gpu, split = false) {
+  const root = split
+    ? new SplitMlp()
+    : new Sequential(new Linear(D, 8), new ReLU(), new Linear(8, C));
+  const model = new Model(gpu, root, 1);
+  const optimizer = new Sgd(gpu, model.paramLayout, { momentum: 0.9 });
+  const engine = new StepEngine(model, { loss: crossEntropy, optimizer, batch: 8, input: [D] });
+  const meta = new MetaReweighter(engine, { devBatch: 4, params: split ? "classifier" : "all" });
+  const destroy = () => {
+    meta.destroy();
+    engine.destroy();
+    optimizer.destroy();
+    model.destroy();
+  };
+  return { model, engine, meta, destroy };
+}
+
+gpuTest(
+  "labels: a bad dev label written before the first forward stops the meta step before it records",
+  async (gpu) => {
+    const batch = examples(8), dev = examples(4);
+    const { model, engine, meta, destroy } = metaOf(gpu);
+    engine.writeBatch(batch.inputs, batch.targets);
+    dev.targets[2] = 5;
+    meta.writeDevBatch(dev.inputs, dev.targets, [30, 31, 32, 33]); // C not known yet: kept
+    dev.targets[2] = 2; // the caller reuses its array: the labels written are the ones checked
+    const before = await model.stateDict();
+    assert.throws(
+      () => meta.step(0.1, META),
+      new RangeError(
+        "MetaReweighter: the label of dev example 32 is 5, not a class in [0, 3) " +
+          "(the model outputs 3 classes)",
+      ),
+    );
+    assert.equal(engine.numClasses, C, "checked once the batch's forward gave C");
+    assert.deepEqual(await model.stateDict(), before, "no update");
+    assert.ok(Number.isNaN(await engine.takeMeanLoss()), "no loss recorded");
+    const look = new Float32Array(await gpu.read(meta.lookahead.all));
+    assert.ok(look.every((v) => v === 0), "refused before the look-ahead and the dev pass");
+    assert.equal(engine.stepIndex, 0);
+    // the same engine steps once a good dev batch is written
+    meta.writeDevBatch(dev.inputs, dev.targets);
+    meta.step(0.1, META);
+    assert.notDeepEqual(await model.stateDict(), before);
+    destroy();
+    // the classifier-only meta step learns C from the head's output and checks likewise
+    const head = metaOf(gpu, true);
+    head.engine.writeBatch(batch.inputs, batch.targets);
+    head.meta.writeDevBatch(dev.inputs, Uint32Array.of(0, 1, 2, 3));
+    const headBefore = await head.model.stateDict();
+    assert.throws(
+      () => head.meta.step(0.1, META),
+      new RangeError(
+        "MetaReweighter: the label of row 3 of the dev batch is 3, not a class in [0, 3) " +
+          "(the model outputs 3 classes)",
+      ),
+    );
+    assert.equal(head.engine.numClasses, C);
+    assert.deepEqual(await head.model.stateDict(), headBefore);
+    head.destroy();
+    // ...and the batch's own labels, which it checked nowhere before
+    const headBatch = metaOf(gpu, true);
+    headBatch.engine.writeBatch(
+      batch.inputs,
+      Uint32Array.from(batch.targets, (y, i) => i === 6 ? 4 : y),
+    );
+    headBatch.meta.writeDevBatch(dev.inputs, dev.targets);
+    assert.throws(
+      () => headBatch.meta.step(0.1, META),
+      /^RangeError: StepEngine: the label of row 6 of the batch is 4, not a class in \[0, 3\)/,
+    );
+    headBatch.destroy();
+  },
+);
+
+gpuTest("labels: once C is known, a bad dev batch is refused when written", async (gpu) => {
+  const batch = examples(8), dev = examples(4);
+  const { engine, meta, destroy } = metaOf(gpu);
+  engine.writeBatch(batch.inputs, batch.targets);
+  meta.writeDevBatch(dev.inputs, Uint32Array.of(9, 9, 9, 9)); // kept, then overwritten below
+  engine.step(0.1); // learns C (a plain step reads no dev batch)
+  const kept = Uint32Array.of(2, 2, 1, 1);
+  meta.writeDevBatch(dev.inputs, kept);
+  const bad = Uint32Array.from(dev.targets, (y, i) => (i === 1 ? 3 : y));
+  assert.throws(
+    () => meta.writeDevBatch(dev.inputs, bad),
+    new RangeError(
+      "MetaReweighter: the label of row 1 of the dev batch is 3, not a class in [0, 3) " +
+        "(the model outputs 3 classes)",
+    ),
+  );
+  assert.throws(
+    () => meta.writeDevBatch(dev.inputs, bad, [7, 8, 9, 10]),
+    /^RangeError: MetaReweighter: the label of dev example 8 is 3, not a class in \[0, 3\)/,
+  );
+  assert.throws(
+    () => meta.writeDevBatch(dev.inputs, Float32Array.from(dev.targets)),
+    new TypeError(
+      "MetaReweighter: dev targets must be a Uint32Array for u32 targets, got a Float32Array " +
+        "(its bytes would be read as u32)",
+    ),
+  );
+  assert.throws(
+    () => engine.writeBatch(batch.inputs, Float32Array.from(batch.targets)),
+    /^TypeError: StepEngine: targets must be a Uint32Array for u32 targets, got a Float32Array/,
+  );
+  assert.throws(
+    () => meta.writeDevBatch(dev.inputs.subarray(D), dev.targets),
+    new RangeError(
+      "MetaReweighter: writeDevBatch got 18 input values, 4 targets; a dev batch of 4 examples " +
+        "takes 24 input values, 4 targets",
+    ),
+  );
+  assert.throws(
+    () => meta.writeDevBatch(dev.inputs, dev.targets, [1, 2]),
+    /got 24 input values, 4 targets and 2 rows; .* takes 24 input values, 4 targets and 4 rows/,
+  );
+  assert.deepEqual([...await meta.devTargets.read(gpu)], [...kept], "nothing more was written");
+  meta.step(0.1, META); // the labels checked are the ones written last
+  destroy();
+});
+
+gpuTest("labels: a good dev batch steps as a raw upload of the same arrays", async (gpu) => {
+  const batch = examples(8), dev = examples(4);
+  const run = async (write: (meta: MetaReweighter) => void) => {
+    const { model, engine, meta, destroy } = metaOf(gpu);
+    engine.writeBatch(batch.inputs, batch.targets);
+    write(meta);
+    meta.step(0.1, META);
+    const out = { eps: await meta.eps.read(gpu), params: await model.stateDict() };
+    destroy();
+    return out;
+  };
+  const raw = await run((meta) => {
+    meta.devX.upload(gpu, dev.inputs);
+    meta.devTargets.upload(gpu, dev.targets);
+  });
+  const checked = await run((meta) => {
+    // a bad batch overwritten before the first forward is no error: only the last one counts
+    meta.writeDevBatch(dev.inputs, Uint32Array.of(9, 9, 9, 9));
+    meta.writeDevBatch(dev.inputs, dev.targets, [0, 1, 2, 3]);
+  });
+  assert.deepEqual(checked, raw);
+  assert.ok(raw.eps.some((e) => e !== 0), "the dev batch moved eps");
+});
 
 gpuTest("labels: evaluateClassifier checks labels and the output width first", async (gpu) => {
   const { model, destroy } = engineOf(gpu, 8);

@@ -30,7 +30,16 @@ import { Sgd } from "../optim/optimizer.ts";
 import { classificationLoss } from "../ops/loss.ts";
 import { accumulateLoss, metaWeights } from "./kernels.ts";
 import { lookaheadKernel, type MetaWeightRule } from "../../shaders/meta.ts";
-import { leadingRows, type LossFn, type StepEngine } from "./step.ts";
+import {
+  checkLabels,
+  checkTargetArray,
+  isLabels,
+  leadingRows,
+  type LossFn,
+  type PendingLabels,
+  pendingLabels,
+  type StepEngine,
+} from "./step.ts";
 
 export type { MetaWeightRule };
 
@@ -117,9 +126,12 @@ export class MetaReweighter {
   readonly lookahead: FlatTensors;
   /** Meta direction v: gradient of the mean dev loss at theta'. */
   readonly direction: FlatTensors;
-  /** Dev batch inputs [devBatch, ...input], written by the data source. */
+  /**
+   * Dev batch inputs [devBatch, ...input], written by the data source: from host arrays with
+   * {@linkcode MetaReweighter.writeDevBatch}, or on the GPU (augmented images).
+   */
   readonly devX: Tensor;
-  /** Dev batch targets, as the engine's targets. */
+  /** Dev batch targets, as the engine's targets (see {@linkcode MetaReweighter.devX}). */
   readonly devTargets: Tensor;
   /** eps of the last meta step, [B]. */
   readonly eps: Tensor;
@@ -136,6 +148,8 @@ export class MetaReweighter {
   /** The head's range when the meta step is restricted to it. */
   readonly #head: HeadRange | null;
   readonly #freeze: boolean;
+  /** Dev labels written before the engine knew its classes (checked at the next meta step). */
+  #pending: PendingLabels | null = null;
 
   /**
    * Allocates the look-ahead state and the dev batch of `engine`; `devBatch` and `numClasses`
@@ -177,6 +191,53 @@ export class MetaReweighter {
     if (this.#freeze && !(engine.optimizer instanceof Sgd)) {
       throw new Error("MetaReweighter: freezeBackbone updates the head with SGD only");
     }
+  }
+
+  /**
+   * Writes a whole dev batch from host arrays into `devX` and `devTargets`. Class labels are
+   * checked against the engine's {@linkcode StepEngine.numClasses} (integers in [0, C)); labels
+   * written before the engine's first forward are checked by the next meta step, once C is
+   * known and before the dev loss is recorded. `rows` are the examples' indices in the caller's
+   * dev set, named in the error instead of dev batch rows. Other targets are written unchecked.
+   * The arrays must hold exactly one dev batch (a RangeError otherwise), `targets` in the typed
+   * array of the targets' dtype (a TypeError otherwise); a refused batch writes nothing.
+   */
+  writeDevBatch(
+    inputs: Float32Array,
+    targets: Float32Array | Uint32Array,
+    rows?: ArrayLike<number>,
+  ): void {
+    this.#checkDevSizes(inputs.length, targets.length, rows?.length);
+    const t = this.devTargets;
+    checkTargetArray("MetaReweighter", "dev targets", t, targets);
+    const classes = this.engine.numClasses;
+    this.#pending = null; // labels written before are overwritten
+    if (classes !== null) checkLabels(targets, targets.length, classes, rows, "dev");
+    else if (isLabels(t)) this.#pending = pendingLabels(targets, rows);
+    const gpu = this.engine.gpu;
+    gpu.write(this.devX.view, inputs);
+    gpu.write(t.view, targets);
+  }
+
+  /** Throws a RangeError unless the sizes given make exactly one dev batch. */
+  #checkDevSizes(inputs: number, targets: number, rows?: number): void {
+    const B = this.devBatch, x = this.devX.size, t = this.devTargets.size;
+    if (inputs === x && targets === t && (rows === undefined || rows === B)) return;
+    const sizes = (i: number, n: number, r?: number) =>
+      `${i} input values, ${n} targets` + (rows === undefined ? "" : ` and ${r} rows`);
+    throw new RangeError(
+      `MetaReweighter: writeDevBatch got ${sizes(inputs, targets, rows)}; a dev batch of ${B} ` +
+        `examples takes ${sizes(x, t, B)}`,
+    );
+  }
+
+  /** Checks dev labels written before the engine knew its classes, once it does. */
+  #checkPendingDev(): void {
+    const classes = this.engine.numClasses;
+    if (!this.#pending || classes === null) return;
+    const { labels, rows } = this.#pending;
+    this.#pending = null;
+    checkLabels(labels, labels.length, classes, rows, "dev");
   }
 
   /** Frees the look-ahead buffers (the tensors go with the engine). */
@@ -257,6 +318,8 @@ export class MetaReweighter {
     const tapeH = new Tape(), ctxH = new Ctx(gpu, tapeH);
     const headMode = { ...TRAIN, noise: e.noise(0) };
     const out = root.head.forward(ctxH, fHead, model.scope().child(root.headName), headMode);
+    e.learnClasses(out, B);
+    this.#checkPendingDev();
     const l = e.loss(ctxH, out, e.targets);
     if (meta.lookaheadWeights === "w") {
       tapeH.backward(gpu, l, e.scaledWeights(ctxH, lookScale), params, grads);
@@ -340,6 +403,7 @@ export class MetaReweighter {
    * of the per-example losses `l` along v (a fresh tensor the caller releases).
    */
   signal(tape: Tape, l: Tensor, lookaheadSeed: Tensor | null, eta: number): Tensor {
+    this.#checkPendingDev();
     const e = this.engine;
     const gpu = e.gpu;
     const params = e.model.params;

@@ -81,7 +81,7 @@ export class StepEngine {
   /** Output width seen at the first forward, when the targets are class labels. */
   #classes: number | null = null;
   /** Labels written before the first forward (checked once the output width is known). */
-  #pending: { labels: ArrayLike<number>; rows?: ArrayLike<number> } | null = null;
+  #pending: PendingLabels | null = null;
 
   /**
    * Allocates the step's buffers for `model`. `batch` and every size of `input` and
@@ -121,6 +121,7 @@ export class StepEngine {
    * are checked against {@linkcode StepEngine.numClasses} (integers in [0, C)); labels written
    * before the first forward are checked by it, before the loss is recorded. `rows` are the
    * examples' indices in the caller's data set, named in the error instead of batch rows.
+   * `targets` must be the typed array of the targets' dtype (a TypeError otherwise).
    */
   writeBatch(
     inputs: Float32Array,
@@ -128,8 +129,9 @@ export class StepEngine {
     weights?: Float32Array,
     rows?: ArrayLike<number>,
   ): void {
+    checkTargetArray("StepEngine", "targets", this.targets, targets);
     if (this.#classes !== null) checkLabels(targets, targets.length, this.#classes, rows);
-    else if (isLabels(this.targets)) this.#pending = { labels: targets, rows };
+    else if (isLabels(this.targets)) this.#pending = pendingLabels(targets, rows);
     this.gpu.write(this.x.view, inputs);
     this.gpu.write(this.targets.view, targets);
     if (weights) this.gpu.write(this.weights.view, weights);
@@ -168,13 +170,18 @@ export class StepEngine {
     const targets = leadingRows(this.targets, n);
     const mode = { ...TRAIN, noise: this.noise(0) };
     const output = this.model.forward(ctx, x, mode);
-    if (this.#classes === null) this.#learnClasses(output, n);
+    this.learnClasses(output, n);
     return this.loss(ctx, output, targets);
   }
 
-  /** Records the output width C of class-label targets, and checks labels written before. */
-  #learnClasses(output: Tensor, n: number): void {
-    if (!isLabels(this.targets) || output.shape.length !== 2) return;
+  /**
+   * Records the output width C of class-label targets from the batch's output [n, C] (once;
+   * host-side) and checks the labels written before it. Every forward of the batch calls it
+   * before its loss is recorded: {@linkcode StepEngine.forwardLosses}, and components that run
+   * the batch's forward themselves (the classifier-only meta step).
+   */
+  learnClasses(output: Tensor, n: number): void {
+    if (this.#classes !== null || !isLabels(this.targets) || output.shape.length !== 2) return;
     this.#classes = output.shape[1];
     const pending = this.#pending;
     this.#pending = null;
@@ -224,29 +231,66 @@ export class StepEngine {
 }
 
 /** Whether a targets tensor holds one u32 class label per example. */
-function isLabels(t: Tensor): boolean {
+export function isLabels(t: Tensor): boolean {
   return t.dtype === "u32" && t.shape.length === 1;
 }
 
+/** Labels kept until the class count is known: copies, as callers reuse their arrays. */
+export interface PendingLabels {
+  labels: ArrayLike<number>;
+  rows?: ArrayLike<number>;
+}
+
+/** A copy of `labels` (and `rows`) to check once the class count is known. */
+export function pendingLabels(labels: ArrayLike<number>, rows?: ArrayLike<number>): PendingLabels {
+  return { labels: Array.from(labels), rows: rows && Array.from(rows) };
+}
+
+/** Whose labels {@linkcode checkLabels} checks: the engine's batch or a meta step's dev batch. */
+const LABELS_OF = {
+  batch: { owner: "StepEngine", example: "example", rows: "the batch" },
+  dev: { owner: "MetaReweighter", example: "dev example", rows: "the dev batch" },
+} as const;
+
 /**
  * Throws a RangeError naming the first of the first `n` labels that is not an integer in
- * [0, classes), by its row of the batch or, with `rows`, by the caller's example index.
+ * [0, classes), by its row of the (dev) batch or, with `rows`, by the caller's example index.
  */
-function checkLabels(
+export function checkLabels(
   labels: ArrayLike<number>,
   n: number,
   classes: number,
   rows?: ArrayLike<number>,
+  of: keyof typeof LABELS_OF = "batch",
 ): void {
+  const o = LABELS_OF[of];
   for (let k = 0; k < n; k++) {
     const y = labels[k];
     if (Number.isInteger(y) && y >= 0 && y < classes) continue;
-    const at = rows ? `example ${rows[k]}` : `row ${k} of the batch`;
+    const at = rows ? `${o.example} ${rows[k]}` : `row ${k} of ${o.rows}`;
     throw new RangeError(
-      `StepEngine: the label of ${at} is ${y}, not a class in [0, ${classes}) ` +
+      `${o.owner}: the label of ${at} is ${y}, not a class in [0, ${classes}) ` +
         `(the model outputs ${classes} classes)`,
     );
   }
+}
+
+/**
+ * Throws a TypeError when host `data` is not the typed array of tensor `t`'s dtype: the bytes
+ * are written as they are, so float labels would reach a u32 tensor as their bit patterns.
+ */
+export function checkTargetArray(
+  owner: string,
+  name: string,
+  t: Tensor,
+  data: ArrayBufferView,
+): void {
+  const want = t.dtype === "u32" ? Uint32Array : Float32Array;
+  if (data instanceof want) return;
+  throw new TypeError(
+    `${owner}: ${name} must be a ${want.name} for ${t.dtype} targets, got a ` +
+      `${data.constructor.name} (its bytes would be read as ${t.dtype})`,
+  );
 }
 
 /** Throws a RangeError naming the first bad size of `o` (see the constructor). */
