@@ -15,7 +15,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { testImage } from "./support/images.ts";
 import { encodeJpeg } from "./support/jpeg_encoder.ts";
-import { type LargeConfig, type LargePreset, largePreset } from "../src/large/config.ts";
+import { type LargeConfig, largeLr, type LargePreset, largePreset } from "../src/large/config.ts";
 import { LAYOUT_FILES, loadLargeData } from "../src/large/data.ts";
 import {
   type LargeStepInspector,
@@ -25,6 +25,7 @@ import {
 } from "../src/large/trainer.ts";
 import { largeMain, largeUsage, parseLargeArgs, wantsLargePreset } from "../src/large/cli.ts";
 import { UsageError } from "../src/cli/flags.ts";
+import { ConfigError } from "../src/errors.ts";
 import { Model } from "../src/nn/model.ts";
 import { TorchvisionResNet } from "../src/nn/torchvision.ts";
 import { readCheckpoint } from "../src/checkpoint/checkpoint.ts";
@@ -575,6 +576,14 @@ Deno.test("large run errors: named, with a to-fix line and the exit status, befo
       /--depth: expected one of 10, 18, 34, 50, 101, 152, got 33/,
       /to fix: pass one of those depths, or leave it out for imagenet-lt's 10/,
     ]);
+    // numbers out of range, before the data is read or the GPU taken
+    await refuses([...base, ...small, "--out", out, "--beta", "2"], 2, [
+      /^error: --beta: expected a number in \[0, 1\), got 2$/m,
+      /to fix: pass --beta in \[0, 1\), or leave it out for imagenet-lt's 0\.9999$/m,
+    ]);
+    await refuses([...base, ...small, "--out", out, "--max-epochs", "0"], 2, [
+      /^error: --max-epochs: expected a positive integer, got 0$/m,
+    ]);
     await refuses(["--preset", "imagenet-lt"], 2, [
       /--data-root: the dataset folder is required/,
       /to fix: pass --data-root DIR, the folder holding the preset's list or annotation files/,
@@ -641,6 +650,84 @@ Deno.test("large command line: presets route, flags parse, bad values are named"
   );
 });
 
+Deno.test("large command line: numbers out of range are refused, naming the flag, the range and what to pass", () => {
+  const base = ["--preset", "imagenet-lt", "--data-root", "d"];
+  const refused = (args: string[], problem: RegExp, fix: RegExp) =>
+    assert.throws(() => parseLargeArgs([...base, ...args]), (e) => {
+      assert.ok(e instanceof ConfigError && e.exitCode === 2, String(e));
+      assert.equal(e.flag, args[0]);
+      const [message, ...rest] = e.message.split("\n  to fix: ");
+      assert.equal(rest.length, 1, `one to-fix line: ${e.message}`);
+      assert.match(message, problem);
+      assert.match(rest[0], fix);
+      return true;
+    });
+  for (const v of ["2", "1", "-1"]) {
+    refused(
+      ["--beta", v],
+      new RegExp(`^--beta: expected a number in \\[0, 1\\), got ${v}$`),
+      /^pass --beta in \[0, 1\), or leave it out for imagenet-lt's 0\.9999$/,
+    );
+  }
+  for (const v of ["5", "-1"]) {
+    refused(
+      ["--momentum", v],
+      /^--momentum: expected a number in \[0, 1\)/,
+      /for imagenet-lt's 0\.9$/,
+    );
+  }
+  refused(["--weight-decay", "-1"], /^--weight-decay: expected a number >= 0, got -1$/, /0\.0005$/);
+  refused(["--tau", "-1"], /^--tau: expected a number >= 0, got -1$/, /^pass --tau >= 0, or/);
+  refused(["--meta-lr", "0"], /^--meta-lr: expected a number > 0, got 0$/, /^pass --meta-lr > 0/);
+  for (const v of ["2.5", "0", "-5"]) {
+    refused(
+      ["--lr-decay-every", v],
+      new RegExp(
+        `^--lr-decay-every: expected a whole number of epochs >= 1, or none \\(never decay\\), got ${v}$`,
+      ),
+      /^pass --lr-decay-every N >= 1, or none for a constant learning rate, or leave it out for imagenet-lt's fraction of the run$/,
+    );
+  }
+  refused(
+    ["--max-epochs", "0"],
+    /^--max-epochs: expected a positive integer, got 0$/,
+    /up to --epochs$/,
+  );
+  refused(["--epochs", "0"], /^--epochs: expected a positive integer, got 0$/, /imagenet-lt's 90$/);
+  refused(["--seed", "4294967296"], /^--seed: expected an integer in \[0, 4294967295\]/, /--seed/);
+  // 0 decode threads is a choice (decode on the main thread), none all cores but one
+  assert.equal(parseLargeArgs([...base, "--workers", "0"]).cfg.workers, 0);
+  // the valid ends of the ranges pass
+  const ok = parseLargeArgs([...base, "--beta", "0", "--momentum", "0", "--tau", "0"]).cfg;
+  assert.deepEqual([ok.beta, ok.momentum, ok.tau], [0, 0, 0]);
+  assert.equal(largeLr({ ...ok, lrDecayEvery: null }, 1000), 0.1, "none: never decays");
+});
+
+Deno.test("large command line: the schedule keeps the preset's fractions of --epochs unless given", () => {
+  const cfg = (preset: string, ...args: string[]) =>
+    parseLargeArgs(["--preset", preset, "--data-root", "d", ...args]).cfg;
+  const at = (c: LargeConfig) => [c.epochs, c.metaStart, c.lrDecayEvery];
+  assert.deepEqual(at(cfg("imagenet-lt")), [90, 35, 35]);
+  // the reviewer's case: 35 was past a 30-epoch run
+  assert.deepEqual(at(cfg("imagenet-lt", "--epochs", "30")), [30, 11, 11]);
+  assert.deepEqual(at(cfg("imagenet-lt", "--epochs", "180")), [180, 70, 70]);
+  // a run too short for a whole decay interval decays every epoch, never every 0
+  assert.deepEqual(at(cfg("imagenet-lt", "--epochs", "2")), [2, 0, 1]);
+  assert.deepEqual(at(cfg("places-lt", "--epochs", "15")), [15, 5, 5]);
+  assert.deepEqual(at(cfg("inat2018", "--epochs", "30")), [30, 20, null]);
+  // given values are kept, and still checked against the run
+  assert.deepEqual(at(cfg("imagenet-lt", "--epochs", "30", "--meta-start", "3")), [30, 3, 11]);
+  assert.deepEqual(at(cfg("imagenet-lt", "--epochs", "30", "--lr-decay-every", "none")), [
+    30,
+    11,
+    null,
+  ]);
+  assert.throws(
+    () => cfg("imagenet-lt", "--epochs", "30", "--meta-start", "35"),
+    /--meta-start: expected an epoch in \[0, 30\] \(30: no meta stage\), got 35\n {2}to fix: pass a --meta-start from 0 to 30, or leave it out for imagenet-lt's fraction of the run, or more --epochs$/,
+  );
+});
+
 Deno.test("large command line: bad flags are usage errors that name the flag and what is valid", async () => {
   const base = ["--preset", "imagenet-lt", "--data-root", "d"];
   const refused = (args: string[], re: RegExp) =>
@@ -669,7 +756,7 @@ Deno.test("large command line: bad flags are usage errors that name the flag and
   // a negative number reaches validation as the flag's value
   assert.throws(
     () => parseLargeArgs([...base, "--lr", "-1"]),
-    /--lr: expected a positive number, got -1/,
+    /--lr: expected a number > 0, got -1/,
   );
   // "none" is null for the nullable settings; run options are not config fields
   const p = parseLargeArgs([
@@ -698,7 +785,7 @@ Deno.test("large command line: bad flags are usage errors that name the flag and
     false,
     false,
   ]);
-  assert.equal(parseLargeArgs([...base, "--lr-decay-every", "7.5"]).cfg.lrDecayEvery, 7.5);
+  assert.equal(parseLargeArgs([...base, "--lr-decay-every", "7"]).cfg.lrDecayEvery, 7);
   // --help skips validation and shows the preset's defaults
   assert.equal(parseLargeArgs(["--preset", "places-lt", "--help"]).help, true);
   const help = largeUsage("places-lt");
@@ -712,6 +799,17 @@ Deno.test("large command line: bad flags are usage errors that name the flag and
     /--meta-params <all\|classifier>\n {6}parameters of the meta step \(default: classifier\)/,
   );
   assert.match(help, /--max-epochs <value>\n {6}stop after N epochs in this call\n/);
+  // the schedule's defaults say that they follow --epochs
+  assert.match(
+    help,
+    /--meta-start <value>\n {6}first epoch of the meta stage \(default: 10 of 30 epochs; floor\(10 \* epochs \/ 30\) at other --epochs\)/,
+  );
+  assert.match(
+    help,
+    /--lr-decay-every <value>\n.*\(default: 10 of 30 epochs; max\(1, floor\(10 \* epochs \/ 30\)\) at/,
+  );
+  assert.match(largeUsage("inat2018"), /--lr-decay-every <value>\n.*\(default: none\)/);
+  assert.match(help, /--workers <value>\n {6}JPEG decode threads \(0: decode on the main thread;/);
   // the exit status of a bad command line is 2, before any work
   const error = console.error;
   const printed: unknown[] = [];

@@ -2,15 +2,17 @@
  * `deno task train --preset imagenet-lt|places-lt|inat2017|inat2018 --data-root DIR [flags]`:
  * the large-scale runs' command line (scripts/train.ts routes these presets here).
  */
-import { reportError, UserError } from "../errors.ts";
+import { ConfigError, reportError, UserError } from "../errors.ts";
 import { GpuUnavailableError } from "../gpu/device.ts";
 import { type FlagTable, parseFlags, shownValue, UsageError, usageLines } from "../cli/flags.ts";
 import {
   isLargePreset,
   LARGE_PRESETS,
   type LargeConfig,
+  type LargeOverrides,
   type LargePreset,
   largePreset,
+  resolveLargeConfig,
   validateLargeConfig,
 } from "./config.ts";
 import { trainLarge } from "./trainer.ts";
@@ -57,7 +59,11 @@ export const LARGE_FLAGS: FlagTable<LargeKey> = {
     nullable: true,
     help: "x0.1 every N epochs (none: never)",
   },
-  "meta-start": { key: "metaStart", kind: "int", help: "first epoch of the meta stage" },
+  "meta-start": {
+    key: "metaStart",
+    kind: "int",
+    help: "first epoch of the meta stage",
+  },
   "meta-lr": {
     key: "metaLr",
     kind: "number",
@@ -91,7 +97,7 @@ export const LARGE_FLAGS: FlagTable<LargeKey> = {
     key: "workers",
     kind: "int",
     nullable: true,
-    help: "decode threads (none: cores - 1)",
+    help: "JPEG decode threads (0: decode on the main thread; none: cores - 1)",
   },
   "out": { key: "out", kind: "string", help: "output folder" },
   "eval-every": { key: "evalEvery", kind: "int", help: "evaluate every N epochs" },
@@ -116,7 +122,14 @@ export function largeUsage(preset?: LargePreset): string {
   const lines = usageLines(LARGE_FLAGS, (_, f) => {
     if (f.key === "resume") return "off";
     if (f.key === "preset" || f.key === "dataRoot" || !cfg || !(f.key in cfg)) return undefined;
-    return shownValue(cfg[f.key]);
+    const v = cfg[f.key];
+    if ((f.key === "metaStart" || f.key === "lrDecayEvery") && v !== null) {
+      // the schedule follows --epochs (resolveLargeConfig)
+      const scaled = `floor(${v} * epochs / ${cfg.epochs})`;
+      const rule = f.key === "lrDecayEvery" ? `max(1, ${scaled})` : scaled;
+      return `${v} of ${cfg.epochs} epochs; ${rule} at other --epochs`;
+    }
+    return shownValue(v);
   });
   return [
     `usage: deno task train --preset ${LARGE_PRESETS.join("|")} --data-root DIR [flags]`,
@@ -137,13 +150,15 @@ export function parseLargeArgs(
       flag: "--preset",
     });
   }
-  const cfg = {
-    ...largePreset(preset),
-    dataRoot: "",
-    out: `runs/${preset}`,
-    ...settings,
-  } as LargeConfig;
-  if (!help) validateLargeConfig(cfg);
+  const cfg = resolveLargeConfig(preset, settings as LargeOverrides);
+  if (help) return { cfg, resume: false, help };
+  validateLargeConfig(cfg);
+  if (maxEpochs !== undefined && !((maxEpochs as number) >= 1)) {
+    throw new ConfigError(`--max-epochs: expected a positive integer, got ${maxEpochs}`, {
+      flag: "--max-epochs",
+      hint: "pass --max-epochs N >= 1, or leave it out to train up to --epochs",
+    });
+  }
   return { cfg, resume: resume === true, maxEpochs: maxEpochs as number | undefined, help };
 }
 

@@ -160,27 +160,65 @@ export function largePreset(preset: LargePreset): Omit<LargeConfig, "dataRoot" |
   }
 }
 
+/** Settings a command line gives over a preset; what it leaves out is the preset's. */
+export type LargeOverrides = Partial<Omit<LargeConfig, "preset">>;
+
+/** An epoch of a preset's schedule moved to a run of `epochs`: the same fraction of the run. */
+function scaleEpoch(epoch: number, presetEpochs: number, epochs: number): number {
+  return Math.floor((epoch * epochs) / presetEpochs);
+}
+
+/**
+ * The settings of a large run: `preset`'s (out: runs/<preset>), then `overrides` (not
+ * validated: {@linkcode validateLargeConfig}). The schedule follows the run's length as the small
+ * presets' does (src/train/config.ts): when `epochs` differs from the preset's and `metaStart` or
+ * `lrDecayEvery` is not given, it keeps the preset's fraction of the run, floor(epoch * epochs /
+ * presetEpochs), the decay interval at least 1 epoch. Values given are kept as they are.
+ */
+export function resolveLargeConfig(preset: LargePreset, overrides: LargeOverrides): LargeConfig {
+  const base = largePreset(preset);
+  const cfg: LargeConfig = { ...base, dataRoot: "", out: `runs/${preset}`, ...overrides, preset };
+  const E = cfg.epochs;
+  if (Number.isInteger(E) && E >= 1 && E !== base.epochs) {
+    if (overrides.metaStart === undefined) {
+      cfg.metaStart = scaleEpoch(base.metaStart, base.epochs, E);
+    }
+    if (overrides.lrDecayEvery === undefined && base.lrDecayEvery !== null) {
+      cfg.lrDecayEvery = Math.max(1, scaleEpoch(base.lrDecayEvery, base.epochs, E));
+    }
+  }
+  return cfg;
+}
+
 /** Learning rate of `epoch`: the step schedule, or `metaLr` in the meta stage when set. */
 export function largeLr(cfg: LargeConfig, epoch: number): number {
   if (epoch >= cfg.metaStart && cfg.metaLr !== null) return cfg.metaLr;
-  const decays = cfg.lrDecayEvery ? Math.floor(epoch / cfg.lrDecayEvery) : 0;
+  const decays = cfg.lrDecayEvery === null ? 0 : Math.floor(epoch / cfg.lrDecayEvery);
   return cfg.lr * Math.pow(cfg.lrDecay, decays);
+}
+
+/** Throws the {@linkcode ConfigError} of a bad setting: the flag, what is wrong, what to do. */
+type Bad = (flag: string, msg: string, hint: string) => never;
+
+const bad: Bad = (flag, msg, hint) => {
+  throw new ConfigError(`--${flag}: ${msg}`, { flag: `--${flag}`, exitCode: 2, hint });
+};
+
+/** ", or leave it out for <preset>'s <value>" (nothing when the preset does not set `key`). */
+function orDefault(c: LargeConfig, key: keyof LargeConfig): string {
+  if (!isLargePreset(c.preset)) return "";
+  const preset: Record<string, unknown> = largePreset(c.preset);
+  if (!(key in preset)) return "";
+  if (key === "metaStart" || key === "lrDecayEvery") {
+    return preset[key] === null
+      ? `, or leave it out for ${c.preset}'s none`
+      : `, or leave it out for ${c.preset}'s fraction of the run`;
+  }
+  return `, or leave it out for ${c.preset}'s ${preset[key]}`;
 }
 
 /** Throws a {@linkcode ConfigError} naming the first bad setting and what to pass instead. */
 export function validateLargeConfig(c: LargeConfig): void {
-  const bad = (flag: string, msg: string, hint: string): never => {
-    throw new ConfigError(`--${flag}: ${msg}`, { flag: `--${flag}`, exitCode: 2, hint });
-  };
-  const preset: Record<string, unknown> = isLargePreset(c.preset) ? largePreset(c.preset) : {};
-  const orDefault = (key: keyof LargeConfig) =>
-    key in preset ? `, or leave it out for ${c.preset}'s ${preset[key]}` : "";
-  const posInt = (flag: string, key: keyof LargeConfig) => {
-    const v = c[key];
-    if (!(Number.isInteger(v) && (v as number) >= 1)) {
-      bad(flag, `expected a positive integer, got ${v}`, `pass --${flag} N >= 1${orDefault(key)}`);
-    }
-  };
   if (!c.dataRoot) {
     bad(
       "data-root",
@@ -193,9 +231,40 @@ export function validateLargeConfig(c: LargeConfig): void {
     bad(
       "depth",
       `expected one of ${TORCHVISION_DEPTHS.join(", ")}, got ${c.depth}`,
-      `pass one of those depths${orDefault("depth")}`,
+      `pass one of those depths${orDefault(c, "depth")}`,
     );
   }
+  checkCounts(c);
+  checkRates(c);
+  checkSchedule(c);
+  if (c.freezeBackbone && c.metaParams !== "classifier") {
+    bad(
+      "freeze-backbone",
+      "needs --meta-params classifier",
+      "add --meta-params classifier, or drop --freeze-backbone",
+    );
+  }
+  if (c.preset.startsWith("inat") && c.evalSplit === "test") {
+    bad(
+      "eval-split",
+      "iNaturalist's test annotations are not public; use val",
+      "pass --eval-split val, or leave it out",
+    );
+  }
+}
+
+/** Sizes, counts, the seed and the decode threads: integers in range. */
+function checkCounts(c: LargeConfig): void {
+  const posInt = (flag: string, key: keyof LargeConfig) => {
+    const v = c[key];
+    if (!(Number.isInteger(v) && (v as number) >= 1)) {
+      bad(
+        flag,
+        `expected a positive integer, got ${v}`,
+        `pass --${flag} N >= 1${orDefault(c, key)}`,
+      );
+    }
+  };
   posInt("epochs", "epochs");
   posInt("batch", "batch");
   posInt("width", "width");
@@ -209,36 +278,63 @@ export function validateLargeConfig(c: LargeConfig): void {
       `pass --resize >= ${c.size}, or a smaller --size`,
     );
   }
-  if (!(c.lr > 0)) {
-    bad("lr", `expected a positive number, got ${c.lr}`, `pass --lr > 0${orDefault("lr")}`);
-  }
-  if (c.metaLr !== null && !(c.metaLr > 0)) {
+  if (!(Number.isInteger(c.seed) && c.seed >= 0 && c.seed <= 0xffffffff)) {
     bad(
-      "meta-lr",
-      `expected a positive number, got ${c.metaLr}`,
-      "pass --meta-lr > 0, or none for the learning-rate schedule's",
+      "seed",
+      `expected an integer in [0, 4294967295], got ${c.seed}`,
+      `pass --seed in [0, 4294967295]${orDefault(c, "seed")}`,
     );
   }
+  if (c.workers !== null && !(Number.isInteger(c.workers) && c.workers >= 0)) {
+    bad(
+      "workers",
+      `expected an integer >= 0 (0: decode on the main thread) or none, got ${c.workers}`,
+      "pass --workers N >= 0, or none for all cores but one",
+    );
+  }
+}
+
+/** Learning rates and the other real-valued settings: finite numbers in their ranges. */
+function checkRates(c: LargeConfig): void {
+  const num = (flag: string, key: keyof LargeConfig, ok: (x: number) => boolean, range: string) => {
+    const v = c[key];
+    if (typeof v !== "number" || !Number.isFinite(v) || !ok(v)) {
+      bad(
+        flag,
+        `expected a number ${range}, got ${v}`,
+        `pass --${flag} ${range}${orDefault(c, key)}`,
+      );
+    }
+  };
+  num("lr", "lr", (x) => x > 0, "> 0");
+  if (c.metaLr !== null) num("meta-lr", "metaLr", (x) => x > 0, "> 0");
+  num("momentum", "momentum", (x) => x >= 0 && x < 1, "in [0, 1)");
+  num("weight-decay", "weightDecay", (x) => x >= 0, ">= 0");
+  num("tau", "tau", (x) => x >= 0, ">= 0");
+  num("beta", "beta", (x) => x >= 0 && x < 1, "in [0, 1)");
+  // no flag sets the decay factor (x0.1); a program's config may
+  if (!(Number.isFinite(c.lrDecay) && c.lrDecay > 0)) {
+    throw new ConfigError(`lrDecay: expected a number > 0, got ${c.lrDecay}`, {
+      hint: "set lrDecay > 0 (the presets' 0.1)",
+    });
+  }
+}
+
+/** The meta stage's start and the decay interval: whole epochs (the run's length: no meta). */
+function checkSchedule(c: LargeConfig): void {
   if (!(Number.isInteger(c.metaStart) && c.metaStart >= 0 && c.metaStart <= c.epochs)) {
     bad(
       "meta-start",
       `expected an epoch in [0, ${c.epochs}] (${c.epochs}: no meta stage), got ${c.metaStart}`,
-      `pass a --meta-start from 0 to ${c.epochs} (${c.preset}'s is ${preset.metaStart}), or ` +
-        "more --epochs",
+      `pass a --meta-start from 0 to ${c.epochs}${orDefault(c, "metaStart")}, or more --epochs`,
     );
   }
-  if (c.freezeBackbone && c.metaParams !== "classifier") {
+  if (c.lrDecayEvery !== null && !(Number.isInteger(c.lrDecayEvery) && c.lrDecayEvery >= 1)) {
     bad(
-      "freeze-backbone",
-      "needs --meta-params classifier",
-      "add --meta-params classifier, or drop --freeze-backbone",
-    );
-  }
-  if (c.preset.startsWith("inat") && c.evalSplit === "test") {
-    bad(
-      "eval-split",
-      "iNaturalist's test annotations are not public; use val",
-      "pass --eval-split val, or leave it out",
+      "lr-decay-every",
+      `expected a whole number of epochs >= 1, or none (never decay), got ${c.lrDecayEvery}`,
+      `pass --lr-decay-every N >= 1, or none for a constant learning rate` +
+        orDefault(c, "lrDecayEvery"),
     );
   }
 }
