@@ -536,28 +536,126 @@ export function selectCells(
   return cells;
 }
 
+/** What a sitting runs: its cells, and the seeds the aggregate reads. */
+export interface SittingPlan {
+  /** The cells to run, in order. */
+  cells: Cell[];
+  /** The seeds of --seeds. */
+  seeds: number[];
+}
+
+/** The comma-separated numbers of a flag, each `ok`; a {@linkcode UsageError} naming it if not. */
+function numberList(
+  flag: "seeds" | "imbalance",
+  text: string,
+  ok: (x: number) => boolean,
+  what: string,
+): number[] {
+  const example = REPRODUCE_DEFAULTS[flag];
+  const parts = text.split(",").map((x) => x.trim());
+  const values = parts.map(Number);
+  const fail = (problem: string): never => {
+    throw new UsageError(`invalid --${flag} ${JSON.stringify(text)}: ${problem}`, {
+      flag: `--${flag}`,
+      hint: `pass e.g. --${flag} ${example} (its default)`,
+    });
+  };
+  if (
+    parts.some((p, i) => !/^[0-9.eE+-]+$/.test(p) || !Number.isFinite(values[i]) || !ok(values[i]))
+  ) {
+    fail(`expected ${what}, comma-separated, e.g. ${example}`);
+  }
+  const twice = values.find((v, i) => values.indexOf(v) !== i);
+  if (twice !== undefined) fail(`${twice} is given twice`);
+  return values;
+}
+
+/** Where each part of a scale's grid runs: "first line IF 100, 10; ...". */
+function gridFactors(plan: ScalePlan): string {
+  return `first line IF ${plan.firstFactors.join(", ")}; second line IF ` +
+    `${plan.secondFactors.join(", ")}; tau sweep IF 100`;
+}
+
+/**
+ * The cells and seeds of a sitting from its flags: --seeds integers in [0, 2^32), --imbalance
+ * factors of the scale's grid, and (unless --aggregate) a selection that holds at least one cell.
+ * Throws a {@linkcode UsageError} naming the flag otherwise, before any work.
+ */
+export function planSitting(f: ReproduceFlags): SittingPlan {
+  const plan = SCALES[f.scale];
+  const seeds = numberList(
+    "seeds",
+    f.seeds,
+    (x) => Number.isInteger(x) && x >= 0 && x <= 0xffffffff,
+    "seeds (integers in [0, 4294967295])",
+  );
+  const imbalances = numberList("imbalance", f.imbalance, (x) => x >= 1, "numbers >= 1");
+  const factors = [...new Set([...plan.firstFactors, ...plan.secondFactors])];
+  const stray = imbalances.filter((x) => !factors.includes(x));
+  if (stray.length) {
+    throw new UsageError(
+      `--imbalance ${f.imbalance}: scale ${f.scale} has no cell at IF ${stray.join(", ")} ` +
+        `(its grid: ${gridFactors(plan)})`,
+      { flag: "--imbalance", hint: `pass factors of the grid, e.g. --imbalance ${factors}` },
+    );
+  }
+  const cells = selectCells(plan, imbalances, seeds, {
+    only: f.only,
+    cells: f.cells,
+    noTau: !f.tau,
+  });
+  if (!cells.length && !f.aggregate) {
+    const given = [
+      `--imbalance ${f.imbalance}`,
+      ...(f.only === undefined ? [] : [`--only ${f.only}`]),
+      ...(f.tau ? [] : ["--no-tau"]),
+    ];
+    throw new UsageError(
+      `${given.join(" ")} selects no cell of scale ${f.scale} (its grid: ${gridFactors(plan)})`,
+      {
+        flag: "--imbalance",
+        hint: `widen --imbalance or --only${f.tau ? "" : ", or drop --no-tau"} (--help lists ` +
+          "the parts)",
+      },
+    );
+  }
+  return { cells, seeds };
+}
+
+/**
+ * Refuses a --results-dir this process may not write, or that is a file: before the GPU is
+ * taken or a cell starts, not when the first file is written.
+ */
+export async function checkResultsDir(dir: string): Promise<void> {
+  const perm = await Deno.permissions.query({ name: "write", path: dir });
+  if (perm.state !== "granted") {
+    throw new UsageError(`--results-dir ${dir}: this process may not write there`, {
+      flag: "--results-dir",
+      file: dir,
+      hint: "the reproduce task may write only under results/ and data/: choose a " +
+        "--results-dir there (e.g. results/mine), or run scripts/reproduce.ts with a wider " +
+        "--allow-write",
+    });
+  }
+  const info = await Deno.stat(dir).catch(() => null);
+  if (info && !info.isDirectory) {
+    throw new UsageError(`--results-dir ${dir} is a file; expected a folder`, {
+      flag: "--results-dir",
+      file: dir,
+      hint: "choose another --results-dir",
+    });
+  }
+}
+
 async function main(): Promise<void> {
   const values = parseReproduceFlags(Deno.args);
   if (values.help) {
     console.log(USAGE);
     return;
   }
-  const plan = SCALES[values.scale];
-  const nums = (flag: string, s: string) =>
-    s.split(",").map((x) => {
-      const v = Number(x);
-      if (!Number.isFinite(v) || x.trim() === "") {
-        throw new UsageError(`invalid --${flag} ${s}: expected numbers, e.g. 100,10`);
-      }
-      return v;
-    });
-  const seeds = nums("seeds", values.seeds);
-  const cells = selectCells(plan, nums("imbalance", values.imbalance), seeds, {
-    only: values.only,
-    cells: values.cells,
-    noTau: !values.tau,
-  });
+  const { cells, seeds } = planSitting(values);
   const resultsDir = values.resultsDir;
+  await checkResultsDir(resultsDir);
   if (!values.aggregate) {
     const gpu = await Gpu.create();
     const sitting: Sitting = {

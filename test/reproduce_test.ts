@@ -9,6 +9,7 @@ import {
   pairedDifferences,
   parseReproduceFlags,
   planCells,
+  planSitting,
   type Row,
   SCALES,
   selectCells,
@@ -47,6 +48,123 @@ Deno.test("grid flags: defaults, --no- switches, and bad flags as usage errors n
       assert.match(e.message, re);
       return true;
     });
+  }
+});
+
+Deno.test("grid selection: --seeds and --imbalance are checked, and a selection of no cell is refused", () => {
+  const flags = (args: string[]) => parseReproduceFlags(args);
+  const refused = (args: string[], flag: string, problem: RegExp, fix: RegExp) =>
+    assert.throws(() => planSitting(flags(args)), (e) => {
+      assert.ok(e instanceof UsageError && e.exitCode === 2, String(e));
+      assert.equal(e.flag, flag);
+      const [message, ...rest] = e.message.split("\n  to fix: ");
+      assert.equal(rest.length, 1, `one to-fix line: ${e.message}`);
+      assert.match(message, problem);
+      assert.match(rest[0], fix);
+      return true;
+    });
+  const grid = "first line IF 100, 10; second line IF 100, 10; tau sweep IF 100";
+  refused(
+    ["--imbalance", "50"],
+    "--imbalance",
+    new RegExp(`^--imbalance 50: scale small has no cell at IF 50 \\(its grid: ${grid}\\)$`),
+    /^pass factors of the grid, e\.g\. --imbalance 100,10$/,
+  );
+  refused(
+    ["--imbalance", "0.5"],
+    "--imbalance",
+    /^invalid --imbalance "0\.5": expected numbers >= 1, comma-separated, e\.g\. 100,10$/,
+    /^pass e\.g\. --imbalance 100,10 \(its default\)$/,
+  );
+  for (const seeds of ["1.5", "a", "-1", "4294967296", "0,,1"]) {
+    refused(
+      ["--seeds", seeds],
+      "--seeds",
+      new RegExp(
+        `^invalid --seeds "${seeds}": expected seeds \\(integers in \\[0, 4294967295\\]\\), ` +
+          "comma-separated, e\\.g\\. 0,1,2$",
+      ),
+      /^pass e\.g\. --seeds 0,1,2 \(its default\)$/,
+    );
+  }
+  refused(["--seeds", "2,0,2"], "--seeds", /^invalid --seeds "2,0,2": 2 is given twice$/, /0,1,2/);
+  // medium's tau sweep and second line run at IF 100 only
+  refused(
+    ["--scale", "medium", "--imbalance", "10", "--only", "tau-sweep"],
+    "--imbalance",
+    /^--imbalance 10 --only tau-sweep selects no cell of scale medium \(its grid: first line IF 100, 10; second line IF 100; tau sweep IF 100\)$/,
+    /^widen --imbalance or --only \(--help lists the parts\)$/,
+  );
+  refused(
+    ["--only", "tau-sweep", "--no-tau"],
+    "--imbalance",
+    /^--imbalance 100,10 --only tau-sweep --no-tau selects no cell of scale small/,
+    /^widen --imbalance or --only, or drop --no-tau/,
+  );
+  // --aggregate runs no cell: an empty selection is fine there
+  assert.equal(
+    planSitting(flags(["--only", "tau-sweep", "--no-tau", "--aggregate"])).cells.length,
+    0,
+  );
+  const p = planSitting(flags(["--scale", "medium", "--imbalance", "10", "--seeds", "3,1"]));
+  assert.deepEqual(p.seeds, [3, 1]);
+  assert.deepEqual(p.cells.map((c) => c.id), [
+    ...["ce", "cb", "meta-eps0", "meta", "ce-nowarmup"].map((m) => `${m}-if10-s3`),
+    ...["ce", "cb", "meta-eps0", "meta", "ce-nowarmup"].map((m) => `${m}-if10-s1`),
+  ]);
+});
+
+Deno.test("grid command line: refused before the GPU is taken or a file written", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "tailgrad-grid-refused-" });
+  try {
+    const run = async (args: string[]) => {
+      const r = await new Deno.Command(Deno.execPath(), {
+        // like the task: write access under one folder only
+        args: ["run", "--allow-read", `--allow-write=${dir}`, "--allow-env", script, ...args],
+        env: { DENO_WEBGPU_BACKEND: "vulkan", NO_COLOR: "1" },
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const out = { code: r.code, stdout: new TextDecoder().decode(r.stdout) };
+      return { ...out, stderr: new TextDecoder().decode(r.stderr) };
+    };
+    const outside = "/var/tmp/tailgrad-grid-not-allowed";
+    for (
+      const [args, problem] of [
+        [
+          ["--aggregate", "--results-dir", outside],
+          /^error: --results-dir \/var\/tmp\/tailgrad-grid-not-allowed: this process may not write there$/m,
+        ],
+        [
+          ["--scale", "tiny", "--results-dir", outside],
+          /^error: --results-dir .*: this process may not write there$/m,
+        ],
+        [
+          ["--scale", "tiny", "--imbalance", "50", "--results-dir", dir],
+          /^error: --imbalance 50: scale tiny has no cell at IF 50/m,
+        ],
+        [
+          ["--scale", "tiny", "--seeds", "1.5", "--results-dir", dir],
+          /^error: invalid --seeds "1\.5": expected seeds/m,
+        ],
+      ] as [string[], RegExp][]
+    ) {
+      const r = await run(args);
+      const what = `${args.join(" ")}\n${r.stdout}${r.stderr}`;
+      assert.equal(r.code, 2, what);
+      assert.match(r.stderr, problem, what);
+      assert.equal(r.stderr.match(/^ {2}to fix: /gm)?.length, 1, what);
+      assert.doesNotMatch(r.stderr, /^\s+at /m, `no stack trace: ${what}`);
+      assert.equal(r.stdout, "", `no cell started, no table printed: ${what}`);
+    }
+    assert.match(
+      (await run(["--aggregate", "--results-dir", outside])).stderr,
+      /to fix: the reproduce task may write only under results\/ and data\/: choose a --results-dir there/,
+    );
+    assert.deepEqual(await Array.fromAsync(Deno.readDir(dir)), [], "nothing written");
+    await assert.rejects(() => Deno.stat(outside), Deno.errors.NotFound);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });
 
