@@ -6,11 +6,13 @@
  * after every phase, so a run cut short still leaves what it measured.
  *
  *   deno task gpu-check                # full check (README "The one-shot GPU check")
- *   deno task gpu-check --quick        # CI-sized: a few tests, small kernels, ResNet-8 at batch 8
+ *   deno task gpu-check --quick        # CI-sized: a few tests, small kernels, ResNet-8 at batch 2
  *
- * Flags: --quick, --out=FILE (default bench/results/gpu-check-<adapter>.json), --budget-s=N
- * (whole run; default 480), --no-tests.
+ * Flags (`--out FILE` or `--out=FILE`; `--help` lists them): --quick, --out FILE (default
+ * bench/results/gpu-check-<adapter>.json), --budget-s N (whole run; default 480), --no-tests.
+ * A bad flag or an --out this process may not write is refused before the GPU is taken.
  */
+import { dirname } from "node:path";
 import { Gpu } from "../src/gpu/runtime.ts";
 import { ENGINE_LIMITS } from "../src/gpu/device.ts";
 import { defaultGemmPolicy, setGemmPolicy } from "../src/ops/gemm.ts";
@@ -28,31 +30,101 @@ import {
   timeGpu,
 } from "../bench/lib.ts";
 import { KernelProfiler, summarizeFamilies } from "../bench/profile.ts";
+import {
+  type FlagTable,
+  parseFlags,
+  shownValue,
+  UsageError,
+  usageLines,
+} from "../src/cli/flags.ts";
+import { reportError } from "../src/errors.ts";
 
 interface Flags {
   quick: boolean;
   out: string | null;
   budgetS: number;
   tests: boolean;
+  help: boolean;
 }
 
-function parseFlags(args: string[]): Flags {
-  const f: Flags = { quick: false, out: null, budgetS: 480, tests: true };
-  for (const a of args) {
-    const [k, v = ""] = a.replace(/^--/, "").split("=");
-    if (k === "quick") f.quick = true;
-    else if (k === "out" && v) f.out = v;
-    else if (k === "budget-s" && Number(v) > 0) f.budgetS = Number(v);
-    else if (k === "no-tests") f.tests = false;
-    else {
-      console.error(
-        `gpu-check: unknown or malformed flag "${a}". Expected --quick, --out=FILE, ` +
-          "--budget-s=SECONDS (a positive number), --no-tests.",
-      );
-      Deno.exit(2);
-    }
+const DEFAULTS: Flags = { quick: false, out: null, budgetS: 480, tests: true, help: false };
+
+const GPU_CHECK_FLAGS: FlagTable<keyof Flags> = {
+  "quick": {
+    key: "quick",
+    kind: "bool",
+    help: "CI-sized: a few tests, small kernels, ResNet-8 at batch 2",
+  },
+  "out": {
+    key: "out",
+    kind: "string",
+    help: "the JSON result",
+    defaultText: "bench/results/gpu-check-<adapter>[-quick].json",
+  },
+  "budget-s": { key: "budgetS", kind: "number", help: "seconds for the whole run" },
+  "tests": { key: "tests", kind: "bool", help: "run the op tests (--no-tests: skip them)" },
+  "help": { key: "help", kind: "bool", help: "show this help" },
+};
+
+const USAGE = [
+  "usage: deno task gpu-check [--quick] [--out FILE] [--budget-s N] [--no-tests]",
+  "",
+  "flags:",
+  ...usageLines(GPU_CHECK_FLAGS, (_, f) => {
+    const d = DEFAULTS[f.key];
+    return f.key === "help" || d === null ? undefined : shownValue(d);
+  }),
+].join("\n");
+
+function parseGpuCheckFlags(args: string[]): Flags {
+  const { help, values } = parseFlags(args, GPU_CHECK_FLAGS);
+  const f = { ...DEFAULTS, ...values, help } as Flags;
+  if (!(f.budgetS > 0)) {
+    throw new UsageError(`invalid --budget-s ${f.budgetS}: expected seconds > 0`, {
+      flag: "--budget-s",
+      hint: `pass --budget-s N > 0, or leave it out for ${DEFAULTS.budgetS}`,
+    });
   }
   return f;
+}
+
+/**
+ * Refuses an output this process may not write (or a folder, or a missing folder to write it in)
+ * before the GPU is taken: the result is saved after every phase, the first after the adapter.
+ */
+async function checkOut(out: string | null): Promise<void> {
+  const flag = out === null ? undefined : "--out";
+  const target = out ?? "bench/results";
+  const perm = await Deno.permissions.query({ name: "write", path: target });
+  if (perm.state !== "granted") {
+    throw new UsageError(
+      `${out === null ? "bench/results" : `--out ${out}`}: this process may not write there`,
+      {
+        flag,
+        file: target,
+        hint: "the gpu-check task may write only under bench/results/ and /tmp: choose --out " +
+          "there (e.g. /tmp/gpu-check.json), or run scripts/gpu_check.ts with a wider --allow-write",
+      },
+    );
+  }
+  const folder = out === null ? target : dirname(out);
+  const kind = async (p: string) => (await Deno.stat(p).catch(() => null))?.isDirectory;
+  if (out !== null && (await kind(out)) === true) {
+    throw new UsageError(`--out ${out} is a folder; expected the JSON file to write`, {
+      flag,
+      file: out,
+      hint: "name a file, e.g. --out /tmp/gpu-check.json",
+    });
+  }
+  if ((await kind(folder)) !== true) {
+    throw new UsageError(`${flag ? `--out ${out}` : target}: the folder ${folder} does not exist`, {
+      flag,
+      file: folder,
+      hint: flag
+        ? "create the folder first, or choose another --out"
+        : "run from the repository root",
+    });
+  }
 }
 
 /** What every phase records. */
@@ -62,7 +134,17 @@ interface PhaseRecord {
   error?: string;
 }
 
-const flags = parseFlags(Deno.args);
+let flags: Flags = DEFAULTS;
+try {
+  flags = parseGpuCheckFlags(Deno.args);
+  if (flags.help) {
+    console.log(USAGE);
+    Deno.exit(0);
+  }
+  await checkOut(flags.out);
+} catch (e) {
+  Deno.exit(reportError(e));
+}
 const started = performance.now();
 const deadline = started + flags.budgetS * 1000;
 // deno-lint-ignore no-explicit-any

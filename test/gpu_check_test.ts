@@ -4,6 +4,91 @@
  */
 import assert from "node:assert/strict";
 
+/** Runs gpu_check.ts with the task's permissions (writes under /tmp only here). */
+async function gpuCheck(args: string[]) {
+  const r = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-read",
+      "--allow-write=/tmp",
+      "--allow-env=DENO_WEBGPU_BACKEND,TAILGRAD_DATA,TAILGRAD_DEBUG",
+      "--allow-run",
+      "--allow-sys=loadavg",
+      "scripts/gpu_check.ts",
+      ...args,
+    ],
+    env: { NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const dec = new TextDecoder();
+  return { code: r.code, stdout: dec.decode(r.stdout), stderr: dec.decode(r.stderr) };
+}
+
+Deno.test("gpu-check flags: --help, both flag forms, and bad flags or --out refused before the GPU", async () => {
+  const help = await gpuCheck(["--help"]);
+  assert.equal(help.code, 0, help.stderr);
+  assert.match(help.stdout, /^usage: deno task gpu-check \[--quick\] \[--out FILE\]/);
+  assert.match(help.stdout, /--budget-s <value>\n {6}seconds for the whole run \(default: 480\)/);
+  assert.match(
+    help.stdout,
+    /--quick\n {6}CI-sized: a few tests, small kernels, ResNet-8 at batch 2/,
+  );
+  // the space form parses as everywhere else (--help then stops before any work)
+  const spaced = await gpuCheck(["--budget-s", "60", "--out", "/tmp/x.json", "--help"]);
+  assert.equal(spaced.code, 0, spaced.stderr);
+  const dir = await Deno.makeTempDir({ prefix: "tailgrad-gpu-check-refused-" });
+  try {
+    const outside = "/var/tmp/tailgrad-gpu-check-not-allowed.json";
+    const cases: [string[], RegExp, RegExp][] = [
+      [
+        [`--out=${outside}`],
+        /^error: --out \/var\/tmp\/tailgrad-gpu-check-not-allowed\.json: this process may not write there$/m,
+        /^ {2}to fix: the gpu-check task may write only under bench\/results\/ and \/tmp: choose --out there/m,
+      ],
+      [
+        ["--out", `${dir}/missing/r.json`],
+        /^error: --out .*\/missing\/r\.json: the folder .*\/missing does not exist$/m,
+        /^ {2}to fix: create the folder first, or choose another --out$/m,
+      ],
+      [
+        ["--out", dir],
+        /^error: --out .* is a folder; expected the JSON file to write$/m,
+        /^ {2}to fix: name a file/m,
+      ],
+      [
+        ["--budget-s", "0"],
+        /^error: invalid --budget-s 0: expected seconds > 0$/m,
+        /^ {2}to fix: pass --budget-s N > 0, or leave it out for 480$/m,
+      ],
+      [
+        ["--budget-s", "soon"],
+        /^error: invalid --budget-s "soon": expected a number$/m,
+        /to fix: run with --help/,
+      ],
+      [
+        ["--bogus"],
+        /^error: unknown flag --bogus; valid flags: --quick, --out, --budget-s, --tests, --help$/m,
+        /to fix: run with --help/,
+      ],
+    ];
+    for (const [args, problem, fix] of cases) {
+      const r = await gpuCheck(args);
+      const what = `${args.join(" ")}\n${r.stdout}${r.stderr}`;
+      assert.equal(r.code, 2, what);
+      assert.match(r.stderr, problem, what);
+      assert.match(r.stderr, fix, what);
+      assert.equal(r.stderr.match(/to fix: /g)?.length, 1, what);
+      assert.doesNotMatch(r.stderr, /^\s+at /m, `no stack trace: ${what}`);
+      assert.equal(r.stdout, "", `no phase started (the GPU is not taken): ${what}`);
+    }
+    assert.deepEqual(await Array.fromAsync(Deno.readDir(dir)), [], "nothing written");
+    await assert.rejects(() => Deno.stat(outside), Deno.errors.NotFound);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test({
   name: "gpu-check --quick runs every phase end to end and writes its JSON",
   sanitizeResources: false,
