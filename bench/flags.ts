@@ -1,8 +1,10 @@
 /**
  * Command-line flags of `deno task bench` (scripts/bench.ts), parsed by the shared flag parser
  * (src/cli/flags.ts): `--runs 3` or `--runs=3`; an unknown, repeated or malformed flag is a
- * {@linkcode UsageError} that lists what is valid.
+ * {@linkcode UsageError} that lists what is valid. {@linkcode checkBenchOut} refuses an --out
+ * the process may not write, before the benchmark runs rather than after it.
  */
+import { dirname } from "node:path";
 import { type FlagTable, parseFlags, UsageError } from "../src/cli/flags.ts";
 
 /** What the benchmark runs and where it writes. */
@@ -17,6 +19,8 @@ export interface BenchFlags {
   kernels: boolean;
   /** Time training steps. */
   steps: boolean;
+  /** The large-scale pipeline instead (bench/large_bench.ts): takes only --out. */
+  large: boolean;
   /** Kernel samples. */
   runs: number;
   /** ResNet depths of the plain-step timings. */
@@ -35,6 +39,8 @@ export interface BenchFlags {
 export const BENCH_USAGE = "usage: deno task bench [--quick] [--tfjs] [--profile] [--runs N] " +
   "[--depths 8,32] [--meta-depths 8,32] [--profile-depth 8] [--no-kernels] [--no-steps] " +
   "[--out DIR]\n" +
+  "       deno task bench --large [--out DIR]   (JPEG decode, loader, ResNet-50 and meta " +
+  "steps)\n" +
   "  defaults: --runs 3 (--quick: 2), --depths 8,32 and --meta-depths 8,32 (--quick: 8), " +
   "--profile-depth 8, --out bench/results";
 
@@ -50,6 +56,7 @@ const BENCH_FLAGS: FlagTable<keyof BenchFlags> = {
   "profile-depth": { key: "profileDepth", kind: "string", help: "ResNet depth of the profile" },
   "kernels": { key: "kernels", kind: "bool", help: "time the GEMM-family kernels" },
   "steps": { key: "steps", kind: "bool", help: "time training steps" },
+  "large": { key: "large", kind: "bool", help: "the large-scale pipeline instead" },
   "out": { key: "out", kind: "string", help: "output folder" },
   "help": { key: "help", kind: "bool", help: "show the usage" },
 };
@@ -75,6 +82,18 @@ export function parseBenchFlags(args: string[]): BenchFlags {
     BENCH_FLAGS,
     { hint: HINT, usage: BENCH_USAGE },
   );
+  if (v.large === true) {
+    // the large benchmark has its own fixed cases: a flag of the suite would be ignored
+    const given = (key: keyof BenchFlags) => v[key as keyof typeof v];
+    const ignored = Object.entries(BENCH_FLAGS)
+      .filter(([, f]) => !["large", "out", "help"].includes(f.key) && given(f.key) !== undefined)
+      .map(([name, f]) => given(f.key) === false ? `--no-${name}` : `--${name}`);
+    if (ignored.length) {
+      bad(
+        `--large runs the large pipeline only, which takes no ${ignored.join(", ")} (only --out)`,
+      );
+    }
+  }
   const quick = v.quick === true;
   const f: BenchFlags = {
     tfjs: v.tfjs === true,
@@ -82,6 +101,7 @@ export function parseBenchFlags(args: string[]): BenchFlags {
     quick,
     kernels: v.kernels !== false,
     steps: v.steps !== false,
+    large: v.large === true,
     runs: quick ? 2 : 3,
     depths: quick ? [8] : [8, 32],
     metaDepths: quick ? [8] : [8, 32],
@@ -100,4 +120,45 @@ export function parseBenchFlags(args: string[]): BenchFlags {
   }
   if (v.out !== undefined) f.out = v.out as string;
   return f;
+}
+
+/** The kind of `path`: folder, file, or absent. */
+async function kindOf(path: string): Promise<"dir" | "file" | "none"> {
+  try {
+    return (await Deno.stat(path)).isDirectory ? "dir" : "file";
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory) return "none";
+    throw e;
+  }
+}
+
+/**
+ * Refuses an output folder the benchmark could not write at its end: one this process may not
+ * write (the task may write only under bench/results/), a file, or a path through a file.
+ */
+export async function checkBenchOut(out: string): Promise<void> {
+  const fail = (message: string, hint: string): never => {
+    throw new UsageError(message, { flag: "--out", file: out, hint });
+  };
+  const perm = await Deno.permissions.query({ name: "write", path: out });
+  if (perm.state !== "granted") {
+    fail(
+      `--out ${out}: this process may not write there`,
+      "the bench task may write only under bench/results/: choose --out there (e.g. " +
+        "bench/results/mine), or run scripts/bench.ts with a wider --allow-write",
+    );
+  }
+  for (let p = out;; p = dirname(p)) {
+    const kind = await kindOf(p);
+    if (kind === "dir") return;
+    if (kind === "file") {
+      fail(
+        p === out
+          ? `--out ${out} is a file; expected a folder for the results`
+          : `--out ${out}: ${p} is a file, so the folder cannot be created`,
+        "choose another --out",
+      );
+    }
+    if (dirname(p) === p) return;
+  }
 }

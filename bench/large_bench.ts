@@ -4,9 +4,12 @@
  * at all cores, the loader to 224x224 GPU batches, the torchvision ResNet-50 training step at
  * 224x224 (a small batch: a software adapter is slow), and the meta step of a ResNet-18 at a
  * small input in each variant (full, classifier-only with the backbone trained, and frozen).
- * Prints a table and writes it to bench/results/large-<adapter>.md.
+ * Prints a table and writes it to <out>/large-<adapter>.md (`--out`, default bench/results). The
+ * JPEG files go to <out>/.large-bench-tmp/, marked as this benchmark's: removed at the end, on
+ * Ctrl-C, or by the next run when a killed one left it.
  */
 import { join } from "node:path";
+import { UserError } from "../src/errors.ts";
 import { decodeJpeg } from "../src/data/jpeg/decode.ts";
 import { DecodePool } from "../src/data/jpeg/pool.ts";
 import { JpegLoader } from "../src/data/jpeg/loader.ts";
@@ -133,29 +136,76 @@ async function stepSeconds(
   return 1 / perSecond;
 }
 
-const gpu = await Gpu.create();
-const tmp = join(Deno.cwd(), "bench", "results", ".large-bench-tmp");
-await Deno.mkdir(tmp, { recursive: true });
-try {
-  console.log(`adapter: ${gpu.adapter.description}; ${navigator.hardwareConcurrency} cores`);
-  await decodeRates(gpu, tmp);
-  const B50 = Number(Deno.env.get("TAILGRAD_BENCH_R50_BATCH") ?? 2);
-  const s50 = await stepSeconds(gpu, 50, B50, 224, "plain");
-  report(
-    `ResNet-50 training step, 224x224, batch ${B50}`,
-    `${s50.toFixed(2)} s (${(B50 / s50).toFixed(2)} images/s)`,
-  );
-  for (const v of ["plain", "meta all", "meta classifier", "meta classifier, frozen"] as const) {
-    const s = await stepSeconds(gpu, 18, 8, 64, v);
-    report(`ResNet-18 ${v} step, 64x64, batch 8 (dev batch 8)`, `${s.toFixed(3)} s`);
+/** Marks the temp folder as this benchmark's (only a folder holding it is ever removed). */
+export const LARGE_BENCH_MARK = ".tailgrad-large-bench";
+
+/**
+ * The temp folder of the JPEG files in `out`, made anew: a folder of that name a killed run left
+ * (it holds the mark) is removed first; one without the mark is not ours and is refused.
+ */
+export async function freshTempDir(out: string): Promise<string> {
+  const tmp = join(out, ".large-bench-tmp");
+  const marked = await Deno.stat(join(tmp, LARGE_BENCH_MARK)).then(() => true, () => false);
+  if (marked) {
+    await Deno.remove(tmp, { recursive: true });
+    console.log(`removed ${tmp}, left by a run that was stopped`);
+  } else if (await Deno.stat(tmp).then(() => true, () => false)) {
+    throw new UserError(`${tmp} exists and was not made by bench --large`, {
+      file: tmp,
+      hint: "move it away (bench --large keeps its JPEG files there), or choose another --out",
+    });
   }
-} finally {
-  await Deno.remove(tmp, { recursive: true });
+  await Deno.mkdir(tmp, { recursive: true });
+  await Deno.writeTextFile(
+    join(tmp, LARGE_BENCH_MARK),
+    "bench --large's JPEG files; safe to remove\n",
+  );
+  return tmp;
 }
-const slug = `large-${
-  gpu.adapter.description.replace(/[^a-z0-9]+/gi, "-").replace(/^-|-$/g, "").toLowerCase()
-}`;
-const md = ["| measurement | value |", "|---|--:|", ...rows.map(([a, b]) => `| ${a} | ${b} |`)];
-await Deno.writeTextFile(join("bench", "results", `${slug}.md`), md.join("\n") + "\n");
-console.log(`wrote bench/results/${slug}.md`);
-gpu.dispose();
+
+/** Removes the temp folder when the process is interrupted, then exits as interrupted. */
+export function removeOnSignal(tmp: string): () => void {
+  const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT"] : ["SIGINT", "SIGTERM"];
+  const handler = () => {
+    Deno.removeSync(tmp, { recursive: true });
+    Deno.exit(130);
+  };
+  for (const s of signals) Deno.addSignalListener(s, handler);
+  return () => {
+    for (const s of signals) Deno.removeSignalListener(s, handler);
+  };
+}
+
+/** Runs the large-pipeline benchmark and writes its table to `out` (see the module doc). */
+export async function runLargeBench(out: string): Promise<void> {
+  await Deno.mkdir(out, { recursive: true });
+  const tmp = await freshTempDir(out);
+  const unlisten = removeOnSignal(tmp);
+  let adapter = "";
+  try {
+    const gpu = await Gpu.create();
+    adapter = gpu.adapter.description;
+    console.log(`adapter: ${adapter}; ${navigator.hardwareConcurrency} cores`);
+    await decodeRates(gpu, tmp);
+    const B50 = Number(Deno.env.get("TAILGRAD_BENCH_R50_BATCH") ?? 2);
+    const s50 = await stepSeconds(gpu, 50, B50, 224, "plain");
+    report(
+      `ResNet-50 training step, 224x224, batch ${B50}`,
+      `${s50.toFixed(2)} s (${(B50 / s50).toFixed(2)} images/s)`,
+    );
+    for (const v of ["plain", "meta all", "meta classifier", "meta classifier, frozen"] as const) {
+      const s = await stepSeconds(gpu, 18, 8, 64, v);
+      report(`ResNet-18 ${v} step, 64x64, batch 8 (dev batch 8)`, `${s.toFixed(3)} s`);
+    }
+    gpu.dispose();
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+    unlisten();
+  }
+  const slug = `large-${adapter.replace(/[^a-z0-9]+/gi, "-").replace(/^-|-$/g, "").toLowerCase()}`;
+  const md = ["| measurement | value |", "|---|--:|", ...rows.map(([a, b]) => `| ${a} | ${b} |`)];
+  await Deno.writeTextFile(join(out, `${slug}.md`), md.join("\n") + "\n");
+  console.log(`wrote ${join(out, `${slug}.md`)}`);
+}
+
+if (import.meta.main) await runLargeBench(join("bench", "results"));

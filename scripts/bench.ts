@@ -15,7 +15,8 @@
  *
  * More flags (bench/flags.ts; `--runs 3` or `--runs=3`): --runs N (kernel samples, default 3),
  * --depths 8,32 (plain steps), --meta-depths 8,32, --profile-depth 8, --no-kernels, --no-steps,
- * --out DIR.
+ * --out DIR (--large takes only --out). A bad flag or an --out this process may not write is
+ * refused before any work.
  *
  * Timing: a sample records the work (several times when it is short) and then waits for the GPU
  * (`gpu.sync()`, about 10 ms in Deno), so it is the wall time of the device doing the work. On
@@ -25,7 +26,7 @@
 import { Gpu } from "../src/gpu/runtime.ts";
 import { reportError } from "../src/errors.ts";
 import { gitCommit } from "../src/report/provenance.ts";
-import { BENCH_USAGE, type BenchFlags, parseBenchFlags } from "../bench/flags.ts";
+import { BENCH_USAGE, type BenchFlags, checkBenchOut, parseBenchFlags } from "../bench/flags.ts";
 import {
   adapterSlug,
   checkMatmul,
@@ -68,20 +69,22 @@ import {
 
 // ------------------------------------------------------------------ flags
 
-if (Deno.args.includes("--large")) {
-  // the large-scale pipeline (decode, loader, ResNet-50 and meta steps): bench/large_bench.ts
-  await import("../bench/large_bench.ts");
-  Deno.exit(0);
-}
 let flags: BenchFlags;
 try {
   flags = parseBenchFlags(Deno.args);
+  if (flags.help) {
+    console.log(BENCH_USAGE);
+    Deno.exit(0);
+  }
+  await checkBenchOut(flags.out);
+  if (flags.large) {
+    // the large-scale pipeline (decode, loader, ResNet-50 and meta steps): bench/large_bench.ts
+    const { runLargeBench } = await import("../bench/large_bench.ts");
+    await runLargeBench(flags.out);
+    Deno.exit(0);
+  }
 } catch (e) {
   Deno.exit(reportError(e));
-}
-if (flags.help) {
-  console.log(BENCH_USAGE);
-  Deno.exit(0);
 }
 
 // ------------------------------------------------------------------ helpers
