@@ -106,6 +106,10 @@ function parse(args: string[]): { checkpoint: string; out: string; dataDir: stri
   return { checkpoint: v.checkpoint, out: v.out, dataDir: v.dataDir ?? null };
 }
 
+/** The file an export writes in --out, and the format tag that marks it as ours. */
+const OUT_FILE = "meta_step.safetensors";
+const META_STEP_FORMAT = "tailgrad-meta-step/1";
+
 /** Refuses an --out this process may not write, before any work. */
 async function checkOut(out: string): Promise<void> {
   const w = await Deno.permissions.query({ name: "write", path: out });
@@ -114,6 +118,24 @@ async function checkOut(out: string): Promise<void> {
       flag: "--out",
       hint: "choose an --out folder under runs/ or /tmp",
     });
+  }
+  // an earlier export is replaced; any other file of that name is the user's and is kept
+  const path = join(out, OUT_FILE);
+  const hint = "move the file away, or choose another --out folder";
+  let earlier;
+  try {
+    earlier = await readCheckpoint(path, { hint });
+  } catch (e) {
+    if (!(e instanceof UserError)) throw e;
+    earlier = undefined;
+  }
+  if (earlier === null) return;
+  if (earlier?.metadata.format !== META_STEP_FORMAT) {
+    throw new UsageError(
+      `--out ${out}: ${path} exists and is not an export of this command (format ` +
+        `${META_STEP_FORMAT}); it is left alone`,
+      { flag: "--out", file: path, hint },
+    );
   }
 }
 
@@ -247,6 +269,7 @@ async function main() {
     const step = await takeStep(run, ckpt);
     const tensors = await exportTensors(run, step);
     const metadata = {
+      format: META_STEP_FORMAT,
       ...describeStep(run, step),
       source: JSON.stringify({
         checkpoint: o.checkpoint,
@@ -256,7 +279,7 @@ async function main() {
       adapter: gpu.adapter.description,
     };
     await Deno.mkdir(o.out, { recursive: true });
-    const path = join(o.out, "meta_step.safetensors");
+    const path = join(o.out, OUT_FILE);
     await writeFileAtomic(path, encodeSafetensors(tensors, metadata));
     const rule = run.phases[step.epoch].rule;
     console.log(`wrote ${path} (${tensors.size} tensors; epoch ${step.epoch + 1}, rule ${rule})`);

@@ -316,6 +316,25 @@ Deno.test({
       const eps = f.tensors.get("eps")!.data as Float32Array;
       assert.ok(eps.some((e) => e !== 0) && eps.every(Number.isFinite));
       const ckpt = join(root, "focal", "checkpoint.safetensors");
+      // a second export replaces the first (its own file, same bits); a file of that name that
+      // is not an export is the user's: refused before any work, left as it was
+      assert.equal(f.metadata.format, "tailgrad-meta-step/1");
+      const again = await exportOf(root, ckpt, "focal");
+      assert.deepEqual(again.tensors.get("eps")!.data, f.tensors.get("eps")!.data);
+      const theirs = join(root, "theirs");
+      await Deno.mkdir(theirs);
+      await Deno.writeTextFile(join(theirs, "meta_step.safetensors"), "the user's notes");
+      const kept = await exportStep(root, ["--checkpoint", ckpt, "--out", theirs]);
+      assert.equal(kept.code, 2, kept.stderr);
+      assert.match(
+        kept.stderr,
+        /meta_step\.safetensors exists and is not an export of this command/,
+      );
+      assert.match(kept.stderr, /to fix: move the file away, or choose another --out folder/);
+      assert.equal(
+        await Deno.readTextFile(join(theirs, "meta_step.safetensors")),
+        "the user's notes",
+      );
       const x = join(root, "x");
       const refused = async (args: string[], re: RegExp) => {
         const r = await exportStep(root, args);
