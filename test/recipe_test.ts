@@ -30,7 +30,15 @@ import { lookaheadLr, optimizerLr, RECIPE_OPTIONS, warmupFactor } from "../src/t
 import { classifierInit, LongTailRun } from "../src/train/run.ts";
 import { MetaWeightNet } from "../src/train/mwn.ts";
 import { prepareData } from "../src/train/data.ts";
-import { resolveTrainConfig, type TrainConfig } from "../src/train/config.ts";
+import {
+  ConfigError,
+  type Method,
+  METHODS,
+  presetConfig,
+  resolveTrainConfig,
+  type TrainConfig,
+} from "../src/train/config.ts";
+import { planCells, SCALES } from "../scripts/reproduce.ts";
 import { CHECKPOINT_FORMAT } from "../src/train/trainer.ts";
 import { checkFork } from "../src/train/fork.ts";
 import { checkResumeMetadata, expectedTensors } from "../src/train/validate.ts";
@@ -135,7 +143,10 @@ Deno.test("recipe: a setting without effect for the method is refused by name", 
     [{ method: "ce", focalForm: "softmax" }, /--focal-form softmax has no effect with --method ce/],
     [{ method: "ldam", biasInit: "zero" }, /--bias-init zero .*cosine classifier has no bias/],
     [{ method: "cb", classifierInit: "kaiming" }, /--classifier-init kaiming .*linear classifier/],
-    [{ method: "mwn", reduction: "mean" }, /--reduction mean has no effect with --method mwn/],
+    [
+      { method: "mwn", reduction: "weighted-mean" },
+      /--reduction weighted-mean has no effect with --method mwn/,
+    ],
     [{ method: "meta", warmup: "per-epoch" }, /--warmup per-epoch .*its warm-up is 0 epochs/],
     [
       { method: "l2rw", mwnRecipe: "noisy-label" },
@@ -156,6 +167,172 @@ Deno.test("recipe: a setting without effect for the method is refused by name", 
   );
 });
 
+/** The settings whose use depends on the method, each at a value other than the preset's. */
+const PROBES = {
+  tau: 2,
+  lookahead: "mean",
+  devLoss: "train",
+  focalGamma: 2,
+  beta: 0.99,
+  metaStart: 3,
+} as const;
+
+/**
+ * Which of {@linkcode PROBES} (in order) each method reads, from its phases (src/train/methods.ts)
+ * and loss: "T" taken, "x" refused. tau and --lookahead: a meta step (MWN sets its own
+ * look-ahead); --dev-loss: a meta or MWN step; --focal-gamma: the focal loss; --beta:
+ * class-balanced weights in some epoch; --meta-start: a stage 2, or a stage 1 that a two-stage
+ * method shares (ce, focal, ldam: where the shared stage-1 run is forked).
+ */
+const READS: Record<Method, string> = {
+  "ce": "xxxxxT",
+  "cb": "xxxxTx",
+  "focal": "xxxTxT",
+  "cb-focal": "xxxTTx",
+  "ldam": "xxxxxT",
+  "ldam-drw": "xxxxTT",
+  "cb-finetune": "xxxxxT",
+  "l2rw": "TTTxxx",
+  "mwn": "xxTxxx",
+  "meta": "TTTxTT",
+  "l2rw-pretrain": "TTTxxT",
+  "l2rw-init-wy": "TTTxTT",
+  "l2rw-wy-eps": "TTTxTT",
+  "meta-update-wy": "TTTxTT",
+  "meta-eps0": "xxxxTT",
+};
+
+const flagName = (k: string) => "--" + k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+
+Deno.test("recipe: a setting no stage of the method reads is refused with the flag, method and fix", () => {
+  assert.deepEqual(Object.keys(READS).sort(), [...METHODS].sort());
+  let refused = 0;
+  for (const method of METHODS) {
+    Object.entries(PROBES).forEach(([key, value], i) => {
+      const o = { method, [key]: value };
+      if (READS[method][i] === "T") {
+        assert.equal(resolveTrainConfig(o)[key as keyof TrainConfig], value, `${method} ${key}`);
+        return;
+      }
+      refused++;
+      const flag = flagName(key);
+      assert.throws(() => resolveTrainConfig(o), (e: unknown) => {
+        assert.ok(e instanceof ConfigError, `${method} ${key}: ${e}`);
+        assert.match(
+          e.message,
+          new RegExp(`^${flag} ${value} has no effect with --method ${method}: `),
+        );
+        assert.equal(e.flag, flag);
+        assert.equal(e.hint, `drop ${flag}`);
+        assert.match(e.message, new RegExp(`to fix: drop ${flag}$`));
+        return true;
+      }, `${method} ${key}`);
+    });
+  }
+  assert.equal(refused, 50);
+  // the reasons name what the method lacks
+  const reason = (o: Parameters<typeof resolveTrainConfig>[0]) => {
+    try {
+      resolveTrainConfig(o);
+    } catch (e) {
+      return (e as Error).message;
+    }
+    return "taken";
+  };
+  assert.match(reason({ method: "ce", tau: 2 }), /--method ce: it runs no meta step/);
+  assert.match(
+    reason({ method: "mwn", lookahead: "mean" }),
+    /its Meta-Weight-Net step sets the look-ahead itself/,
+  );
+  assert.match(
+    reason({ method: "meta-eps0", devLoss: "train" }),
+    /it runs no meta step, so it never takes a dev loss/,
+  );
+  assert.match(reason({ method: "ce", focalGamma: 2 }), /it trains with ce, not the focal loss/);
+  assert.match(
+    reason({ method: "meta", loss: "ldam", focalGamma: 2 }),
+    /it trains with ldam, not the focal loss/,
+  );
+  assert.match(
+    reason({ method: "cb-finetune", beta: 0.99 }),
+    /it never uses the class-balanced weights/,
+  );
+  assert.match(
+    reason({ method: "cb", metaStart: 3 }),
+    /--meta-start 3 has no effect with --method cb: it has no stage 2/,
+  );
+  // the meta family's focal loss reads gamma
+  assert.equal(resolveTrainConfig({ method: "meta", loss: "focal", focalGamma: 2 }).focalGamma, 2);
+});
+
+Deno.test("recipe: values the run takes anyway, and settings read indirectly, stay accepted", () => {
+  // the preset's values ask for nothing the run drops: the run is the one without them
+  const plain = resolveTrainConfig({ method: "ce" });
+  const same = { tau: 0.01, lookahead: "sum", devLoss: "ce", focalGamma: 1, beta: 0.9999 } as const;
+  assert.deepEqual(resolveTrainConfig({ method: "ce", ...same, metaStart: 12 }), plain);
+  // --meta-start: the value scaled to the run, and the preset's own, are taken for cb
+  assert.equal(resolveTrainConfig({ method: "cb", epochs: 10, metaStart: 8 }).metaStart, 8);
+  assert.equal(resolveTrainConfig({ method: "cb", epochs: 10, metaStart: 12 }).metaStart, 12);
+  assert.throws(
+    () => resolveTrainConfig({ method: "cb", epochs: 10, metaStart: 7 }),
+    /--meta-start 7/,
+  );
+  // ... and any value with --init-from, whose fork epoch it bounds (src/train/fork.ts)
+  const fork = { method: "cb", metaStart: 3, initFrom: "runs/cb/checkpoint.safetensors" } as const;
+  assert.equal(resolveTrainConfig(fork).metaStart, 3);
+  // one-stage methods whose epochs are the shared stage 1 keep it (where they fork it)
+  for (const method of ["ce", "focal", "ldam"] as const) {
+    assert.equal(resolveTrainConfig({ method, metaStart: 3 }).metaStart, 3, method);
+  }
+  // a resolved config (a summary's) or a whole preset passed back resolves, for every method
+  for (const preset of ["default", "medium", "paper-cifar"] as const) {
+    for (const method of METHODS) {
+      const cfg = resolveTrainConfig({ preset, method });
+      assert.deepEqual(resolveTrainConfig(cfg), cfg, `${preset} ${method}`);
+      assert.equal(resolveTrainConfig({ ...presetConfig(preset), method }).method, method);
+    }
+  }
+});
+
+Deno.test("recipe: the library refuses a setting without effect before any work, as the CLI does", async () => {
+  const root = await Deno.makeTempDir({ prefix: "tg-noeffect-" });
+  try {
+    const out = join(root, "run");
+    await assert.rejects(
+      () => train({ data: syntheticData(), method: "ce", tau: 2, out, progress: null }),
+      (e: unknown) =>
+        e instanceof ConfigError && /--tau 2 has no effect with --method ce/.test(e.message),
+    );
+    await assert.rejects(() => Deno.stat(out), Deno.errors.NotFound, "nothing written");
+    // a command line's options resolve the same way
+    const cli = parseTrainArgs(["--method", "ce", "--beta", "0.99"]).options;
+    assert.throws(() => resolveConfig(cli), /--beta 0.99 has no effect with --method ce/);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("recipe: every planned cell of every scale resolves, with its stage 1 and its fork", () => {
+  for (const [scale, plan] of Object.entries(SCALES)) {
+    const factors = [...new Set([...plan.firstFactors, ...plan.secondFactors])];
+    const cells = planCells(plan, factors, [0, 1, 2]);
+    assert.ok(cells.length > 0, scale);
+    for (const cell of cells) {
+      const cfg = resolveConfig(cell.options);
+      assert.equal(cfg.imbalance, cell.imbalance, `${scale} ${cell.id}`);
+      if (!cell.stage1) continue;
+      resolveConfig(cell.stage1.options);
+      resolveConfig({ ...cell.options, initFrom: join(cell.stage1.dir, "checkpoint.safetensors") });
+    }
+    // the stage-1 sharing still holds: ce forks the shared run at stage 2 of the plan
+    const ce = cells.find((c) => c.label === "ce")!;
+    assert.ok(ce.stage1, `${scale}: ce forks a shared stage 1`);
+    assert.equal(ce.stage1.untilEpoch, resolveConfig(ce.options).metaStart, scale);
+    const cb = cells.find((c) => c.label === "cb")!;
+    assert.equal(cb.stage1, null, `${scale}: cb's weights differ from epoch 0`);
+  }
+});
+
 Deno.test("recipe: --mwn-recipe: the class-imbalance code's step by default; old runs keep theirs", () => {
   const mwn = (o = {}) => resolveTrainConfig({ method: "mwn", ...o }).mwnRecipe;
   assert.equal(mwn(), "class-imbalance");
@@ -170,8 +347,13 @@ Deno.test("recipe: --mwn-recipe: the class-imbalance code's step by default; old
   ]);
   for (const method of ["ce", "meta", "l2rw", "ldam-drw"] as const) {
     assert.throws(
-      () => resolveTrainConfig({ method, mwnRecipe: "class-imbalance" }),
-      new RegExp(`--mwn-recipe class-imbalance has no effect with --method ${method}`),
+      () => resolveTrainConfig({ method, mwnRecipe: "noisy-label" }),
+      new RegExp(`--mwn-recipe noisy-label has no effect with --method ${method}`),
+    );
+    // the value the run records anyway asks for nothing it drops
+    assert.equal(
+      resolveTrainConfig({ method, mwnRecipe: "class-imbalance" }).mwnRecipe,
+      "class-imbalance",
     );
   }
   assert.throws(

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { readCheckpoint } from "../src/checkpoint/mod.ts";
 import { Gpu } from "../src/gpu/runtime.ts";
-import { METHODS, OUTPUT_FILES, parseTrainArgs, train } from "../src/train/mod.ts";
+import { METHODS, OUTPUT_FILES, parseTrainArgs, resolveConfig, train } from "../src/train/mod.ts";
 import { runTrain, syntheticData, tinyArgs, writeSyntheticIdx } from "./train_fixtures.ts";
 
 const NO_STACK = /^\s+at /m;
@@ -66,6 +66,28 @@ Deno.test("cli: unknown flags and bad values list what is valid, without a stack
     // in-process parsing
     const p = parseTrainArgs(["--lr", "1e-2", "--no-nesterov", "--max-per-class", "none"]);
     assert.deepEqual(p.options, { lr: 0.01, nesterov: false, maxPerClass: null });
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("cli: a flag the method never reads exits 2 before any work, naming the fix", async () => {
+  const root = await Deno.makeTempDir({ prefix: "tg-cli-noeffect-" });
+  try {
+    const out = join(root, "x");
+    const r = await runTrain(["--method", "ce", "--tau", "2", "--out", out], root);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(
+      r.stderr,
+      /^error: --tau 2 has no effect with --method ce: it runs no meta step$/m,
+    );
+    assert.match(r.stderr, /^ {2}to fix: drop --tau$/m);
+    assert.doesNotMatch(r.stderr, NO_STACK);
+    await assert.rejects(() => Deno.stat(out), Deno.errors.NotFound, "nothing written");
+    // the same flags the method reads, or at the preset's value, are taken
+    const taken = (args: string[]) => resolveConfig(parseTrainArgs(args).options);
+    assert.equal(taken(["--method", "meta", "--tau", "2"]).tau, 2);
+    assert.equal(taken(["--method", "ce", "--tau", "0.01", "--meta-start", "3"]).metaStart, 3);
   } finally {
     await Deno.remove(root, { recursive: true });
   }

@@ -120,10 +120,10 @@ Deno.test({
           testPerClass: 5,
           batch: 16,
           epochs: 3,
-          metaStart: 1,
           lrDecayEpochs: [2],
           lrDecayFactor: 0.1,
-          tau: 1,
+          // stage 2 and tau of the meta step (MWN, meta from epoch 0, reads neither)
+          ...(method === "mwn" ? {} : { metaStart: 1, tau: 1 }),
           progress: null,
         };
         const a = join(root, `${method}-a`), b = join(root, `${method}-b`);

@@ -4,7 +4,12 @@
  */
 import { DATASET_NAMES, type DatasetName } from "../data/dataset.ts";
 import { ConfigError } from "../errors.ts";
-import { applyRecipeDefaults, type RecipeConfig, validateRecipe } from "./recipe.ts";
+import {
+  applyRecipeDefaults,
+  type RecipeConfig,
+  refuseNoEffect,
+  validateRecipe,
+} from "./recipe.ts";
 
 /** Invalid settings (defined with the other user errors; re-exported for the trainer's API). */
 export { ConfigError };
@@ -377,6 +382,10 @@ function scaleEpoch(epoch: number, presetEpochs: number, epochs: number): number
  * paper-cifar: 80% and 90%). Explicit values are kept as given and must fall inside the run.
  * The recipe settings the overrides leave out take the method's defaults (src/train/recipe.ts;
  * the warm-up, a schedule point too, is a fraction of the run).
+ *
+ * An override the method cannot read (`tau` with `ce`, `beta` with `focal`, ...) is refused
+ * unless it equals what the run takes without it or the preset's own value (src/train/recipe.ts
+ * `refuseNoEffect`): the command line and {@linkcode train} follow the same rule.
  */
 export function resolveTrainConfig(overrides: ConfigOverrides = {}): TrainConfig {
   const base = presetConfig(overrides.preset ?? "default");
@@ -386,18 +395,20 @@ export function resolveTrainConfig(overrides: ConfigOverrides = {}): TrainConfig
     // deno-lint-ignore no-explicit-any
     if (v !== undefined && k !== "preset") (cfg as any)[k] = Array.isArray(v) ? [...v] : v;
   }
+  // what the run takes for a setting not given: the preset's value, its schedule scaled
+  const unset = presetConfig(base.preset);
   const E = cfg.epochs;
   if (Number.isInteger(E) && E >= 1 && E !== base.epochs) {
-    if (overrides.metaStart === undefined) {
-      cfg.metaStart = scaleEpoch(base.metaStart, base.epochs, E);
-    }
-    if (overrides.lrDecayEpochs === undefined) {
-      const scaled = base.lrDecayEpochs.map((d) => scaleEpoch(d, base.epochs, E));
-      cfg.lrDecayEpochs = [...new Set(scaled)].filter((d) => d < E);
-    }
+    unset.metaStart = scaleEpoch(base.metaStart, base.epochs, E);
+    const scaled = base.lrDecayEpochs.map((d) => scaleEpoch(d, base.epochs, E));
+    unset.lrDecayEpochs = [...new Set(scaled)].filter((d) => d < E);
   }
-  applyRecipeDefaults(cfg, overrides, methodLoss(cfg.method, cfg.loss));
+  if (overrides.metaStart === undefined) cfg.metaStart = unset.metaStart;
+  if (overrides.lrDecayEpochs === undefined) cfg.lrDecayEpochs = [...unset.lrDecayEpochs];
+  const loss = methodLoss(cfg.method, cfg.loss);
+  const recipeDefaults = applyRecipeDefaults(cfg, overrides, loss);
   validateConfig(cfg);
+  refuseNoEffect(cfg, overrides, loss, [{ ...unset, ...recipeDefaults }, base]);
   return cfg;
 }
 

@@ -18,6 +18,7 @@
  */
 import { ConfigError } from "../errors.ts";
 import type { ConfigOverrides, LossName, TrainConfig } from "./config.ts";
+import { phaseOf } from "./methods.ts";
 
 /** Normalisations of a plain step's weighted loss: sum w l / B, or sum w l / sum w. */
 export const REDUCTIONS = ["mean", "weighted-mean"] as const;
@@ -119,37 +120,81 @@ function flagOf(key: string): string {
 
 /**
  * Fills the recipe settings `given` leaves out with the method's defaults (see the module
- * comment; the warm-up keeps its fraction of the run as --epochs changes), applies
- * `recipe: "authors"`, and refuses an explicit setting that would have no effect.
+ * comment; the warm-up keeps its fraction of the run as --epochs changes) and applies
+ * `recipe: "authors"`. Returns those defaults: what the run takes for a recipe setting not
+ * given ({@linkcode refuseNoEffect} compares an explicit setting with them).
  */
-export function applyRecipeDefaults(cfg: TrainConfig, given: ConfigOverrides, loss: LossName) {
+export function applyRecipeDefaults(
+  cfg: TrainConfig,
+  given: ConfigOverrides,
+  loss: LossName,
+): Partial<RecipeConfig> {
   const m = cfg.method;
-  const sigmoid = () => loss === "focal" && cfg.focalForm === "sigmoid";
-  cfg.reduction = given.reduction ?? (LDAM_METHODS.includes(m) ? "weighted-mean" : "mean");
-  cfg.focalForm = given.focalForm ?? "sigmoid";
+  const defaults: Partial<RecipeConfig> = {};
+  const recipe: RecipeConfig = cfg;
+  const fill = <K extends keyof RecipeConfig>(key: K, value: RecipeConfig[K]) => {
+    defaults[key] = value;
+    recipe[key] = given[key] ?? value;
+  };
+  fill("reduction", LDAM_METHODS.includes(m) ? "weighted-mean" : "mean");
+  fill("focalForm", "sigmoid");
   // MWN's long-tail results come from its class-imbalance code
-  cfg.mwnRecipe = given.mwnRecipe ?? "class-imbalance";
-  cfg.classifierInit = given.classifierInit ?? "unit-norm";
-  cfg.biasInit = given.biasInit ?? (sigmoid() ? "prior" : "torch");
+  fill("mwnRecipe", "class-imbalance");
+  fill("classifierInit", "unit-norm");
+  fill("biasInit", loss === "focal" && cfg.focalForm === "sigmoid" ? "prior" : "torch");
   const authorsWarmup = LDAM_METHODS.includes(m) || CUI_METHODS.includes(m);
-  cfg.warmup = given.warmup ?? (LDAM_METHODS.includes(m) ? "per-epoch" : "per-step");
-  cfg.warmupEpochs = given.warmupEpochs ??
-    (authorsWarmup && Number.isInteger(cfg.epochs)
+  fill("warmup", LDAM_METHODS.includes(m) ? "per-epoch" : "per-step");
+  fill(
+    "warmupEpochs",
+    authorsWarmup && Number.isInteger(cfg.epochs)
       ? warmupLength(AUTHORS_WARMUP, cfg.epochs, cfg.warmup)
-      : 0);
+      : 0,
+  );
   if (cfg.recipe === "authors" && authorsWarmup) {
     cfg.batch = given.batch ?? AUTHORS_OPTIMIZER.batch;
     cfg.weightDecay = given.weightDecay ?? AUTHORS_OPTIMIZER.weightDecay;
     cfg.nesterov = given.nesterov ?? AUTHORS_OPTIMIZER.nesterov;
   }
-  const noEffect = (key: keyof RecipeConfig, why: string) => {
-    if (given[key] === undefined) return;
-    throw new ConfigError(
-      `${flagOf(key)} ${given[key]} has no effect with --method ${m}: ${why}`,
-      { flag: flagOf(key), hint: `drop ${flagOf(key)}` },
-    );
+  return defaults;
+}
+
+/** The stage 1 of every two-stage method (plain, w = 1, all images: src/train/methods.ts). */
+const SHARED_STAGE_ONE = JSON.stringify(phaseOf("meta", 0, 1));
+
+/**
+ * Refuses a setting given explicitly that the run of `cfg` (validated) never reads, naming the
+ * flag, the method and why, with `to fix: drop --flag`. What a method reads follows from its two
+ * stages (src/train/methods.ts `phaseOf`) and its `loss`: tau and the look-ahead only a meta
+ * step, the dev loss a meta or MWN step, beta class-balanced weights, the focal settings the
+ * focal loss, `metaStart` a stage 2.
+ *
+ * The rule, the same for the command line and the library: an explicit value is refused only
+ * when it differs from every value in `taken`, what the run takes without it (the method's recipe
+ * default; the preset's value, its schedule scaled to the run) and the preset's own value: those
+ * ask for nothing the run drops, so options spread from a preset or a summary resolve. A setting
+ * read indirectly is taken: `metaStart` bounds the epoch of an `--init-from` fork, and for ce,
+ * focal and ldam, whose epochs are the two-stage methods' stage 1, it is where they share it
+ * (scripts/reproduce.ts `stageOneOf`).
+ */
+export function refuseNoEffect(
+  cfg: TrainConfig,
+  given: ConfigOverrides,
+  loss: LossName,
+  taken: Partial<TrainConfig>[],
+): void {
+  const m = cfg.method;
+  const noEffect = (key: keyof TrainConfig, why: string) => {
+    const v = given[key];
+    if (v === undefined || taken.some((t) => JSON.stringify(t[key]) === JSON.stringify(v))) {
+      return;
+    }
+    throw new ConfigError(`${flagOf(key)} ${v} has no effect with --method ${m}: ${why}`, {
+      flag: flagOf(key),
+      hint: `drop ${flagOf(key)}`,
+    });
   };
   if (loss !== "focal") noEffect("focalForm", `it trains with ${loss}, not the focal loss`);
+  if (loss !== "focal") noEffect("focalGamma", `it trains with ${loss}, not the focal loss`);
   if (loss === "ldam") noEffect("biasInit", "its cosine classifier has no bias");
   if (loss !== "ldam") noEffect("classifierInit", "it has a linear classifier, not a cosine one");
   if (["l2rw", "mwn"].includes(m)) {
@@ -157,6 +202,28 @@ export function applyRecipeDefaults(cfg: TrainConfig, given: ConfigOverrides, lo
   }
   if (m !== "mwn") noEffect("mwnRecipe", "it runs no Meta-Weight-Net step");
   if (cfg.warmupEpochs === 0) noEffect("warmup", "its warm-up is 0 epochs (see --warmup-epochs)");
+  const stages = [phaseOf(m, 0, 1), phaseOf(m, 1, 1)];
+  const kinds = new Set(stages.map((p) => p.kind));
+  if (!kinds.has("meta")) {
+    const why = kinds.has("mwn")
+      ? "its Meta-Weight-Net step sets the look-ahead itself and has no eps to scale"
+      : "it runs no meta step";
+    noEffect("tau", why);
+    noEffect("lookahead", why);
+  }
+  if (kinds.size === 1 && kinds.has("plain")) {
+    noEffect("devLoss", "it runs no meta step, so it never takes a dev loss");
+  }
+  if (!stages.some((p) => p.weights === "cb")) {
+    noEffect("beta", "it never uses the class-balanced weights");
+  }
+  const [one, two] = stages.map((p) => JSON.stringify(p));
+  if (one === two && one !== SHARED_STAGE_ONE && cfg.initFrom === null) {
+    noEffect(
+      "metaStart",
+      "it has no stage 2 (every epoch trains alike) and no stage 1 that a two-stage method shares",
+    );
+  }
 }
 
 /** Checks the recipe settings (called by validateConfig); throws ConfigError naming the flag. */
