@@ -181,8 +181,20 @@ export type {
   SafetensorsFile,
 } from "./src/checkpoint/safetensors.ts";
 export { writeFileAtomic } from "./src/checkpoint/atomic.ts";
-export { UserError } from "./src/errors.ts";
+
+// Errors, and a script's command line: the error types and reporter and the flag parser of
+// tailgrad's own tasks, for programs that want the same behaviour (examples/ use them).
+export { ConfigError, reportError, UserError } from "./src/errors.ts";
 export type { UserErrorOptions } from "./src/errors.ts";
+export { parseFlags, UsageError, usageLines } from "./src/cli/flags.ts";
+export type {
+  FlagKind,
+  FlagSpec,
+  FlagTable,
+  FlagValue,
+  ParsedFlags,
+  ParseFlagsOptions,
+} from "./src/cli/flags.ts";
 
 // Data sets: finding, downloading and reading them, batches and augmentation on the GPU.
 export { DataError } from "./src/data/errors.ts";

@@ -5,11 +5,13 @@
  * into a fresh model that predicts exactly the same.
  *
  * Full size (the default): 20,000 training images, 2 + 2 epochs; `--size small`: 2,000, 1 + 1.
- * Files go to `--out DIR` (default runs/example-checkpoint, the one folder the task may write).
+ * Files go to `--out DIR` (default runs/example-checkpoint, the one folder the task may write):
+ * `train.safetensors` and `mlp.safetensors`, never over files already there (an earlier run's
+ * are refused: move them away, or choose another --out).
  *
  *   DENO_WEBGPU_BACKEND=vulkan deno run --allow-read=.,/usr/share/datasets \
  *     --allow-write=runs/example-checkpoint --allow-env=TAILGRAD_DATA,TAILGRAD_DEBUG \
- *     examples/checkpoint.ts [--size small]
+ *     examples/checkpoint.ts [--size small] [--data-dir DIR] [--out DIR]
  *
  * The last line printed is JSON: epochs done, test accuracy, and whether the loaded model's
  * test logits equal the trained model's bit for bit.
@@ -17,6 +19,7 @@
 import {
   ArraySource,
   classificationLoss,
+  ConfigError,
   Ctx,
   EVAL,
   fit,
@@ -26,16 +29,19 @@ import {
   Model,
   readCheckpoint,
   ReLU,
+  reportError,
   Sequential,
   Sgd,
   StepEngine,
   Tensor,
 } from "../mod.ts";
-import { ConfigError, reportError } from "../src/errors.ts";
-import { exampleFlags, SIZE_FLAG, sizeOf } from "./_flags.ts";
+import { DATA_DIR_FLAG, exampleFlags, reportErrors, SIZE_FLAG, sizeOf } from "./_flags.ts";
 
-/** --out before any work: a folder (or absent) this process may write, created; else exit 2. */
-async function prepareOut(dir: string): Promise<void> {
+/**
+ * --out before any work: a folder (or absent) this process may write, created, without the
+ * files this example writes (`files`); else exit 2.
+ */
+async function prepareOut(dir: string, files: string[]): Promise<void> {
   const fail = (what: string, hint: string): never =>
     Deno.exit(reportError(new ConfigError(`--out ${dir} ${what}`, { flag: "--out", hint })));
   const perm = await Deno.permissions.query({ name: "write", path: dir });
@@ -48,14 +54,25 @@ async function prepareOut(dir: string): Promise<void> {
   }
   const kind = await Deno.stat(dir).then((s) => (s.isDirectory ? "dir" : "file"), () => "none");
   if (kind === "file") fail("is a file; expected a folder", "choose another --out");
+  const present = [];
+  for (const f of files) if (await Deno.lstat(f).then(() => true, () => false)) present.push(f);
+  if (present.length) {
+    fail(
+      `already holds ${present.join(", ")}; this example writes new files only`,
+      "move them away (an earlier run of the example wrote them), or choose another --out",
+    );
+  }
   await Deno.mkdir(dir, { recursive: true }).catch((e) =>
     fail(`cannot be created (${(e as Error).message})`, "choose another --out")
   );
 }
 
 const DEFAULT_OUT = "runs/example-checkpoint";
-const flags = exampleFlags("usage: deno task example:checkpoint [--size small] [--out DIR]", {
+reportErrors(); // a mistake (flags, data, no GPU) is one `error:` line, as in deno task train
+const usage = "usage: deno task example:checkpoint [--size small] [--data-dir DIR] [--out DIR]";
+const flags = exampleFlags(usage, {
   size: SIZE_FLAG,
+  "data-dir": DATA_DIR_FLAG,
   out: {
     key: "out",
     kind: "string",
@@ -66,11 +83,11 @@ const flags = exampleFlags("usage: deno task example:checkpoint [--size small] [
 });
 const size = sizeOf(flags);
 const out = flags.out ?? DEFAULT_OUT;
-await prepareOut(out);
-const nTrain = size === "full" ? 20000 : 2000, half = size === "full" ? 2 : 1, nTest = 1000;
 const trainPath = `${out}/train.safetensors`, weightsPath = `${out}/mlp.safetensors`;
+await prepareOut(out, [trainPath, weightsPath]);
+const nTrain = size === "full" ? 20000 : 2000, half = size === "full" ? 2 : 1, nTest = 1000;
 
-const data = await loadDataset("fashion-mnist");
+const data = await loadDataset("fashion-mnist", { dataDir: flags.dataDir });
 const rows = (d: { images: Uint8Array; labels: Uint8Array }, n: number) => ({
   x: Float32Array.from(d.images.subarray(0, n * 784), (p) => (p / 255 - 0.286) / 0.353),
   y: Uint32Array.from(d.labels.subarray(0, n)),

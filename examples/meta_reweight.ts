@@ -13,7 +13,7 @@
  *
  *   DENO_WEBGPU_BACKEND=vulkan deno run --allow-read=.,/usr/share/datasets \
  *     --allow-env=TAILGRAD_DATA,TAILGRAD_DEBUG \
- *     examples/meta_reweight.ts [--size small]
+ *     examples/meta_reweight.ts [--size small] [--data-dir DIR]
  *
  * The last line printed is JSON: test accuracy, per-class accuracy and mean eps per class.
  */
@@ -38,7 +38,7 @@ import {
   StepEngine,
   type Tensor,
 } from "../mod.ts";
-import { exampleFlags, SIZE_FLAG, sizeOf } from "./_flags.ts";
+import { DATA_DIR_FLAG, exampleFlags, reportErrors, SIZE_FLAG, sizeOf } from "./_flags.ts";
 
 /** x -> relu(fc1 x) = h -> relu(fc2 h + h) -> head. */
 class ResidualMlp extends Module {
@@ -68,14 +68,17 @@ const SIZES = {
   full: { nMax: 1000, epochs: 10, metaStart: 6, test: 10000 },
   small: { nMax: 200, epochs: 5, metaStart: 3, test: 1000 },
 };
-const size = sizeOf(
-  exampleFlags("usage: deno task example:meta [--size small]", { size: SIZE_FLAG }),
-);
+reportErrors(); // a mistake (flags, data, no GPU) is one `error:` line, as in deno task train
+const flags = exampleFlags("usage: deno task example:meta [--size small] [--data-dir DIR]", {
+  size: SIZE_FLAG,
+  "data-dir": DATA_DIR_FLAG,
+});
+const size = sizeOf(flags);
 const { nMax, epochs, metaStart, test: nTest } = SIZES[size];
 const C = 10, IMBALANCE = 50, DEV_PER_CLASS = 20, BATCH = 100, SEED = 0;
 
 // ---- a long-tailed split: n_c = nMax * IF^(-c / (C - 1)), a balanced dev set from the rest
-const data = await loadDataset("fashion-mnist");
+const data = await loadDataset("fashion-mnist", { dataDir: flags.dataDir });
 const counts = Array.from({ length: C }, (_, c) => Math.round(nMax * IMBALANCE ** (-c / (C - 1))));
 const trainIdx: number[] = [], devIdx: number[] = [];
 const taken = new Array(C).fill(0), devTaken = new Array(C).fill(0);

@@ -9,7 +9,7 @@
  *
  *   DENO_WEBGPU_BACKEND=vulkan deno run --allow-read=.,/usr/share/datasets \
  *     --allow-env=TAILGRAD_DATA,TAILGRAD_DEBUG \
- *     examples/mlp_fashion_mnist.ts [--size small]
+ *     examples/mlp_fashion_mnist.ts [--size small] [--data-dir DIR]
  *
  * The last line printed is JSON: `{"testAccuracy": ..., "epochs": ..., "train": ..., "test": ...}`.
  */
@@ -27,15 +27,18 @@ import {
   Sgd,
   StepEngine,
 } from "../mod.ts";
-import { exampleFlags, SIZE_FLAG, sizeOf } from "./_flags.ts";
+import { DATA_DIR_FLAG, exampleFlags, reportErrors, SIZE_FLAG, sizeOf } from "./_flags.ts";
 
 const SIZES = {
   full: { train: 60000, test: 10000, epochs: 8 },
   small: { train: 3000, test: 1000, epochs: 4 },
 };
-const size = sizeOf(
-  exampleFlags("usage: deno task example:mlp [--size small]", { size: SIZE_FLAG }),
-);
+reportErrors(); // a mistake (flags, data, no GPU) is one `error:` line, as in deno task train
+const flags = exampleFlags("usage: deno task example:mlp [--size small] [--data-dir DIR]", {
+  size: SIZE_FLAG,
+  "data-dir": DATA_DIR_FLAG,
+});
+const size = sizeOf(flags);
 const { train: nTrain, test: nTest, epochs } = SIZES[size];
 
 /** The first `n` images as standardised flat rows, and their labels. */
@@ -45,7 +48,7 @@ function flat(d: { images: Uint8Array; labels: Uint8Array }, n: number) {
   return { x, y: Uint32Array.from(d.labels.subarray(0, n)) };
 }
 
-const data = await loadDataset("fashion-mnist");
+const data = await loadDataset("fashion-mnist", { dataDir: flags.dataDir });
 const train = flat(data.train, nTrain);
 const test = flat(data.test, nTest);
 

@@ -340,6 +340,45 @@ Deno.test("CIFAR archive: one lacking a batch file is named, with what to do", a
 
 // ---------------------------------------------------------------- locating
 
+Deno.test("locating: without permission to read $TAILGRAD_DATA the search is an error, not ./data or the system copy", async () => {
+  await withTmp(async (dir) => {
+    // a program that may read files (the system copy too) but not the environment
+    const script = join(dir, "find.ts");
+    const load = new URL("../src/data/load.ts", import.meta.url).href;
+    await Deno.writeTextFile(
+      script,
+      `import { findDataset } from "${load}";\n` +
+        `const options = JSON.parse(Deno.args[0] ?? "{}");\n` +
+        `try { console.log("found", await findDataset("fashion-mnist", options)); }\n` +
+        `catch (e) { console.log(e.name + ": " + e.message); }\n`,
+    );
+    const run = async (options: object) => {
+      const cmd = new Deno.Command(Deno.execPath(), {
+        args: ["run", "--no-prompt", "--allow-read", script, JSON.stringify(options)],
+        env: { TAILGRAD_DATA: join(dir, "missing"), NO_COLOR: "1" },
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+      });
+      const { code, stdout, stderr } = await cmd.output();
+      assert.equal(code, 0, new TextDecoder().decode(stderr));
+      return new TextDecoder().decode(stdout).trim();
+    };
+    const out = await run({ cwd: dir });
+    assert.match(
+      out,
+      /^DataError: \$TAILGRAD_DATA cannot be read \(this process has no permission to read the environment variable TAILGRAD_DATA\)/,
+    );
+    assert.match(
+      out,
+      /to fix: grant it \(deno run --allow-env=TAILGRAD_DATA\), or name the folder \(--data-dir; the option dataDir\), or ignore the environment \(the option env: \{\}\)$/,
+    );
+    // a named folder, or an environment passed in, needs no permission
+    assert.equal(await run({ cwd: dir, dataDir: join(dir, "d") }), "found null");
+    assert.equal(await run({ cwd: dir, env: {}, systemDirs: false }), "found null");
+  });
+});
+
 Deno.test("locating: search order and the message for an absent dataset", async () => {
   await withTmp(async (dir) => {
     const dirs = candidateDirs("fashion-mnist", {

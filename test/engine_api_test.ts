@@ -9,6 +9,7 @@
  * - inputs of the wrong width for a Linear or Conv2d layer;
  * - run lengths (fractional epochs, a checkpoint of more epochs, an epoch with no steps);
  * - resuming the wrong file: another optimizer's checkpoint, a weights file, a missing tensor;
+ * - a checkpoint path holding a file the run does not resume, or in a folder that is missing;
  * - saving into a folder that does not exist.
  *
  * And the API that replaces the glue: `fit({ schedule })` fills `stepsPerEpoch` from the data.
@@ -561,6 +562,64 @@ gpuTest("resume: the wrong file is refused naming it, its optimizer and ours", a
     again.destroy();
   });
 });
+
+gpuTest(
+  "fit: a checkpoint path that would overwrite a file or has no folder is refused first",
+  async (gpu) => {
+    await withDir(async (dir) => {
+      const { engine, destroy } = engineOf(gpu, 8);
+      const { inputs, targets } = examples(20);
+      const data = new ArraySource({ engine, inputs, targets, seed: 0 });
+      const base = { engine, data, epochs: 2, lr: () => 0.1 };
+      const at = (path: string) => ({ path, format: "api-test/1" });
+      const refused = (path: string, message: RegExp) => (e: unknown) => {
+        assert.ok(e instanceof UserError, String(e));
+        assert.equal(e.file, path);
+        assert.match(e.message, message);
+        return true;
+      };
+      // a user's file where the checkpoint would go: refused without a resume, left as it was
+      const precious = `${dir}/precious.safetensors`;
+      await Deno.writeTextFile(precious, "mine");
+      await assert.rejects(
+        () => fit({ ...base, checkpoint: at(precious) }),
+        refused(
+          precious,
+          new RegExp(
+            `^fit: checkpoint ${precious} already exists, and no resume was given: the run would ` +
+              `overwrite it\n  to fix: pass resume: await readCheckpoint\\(path\\) to continue`,
+          ),
+        ),
+      );
+      const missing = `${dir}/absent/run.safetensors`;
+      await assert.rejects(
+        () => fit({ ...base, checkpoint: at(missing) }),
+        refused(missing, new RegExp(`^fit: checkpoint ${missing}: ${dir}/absent does not exist\n`)),
+      );
+      await assert.rejects(
+        () => fit({ ...base, checkpoint: at(dir) }),
+        refused(dir, /is a folder; expected a file path/),
+      );
+      assert.equal(engine.stepIndex, 0, "no step was taken");
+      // a run's own checkpoint continues; resuming it into the user's file (a fork) is refused
+      const own = `${dir}/run.safetensors`;
+      assert.equal((await fit({ ...base, checkpoint: at(own), maxEpochs: 1 })).epochsDone, 1);
+      await assert.rejects(
+        async () => fit({ ...base, checkpoint: at(precious), resume: await readCheckpoint(own) }),
+        refused(precious, /holds a file, and the run resumes another one \(.*run\.safetensors\)/),
+      );
+      const rest = await fit({ ...base, checkpoint: at(own), resume: await readCheckpoint(own) });
+      assert.equal(rest.status, "completed");
+      assert.equal(rest.epochsDone, 2);
+      assert.equal(await Deno.readTextFile(precious), "mine");
+      assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name).sort(), [
+        "precious.safetensors",
+        "run.safetensors",
+      ]);
+      destroy();
+    });
+  },
+);
 
 gpuTest("save: a missing folder is named, and nothing is written", async (gpu) => {
   await withDir(async (dir) => {

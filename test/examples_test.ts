@@ -10,15 +10,19 @@ const READ = ".,/usr/share/datasets";
 /** The environment the example tasks of deno.json may read. */
 const ENV = "--allow-env=TAILGRAD_DATA,TAILGRAD_DEBUG";
 
-/** Runs an example as its task does (narrow permissions); `args` replace `--size small`. */
+/**
+ * Runs an example as its task does (narrow permissions); `args` replace `--size small`, `env`
+ * adds to the environment.
+ */
 async function exec(
   file: string,
   permissions: string[] = [`--allow-read=${READ}`],
   args: string[] = ["--size", "small"],
+  env: Record<string, string> = {},
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   const cmd = new Deno.Command(Deno.execPath(), {
     args: ["run", ENV, ...permissions, `examples/${file}`, ...args],
-    env: { DENO_WEBGPU_BACKEND: "vulkan", NO_COLOR: "1" },
+    env: { DENO_WEBGPU_BACKEND: "vulkan", NO_COLOR: "1", ...env },
     stdout: "piped",
     stderr: "piped",
   });
@@ -68,6 +72,42 @@ Deno.test("examples: a mistyped flag or size is one error line and exit 2, never
   }
 });
 
+Deno.test("examples: a data mistake is one error line naming the folder, never a stack", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const missing = `${dir}/missing`;
+    for (const file of EXAMPLES) {
+      // the checkpoint example writes only into a folder of its own
+      const out = file === "checkpoint.ts" ? ["--out", `${dir}/out-${file}`] : [];
+      const write = file === "checkpoint.ts" ? [`--allow-write=${dir}`] : [];
+      const cases: [string[], string[], Record<string, string>, RegExp[]][] = [
+        // $TAILGRAD_DATA outside what the task may read
+        [[`--allow-read=${READ}`], [], { TAILGRAD_DATA: missing }, [
+          new RegExp(`^error: ${missing}: cannot be read \\(NotCapable`, "m"),
+          /^ {2}to fix: let this process read the folder .*or point --data-dir at another copy$/m,
+        ]],
+        // a --data-dir that does not exist
+        [[`--allow-read=${READ},${dir}`], ["--data-dir", missing], {}, [
+          new RegExp(
+            `^error: --data-dir ${missing} does not exist, so Fashion-MNIST was not found`,
+          ),
+          /^ {2}to fix: check the path; /m,
+        ]],
+      ];
+      for (const [permissions, args, env, want] of cases) {
+        const r = await exec(file, [...permissions, ...write], [...args, ...out], env);
+        const what = `${file} ${args.join(" ")} ${JSON.stringify(env)}: ${r.stderr}`;
+        assert.equal(r.code, 1, what);
+        for (const re of want) assert.match(r.stderr, re, what);
+        assert.doesNotMatch(r.stderr, /^\s+at /m, what);
+        assert.doesNotMatch(r.stderr, /Uncaught/, what);
+      }
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("example checkpoint.ts: an --out the process may not write is refused before any work", async () => {
   const dir = await Deno.makeTempDir();
   try {
@@ -89,6 +129,21 @@ Deno.test("example checkpoint.ts: an --out the process may not write is refused 
     assert.equal(f.code, 2, f.stderr);
     assert.match(f.stderr, /--out .*\/file is a file; expected a folder/);
     assert.equal(await Deno.readTextFile(file), "mine");
+    // a folder holding a file the example would write (an earlier run's, or a user's)
+    const held = `${dir}/held`;
+    await Deno.mkdir(held);
+    await Deno.writeTextFile(`${held}/train.safetensors`, "mine");
+    const h = await exec("checkpoint.ts", [`--allow-read=${READ},${dir}`, `--allow-write=${dir}`], [
+      "--out",
+      held,
+    ]);
+    assert.equal(h.code, 2, h.stderr);
+    assert.match(
+      h.stderr,
+      /^error: --out .*\/held already holds .*\/held\/train\.safetensors; this example writes new files only$/m,
+    );
+    assert.equal(await Deno.readTextFile(`${held}/train.safetensors`), "mine");
+    assert.deepEqual([...Deno.readDirSync(held)].map((e) => e.name), ["train.safetensors"]);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

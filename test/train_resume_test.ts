@@ -86,10 +86,19 @@ Deno.test({
       assert.equal(summary.status, "completed");
       assert.equal(summary.epochsDone, 3);
 
-      // resuming a finished run trains nothing and keeps the results
+      // resuming a finished run trains nothing and leaves every file as it was, byte for byte
+      const files = async () =>
+        await Promise.all(
+          ["metrics.jsonl", "summary.json", "report.html", "checkpoint.safetensors"].map(
+            async (f) => [f, await Deno.readFile(join(b, f)), (await Deno.stat(join(b, f))).mtime],
+          ),
+        );
+      const before = await files();
       const again = await runTrain(tinyArgs(root, b, ["--resume"]), root);
       assert.equal(again.code, 0, again.stderr);
-      assert.deepEqual(await stableMetrics(b), await stableMetrics(a));
+      assert.match(again.stdout, /holds a completed run \(3 of 3 epochs\): nothing to train/);
+      assert.doesNotMatch(again.stdout, /resuming|epoch \d/);
+      assert.deepEqual(await files(), before);
 
       // a changed setting is refused on resume
       const changed = await runTrain(tinyArgs(root, b, ["--resume", "--lr", "0.05"]), root);
@@ -134,6 +143,13 @@ Deno.test({
         assert.equal(first.epochsDone, 2);
         const rest = await train({ ...base, out: b, resume: true });
         assert.equal(rest.status, "completed");
+        // a completed run resumed again: its summary as written, no file touched
+        const summaryText = await Deno.readTextFile(join(b, "summary.json"));
+        const stat = await Deno.stat(join(b, "report.html"));
+        const again = await train({ ...base, out: b, resume: true });
+        assert.deepEqual(again, JSON.parse(summaryText));
+        assert.equal(await Deno.readTextFile(join(b, "summary.json")), summaryText);
+        assert.deepEqual((await Deno.stat(join(b, "report.html"))).mtime, stat.mtime);
         assert.deepEqual(await stableMetrics(b), await stableMetrics(a));
         assert.deepEqual(await stableSummary(b), await stableSummary(a));
         await assertSameCheckpoint(a, b);

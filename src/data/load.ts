@@ -7,7 +7,9 @@
  *    itself (the dataset's files directly in it);
  * 2. else with `$TAILGRAD_DATA`: `$TAILGRAD_DATA/<name>`, or `$TAILGRAD_DATA` itself when its
  *    folder is called `<name>` (a folder of another name holding the files is refused: IDX files
- *    of MNIST and Fashion-MNIST look alike);
+ *    of MNIST and Fashion-MNIST look alike). Reading it needs `--allow-env=TAILGRAD_DATA`:
+ *    without that permission (and without `dataDir` or an `env` option) the search is a
+ *    {@linkcode DataError}, never a silent fall back to the places below;
  * 3. else `./data/<name>` (relative to `options.cwd`), then system directories such as Debian's
  *    `/usr/share/datasets/fashion-mnist`.
  *
@@ -23,7 +25,8 @@
  * against its pinned SHA-256 before it is moved into place; an incomplete IDX folder gets its
  * missing files. A CIFAR archive is unpacked (only the `.bin` files that are not there yet,
  * each written atomically): one the program downloaded is then removed; one it found (placed by
- * the user) is first checked against the pinned digest and always kept. No file the program did not create is ever overwritten or removed.
+ * the user) is first checked against the pinned digest and always kept. No file the program
+ * did not create is ever overwritten or removed.
  */
 import { basename, dirname, join, resolve } from "node:path";
 import { damagedFile, DataError, describeError } from "./errors.ts";
@@ -42,8 +45,9 @@ export interface FindOptions {
   /** The `--data-dir` flag. */
   dataDir?: string;
   /**
-   * Environment lookup for `TAILGRAD_DATA`; default `Deno.env` (an unreadable environment
-   * counts as unset). Pass `{}` to ignore the environment.
+   * Environment lookup for `TAILGRAD_DATA`; default `Deno.env`, which needs
+   * `--allow-env=TAILGRAD_DATA` (without it the search is an error, as the module doc says;
+   * `dataDir` needs no environment). Pass `{}` to ignore the environment.
    */
   env?: Record<string, string | undefined>;
   /** Base for `./data/<name>`; default `Deno.cwd()`. */
@@ -82,12 +86,28 @@ export interface LoadedDataset {
   source: DatasetSource;
 }
 
+/**
+ * `key` of `options.env`, else of the process environment. Without the permission to read it
+ * (`--allow-env`), whether it is set cannot be told, and taking it as unset would quietly load
+ * another copy of the data than the one it names: an error that says how to choose.
+ */
 function envValue(options: FindOptions, key: string): string | undefined {
   if (options.env) return options.env[key] || undefined;
   try {
     return Deno.env.get(key) || undefined;
-  } catch {
-    return undefined;
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied)) {
+      throw e;
+    }
+    throw new DataError(
+      `$${key} cannot be read (this process has no permission to read the environment ` +
+        `variable ${key}), so whether it names the data folder cannot be told`,
+      {
+        cause: e,
+        hint: `grant it (deno run --allow-env=${key}), or name the folder (--data-dir; the ` +
+          "option dataDir), or ignore the environment (the option env: {})",
+      },
+    );
   }
 }
 
@@ -341,8 +361,9 @@ export function howToGet(name: DatasetName, options: LoadOptions = {}): string {
   }
   if (!options.allowDownload) {
     lines.push(
-      "or let tailgrad download and verify it: allow downloads (--download, option " +
-        "allowDownload) with network access (deno --allow-net)",
+      "or let tailgrad download and verify it: allow downloads (--download of deno task " +
+        "train, or the option allowDownload of loadDataset) with network access " +
+        "(deno --allow-net)",
     );
   }
   lines.push("or point --data-dir or $TAILGRAD_DATA at a directory that holds it");

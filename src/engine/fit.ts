@@ -8,7 +8,9 @@
  * (seed, epoch); the kernels are deterministic; a checkpoint holds the whole state at an epoch
  * end, so a run killed at any point and resumed ends where an uninterrupted run ends, bit for bit.
  */
+import { dirname, resolve } from "node:path";
 import { Tensor } from "../tensor.ts";
+import { describeError, UserError } from "../errors.ts";
 import { addModelState, takeF32, writeCheckpoint } from "../checkpoint/checkpoint.ts";
 import type { SafeTensor, SafetensorsFile } from "../checkpoint/safetensors.ts";
 import { monitorStep } from "./kernels.ts";
@@ -125,9 +127,16 @@ export interface FitRunOptions<R, M> {
   evaluate?: (epoch: number) => Promise<M>;
   /** Evaluate every this many epochs and at the last (an integer >= 1, default 1). */
   evalEvery?: number;
-  /** Checkpoint file written at every epoch end, and its format tag. */
+  /**
+   * Checkpoint file written at every epoch end, and its format tag. Its folder must exist, and
+   * a file already at `path` is refused unless `resume` is that file (fit never overwrites a
+   * file it was not asked to continue).
+   */
   checkpoint?: { path: string; format: string };
-  /** A checkpoint of this run to continue from (written by `fit` with the same settings). */
+  /**
+   * A checkpoint of this run to continue from (written by `fit` with the same settings,
+   * usually read from `checkpoint.path` with `readCheckpoint`; another file forks that run).
+   */
   resume?: SafetensorsFile | null;
   /**
    * Train at most this many epochs in this call: an integer >= 0, or Infinity (the default, all
@@ -179,8 +188,11 @@ interface LoopState<R> {
 
 /**
  * Trains `engine` over `data` for the epochs left; see the module comment. Throws before any
- * work on a bad `epochs`, `maxEpochs` or `evalEvery` (naming the option), on a checkpoint this
- * run cannot continue (naming its file), and at an epoch whose data source has no steps.
+ * work: a RangeError or TypeError on a bad `epochs`, `maxEpochs`, `evalEvery` or learning rate
+ * (naming the option); a {@linkcode UserError} naming the file on a `checkpoint.path` whose
+ * folder does not exist or that holds a file this call does not resume; an Error naming the
+ * file on a checkpoint this run cannot continue. It throws at an epoch whose data source has
+ * no steps.
  *
  * Type parameters: M is what `evaluate` returns; R, the history record, is what
  * `hooks.epochEnd` returns, by default the {@linkcode EpochEnd} whose `metrics` are M.
@@ -223,6 +235,55 @@ function checkFitOptions<R, M>(o: FitOptions<R, M>): void {
   check("maxEpochs", max, max === Infinity || isCount(max, 0), "an integer >= 0 or Infinity");
   const every = o.evalEvery ?? 1;
   check("evalEvery", every, isCount(every, 1), "an integer >= 1");
+  if (o.checkpoint) checkCheckpointPath(o.checkpoint.path, o.resume?.path, !!o.resume);
+}
+
+/**
+ * The checkpoint file, before any work: its folder exists, and a file already at `path` is the
+ * one being resumed. Without a resume, or resuming another file (a fork), an existing file
+ * would be overwritten by the first epoch's checkpoint: refused, as files fit did not write.
+ */
+function checkCheckpointPath(path: string, resumed: string | undefined, resuming: boolean): void {
+  const kind = (p: string): "file" | "folder" | "none" => {
+    try {
+      return Deno.statSync(p).isDirectory ? "folder" : "file";
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory) {
+        return "none";
+      }
+      throw new UserError(`fit: checkpoint ${path}: cannot look at ${p} (${describeError(e)})`, {
+        file: path,
+        hint: "let the program read it (deno run --allow-read), or choose another checkpoint path",
+        cause: e,
+      });
+    }
+  };
+  const dir = dirname(path);
+  const folder = kind(dir);
+  if (folder !== "folder") {
+    throw new UserError(
+      `fit: checkpoint ${path}: ${dir} ${folder === "none" ? "does not exist" : "is a file"}`,
+      { file: path, hint: `create the folder ${dir} first, or choose another checkpoint path` },
+    );
+  }
+  const here = kind(path);
+  if (here === "folder") {
+    throw new UserError(`fit: checkpoint ${path} is a folder; expected a file path`, {
+      file: path,
+      hint: "choose a file path for the checkpoint, e.g. run/checkpoint.safetensors",
+    });
+  }
+  const continues = resuming && (resumed === undefined || resolve(resumed) === resolve(path));
+  if (here === "file" && !continues) {
+    const why = resuming
+      ? `holds a file, and the run resumes another one (${resumed})`
+      : "already exists, and no resume was given";
+    throw new UserError(`fit: checkpoint ${path} ${why}: the run would overwrite it`, {
+      file: path,
+      hint: "pass resume: await readCheckpoint(path) to continue the run it holds, or choose " +
+        "another checkpoint path (or move the file away)",
+    });
+  }
 }
 
 /**

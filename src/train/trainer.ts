@@ -83,14 +83,22 @@ export function resolveConfig(options: TrainOptions = {}): TrainConfig {
 /**
  * Trains a model and returns the run's summary (also written to `out/summary.json`). A
  * non-finite loss stops the run: the summary then has status "stopped" and `nonFinite` set, and
- * the checkpoint of the last good epoch is kept.
+ * the checkpoint of the last good epoch is kept. Resuming a completed run returns its summary
+ * as it is, without training or rewriting any file.
  */
 export async function train(options: TrainOptions = {}): Promise<RunSummary> {
   const sink = options.progress === undefined ? stdoutSink() : options.progress;
   const progress = new Progress(sink ?? { line() {} }, options.progressInterval ?? 20);
   const log = (msg: string) => progress.line(msg);
   // every check before the GPU is acquired or a file written
-  const { cfg, ckpt, forking } = await openResume(resolveConfig(options), options, log);
+  const { cfg, ckpt, forking, done } = await openResume(resolveConfig(options), options, log);
+  if (done) {
+    log(
+      `${cfg.out} holds a completed run (${done.epochsDone} of ${cfg.epochs} epochs): nothing ` +
+        "to train, and its files are left as they are (choose another --out for a new run)",
+    );
+    return done;
+  }
   const data = await prepareData(cfg, options.data, log);
   const finetunes = Array.from(
     { length: cfg.epochs },
@@ -135,7 +143,12 @@ async function openResume(
   fresh: TrainConfig,
   options: TrainOptions,
   log: (msg: string) => void,
-): Promise<{ cfg: TrainConfig; ckpt: SafetensorsFile | null; forking: string | null }> {
+): Promise<{
+  cfg: TrainConfig;
+  ckpt: SafetensorsFile | null;
+  forking: string | null;
+  done?: RunSummary;
+}> {
   const ckptPath = join(fresh.out, OUTPUT_FILES.checkpoint);
   await checkOutDir(fresh.out, OUTPUT_FILES.checkpoint);
   if (options.resume === true && fresh.initFrom === null) {
@@ -176,8 +189,30 @@ async function openResume(
   const cfg = { ...saved, dataDir: options.dataDir ?? saved.dataDir, out: fresh.out };
   if (options.download !== undefined) cfg.download = options.download;
   validateConfig(cfg);
+  const done = await completedSummary(cfg, ckpt);
+  if (done) return { cfg, ckpt, forking: null, done };
   log(`resuming ${cfg.out} after epoch ${ckpt.metadata.epoch} (${ckpt.metadata.steps} steps)`);
   return { cfg, ckpt, forking: null };
+}
+
+/**
+ * The summary of a finished run: its checkpoint holds every epoch and its summary.json says
+ * "completed". Resuming it trains nothing and rewrites nothing. Null when there is more to do,
+ * including a run killed between its last checkpoint and its outputs (the resume writes them).
+ */
+async function completedSummary(
+  cfg: TrainConfig,
+  ckpt: SafetensorsFile,
+): Promise<RunSummary | null> {
+  if (Number(ckpt.metadata.epoch) < cfg.epochs) return null;
+  let summary: RunSummary;
+  try {
+    summary = JSON.parse(await Deno.readTextFile(join(cfg.out, OUTPUT_FILES.summary)));
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound || e instanceof SyntaxError) return null;
+    throw e;
+  }
+  return summary.status === "completed" && summary.epochsDone === cfg.epochs ? summary : null;
 }
 
 function kebab(k: string): string {
