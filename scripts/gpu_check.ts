@@ -116,6 +116,13 @@ async function checkOut(out: string | null): Promise<void> {
       hint: "name a file, e.g. --out /tmp/gpu-check.json",
     });
   }
+  if (out !== null && (await kind(out)) === false && !(await isOurResult(out))) {
+    throw new UsageError(`--out ${out} exists and is not a gpu-check result; it is left alone`, {
+      flag,
+      file: out,
+      hint: "move the file away, or choose another --out",
+    });
+  }
   if ((await kind(folder)) !== true) {
     throw new UsageError(`${flag ? `--out ${out}` : target}: the folder ${folder} does not exist`, {
       flag,
@@ -124,6 +131,19 @@ async function checkOut(out: string | null): Promise<void> {
         ? "create the folder first, or choose another --out"
         : "run from the repository root",
     });
+  }
+}
+
+/** Marks a result file as this command's, so a later run may replace it. */
+const RESULT_TOOL = "tailgrad-gpu-check";
+
+/** Whether `path` holds a result this command wrote (earlier ones lack the mark: schema 1). */
+async function isOurResult(path: string): Promise<boolean> {
+  try {
+    const r = JSON.parse(await Deno.readTextFile(path));
+    return r?.tool === RESULT_TOOL || (r?.schema === 1 && typeof r?.phases === "object");
+  } catch {
+    return false;
   }
 }
 
@@ -149,6 +169,7 @@ const started = performance.now();
 const deadline = started + flags.budgetS * 1000;
 // deno-lint-ignore no-explicit-any
 const result: Record<string, any> = {
+  tool: RESULT_TOOL,
   schema: 1,
   kind: flags.quick ? "quick" : "full",
   date: new Date().toISOString(),

@@ -40,7 +40,14 @@ Deno.test("gpu-check flags: --help, both flag forms, and bad flags or --out refu
   const dir = await Deno.makeTempDir({ prefix: "tailgrad-gpu-check-refused-" });
   try {
     const outside = "/var/tmp/tailgrad-gpu-check-not-allowed.json";
+    const theirs = `${dir}/notes.json`;
+    await Deno.writeTextFile(theirs, '{"the user\'s": true}');
     const cases: [string[], RegExp, RegExp][] = [
+      [
+        ["--out", theirs],
+        /^error: --out .*\/notes\.json exists and is not a gpu-check result; it is left alone$/m,
+        /^ {2}to fix: move the file away, or choose another --out$/m,
+      ],
       [
         [`--out=${outside}`],
         /^error: --out \/var\/tmp\/tailgrad-gpu-check-not-allowed\.json: this process may not write there$/m,
@@ -82,7 +89,9 @@ Deno.test("gpu-check flags: --help, both flag forms, and bad flags or --out refu
       assert.doesNotMatch(r.stderr, /^\s+at /m, `no stack trace: ${what}`);
       assert.equal(r.stdout, "", `no phase started (the GPU is not taken): ${what}`);
     }
-    assert.deepEqual(await Array.fromAsync(Deno.readDir(dir)), [], "nothing written");
+    const left = (await Array.fromAsync(Deno.readDir(dir))).map((e) => e.name);
+    assert.deepEqual(left, ["notes.json"], "nothing written");
+    assert.equal(await Deno.readTextFile(theirs), '{"the user\'s": true}', "the user's file kept");
     await assert.rejects(() => Deno.stat(outside), Deno.errors.NotFound);
   } finally {
     await Deno.remove(dir, { recursive: true });
@@ -93,7 +102,8 @@ Deno.test({
   name: "gpu-check --quick runs every phase end to end and writes its JSON",
   sanitizeResources: false,
   fn: async () => {
-    const out = await Deno.makeTempFile({ prefix: "tailgrad-gpu-check-", suffix: ".json" });
+    const dir = await Deno.makeTempDir({ prefix: "tailgrad-gpu-check-" });
+    const out = `${dir}/result.json`;
     try {
       const run = await new Deno.Command(Deno.execPath(), {
         args: [
@@ -116,6 +126,7 @@ Deno.test({
       assert.equal(run.code, 0, `gpu-check failed:\n${log.slice(-2000)}`);
       assert.equal(r.ok, true);
       assert.equal(r.kind, "quick");
+      assert.equal(r.tool, "tailgrad-gpu-check");
       for (const name of ["adapter", "tests", "kernels", "families", "steps"]) {
         assert.equal(
           r.phases[name]?.status,
@@ -141,8 +152,14 @@ Deno.test({
         const m = s[`${kind}Memory`];
         assert.ok(m.ratio >= 1 && m.ratio < 10, `${kind} memory ${m.ratio}x the lower bound`);
       }
+      // a later run replaces its own result
+      const again = await gpuCheck(["--quick", "--no-tests", `--out=${out}`]);
+      assert.equal(again.code, 0, again.stderr);
+      const r2 = JSON.parse(await Deno.readTextFile(out));
+      assert.equal(r2.phases.tests.status, "skipped");
+      assert.notEqual(r2.date, r.date);
     } finally {
-      await Deno.remove(out);
+      await Deno.remove(dir, { recursive: true });
     }
   },
 });
