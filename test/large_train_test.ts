@@ -294,6 +294,17 @@ gpuTest(
       assert.deepEqual(done.last, s.last);
       assert.deepEqual([done.meta, done.metaLastEpoch], [s.meta, s.metaLastEpoch]);
       assert.deepEqual(await checkpointBits(cfg2.out), await checkpointBits(cfg.out));
+      // resuming the completed run trains nothing and rewrites nothing
+      const files = ["checkpoint.safetensors", "metrics.jsonl", "summary.json", "report.html"];
+      const stamp = () =>
+        Promise.all(files.map(async (f) => {
+          const path = join(cfg2.out, f);
+          return [(await Deno.stat(path)).mtime?.getTime(), await Deno.readFile(path)];
+        }));
+      const before = await stamp();
+      const again = await trainLarge(cfg2, { gpu, progress: null, resume: true });
+      assert.deepEqual(again, JSON.parse(await Deno.readTextFile(join(cfg2.out, "summary.json"))));
+      assert.deepEqual(await stamp(), before);
     } finally {
       await Deno.remove(root, { recursive: true });
     }

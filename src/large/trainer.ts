@@ -171,6 +171,13 @@ export async function trainLarge(
     hint: "move the file away, or choose another --out to start a new run",
   });
   if (ckpt) checkLargeResume(ckpt, ckptPath, cfg, (o.resume ?? false) !== false);
+  const done = ckpt && await completedLargeSummary(cfg, ckpt);
+  if (done) {
+    log(
+      `${cfg.out} holds a completed run (${done.epochsDone} of ${cfg.epochs} epochs): nothing to do`,
+    );
+    return done;
+  }
   await Deno.mkdir(cfg.out, { recursive: true });
   await removeStaleTemps(ckptPath);
   const gpu = o.gpu ?? await Gpu.create();
@@ -242,6 +249,26 @@ export async function trainLarge(
     }
     if (!o.gpu) gpu.dispose();
   }
+}
+
+/**
+ * The summary of a finished run: its checkpoint holds every epoch and its summary.json says
+ * "completed". Resuming it trains nothing and rewrites nothing. Null when there is more to do,
+ * including a run killed between its last checkpoint and its outputs (the resume writes them).
+ */
+async function completedLargeSummary(
+  cfg: LargeConfig,
+  ckpt: SafetensorsFile,
+): Promise<LargeSummary | null> {
+  if (Number(ckpt.metadata.epoch) < cfg.epochs) return null;
+  let summary: LargeSummary;
+  try {
+    summary = JSON.parse(await Deno.readTextFile(join(cfg.out, FILES.summary)));
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound || e instanceof SyntaxError) return null;
+    throw e;
+  }
+  return summary.status === "completed" && summary.epochsDone === cfg.epochs ? summary : null;
 }
 
 /**
