@@ -92,13 +92,6 @@ export async function train(options: TrainOptions = {}): Promise<RunSummary> {
   const log = (msg: string) => progress.line(msg);
   // every check before the GPU is acquired or a file written
   const { cfg, ckpt, forking, done } = await openResume(resolveConfig(options), options, log);
-  if (done) {
-    log(
-      `${cfg.out} holds a completed run (${done.epochsDone} of ${cfg.epochs} epochs): nothing ` +
-        "to train, and its files are left as they are (choose another --out for a new run)",
-    );
-    return done;
-  }
   const data = await prepareData(cfg, options.data, log);
   const finetunes = Array.from(
     { length: cfg.epochs },
@@ -114,6 +107,14 @@ export async function train(options: TrainOptions = {}): Promise<RunSummary> {
   const ckptPath = join(cfg.out, OUTPUT_FILES.checkpoint);
   if (ckpt) {
     checkResumeData(ckpt, forking ?? ckptPath, cfg, data, forking ? "--init-from" : "--resume");
+  }
+  if (done) {
+    // checked like any resume (settings, data), then left as it is
+    log(
+      `${cfg.out} holds a completed run (${done.epochsDone} of ${cfg.epochs} epochs): nothing ` +
+        "to train, and its files are left as they are (choose another --out for a new run)",
+    );
+    return done;
   }
   await Deno.mkdir(cfg.out, { recursive: true });
   await removeStaleTemps(ckptPath);
