@@ -35,7 +35,12 @@ import { writeFileAtomic } from "../checkpoint/atomic.ts";
 import { renderReport } from "../report/html.ts";
 import type { EpochRecord, PerClassMeta, RunRecord } from "../report/summary.ts";
 import { ConfigError } from "../errors.ts";
-import { checkOutDir, checkSavedMetrics, requireCheckpoint } from "../train/validate.ts";
+import {
+  checkOutDir,
+  checkSavedMetrics,
+  completedSummary,
+  requireCheckpoint,
+} from "../train/validate.ts";
 import { shotText } from "../train/run.ts";
 import { accumulateMetaStats, emptyMetaStats, META_STATS_FIELDS } from "../train/kernels.ts";
 import {
@@ -171,7 +176,7 @@ export async function trainLarge(
     hint: "move the file away, or choose another --out to start a new run",
   });
   if (ckpt) checkLargeResume(ckpt, ckptPath, cfg, (o.resume ?? false) !== false);
-  const done = ckpt && await completedLargeSummary(cfg, ckpt);
+  const done = ckpt && await completedSummary<LargeSummary>(cfg.out, cfg.epochs, ckpt);
   if (done) {
     log(
       `${cfg.out} holds a completed run (${done.epochsDone} of ${cfg.epochs} epochs): nothing to do`,
@@ -249,26 +254,6 @@ export async function trainLarge(
     }
     if (!o.gpu) gpu.dispose();
   }
-}
-
-/**
- * The summary of a finished run: its checkpoint holds every epoch and its summary.json says
- * "completed". Resuming it trains nothing and rewrites nothing. Null when there is more to do,
- * including a run killed between its last checkpoint and its outputs (the resume writes them).
- */
-async function completedLargeSummary(
-  cfg: LargeConfig,
-  ckpt: SafetensorsFile,
-): Promise<LargeSummary | null> {
-  if (Number(ckpt.metadata.epoch) < cfg.epochs) return null;
-  let summary: LargeSummary;
-  try {
-    summary = JSON.parse(await Deno.readTextFile(join(cfg.out, FILES.summary)));
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound || e instanceof SyntaxError) return null;
-    throw e;
-  }
-  return summary.status === "completed" && summary.epochsDone === cfg.epochs ? summary : null;
 }
 
 /**

@@ -30,6 +30,7 @@ import {
   checkOutDir,
   checkResumeData,
   checkResumeMetadata,
+  completedSummary,
   requireCheckpoint,
 } from "./validate.ts";
 import { openFork } from "./fork.ts";
@@ -190,30 +191,10 @@ async function openResume(
   const cfg = { ...saved, dataDir: options.dataDir ?? saved.dataDir, out: fresh.out };
   if (options.download !== undefined) cfg.download = options.download;
   validateConfig(cfg);
-  const done = await completedSummary(cfg, ckpt);
+  const done = await completedSummary<RunSummary>(cfg.out, cfg.epochs, ckpt);
   if (done) return { cfg, ckpt, forking: null, done };
   log(`resuming ${cfg.out} after epoch ${ckpt.metadata.epoch} (${ckpt.metadata.steps} steps)`);
   return { cfg, ckpt, forking: null };
-}
-
-/**
- * The summary of a finished run: its checkpoint holds every epoch and its summary.json says
- * "completed". Resuming it trains nothing and rewrites nothing. Null when there is more to do,
- * including a run killed between its last checkpoint and its outputs (the resume writes them).
- */
-async function completedSummary(
-  cfg: TrainConfig,
-  ckpt: SafetensorsFile,
-): Promise<RunSummary | null> {
-  if (Number(ckpt.metadata.epoch) < cfg.epochs) return null;
-  let summary: RunSummary;
-  try {
-    summary = JSON.parse(await Deno.readTextFile(join(cfg.out, OUTPUT_FILES.summary)));
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound || e instanceof SyntaxError) return null;
-    throw e;
-  }
-  return summary.status === "completed" && summary.epochsDone === cfg.epochs ? summary : null;
 }
 
 function kebab(k: string): string {

@@ -118,6 +118,28 @@ async function nearestExisting(path: string): Promise<string> {
   }
 }
 
+/**
+ * The summary of a finished run in `out`: its checkpoint holds all `epochs` and its
+ * summary.json says "completed". Resuming it trains nothing and rewrites nothing. Null when
+ * there is more to do, including a run killed between its last checkpoint and its outputs (the
+ * resume writes them).
+ */
+export async function completedSummary<S extends { status: string; epochsDone: number }>(
+  out: string,
+  epochs: number,
+  ckpt: SafetensorsFile,
+): Promise<S | null> {
+  if (Number(ckpt.metadata.epoch) < epochs) return null;
+  let summary: S;
+  try {
+    summary = JSON.parse(await Deno.readTextFile(join(out, "summary.json")));
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound || e instanceof SyntaxError) return null;
+    throw e;
+  }
+  return summary.status === "completed" && summary.epochsDone === epochs ? summary : null;
+}
+
 /** The checked metadata of a training checkpoint. */
 export interface CheckpointMeta {
   /** The run's settings as saved. */
