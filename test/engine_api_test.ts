@@ -6,6 +6,10 @@
  * - class labels outside the model's classes (given, or learned from the first forward);
  * - dev labels of the meta step outside the classes (written before or after the first forward,
  *   through the full or the classifier-only meta step), dev batches of the wrong size or array;
+ * - class weights of "meta-update-wy" that are not one per class of the model (numClasses), or
+ *   targets that are not class labels; a checkpoint without the reweighter's class weights;
+ * - a hook that drains fit's running loss (takeMeanLoss inside fit), named instead of a false
+ *   non-finite stop;
  * - inputs of the wrong width for a Linear or Conv2d layer;
  * - run lengths (fractional epochs, a checkpoint of more epochs, an epoch with no steps);
  * - resuming the wrong file: another optimizer's checkpoint, a weights file, a missing tensor;
@@ -261,15 +265,22 @@ class SplitMlp extends Sequential {
   }
 }
 
-/** A meta step of devBatch 4 over an engine of batch 8 (the classifier-only one with `split`). */
-function metaOf(gpu: Gpu, split = false) {
+/**
+ * A meta step of devBatch 4 over an engine of batch 8 (the classifier-only one with `split`),
+ * with `numClasses` class weights (default not given).
+ */
+function metaOf(gpu: Gpu, split = false, numClasses?: number) {
   const root = split
     ? new SplitMlp()
     : new Sequential(new Linear(D, 8), new ReLU(), new Linear(8, C));
   const model = new Model(gpu, root, 1);
   const optimizer = new Sgd(gpu, model.paramLayout, { momentum: 0.9 });
   const engine = new StepEngine(model, { loss: crossEntropy, optimizer, batch: 8, input: [D] });
-  const meta = new MetaReweighter(engine, { devBatch: 4, params: split ? "classifier" : "all" });
+  const meta = new MetaReweighter(engine, {
+    devBatch: 4,
+    params: split ? "classifier" : "all",
+    numClasses,
+  });
   const destroy = () => {
     meta.destroy();
     engine.destroy();
@@ -298,7 +309,7 @@ gpuTest(
     );
     assert.equal(engine.numClasses, C, "checked once the batch's forward gave C");
     assert.deepEqual(await model.stateDict(), before, "no update");
-    assert.ok(Number.isNaN(await engine.takeMeanLoss()), "no loss recorded");
+    assert.deepEqual(await engine.readLossSum(), [0, 0], "no loss recorded");
     const look = new Float32Array(await gpu.read(meta.lookahead.all));
     assert.ok(look.every((v) => v === 0), "refused before the look-ahead and the dev pass");
     assert.equal(engine.stepIndex, 0);
@@ -382,6 +393,85 @@ gpuTest("labels: once C is known, a bad dev batch is refused when written", asyn
   assert.deepEqual([...await meta.devTargets.read(gpu)], [...kept], "nothing more was written");
   meta.step(0.1, META); // the labels checked are the ones written last
   destroy();
+});
+
+const WY = { ...META, rule: "meta-update-wy" } as const;
+
+gpuTest(
+  "meta-update-wy: class weights that are not one per class are refused, naming numClasses",
+  async (gpu) => {
+    const batch = examples(8), dev = examples(4);
+    // C learned by the meta step's own first forward: refused before the look-ahead
+    const first = metaOf(gpu);
+    first.engine.writeBatch(batch.inputs, batch.targets);
+    first.meta.writeDevBatch(dev.inputs, dev.targets);
+    const before = await first.model.stateDict();
+    assert.throws(
+      () => first.meta.step(0.1, WY),
+      new RangeError(
+        'MetaReweighter: rule "meta-update-wy" learns one weight per class, but classWeights ' +
+          "has 1 (numClasses not given: 1) and the model outputs 3 classes; construct the " +
+          "MetaReweighter with numClasses: 3",
+      ),
+    );
+    assert.deepEqual(await first.model.stateDict(), before, "no update");
+    assert.deepEqual(await first.engine.readLossSum(), [0, 0], "no loss recorded");
+    const look = new Float32Array(await gpu.read(first.meta.lookahead.all));
+    assert.ok(look.every((v) => v === 0), "refused before the look-ahead and the dev pass");
+    assert.deepEqual([...await first.meta.classWeights.read(gpu)], [1], "nothing written");
+    first.meta.step(0.1, META); // the rules that read no class weights take any count
+    first.destroy();
+    // C already known (a plain step first): refused before the step records anything
+    for (const split of [false, true]) {
+      const wide = metaOf(gpu, split, 5);
+      wide.engine.writeBatch(batch.inputs, batch.targets);
+      wide.meta.writeDevBatch(dev.inputs, dev.targets);
+      wide.engine.step(0.1);
+      await gpu.sync();
+      const dispatches = gpu.stats.dispatches;
+      assert.throws(
+        () => wide.meta.step(0.1, WY),
+        /^RangeError: .* classWeights has 5 \(numClasses: 5\) and the model outputs 3 classes; construct the MetaReweighter with numClasses: 3$/,
+      );
+      assert.equal(gpu.stats.dispatches, dispatches, "nothing recorded");
+      wide.destroy();
+    }
+    // one per class steps, and learns them
+    const right = metaOf(gpu, false, C);
+    right.engine.writeBatch(batch.inputs, batch.targets);
+    right.meta.writeDevBatch(dev.inputs, dev.targets);
+    right.meta.step(0.1, { ...WY, lookahead: "sum", tau: 10 });
+    const learned = await right.meta.classWeights.read(gpu);
+    assert.ok(learned.every(Number.isFinite) && learned.some((w) => w !== 1), `${learned}`);
+    right.destroy();
+  },
+);
+
+gpuTest("meta-update-wy: targets that are not class labels are refused first", async (gpu) => {
+  const model = new Model(gpu, new Linear(D, 2), 0);
+  const optimizer = new Sgd(gpu, model.paramLayout);
+  const engine = new StepEngine(model, {
+    loss: crossEntropy,
+    optimizer,
+    batch: 4,
+    input: [D],
+    target: { shape: [2], dtype: "f32" },
+  });
+  const meta = new MetaReweighter(engine, { devBatch: 2 });
+  await gpu.sync();
+  const dispatches = gpu.stats.dispatches;
+  assert.throws(
+    () => meta.step(0.1, WY),
+    new Error(
+      'MetaReweighter: rule "meta-update-wy" learns a weight per class and needs class-label ' +
+        "targets (u32, one per example); this engine's targets are f32 [4,2]",
+    ),
+  );
+  assert.equal(gpu.stats.dispatches, dispatches, "nothing recorded");
+  meta.destroy();
+  engine.destroy();
+  optimizer.destroy();
+  model.destroy();
 });
 
 gpuTest("labels: a good dev batch steps as a raw upload of the same arrays", async (gpu) => {
@@ -562,6 +652,92 @@ gpuTest("resume: the wrong file is refused naming it, its optimizer and ours", a
     again.destroy();
   });
 });
+
+gpuTest(
+  "resume: a checkpoint without the reweighter's class weights, or of another count, is named",
+  async (gpu) => {
+    await withDir(async (dir) => {
+      const { inputs, targets } = examples(16);
+      const dev = examples(4);
+      const ckpt = `${dir}/ckpt.safetensors`;
+      const run = async (numClasses: number, state: boolean, resume: boolean) => {
+        const { engine, meta, destroy } = metaOf(gpu, false, numClasses);
+        meta.writeDevBatch(dev.inputs, dev.targets);
+        try {
+          return await fit({
+            engine,
+            data: new ArraySource({ engine, inputs, targets, seed: 0 }),
+            epochs: 2,
+            maxEpochs: 1,
+            lr: () => 0.1,
+            checkpoint: { path: ckpt, format: "api-test/1" },
+            resume: resume ? await readCheckpoint(ckpt) : null,
+            hooks: {
+              stepKind: () => ({
+                name: "meta",
+                run: (lr) => void meta.step(lr, { ...WY, eta: lr }),
+              }),
+              checkpointState: state ? () => meta.checkpointState() : undefined,
+              restore: (file) => meta.restore(file),
+            },
+          });
+        } finally {
+          destroy();
+        }
+      };
+      assert.equal((await run(C, false, false)).status, "running");
+      await assert.rejects(
+        () => run(C, true, true),
+        new Error(
+          `MetaReweighter: checkpoint ${ckpt} holds no tensor meta.class_weights, expected the ` +
+            "F32 class weights: it was written without the reweighter's checkpointState in fit's " +
+            "hooks; resume a checkpoint written with them, or start a new run",
+        ),
+      );
+      await Deno.remove(ckpt);
+      assert.equal((await run(C, true, false)).status, "running");
+      const file = (await readCheckpoint(ckpt))!;
+      assert.equal(file.tensors.get("meta.class_weights")!.data.length, C);
+      await assert.rejects(
+        () => run(4, true, true),
+        new Error(
+          `MetaReweighter: checkpoint ${ckpt} holds 3 class weights in meta.class_weights, but ` +
+            "this reweighter has 4 (numClasses); construct it with numClasses: 3",
+        ),
+      );
+      assert.equal((await run(C, true, true)).status, "completed");
+    });
+  },
+);
+
+gpuTest(
+  "fit: a hook that drains the running loss (takeMeanLoss) is named, not a non-finite stop",
+  async (gpu) => {
+    const { engine, destroy } = engineOf(gpu, 8);
+    const { inputs, targets } = examples(20);
+    const data = new ArraySource({ engine, inputs, targets, seed: 0 });
+    const per: number[] = [];
+    await assert.rejects(
+      () =>
+        fit({
+          engine,
+          data,
+          epochs: 1,
+          lr: () => 0.1,
+          hooks: { afterStep: async () => void per.push(await engine.takeMeanLoss()) },
+        }),
+      new Error(
+        "StepEngine.takeMeanLoss: no loss was recorded since its last call. Inside fit, fit " +
+          "takes the running loss at each epoch's end: a hook that calls takeMeanLoss drains " +
+          "the epoch's; read per-step losses with engine.readLossSum() instead, which resets " +
+          "nothing",
+      ),
+    );
+    assert.equal(per.length, 3);
+    assert.ok(per.every(Number.isFinite), `${per}`);
+    destroy();
+  },
+);
 
 gpuTest(
   "fit: a checkpoint path that would overwrite a file or has no folder is refused first",

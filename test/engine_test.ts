@@ -6,7 +6,10 @@
  * - a model's state dict round-trips through a safetensors file bit for bit;
  * - a plain step of an MLP equals SGD on the float64 gradient of the weighted mean loss;
  * - steady state: after a warm-up, plain and meta steps of an MLP create no GPU objects;
- * - fit: 2 epochs in one call and 1 + 1 epochs with a resume in between end bit-identical.
+ * - fit: 2 epochs in one call and 1 + 1 epochs with a resume in between end bit-identical;
+ *   so does a "meta-update-wy" run, whose learned class weights travel in the checkpoint through
+ *   the reweighter's checkpointState / restore hooks (and start at 1 in a fresh reweighter);
+ * - readLossSum gives per-step losses inside fit's afterStep without draining the epoch's loss.
  */
 import assert from "node:assert/strict";
 import {
@@ -14,6 +17,7 @@ import {
   classificationLoss,
   crossEntropy,
   Ctx,
+  EVAL,
   fit,
   type Gpu,
   Linear,
@@ -264,6 +268,155 @@ gpuTest(
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
+  },
+);
+
+/** 37 examples of 6 inputs and labels (i * 5) % 4: batches of 8 wrap around the epoch's end. */
+function dataset() {
+  const n = 37;
+  return {
+    inputs: Float32Array.from({ length: n * 6 }, (_, i) => Math.cos(i * 0.37)),
+    targets: Uint32Array.from({ length: n }, (_, i) => (i * 5) % 4),
+  };
+}
+
+gpuTest(
+  "meta-update-wy: a fresh reweighter's class weights are 1, whatever the pool held",
+  async (gpu) => {
+    // a program's earlier tensors of the same size go back to the pool with their values
+    for (let i = 0; i < 4; i++) Tensor.from(gpu, [7, -3, 123, 0.5], [4]).release(gpu);
+    const first = mlpEngine(gpu, 8, 8);
+    assert.deepEqual(Array.from(await first.meta.classWeights.read(gpu)), [1, 1, 1, 1]);
+    first.meta.classWeights.upload(gpu, [0.2, 3, -1, 9]); // a learned state, left to the pool
+    first.destroy();
+    const second = mlpEngine(gpu, 8, 8);
+    assert.deepEqual(Array.from(await second.meta.classWeights.read(gpu)), [1, 1, 1, 1]);
+    second.destroy();
+  },
+);
+
+gpuTest(
+  "fit: a meta-update-wy run resumed from its checkpoint ends bit-identical, class weights too",
+  async (gpu) => {
+    const dir = await Deno.makeTempDir();
+    const { inputs, targets } = dataset();
+    const run = async (path: string, maxEpochs: number, resume: boolean, restore = true) => {
+      const { model, engine, meta, destroy } = mlpEngine(gpu, 8, 8);
+      const data = new ArraySource({ engine, inputs, targets, seed: 9 });
+      const result = await fit({
+        engine,
+        data,
+        epochs: 3,
+        lr: (epoch, step) => 0.1 / (1 + epoch + step / 10),
+        checkpoint: { path, format: "engine-test-wy/1" },
+        resume: resume ? await readCheckpoint(path) : null,
+        maxEpochs,
+        hooks: {
+          stepKind: () => ({
+            name: "meta",
+            run: (lr) => {
+              meta.step(lr, {
+                eta: lr,
+                tau: 1,
+                lookahead: "sum",
+                rule: "meta-update-wy",
+                lookaheadWeights: "w",
+              });
+            },
+          }),
+          checkpointState: () => meta.checkpointState(),
+          restore: restore ? (file) => meta.restore(file) : undefined,
+        },
+      });
+      const state = await model.stateDict();
+      const classWeights = await meta.classWeights.read(gpu);
+      destroy();
+      return { result, state, classWeights };
+    };
+    try {
+      const whole = await run(`${dir}/a.safetensors`, Infinity, false);
+      const first = await run(`${dir}/b.safetensors`, 1, false);
+      assert.equal(first.result.status, "running");
+      const saved = (await readCheckpoint(`${dir}/b.safetensors`))!;
+      const t = saved.tensors.get(MetaReweighter.classWeightsKey)!;
+      assert.deepEqual(t.shape, [4]);
+      assert.deepEqual(t.data, first.classWeights, "the checkpoint holds the learned weights");
+      await Deno.copyFile(`${dir}/b.safetensors`, `${dir}/c.safetensors`);
+      const rest = await run(`${dir}/b.safetensors`, Infinity, true);
+      assert.equal(whole.result.status, "completed");
+      assert.equal(rest.result.status, "completed");
+      assert.deepEqual(rest.classWeights, whole.classWeights);
+      assert.deepEqual(rest.state, whole.state);
+      const losses = (r: typeof whole) =>
+        r.result.history.map((h) => (h as { trainLoss: number }).trainLoss);
+      assert.deepEqual(losses(rest), losses(whole));
+      assert.ok(losses(whole).every(Number.isFinite));
+      // the weights were learned (they matter), and far from 1 after the first epoch already
+      const moved = (w: Float32Array) => Math.max(...w.map((v) => Math.abs(v - 1)));
+      assert.ok(moved(first.classWeights) > 1e-3, `class weights ${first.classWeights}`);
+      assert.ok(whole.classWeights.every(Number.isFinite), `class weights ${whole.classWeights}`);
+      // without the restore hook the resumed run starts again from 1: not the same run
+      const lost = await run(`${dir}/c.safetensors`, Infinity, true, false);
+      assert.equal(lost.result.status, "completed");
+      assert.notDeepEqual(lost.classWeights, whole.classWeights);
+      assert.notDeepEqual(lost.state, whole.state);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
+
+gpuTest(
+  "readLossSum: per-step losses inside fit's afterStep, the epoch's trainLoss left whole",
+  async (gpu) => {
+    const { inputs, targets } = dataset();
+    const { model, engine, destroy } = mlpEngine(gpu, 8, 8);
+    // the first step's loss, computed apart at the initial parameters (ordered batches: 0..7)
+    const ctx = new Ctx(gpu, null);
+    const x = Tensor.from(gpu, inputs.subarray(0, 8 * 6), [8, 6]);
+    const t = Tensor.from(gpu, targets.subarray(0, 8), [8], "u32");
+    const losses0 = await crossEntropy(ctx, model.forward(ctx, x, EVAL), t).read(gpu);
+    const loss0 = losses0.reduce((a, b) => a + b) / 8;
+    ctx.release();
+    x.release(gpu);
+    t.release(gpu);
+    const data = new ArraySource({ engine, inputs, targets, seed: 0, ordered: true });
+    const steps: { epoch: number; loss: number; count: number }[] = [];
+    let last: [number, number] = [0, 0];
+    const result = await fit({
+      engine,
+      data,
+      epochs: 2,
+      lr: () => 0.1,
+      hooks: {
+        epochStart: async () => {
+          last = await engine.readLossSum();
+          assert.deepEqual(last, [0, 0], "fit took the last epoch's loss");
+        },
+        afterStep: async (epoch) => {
+          const now = await engine.readLossSum();
+          steps.push({
+            epoch,
+            loss: (now[0] - last[0]) / (now[1] - last[1]),
+            count: now[1] - last[1],
+          });
+          last = now;
+        },
+      },
+    });
+    assert.equal(result.status, "completed");
+    assert.equal(steps.length, 2 * 5);
+    assert.ok(steps.every((s) => Number.isFinite(s.loss) && s.count === 8));
+    assert.ok(Math.abs(steps[0].loss - loss0) <= 1e-6 * loss0, `${steps[0].loss} vs ${loss0}`);
+    for (const e of [0, 1]) {
+      const own = steps.filter((s) => s.epoch === e);
+      const mean = own.reduce((a, s) => a + s.loss * s.count, 0) /
+        own.reduce((a, s) => a + s.count, 0);
+      const trainLoss = (result.history[e] as { trainLoss: number }).trainLoss;
+      assert.ok(Math.abs(mean - trainLoss) <= 1e-6 * trainLoss, `${mean} vs ${trainLoss}`);
+    }
+    assert.ok(steps[9].loss < steps[0].loss, "trained");
+    destroy();
   },
 );
 

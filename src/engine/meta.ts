@@ -30,6 +30,8 @@ import { Sgd } from "../optim/optimizer.ts";
 import { classificationLoss } from "../ops/loss.ts";
 import { accumulateLoss, metaWeights } from "./kernels.ts";
 import { lookaheadKernel, type MetaWeightRule } from "../../shaders/meta.ts";
+import type { SafetensorsFile } from "../checkpoint/safetensors.ts";
+import type { CheckpointExtra } from "./fit.ts";
 import {
   checkLabels,
   checkTargetArray,
@@ -71,7 +73,11 @@ export interface MetaReweighterOptions {
   devBatch: number;
   /** Mean loss of the dev batch at theta'; default the engine's loss. */
   devLoss?: LossFn;
-  /** Classes of the per-class weights `classWeights` (rule "meta-update-wy"); default 1. */
+  /**
+   * Classes of `classWeights`, the per-class weights that rule "meta-update-wy" learns: when
+   * that rule runs it must be the model's output width (a RangeError at its first step
+   * otherwise). Default 1: enough for the other rules, which do not read them.
+   */
   numClasses?: number;
   /**
    * Parameters of the look-ahead, the dev gradient and the JVP: "all" (default) or
@@ -137,8 +143,18 @@ export class MetaReweighter {
   readonly eps: Tensor;
   /** Final per-example weights [B] of the last meta step. */
   readonly finalWeights: Tensor;
-  /** Class weights [numClasses]: meta-learned in place by the "meta-update-wy" rule. */
+  /**
+   * Class weights w_y [numClasses], all 1 at construction: the "meta-update-wy" rule adds each
+   * step's eps to them (summed per class) and trains with the result. To start from other
+   * weights (the effective-number w_y of the long-tail trainer), upload them before the first
+   * step: `meta.classWeights.upload(gpu, w)`. The rule's look-ahead takes the engine's
+   * `weights`, which the caller keeps at classWeights[y_i] (the long-tail trainer gathers them
+   * on the GPU before each step). A run continued with `fit`'s resume needs them in the
+   * checkpoint: see {@linkcode MetaReweighter.checkpointState}.
+   */
   readonly classWeights: Tensor;
+  /** Name of the class weights in {@linkcode MetaReweighter.checkpointState}'s tensors. */
+  static readonly classWeightsKey = "meta.class_weights";
   readonly #devSeed: Tensor;
   /** The look-ahead's eta, per step without a uniform (see {@linkcode StepValues}). */
   readonly #eta: StepValues;
@@ -148,6 +164,8 @@ export class MetaReweighter {
   /** The head's range when the meta step is restricted to it. */
   readonly #head: HeadRange | null;
   readonly #freeze: boolean;
+  /** Whether the caller gave numClasses (named in the class count's error). */
+  readonly #numClassesGiven: boolean;
   /** Dev labels written before the engine knew its classes (checked at the next meta step). */
   #pending: PendingLabels | null = null;
 
@@ -175,7 +193,10 @@ export class MetaReweighter {
     );
     this.eps = engine.fixed([B]);
     this.finalWeights = engine.fixed([B]);
-    this.classWeights = engine.fixed([o.numClasses ?? 1]);
+    const classes = o.numClasses ?? 1;
+    this.#numClassesGiven = o.numClasses !== undefined;
+    this.classWeights = engine.fixed([classes]);
+    this.classWeights.upload(gpu, new Float32Array(classes).fill(1)); // not the pool's last values
     this.#devSeed = engine.fixed([o.devBatch]);
     this.#devSeed.upload(gpu, new Float32Array(o.devBatch).fill(1 / o.devBatch));
     // the weight kernel reads a label per example; targets that are not labels read class 0
@@ -240,6 +261,71 @@ export class MetaReweighter {
     checkLabels(labels, labels.length, classes, rows, "dev");
   }
 
+  /**
+   * Throws when `rule` indexes `classWeights` by label ("meta-update-wy") and they do not fit
+   * the model: targets that are not class labels (an Error), or a count that is not the model's
+   * output width (a RangeError naming numClasses; the kernel would read and write past them
+   * silently). Host-side, nothing read back: called before a step records anything, and, at the
+   * engine's first forward, right after it gives the width (before the look-ahead).
+   */
+  #checkClassWeights(rule: MetaWeightRule): void {
+    if (rule !== "meta-update-wy") return;
+    const e = this.engine;
+    if (!isLabels(e.targets)) {
+      throw new Error(
+        `MetaReweighter: rule "${rule}" learns a weight per class and needs class-label ` +
+          `targets (u32, one per example); this engine's targets are ${e.targets.dtype} ` +
+          `[${e.targets.shape}]`,
+      );
+    }
+    const C = e.numClasses, n = this.classWeights.size;
+    if (C === null || n === C) return;
+    const given = this.#numClassesGiven ? `numClasses: ${n}` : "numClasses not given: 1";
+    throw new RangeError(
+      `MetaReweighter: rule "${rule}" learns one weight per class, but classWeights has ${n} ` +
+        `(${given}) and the model outputs ${C} classes; construct the MetaReweighter with ` +
+        `numClasses: ${C}`,
+    );
+  }
+
+  /**
+   * The reweighter's state for a checkpoint of `fit`: the class weights, which the
+   * "meta-update-wy" rule learns (everything else is recomputed each step), as an F32 tensor
+   * `name` (default {@linkcode MetaReweighter.classWeightsKey}). Reads them back (waits for the
+   * GPU). Plug it into fit's hooks with {@linkcode MetaReweighter.restore}:
+   * `checkpointState: () => meta.checkpointState(), restore: (file) => meta.restore(file)`
+   * (merge its tensors with a client's own, under names of their own).
+   */
+  async checkpointState(name = MetaReweighter.classWeightsKey): Promise<CheckpointExtra> {
+    const data = await this.classWeights.read(this.engine.gpu);
+    return { tensors: new Map([[name, { dtype: "F32", shape: [data.length], data }]]) };
+  }
+
+  /**
+   * Restores the class weights from a checkpoint written with
+   * {@linkcode MetaReweighter.checkpointState} (`fit`'s `restore` hook). Throws an Error naming
+   * the file when it holds no F32 tensor `name`, or one of another class count.
+   */
+  restore(file: SafetensorsFile, name = MetaReweighter.classWeightsKey): void {
+    const where = file.path ? `checkpoint ${file.path}` : "the checkpoint";
+    const t = file.tensors.get(name), n = this.classWeights.size;
+    if (!t || t.dtype !== "F32") {
+      throw new Error(
+        `MetaReweighter: ${where} holds ${t ? `a ${t.dtype} tensor` : "no tensor"} ${name}, ` +
+          `expected the F32 class weights: it was written without the reweighter's ` +
+          `checkpointState in fit's hooks; resume a checkpoint written with them, or start a ` +
+          `new run`,
+      );
+    }
+    if (t.data.length !== n) {
+      throw new Error(
+        `MetaReweighter: ${where} holds ${t.data.length} class weights in ${name}, but this ` +
+          `reweighter has ${n} (numClasses); construct it with numClasses: ${t.data.length}`,
+      );
+    }
+    this.classWeights.upload(this.engine.gpu, t.data as Float32Array);
+  }
+
   /** Frees the look-ahead buffers (the tensors go with the engine). */
   destroy(): void {
     this.#eta.destroy();
@@ -254,6 +340,7 @@ export class MetaReweighter {
    * over those n; `eps` and `finalWeights` hold n values.
    */
   step(lr: number, meta: MetaOptions, n = this.engine.batch): MetaStepResult {
+    this.#checkClassWeights(meta.rule); // before anything is recorded, once C is known
     if (this.#head) {
       if (n !== this.engine.batch) {
         throw new Error(
@@ -265,6 +352,7 @@ export class MetaReweighter {
     const e = this.engine;
     const lookScale = meta.lookahead === "mean" ? 1 / n : 1;
     e.step(lr, (ctx, tape, l) => {
+      this.#checkClassWeights(meta.rule); // the first forward has just given C
       const lookaheadSeed = meta.lookaheadWeights === "w"
         ? e.scaledWeights(ctx, lookScale, n)
         : null;
@@ -320,6 +408,7 @@ export class MetaReweighter {
     const out = root.head.forward(ctxH, fHead, model.scope().child(root.headName), headMode);
     e.learnClasses(out, B);
     this.#checkPendingDev();
+    this.#checkClassWeights(meta.rule);
     const l = e.loss(ctxH, out, e.targets);
     if (meta.lookaheadWeights === "w") {
       tapeH.backward(gpu, l, e.scaledWeights(ctxH, lookScale), params, grads);

@@ -67,7 +67,10 @@ export class StepEngine {
   readonly targets: Tensor;
   /** Per-example weights [B] of the loss (all 1 at construction). */
   readonly weights: Tensor;
-  /** Running sums for logging: [0] sum of (unweighted) losses, [1] count of examples. */
+  /**
+   * Running sums for logging: [0] sum of (unweighted) losses, [1] count of examples; read with
+   * {@linkcode StepEngine.readLossSum}, read and reset with {@linkcode StepEngine.takeMeanLoss}.
+   */
   readonly lossSum: Tensor;
   /** Seed of random layers: each step's dropout seed derives from (seed, stepIndex). */
   readonly seed: number;
@@ -222,11 +225,39 @@ export class StepEngine {
     this.stepIndex++;
   }
 
-  /** Reads and resets the running loss: mean per-example (unweighted) loss since the last call. */
+  /**
+   * Reads and resets the running loss: the mean per-example (unweighted) loss since the last
+   * call. Inside `fit` it is fit's: fit takes it at each epoch's end for the epoch's
+   * `trainLoss`, so a hook that calls it drains the epoch's sum (read per-step losses with
+   * {@linkcode StepEngine.readLossSum}, which resets nothing). Throws an Error when no loss was
+   * recorded since the last call (such as a hook's call leaves fit), rather than returning 0/0,
+   * which fit would report as a non-finite loss; a NaN or infinite loss is returned as it is.
+   */
   async takeMeanLoss(): Promise<number> {
-    const [sum, count] = await this.lossSum.read(this.gpu);
+    const [sum, count] = await this.readLossSum();
+    if (count === 0) {
+      throw new Error(
+        "StepEngine.takeMeanLoss: no loss was recorded since its last call. Inside fit, fit " +
+          "takes the running loss at each epoch's end: a hook that calls takeMeanLoss drains " +
+          "the epoch's; read per-step losses with engine.readLossSum() instead, which resets " +
+          "nothing",
+      );
+    }
     zero(this.gpu, this.lossSum);
-    return count > 0 ? sum / count : NaN;
+    return sum / count;
+  }
+
+  /**
+   * The running loss without resetting it: [sum of per-example (unweighted) losses, count of
+   * examples] since the last {@linkcode StepEngine.takeMeanLoss} (within `fit`, since
+   * the epoch's start). Two reads around a step give its mean loss: (sum1 - sum0) /
+   * (count1 - count0). Each call is one readback: a staging buffer, a submit, and a wait until
+   * the GPU has finished every step recorded so far, so reading after every step makes each step
+   * wait for the last; read every k steps to keep the GPU busy.
+   */
+  async readLossSum(): Promise<[sum: number, count: number]> {
+    const [sum, count] = await this.lossSum.read(this.gpu);
+    return [sum, count];
   }
 }
 

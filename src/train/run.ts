@@ -56,6 +56,9 @@ export const OUTPUT_FILES = {
   report: "report.html",
 } as const;
 
+/** The name of the reweighter's class weights in the run's checkpoint. */
+const CLASS_WEIGHTS = "train.class_weights";
+
 /** LDAM margins C / n_y^(1/4), scaled so the largest is 0.5. */
 export function ldamMargins(counts: number[]): number[] {
   const raw = counts.map((n) => (n > 0 ? 1 / Math.pow(n, 0.25) : 0));
@@ -408,10 +411,9 @@ export class LongTailRun {
   }
 
   async #checkpointState(): Promise<CheckpointExtra> {
-    const C = this.data.numClasses;
-    const tensors = new Map<string, SafeTensor>();
-    const cw = await this.parts.meta.classWeights.read(this.gpu);
-    tensors.set("train.class_weights", { dtype: "F32", shape: [C], data: cw });
+    const tensors = new Map<string, SafeTensor>(
+      (await this.parts.meta.checkpointState(CLASS_WEIGHTS)).tensors,
+    );
     if (this.mwn) { for (const [k, v] of await this.mwn.state()) tensors.set(k, v); }
     return {
       tensors,
@@ -435,11 +437,7 @@ export class LongTailRun {
   restore(file: SafetensorsFile): void {
     const m = file.metadata;
     const json = (k: string) => JSON.parse(m[k] ?? "null");
-    const cw = file.tensors.get("train.class_weights");
-    if (!cw || cw.data.length !== this.data.numClasses) {
-      throw new Error("checkpoint lacks train.class_weights");
-    }
-    this.parts.meta.classWeights.upload(this.gpu, cw.data as Float32Array);
+    this.parts.meta.restore(file, CLASS_WEIGHTS);
     this.mwn?.load(file.tensors);
     this.epochsDone = Number(m.epoch);
     this.steps = Number(m.steps);
