@@ -107,7 +107,7 @@ export type { ParamSpec } from "./src/nn/params.ts";
 export { createOptimizer, Sgd } from "./src/optim/optimizer.ts";
 export type { Optimizer, OptimizerSpec, SgdConfig, SgdSettings } from "./src/optim/optimizer.ts";
 export { Adam } from "./src/optim/adam.ts";
-export type { AdamConfig } from "./src/optim/adam.ts";
+export type { AdamConfig, AdamSettings } from "./src/optim/adam.ts";
 export {
   constantLr,
   cosineLr,

@@ -8,14 +8,20 @@
  * - a resume with another batch, data, seed or epochs than its checkpoint's is refused naming
  *   the setting and the file (a fork may train longer; a checkpoint written before these were
  *   recorded is accepted);
+ * - Adam and AdamW with parameters exempt from weight decay against the float64 reference (the
+ *   others bit-identical to the plain kernel's), and their options out of range as RangeErrors;
  */
 import assert from "node:assert/strict";
 import {
+  Adam,
   ArraySource,
+  createOptimizer,
   crossEntropy,
   type EpochEnd,
   fit,
   type FitOptions,
+  FlatLayout,
+  FlatTensors,
   type Gpu,
   Linear,
   Model,
@@ -28,6 +34,8 @@ import {
   UserError,
 } from "../mod.ts";
 import { gpuTest } from "./gpu_harness.ts";
+import * as ref from "./reference/mod.ts";
+import { expectClose, randn } from "./op_check.ts";
 
 const D = 6, C = 3;
 
@@ -299,3 +307,102 @@ gpuTest(
     });
   },
 );
+
+/** Three parameters of sizes that fill no alignment unit, so the layout has gaps. */
+function optimLayout(gpu: Gpu): FlatLayout {
+  return new FlatLayout([
+    { name: "a.weight", shape: [5, 7] },
+    { name: "a.bias", shape: [5] },
+    { name: "b.weight", shape: [3, 17, 3] },
+  ], gpu.offsetAlignment);
+}
+
+for (const decoupled of [false, true]) {
+  const name = decoupled ? "adamw" : "adam";
+  gpuTest(
+    `${name}: parameters exempt from weight decay follow the float64 reference`,
+    async (gpu) => {
+      const l = optimLayout(gpu);
+      const rng = new ref.Rng(decoupled ? 31 : 30);
+      const random = (std: number) =>
+        new Map(
+          l.specs.map((s) => [s.name, Float32Array.from(randn(rng, ref.numel(s.shape), 0, std))]),
+        );
+      const init = random(1);
+      const grads = Array.from({ length: 20 }, () => random(0.5));
+      const config = { beta1: 0.9, beta2: 0.99, eps: 1e-8, weightDecay: 0.1, decoupled };
+      const lr = 0.01, exempt = ["a.bias", "b.weight"];
+      const run = async (decayExempt?: string[]) => {
+        const opt = createOptimizer(gpu, l, { kind: name, ...config, decayExempt }) as Adam;
+        assert.deepEqual(opt.config.decayExempt, decayExempt);
+        const params = new FlatTensors(gpu, l), g = new FlatTensors(gpu, l);
+        params.upload(init);
+        const created = () => {
+          const s = gpu.stats;
+          return [s.buffersCreated, s.uniformsCreated, s.bindGroupsCreated, s.pipelinesCreated];
+        };
+        let warm: number[] = [];
+        grads.forEach((step, t) => {
+          g.upload(step);
+          opt.step(params, g, lr);
+          gpu.submit();
+          if (t === 0) warm = created();
+        });
+        assert.deepEqual(created(), warm, "warm steps created GPU objects");
+        const out = {
+          params: await params.download(),
+          m: await opt.expAvg.download(),
+          v: await opt.expAvgSq.download(),
+        };
+        for (const f of [params, g]) f.destroy();
+        opt.destroy();
+        return out;
+      };
+      const masked = await run(exempt), plain = await run();
+      for (const s of l.specs) {
+        const reference = (weightDecay: number) => {
+          const n = ref.numel(s.shape);
+          const p = Float64Array.from(init.get(s.name)!);
+          const m = new Float64Array(n), v = new Float64Array(n);
+          grads.forEach((step, t) => {
+            const g = Float64Array.from(step.get(s.name)!);
+            ref.adamStep(p, g, m, v, t + 1, { lr, ...config, weightDecay });
+          });
+          return { p, m, v };
+        };
+        const want = reference(exempt.includes(s.name) ? 0 : config.weightDecay);
+        const got = (k: "params" | "m" | "v") => Float64Array.from(masked[k].get(s.name)!);
+        expectClose(`${name} exempt: ${s.name}`, got("params"), want.p, 1e-6);
+        expectClose(`${name} exempt: exp_avg ${s.name}`, got("m"), want.m, 1e-6);
+        expectClose(`${name} exempt: exp_avg_sq ${s.name}`, got("v"), want.v, 1e-6);
+        if (exempt.includes(s.name)) {
+          // the decay the exemption removes is well above the tolerance
+          const decayed = reference(config.weightDecay).p;
+          assert.ok(ref.relError(want.p, decayed) > 1e-4, `${s.name}: decay too small to see`);
+        } else {
+          // the others compute exactly what the plain kernel computes
+          assert.deepEqual(masked.params.get(s.name), plain.params.get(s.name), s.name);
+          assert.deepEqual(masked.v.get(s.name), plain.v.get(s.name), s.name);
+        }
+      }
+    },
+  );
+}
+
+gpuTest("adam: options out of range are RangeErrors naming them; unknown exemptions", (gpu) => {
+  const l = optimLayout(gpu);
+  const refused = (config: ConstructorParameters<typeof Adam>[2], message: string) =>
+    assert.throws(() => new Adam(gpu, l, config), new RangeError(message));
+  refused({ beta1: 1.5 }, "Adam: beta1 = 1.5, expected a number in [0, 1)");
+  refused({ beta2: -0.1 }, "Adam: beta2 = -0.1, expected a number in [0, 1)");
+  refused({ eps: -1 }, "Adam: eps = -1, expected a finite number >= 0");
+  refused({ weightDecay: NaN }, "Adam: weightDecay = NaN, expected a finite number >= 0");
+  assert.throws(
+    () => new Adam(gpu, l, { decayExempt: ["a.bias", "fc.bias"] }),
+    new Error(
+      'Adam: decayExempt names "fc.bias", which is not a parameter; parameters: a.weight, ' +
+        "a.bias, b.weight",
+    ),
+  );
+  return Promise.resolve();
+});

@@ -11,7 +11,7 @@
 import type { Gpu } from "../gpu/runtime.ts";
 import { FlatTensors } from "../nn/params.ts";
 import type { FlatLayout } from "../nn/params.ts";
-import { type DecayExemption, sgdStep } from "./sgd.ts";
+import { type DecayExemption, exemptRanges, sgdStep } from "./sgd.ts";
 import { StepValues } from "./step_values.ts";
 import { Adam, type AdamConfig } from "./adam.ts";
 
@@ -100,7 +100,7 @@ export class Sgd implements Optimizer {
     this.momentum = new FlatTensors(gpu, layout, false);
     this.momentum.clear();
     this.#lr = new StepValues(gpu, 1);
-    this.#exempt = exemptRanges(gpu, layout, this.config.decayExempt ?? []);
+    this.#exempt = exemptRanges(gpu, layout, this.config.decayExempt ?? [], "Sgd");
   }
 
   /** One fused update of every parameter. */
@@ -158,31 +158,6 @@ export class Sgd implements Optimizer {
     this.#lr.destroy();
     if (this.#exempt) this.#gpu.release(this.#exempt.ranges.buffer);
   }
-}
-
-/** The flat index ranges [offset, offset + size) of the named parameters, on the GPU. */
-function exemptRanges(
-  gpu: Gpu,
-  layout: FlatLayout,
-  names: readonly string[],
-): DecayExemption | undefined {
-  if (names.length === 0) return undefined;
-  const pairs = new Uint32Array(2 * names.length);
-  names.forEach((name, r) => {
-    const i = layout.byName.get(name);
-    if (i === undefined) {
-      throw new Error(
-        `Sgd: decayExempt names ${JSON.stringify(name)}, which is not a parameter; ` +
-          `parameters: ${layout.specs.map((s) => s.name).join(", ")}`,
-      );
-    }
-    const size = layout.specs[i].shape.reduce((a, b) => a * b, 1);
-    pairs.set([layout.offsets[i], layout.offsets[i] + size], 2 * r);
-  });
-  const bytes = pairs.byteLength;
-  const ranges = { buffer: gpu.alloc(bytes), offset: 0, size: bytes };
-  gpu.write(ranges, pairs);
-  return { ranges, count: names.length };
 }
 
 /** Which optimizer {@linkcode createOptimizer} makes, with its options. */
