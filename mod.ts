@@ -100,6 +100,7 @@ export {
 } from "./src/nn/torchvision.ts";
 export type { PretrainedLoad, TorchvisionConfig, TorchvisionDepth } from "./src/nn/torchvision.ts";
 export { Model } from "./src/nn/model.ts";
+export type { LoadStateDictOptions, ModelSaveOptions } from "./src/nn/model.ts";
 export { FlatLayout, FlatTensors } from "./src/nn/params.ts";
 export type { ParamSpec } from "./src/nn/params.ts";
 

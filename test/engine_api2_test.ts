@@ -10,11 +10,15 @@
  *   recorded is accepted);
  * - Adam and AdamW with parameters exempt from weight decay against the float64 reference (the
  *   others bit-identical to the plain kernel's), and their options out of range as RangeErrors;
+ * - Model: `numParams` without the layout's gaps; `save` refuses a file already there unless
+ *   told to overwrite it; `loadStateDict` refuses entries the model does not have (unless not
+ *   strict) and missing ones, before uploading anything;
  */
 import assert from "node:assert/strict";
 import {
   Adam,
   ArraySource,
+  BatchNorm1d,
   createOptimizer,
   crossEntropy,
   type EpochEnd,
@@ -406,3 +410,85 @@ gpuTest("adam: options out of range are RangeErrors naming them; unknown exempti
   );
   return Promise.resolve();
 });
+
+gpuTest("model: numParams counts the parameters, not the layout's gaps", (gpu) => {
+  const model = new Model(
+    gpu,
+    new Sequential(new Linear(D, 5), new BatchNorm1d(5), new ReLU(), new Linear(5, C)),
+    0,
+  );
+  assert.equal(model.numParams, D * 5 + 5 + 5 + 5 + 5 * C + C);
+  assert.ok(model.paramLayout.length > model.numParams, "the layout has gaps");
+  model.destroy();
+  return Promise.resolve();
+});
+
+gpuTest(
+  "model: save refuses a file already there unless overwrite, leaving it as it is",
+  async (gpu) => {
+    await withDir(async (dir) => {
+      const model = new Model(gpu, new Linear(D, C), 0);
+      const path = `${dir}/mine.safetensors`;
+      await Deno.writeTextFile(path, "precious");
+      const hint =
+        "pass { overwrite: true } to replace it (a file this program wrote), or choose " +
+        "another path";
+      await assert.rejects(
+        () => model.save(path),
+        userError(path, `Model.save: ${path} already exists; saving would overwrite it`, hint),
+      );
+      assert.equal(await Deno.readTextFile(path), "precious");
+      // a new file is written; saving again over it needs overwrite, which replaces it
+      const own = `${dir}/w.safetensors`;
+      await model.save(own);
+      await assert.rejects(() => model.save(own), /already exists; saving would overwrite it/);
+      model.init(5);
+      await model.save(own, { overwrite: true, metadata: { round: "2" } });
+      const other = new Model(gpu, new Linear(D, C), 9);
+      assert.equal((await other.load(own)).metadata.round, "2");
+      assert.deepEqual(await other.stateDict(), await model.stateDict());
+      assert.deepEqual([...Deno.readDirSync(dir)].map((e) => e.name).sort(), [
+        "mine.safetensors",
+        "w.safetensors",
+      ]);
+      model.destroy();
+      other.destroy();
+    });
+  },
+);
+
+gpuTest(
+  "model: loadStateDict refuses entries it lacks or does not have, loading nothing",
+  async (gpu) => {
+    const model = new Model(gpu, new Sequential(new Linear(D, 4), new BatchNorm1d(4)), 0);
+    const before = await model.stateDict();
+    const donor = new Model(gpu, new Sequential(new Linear(D, 4), new BatchNorm1d(4)), 3);
+    const values = await donor.stateDict();
+    const extra = new Map([...values, ["2.weight", new Float32Array(4)], [
+      "fc.bias",
+      new Float32Array(1),
+    ]]);
+    assert.throws(
+      () => model.loadStateDict(extra),
+      new Error(
+        'loadStateDict: "2.weight", "fc.bias" are no parameter or buffer of the model; pass ' +
+          "{ strict: false } to ignore them",
+      ),
+    );
+    const partial = new Map(values);
+    partial.delete("1.running_var");
+    assert.throws(
+      () => model.loadStateDict(partial, { strict: false }),
+      new Error('loadStateDict: no value for the model\'s "1.running_var"'),
+    );
+    assert.deepEqual(await model.stateDict(), before, "nothing was loaded");
+    // not strict: the extras are ignored; PyTorch's num_batches_tracked is always accepted
+    model.loadStateDict(extra, { strict: false });
+    assert.deepEqual(await model.stateDict(), values);
+    model.init(0);
+    model.loadStateDict(new Map([...values, ["1.num_batches_tracked", new Float32Array([7])]]));
+    assert.deepEqual(await model.stateDict(), values);
+    model.destroy();
+    donor.destroy();
+  },
+);
