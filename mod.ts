@@ -148,13 +148,20 @@ export type {
 export { ArraySource } from "./src/engine/data.ts";
 export type { ArraySourceOptions } from "./src/engine/data.ts";
 export {
+  argmax,
   evaluateClassifier,
   MetricAccumulator,
+  predict,
   SHOT_THRESHOLDS,
   shotGroups,
   withShots,
 } from "./src/engine/metrics.ts";
-export type { EvalMetrics, ShotGroups } from "./src/engine/metrics.ts";
+export type {
+  EvalMetrics,
+  EvaluateOptions,
+  PredictOptions,
+  ShotGroups,
+} from "./src/engine/metrics.ts";
 export {
   confusionClasses,
   confusionRowTotals,

@@ -13,15 +13,22 @@
  * - Model: `numParams` without the layout's gaps; `save` refuses a file already there unless
  *   told to overwrite it; `loadStateDict` refuses entries the model does not have (unless not
  *   strict) and missing ones, before uploading anything;
+ * - predict: eval-mode outputs in batches, as one forward of them all gives; argmax; and
+ *   evaluateClassifier with the input shape and classes taken from the data and the model.
  */
 import assert from "node:assert/strict";
 import {
   Adam,
+  argmax,
   ArraySource,
   BatchNorm1d,
   createOptimizer,
   crossEntropy,
+  Ctx,
+  Dropout,
   type EpochEnd,
+  EVAL,
+  evaluateClassifier,
   fit,
   type FitOptions,
   FlatLayout,
@@ -30,11 +37,13 @@ import {
   Linear,
   Model,
   type Optimizer,
+  predict,
   readCheckpoint,
   ReLU,
   Sequential,
   Sgd,
   StepEngine,
+  Tensor,
   UserError,
 } from "../mod.ts";
 import { gpuTest } from "./gpu_harness.ts";
@@ -490,5 +499,107 @@ gpuTest(
     assert.deepEqual(await model.stateDict(), values);
     model.destroy();
     donor.destroy();
+  },
+);
+
+/** A trained-looking MLP with batch norm and dropout (eval mode differs from train mode). */
+async function evalModel(gpu: Gpu) {
+  const model = new Model(
+    gpu,
+    new Sequential(
+      new Linear(D, 8),
+      new BatchNorm1d(8),
+      new ReLU(),
+      new Dropout(0.5),
+      new Linear(8, C),
+    ),
+    4,
+  );
+  const state = await model.stateDict();
+  state.set("1.running_mean", Float32Array.from({ length: 8 }, (_, i) => 0.1 * i));
+  state.set("1.running_var", Float32Array.from({ length: 8 }, (_, i) => 1 + 0.2 * i));
+  model.loadStateDict(state);
+  return model;
+}
+
+gpuTest(
+  "predict: eval-mode outputs in batches equal one forward of all the examples",
+  async (gpu) => {
+    const model = await evalModel(gpu);
+    const { inputs } = examples(10);
+    const got = await predict(model, inputs, { batch: 4, inputShape: [D] }); // 4 + 4 + 2
+    const x = Tensor.from(gpu, inputs, [10, D]);
+    const ctx = new Ctx(gpu, null);
+    const want = await model.forward(ctx, x, EVAL).read(gpu);
+    ctx.release();
+    x.release(gpu);
+    assert.equal(got.length, 10 * C);
+    assert.deepEqual(got, want);
+    assert.deepEqual(await predict(model, inputs, { batch: 32, inputShape: [D] }), want);
+    await assert.rejects(
+      () => predict(model, inputs.subarray(1), { batch: 4, inputShape: [D] }),
+      new Error(
+        "predict: 59 input values are not a whole number >= 1 of examples of 6 (inputShape [6])",
+      ),
+    );
+    await assert.rejects(
+      () => predict(model, inputs, { batch: 0, inputShape: [D] }),
+      new RangeError("predict: batch = 0, expected an integer >= 1"),
+    );
+    await assert.rejects(
+      () => predict(model, inputs, { batch: 4, inputShape: [2, 3] }),
+      /Linear layer "0": expected input \[N, 6\]/,
+    );
+    model.destroy();
+  },
+);
+
+Deno.test("argmax: the first largest of each row; NaN is never the largest", () => {
+  assert.deepEqual(
+    argmax([0.1, 0.7, 0.2, /**/ 3, 3, 1, /**/ NaN, -1, -2, /**/ NaN, NaN, NaN], 3),
+    Uint32Array.from([1, 0, 1, 0]),
+  );
+  assert.throws(
+    () => argmax([1, 2, 3, 4], 3),
+    new RangeError("argmax: classes = 3, expected an integer >= 1 that divides the 4 outputs"),
+  );
+  assert.throws(() => argmax([1, 2], 0), /classes = 0/);
+});
+
+gpuTest(
+  "evaluateClassifier: input shape and classes default to the data's and the model's",
+  async (gpu) => {
+    const model = await evalModel(gpu);
+    const { inputs, targets } = examples(10);
+    const given = await evaluateClassifier(model, inputs, targets, {
+      batch: 4,
+      inputShape: [D],
+      numClasses: C,
+    });
+    const defaulted = await evaluateClassifier(model, inputs, targets, { batch: 4 });
+    assert.deepEqual(defaulted, given);
+    // its top-1 error is what argmax of predict's outputs gives
+    const predicted = argmax(await predict(model, inputs, { batch: 4, inputShape: [D] }), C);
+    const wrong = predicted.filter((c, i) => c !== targets[i]).length;
+    assert.equal(given.top1Error, wrong / 10);
+    assert.ok(wrong > 0 && wrong < 10, `${wrong} wrong: the check has teeth`);
+    targets[7] = C;
+    await assert.rejects(
+      () => evaluateClassifier(model, inputs, targets, { batch: 4 }),
+      new RangeError(
+        "evaluateClassifier: labels[7] = 3 is not a class in [0, 3) (the model's output width)",
+      ),
+    );
+    await assert.rejects(
+      () => evaluateClassifier(model, inputs.subarray(1), targets, { batch: 4 }),
+      new Error(
+        "evaluateClassifier: 59 input values for 10 labels are not 10 examples of one size",
+      ),
+    );
+    await assert.rejects(
+      () => evaluateClassifier(model, inputs, [], { batch: 4 }),
+      new Error("evaluateClassifier: no examples (labels is empty)"),
+    );
+    model.destroy();
   },
 );
