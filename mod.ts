@@ -192,7 +192,7 @@ export { writeFileAtomic } from "./src/checkpoint/atomic.ts";
 
 // Errors, and a script's command line: the error types and reporter and the flag parser of
 // tailgrad's own tasks, for programs that want the same behaviour (examples/ use them).
-export { ConfigError, reportError, UserError } from "./src/errors.ts";
+export { ConfigError, problemOf, reportError, UserError } from "./src/errors.ts";
 export type { UserErrorOptions } from "./src/errors.ts";
 export { parseFlags, UsageError, usageLines } from "./src/cli/flags.ts";
 export type {

@@ -13,6 +13,7 @@
  * - Model: `numParams` without the layout's gaps; `save` refuses a file already there unless
  *   told to overwrite it; `loadStateDict` refuses entries the model does not have (unless not
  *   strict) and missing ones, before uploading anything;
+ * - a UserError's message is its problem and its hint; `problem` and `hint` hold them apart;
  * - predict: eval-mode outputs in batches, as one forward of them all gives; argmax; and
  *   evaluateClassifier with the input shape and classes taken from the data and the model.
  */
@@ -38,6 +39,7 @@ import {
   Model,
   type Optimizer,
   predict,
+  problemOf,
   readCheckpoint,
   ReLU,
   Sequential,
@@ -92,6 +94,8 @@ function userError(file: string, message: string, hint: string) {
     assert.ok(e instanceof UserError, String(e));
     assert.equal(e.file, file);
     assert.equal(e.hint, hint);
+    assert.equal(e.problem, message);
+    assert.equal(problemOf(e), message);
     assert.equal(e.message, `${message}\n  to fix: ${hint}`);
     return true;
   };
@@ -603,3 +607,23 @@ gpuTest(
     model.destroy();
   },
 );
+
+Deno.test("UserError: the message is the problem and its hint, also held apart", () => {
+  const e = new UserError("the run has 3 epochs", { hint: "pass epochs: 3", file: "a/b" });
+  assert.equal(e.message, "the run has 3 epochs\n  to fix: pass epochs: 3");
+  assert.deepEqual([e.problem, e.hint, e.file, e.exitCode], [
+    "the run has 3 epochs",
+    "pass epochs: 3",
+    "a/b",
+    1,
+  ]);
+  const bare = new UserError("no hint here");
+  assert.deepEqual([bare.message, bare.problem, bare.hint], [
+    "no hint here",
+    "no hint here",
+    undefined,
+  ]);
+  assert.equal(problemOf(e), "the run has 3 epochs");
+  assert.equal(problemOf(new RangeError("plain")), "plain");
+  assert.equal(problemOf("thrown string"), "thrown string");
+});
