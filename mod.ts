@@ -9,6 +9,24 @@
  * `src/` hold more, for the trainers and tests; what is not exported here is not API). The
  * long-tail experiment built on it is `./longtail.ts`.
  *
+ * Where to start, by use (the `@category` tags of the declarations, where given):
+ *
+ * - Core, to train a model: `Gpu.create`; a `Model` of layers (`Sequential`, `Linear`,
+ *   `Conv2d`, `BatchNorm1d`/`BatchNorm2d`, `ReLU`, `MaxPool2d`, `Flatten`, `Dropout`, or a
+ *   `Module` of your own); a `StepEngine` with a loss (`crossEntropy`, `classificationLoss`,
+ *   `mseLoss`) and an optimizer (`Sgd`, `Adam`); `fit` over an `ArraySource`, with a schedule
+ *   (`cosineLr`, `linearWarmup`, ...); `evaluateClassifier`, `predict`, `argmax`; `Progress`;
+ *   `UserError` for mistakes a user can fix. `MetaReweighter` adds the meta step.
+ * - Checkpoints: `fit`'s `checkpoint` and `resume` with `readCheckpoint`; `Model.save` and
+ *   `Model.load` for weights alone (safetensors, PyTorch `state_dict` names).
+ * - Data: `loadDataset` and the readers of MNIST-style and CIFAR files, `Batcher`,
+ *   `GpuAugmenter`, and the JPEG decoder and loader of the large runs.
+ * - Long-tail: shot groups (`shotGroups`, `withShots`) and confusion matrices; the trainer
+ *   itself is `./longtail.ts`.
+ * - CLI: `parseFlags`, `reportError`, `ConfigError`: what tailgrad's own scripts use.
+ * - GPU internals, for new ops and layers: `Tensor`, `Ctx` and `Tape`, the ops (`linear`,
+ *   `conv2d`, ...), `FlatLayout`/`FlatTensors`, the GEMM policy.
+ *
  * @example Train an MLP
  * ```ts
  * import { ArraySource, classificationLoss, fit, Gpu, Linear, Model, ReLU, Sequential, Sgd,

@@ -5,7 +5,11 @@
  * ({@linkcode reportError}). Anything else that is thrown is a bug and keeps its stack.
  */
 
-/** What a {@linkcode UserError} is about and how the process should end. */
+/**
+ * What a {@linkcode UserError} is about and how the process should end.
+ *
+ * @category Core
+ */
 export interface UserErrorOptions {
   /** The file, folder or URL concerned. */
   file?: string;
@@ -27,6 +31,8 @@ export interface UserErrorOptions {
  * shows only the message (an uncaught error, `String(e)`, a log line) shows what to do. The two
  * parts are also apart, for a program that words its own: `problem` and `hint`. Print the
  * message, or the two parts, not the message and the hint (the hint would appear twice).
+ *
+ * @category Core
  */
 export class UserError extends Error {
   /** "UserError", or the subclass's name. */
@@ -62,6 +68,8 @@ export class UserError extends Error {
 /**
  * The message of `e` without its "to fix:" line: what is wrong, for a caller that wraps it in
  * an error of its own with its own hint (one "to fix:" line per message).
+ *
+ * @category Core
  */
 export function problemOf(e: unknown): string {
   if (e instanceof UserError) return e.problem;
@@ -87,6 +95,8 @@ export function debugEnabled(): boolean {
  * Prints a script's failure to stderr and returns its exit status: a {@linkcode UserError}
  * as `error: <message>` (with the stack only when `TAILGRAD_DEBUG=1`), anything else with its
  * stack (a bug to report).
+ *
+ * @category CLI
  */
 export function reportError(e: unknown, prefix = "error"): number {
   if (e instanceof UserError) {
@@ -98,7 +108,11 @@ export function reportError(e: unknown, prefix = "error"): number {
   return 1;
 }
 
-/** Thrown for invalid settings (exit status 2); the CLI prints the message without a stack. */
+/**
+ * Thrown for invalid settings (exit status 2); the CLI prints the message without a stack.
+ *
+ * @category CLI
+ */
 export class ConfigError extends UserError {
   /** "ConfigError", or the subclass's name. */
   override name = "ConfigError";

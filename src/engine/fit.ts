@@ -21,7 +21,11 @@ import type { Schedule } from "../optim/schedule.ts";
 import type { Progress } from "./progress.ts";
 import type { StepEngine } from "./step.ts";
 
-/** The batches of one epoch: `load(step)` writes batch `step` into the engine's inputs. */
+/**
+ * The batches of one epoch: `load(step)` writes batch `step` into the engine's inputs.
+ *
+ * @category Core
+ */
 export interface EpochBatches {
   /** Steps of the epoch. */
   steps: number;
@@ -33,6 +37,8 @@ export interface EpochBatches {
  * A data source whose epochs are deterministic functions of (seed, epoch). On a resume,
  * {@linkcode fit} also asks for the last completed epoch (its `steps` only, no batch is loaded)
  * to check that the data's epochs have the length the checkpoint recorded.
+ *
+ * @category Core
  */
 export interface DataSource {
   /** The batches of `epoch`; `rngState` (from {@linkcode DataSource.rngState}) on resume. */
@@ -41,7 +47,11 @@ export interface DataSource {
   rngState?(epoch: number): unknown;
 }
 
-/** The step an epoch runs: `run(lr, step)` after the batch is loaded. */
+/**
+ * The step an epoch runs: `run(lr, step)` after the batch is loaded.
+ *
+ * @category Core
+ */
 export interface StepKind {
   /** Name in records and progress ("plain", "meta", ...). */
   name: string;
@@ -49,7 +59,11 @@ export interface StepKind {
   run(lr: number, step: number): void | Promise<void>;
 }
 
-/** What the loop knows about a finished epoch. */
+/**
+ * What the loop knows about a finished epoch.
+ *
+ * @category Core
+ */
 export interface EpochEnd<M> {
   /** 0-based epoch. */
   epoch: number;
@@ -69,7 +83,11 @@ export interface EpochEnd<M> {
   metrics: M | null;
 }
 
-/** Where a non-finite loss stopped a run. */
+/**
+ * Where a non-finite loss stopped a run.
+ *
+ * @category Core
+ */
 export interface NonFiniteAt {
   /** Steps done over the run when it was seen (1-based). */
   step: number;
@@ -79,7 +97,11 @@ export interface NonFiniteAt {
   stepInEpoch: number;
 }
 
-/** Hooks of {@linkcode fit}; all optional. */
+/**
+ * Hooks of {@linkcode fit}; all optional.
+ *
+ * @category Core
+ */
 export interface FitHooks<R, M> {
   /** The step of `epoch`; default the engine's plain step. */
   stepKind?(epoch: number): StepKind;
@@ -105,7 +127,11 @@ export interface FitHooks<R, M> {
   stopAfter?(record: R, epoch: number): boolean | Promise<boolean>;
 }
 
-/** A client's additions to a checkpoint. */
+/**
+ * A client's additions to a checkpoint.
+ *
+ * @category Core
+ */
 export interface CheckpointExtra {
   /** Extra tensors (under a prefix of their own, e.g. `train.`). */
   tensors?: Map<string, SafeTensor>;
@@ -116,6 +142,8 @@ export interface CheckpointExtra {
 /**
  * Options of {@linkcode fit}: the run ({@linkcode FitRunOptions}) and its learning rate, either
  * `lr` or `schedule` ({@linkcode FitRate}).
+ *
+ * @category Core
  */
 export type FitOptions<R, M> = FitRunOptions<R, M> & FitRate;
 
@@ -123,12 +151,18 @@ export type FitOptions<R, M> = FitRunOptions<R, M> & FitRate;
  * The learning rate of {@linkcode fit}, exactly one of: `lr`, a function of (epoch, step within
  * the epoch); or `schedule`, a {@linkcode Schedule} (`cosineLr`, `linearWarmup`, ...), called
  * with the steps of each epoch's data (`stepsPerEpoch`) filled in.
+ *
+ * @category Core
  */
 export type FitRate =
   | { lr: (epoch: number, step: number) => number; schedule?: undefined }
   | { schedule: Schedule; lr?: undefined };
 
-/** Everything of {@linkcode FitOptions} but the learning rate. */
+/**
+ * Everything of {@linkcode FitOptions} but the learning rate.
+ *
+ * @category Core
+ */
 export interface FitRunOptions<R, M> {
   /** The model, loss and optimizer. */
   engine: StepEngine;
@@ -171,7 +205,11 @@ export interface FitRunOptions<R, M> {
   hooks?: FitHooks<R, M>;
 }
 
-/** What {@linkcode fit} returns. */
+/**
+ * What {@linkcode fit} returns.
+ *
+ * @category Core
+ */
 export interface FitResult<R> {
   /**
    * "completed", "running" (maxEpochs reached, or `hooks.stopAfter` said stop), or "stopped"
@@ -191,6 +229,8 @@ export interface FitResult<R> {
 /**
  * The sentence a stopped run reports: where the non-finite loss appeared and which checkpoint
  * was kept. For a result with status "stopped".
+ *
+ * @category Core
  */
 export function stopMessage(result: FitResult<unknown>): string {
   const at = result.nonFinite!;
@@ -247,6 +287,8 @@ interface LoopState<R> {
  *   resume: await readCheckpoint(path), // null at first: a new run
  * });
  * ```
+ *
+ * @category Core
  */
 export async function fit<M = unknown, R = EpochEnd<M>>(
   o: FitOptions<R, M>,

@@ -16,7 +16,11 @@ import {
   recordedConfusion,
 } from "./confusion.ts";
 
-/** Test metrics of one evaluation. */
+/**
+ * Test metrics of one evaluation.
+ *
+ * @category Core
+ */
 export interface EvalMetrics {
   /** Fractions in [0, 1]. */
   top1Error: number;
@@ -40,7 +44,11 @@ export interface EvalMetrics {
   shots?: ShotGroups;
 }
 
-/** Accuracy by training-set frequency, as the long-tail literature reports it. */
+/**
+ * Accuracy by training-set frequency, as the long-tail literature reports it.
+ *
+ * @category Long-tail
+ */
 export interface ShotGroups {
   /** Mean per-class accuracy of the classes with more than `many` training images. */
   many: number | null;
@@ -54,13 +62,19 @@ export interface ShotGroups {
   thresholds: { many: number; few: number };
 }
 
-/** The literature's thresholds (Liu et al. 2019): > 100 many-shot, < 20 few-shot. */
+/**
+ * The literature's thresholds (Liu et al. 2019): > 100 many-shot, < 20 few-shot.
+ *
+ * @category Long-tail
+ */
 export const SHOT_THRESHOLDS = { many: 100, few: 20 } as const;
 
 /**
  * Many-shot (more than `many` training images), medium-shot (`few` to `many`) and few-shot
  * (fewer than `few`) accuracy: the mean per-class accuracy of each group's classes, over the
  * classes that have test examples (`testCounts`, default all); null for an empty group.
+ *
+ * @category Long-tail
  */
 export function shotGroups(
   perClassAccuracy: ArrayLike<number>,
@@ -92,7 +106,11 @@ export function shotGroups(
   };
 }
 
-/** `m` with its shot groups for classes of `trainCounts` training images. */
+/**
+ * `m` with its shot groups for classes of `trainCounts` training images.
+ *
+ * @category Long-tail
+ */
 export function withShots(m: EvalMetrics, trainCounts: ArrayLike<number>): EvalMetrics {
   const testCounts = confusionRowTotals(m.confusion);
   return { ...m, shots: shotGroups(m.perClassAccuracy, trainCounts, testCounts) };
@@ -101,6 +119,8 @@ export function withShots(m: EvalMetrics, trainCounts: ArrayLike<number>): EvalM
 /**
  * Accumulates metrics from logits batch by batch. The confusion counts are sparse (one map entry
  * per (true, predicted) pair seen), so memory grows with the images evaluated, not with C².
+ *
+ * @category Core
  */
 export class MetricAccumulator {
   /** Number of classes C (logit row length). */
@@ -186,7 +206,11 @@ export function metricsFromJson<M extends EvalMetrics>(v: M | null): M | null {
   return { ...v, confusion: canonicalConfusion(checkConfusion(v.confusion, classes)) };
 }
 
-/** Options of {@linkcode predict}. */
+/**
+ * Options of {@linkcode predict}.
+ *
+ * @category Core
+ */
 export interface PredictOptions {
   /** Examples per forward: an integer >= 1 (GPU memory grows with it). */
   batch: number;
@@ -194,7 +218,11 @@ export interface PredictOptions {
   inputShape: readonly number[];
 }
 
-/** Options of {@linkcode evaluateClassifier}. */
+/**
+ * Options of {@linkcode evaluateClassifier}.
+ *
+ * @category Core
+ */
 export interface EvaluateOptions {
   /** Examples per forward: an integer >= 1. */
   batch: number;
@@ -217,6 +245,8 @@ export interface EvaluateOptions {
  * [count, C] for a classifier; {@linkcode argmax} gives the classes). Throws before any work on
  * a bad size or inputs that are not whole examples, and when the model's output is not one row
  * per example.
+ *
+ * @category Core
  */
 export async function predict(
   model: Model,
@@ -251,6 +281,8 @@ export async function predict(
  * The class of each row of `outputs` (row-major [n, classes]): the index of its largest value,
  * the first on ties; NaN is never the largest (the prediction {@linkcode evaluateClassifier}
  * counts). Throws a RangeError when `classes` is not an integer >= 1 dividing the length.
+ *
+ * @category Core
  */
 export function argmax(outputs: ArrayLike<number>, classes: number): Uint32Array {
   if (!Number.isInteger(classes) || classes < 1 || outputs.length % classes !== 0) {
@@ -323,6 +355,8 @@ async function* forwardBatches(
  * that is not a class of [0, numClasses); at the first batch, when the model's output is not
  * [n, numClasses], and without `numClasses`, naming the first label that is not a class of the
  * model's output.
+ *
+ * @category Core
  */
 export async function evaluateClassifier(
   model: Model,

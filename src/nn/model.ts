@@ -17,7 +17,11 @@ import { describeError, UserError } from "../errors.ts";
 import { type ForwardMode, type Module, moduleInit, moduleSpecs, ParamScope } from "./module.ts";
 import { FlatLayout, FlatTensors, type ParamSpec } from "./params.ts";
 
-/** Options of {@linkcode Model.save}. */
+/**
+ * Options of {@linkcode Model.save}.
+ *
+ * @category Core
+ */
 export interface ModelSaveOptions {
   /** Extra tensors, saved next to the state dict. */
   tensors?: Map<string, SafeTensor>;
@@ -30,7 +34,11 @@ export interface ModelSaveOptions {
   overwrite?: boolean;
 }
 
-/** Options of {@linkcode Model.loadStateDict}. */
+/**
+ * Options of {@linkcode Model.loadStateDict}.
+ *
+ * @category Core
+ */
 export interface LoadStateDictOptions {
   /**
    * Refuse entries that are no parameter or buffer of the model (default true, as PyTorch);
@@ -40,7 +48,11 @@ export interface LoadStateDictOptions {
   strict?: boolean;
 }
 
-/** A root module and its GPU state. */
+/**
+ * A root module and its GPU state.
+ *
+ * @category Core
+ */
 export class Model<M extends Module = Module> {
   /** The GPU the state lives on. */
   readonly gpu: Gpu;

@@ -12,7 +12,11 @@ import type { Optimizer } from "./optimizer.ts";
 import { type DecayExemption, exemptRanges } from "./sgd.ts";
 import { StepValues } from "./step_values.ts";
 
-/** Options of {@linkcode Adam}; the learning rate comes with each step. */
+/**
+ * Options of {@linkcode Adam}; the learning rate comes with each step.
+ *
+ * @category Core
+ */
 export interface AdamConfig {
   /** Decay of the first-moment average; default 0.9. */
   beta1?: number;
@@ -33,7 +37,11 @@ export interface AdamConfig {
   decayExempt?: readonly string[];
 }
 
-/** The options of an {@linkcode Adam}: defaults filled in, `decayExempt` as given. */
+/**
+ * The options of an {@linkcode Adam}: defaults filled in, `decayExempt` as given.
+ *
+ * @category Core
+ */
 export type AdamSettings =
   & Readonly<Required<Omit<AdamConfig, "decayExempt">>>
   & Pick<AdamConfig, "decayExempt">;
@@ -52,7 +60,11 @@ function checkConfig(c: AdamSettings): void {
   if (typeof c.decoupled !== "boolean") bad("decoupled", c.decoupled, "true or false");
 }
 
-/** Adam (or AdamW with `decoupled`) over one flat parameter layout. */
+/**
+ * Adam (or AdamW with `decoupled`) over one flat parameter layout.
+ *
+ * @category Core
+ */
 export class Adam implements Optimizer {
   /** "adam" or "adamw". */
   readonly name: string;

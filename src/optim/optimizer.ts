@@ -15,7 +15,11 @@ import { type DecayExemption, exemptRanges, sgdStep } from "./sgd.ts";
 import { StepValues } from "./step_values.ts";
 import { Adam, type AdamConfig } from "./adam.ts";
 
-/** An optimizer over one flat parameter layout. */
+/**
+ * An optimizer over one flat parameter layout.
+ *
+ * @category Core
+ */
 export interface Optimizer {
   /** Short name for logs and checkpoints ("sgd", "adam", "adamw"). */
   readonly name: string;
@@ -41,6 +45,8 @@ export interface Optimizer {
  * Options of {@linkcode Sgd}: momentum, Nesterov and L2 weight decay (PyTorch semantics and
  * defaults), and the names of parameters exempt from the decay (e.g. `["linear.bias"]`, as Cui
  * et al.'s sigmoid classifier). The learning rate comes with each step.
+ *
+ * @category Core
  */
 export interface SgdConfig {
   /** Momentum factor, a number >= 0 (dampening 0, as PyTorch); default 0. */
@@ -53,7 +59,11 @@ export interface SgdConfig {
   decayExempt?: readonly string[];
 }
 
-/** The options of an {@linkcode Sgd}: defaults filled in, `decayExempt` as given. */
+/**
+ * The options of an {@linkcode Sgd}: defaults filled in, `decayExempt` as given.
+ *
+ * @category Core
+ */
 export type SgdSettings =
   & Readonly<Required<Omit<SgdConfig, "decayExempt">>>
   & Pick<SgdConfig, "decayExempt">;
@@ -72,7 +82,11 @@ function checkSgdConfig(c: SgdSettings): void {
   if (typeof c.nesterov !== "boolean") bad("nesterov", c.nesterov, "true or false");
 }
 
-/** SGD with momentum (dampening 0), optional Nesterov and weight decay, as PyTorch. */
+/**
+ * SGD with momentum (dampening 0), optional Nesterov and weight decay, as PyTorch.
+ *
+ * @category Core
+ */
 export class Sgd implements Optimizer {
   /** "sgd". */
   readonly name = "sgd";
@@ -160,13 +174,21 @@ export class Sgd implements Optimizer {
   }
 }
 
-/** Which optimizer {@linkcode createOptimizer} makes, with its options. */
+/**
+ * Which optimizer {@linkcode createOptimizer} makes, with its options.
+ *
+ * @category Core
+ */
 export type OptimizerSpec =
   | ({ kind: "sgd" } & SgdConfig)
   | ({ kind: "adam" } & Omit<AdamConfig, "decoupled">)
   | ({ kind: "adamw" } & Omit<AdamConfig, "decoupled">);
 
-/** An optimizer over `layout` from a spec: SGD, Adam, or AdamW (Adam with decoupled decay). */
+/**
+ * An optimizer over `layout` from a spec: SGD, Adam, or AdamW (Adam with decoupled decay).
+ *
+ * @category Core
+ */
 export function createOptimizer(gpu: Gpu, layout: FlatLayout, spec: OptimizerSpec): Optimizer {
   switch (spec.kind) {
     case "sgd":
