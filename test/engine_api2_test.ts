@@ -315,6 +315,16 @@ gpuTest(
       const forkFile = (await readCheckpoint(`${dir}/fork.safetensors`))!;
       assert.deepEqual(JSON.parse(forkFile.metadata.fit), { batch: 8, epochs: 4, epochSteps: 3 });
       fork.destroy();
+      file.metadata.fit = '{"batch":8}';
+      const damaged = start(8, 20, 0, 2);
+      await assert.rejects(
+        () => fit(damaged.options(file)),
+        new Error(
+          `fit: checkpoint ${path}: metadata "fit" is {"batch":8}, expected {"batch", "epochs", ` +
+            `"epochSteps"} of integers >= 1`,
+        ),
+      );
+      damaged.destroy();
       // a checkpoint written before these were recorded resumes as before
       delete file.metadata.fit;
       const old = start(8, 20, 7, 2);

@@ -684,7 +684,16 @@ async function restoreFit<R, M>(
     );
   }
   const settings = json("fit") as ResumeSettings | null; // null: written before it was recorded
-  if (settings) checkResumeSettings(o, file, settings, epochsDone);
+  if (settings !== null) {
+    const counts = [settings?.batch, settings?.epochs, settings?.epochSteps];
+    if (!counts.every((v) => Number.isInteger(v) && v >= 1)) {
+      throw new Error(
+        `fit: ${where}: metadata "fit" is ${m.fit}, expected {"batch", "epochs", "epochSteps"} ` +
+          `of integers >= 1`,
+      );
+    }
+    checkResumeSettings(o, file, settings, epochsDone);
+  }
   model.loadFile(file);
   for (const [prefix, flat] of optimizer.stateBuffers()) {
     flat.upload(takeF32(file, model.specs.params, prefix));
