@@ -9,6 +9,24 @@
  * `src/` hold more, for the trainers and tests; what is not exported here is not API). The
  * long-tail experiment built on it is `./longtail.ts`.
  *
+ * Where to start, by use (the `@category` tags of the declarations, where given):
+ *
+ * - Core, to train a model: `Gpu.create`; a `Model` of layers (`Sequential`, `Linear`,
+ *   `Conv2d`, `BatchNorm1d`/`BatchNorm2d`, `ReLU`, `MaxPool2d`, `Flatten`, `Dropout`, or a
+ *   `Module` of your own); a `StepEngine` with a loss (`crossEntropy`, `classificationLoss`,
+ *   `mseLoss`) and an optimizer (`Sgd`, `Adam`); `fit` over an `ArraySource`, with a schedule
+ *   (`cosineLr`, `linearWarmup`, ...); `evaluateClassifier`, `predict`, `argmax`; `Progress`;
+ *   `UserError` for mistakes a user can fix. `MetaReweighter` adds the meta step.
+ * - Checkpoints: `fit`'s `checkpoint` and `resume` with `readCheckpoint`; `Model.save` and
+ *   `Model.load` for weights alone (safetensors, PyTorch `state_dict` names).
+ * - Data: `loadDataset` and the readers of MNIST-style and CIFAR files, `Batcher`,
+ *   `GpuAugmenter`, and the JPEG decoder and loader of the large runs.
+ * - Long-tail: shot groups (`shotGroups`, `withShots`) and confusion matrices; the trainer
+ *   itself is `./longtail.ts`.
+ * - CLI: `parseFlags`, `reportError`, `ConfigError`: what tailgrad's own scripts use.
+ * - GPU internals, for new ops and layers: `Tensor`, `Ctx` and `Tape`, the ops (`linear`,
+ *   `conv2d`, ...), `FlatLayout`/`FlatTensors`, the GEMM policy.
+ *
  * @example Train an MLP
  * ```ts
  * import { ArraySource, classificationLoss, fit, Gpu, Linear, Model, ReLU, Sequential, Sgd,
@@ -100,6 +118,7 @@ export {
 } from "./src/nn/torchvision.ts";
 export type { PretrainedLoad, TorchvisionConfig, TorchvisionDepth } from "./src/nn/torchvision.ts";
 export { Model } from "./src/nn/model.ts";
+export type { LoadStateDictOptions, ModelSaveOptions } from "./src/nn/model.ts";
 export { FlatLayout, FlatTensors } from "./src/nn/params.ts";
 export type { ParamSpec } from "./src/nn/params.ts";
 
@@ -107,7 +126,7 @@ export type { ParamSpec } from "./src/nn/params.ts";
 export { createOptimizer, Sgd } from "./src/optim/optimizer.ts";
 export type { Optimizer, OptimizerSpec, SgdConfig, SgdSettings } from "./src/optim/optimizer.ts";
 export { Adam } from "./src/optim/adam.ts";
-export type { AdamConfig } from "./src/optim/adam.ts";
+export type { AdamConfig, AdamSettings } from "./src/optim/adam.ts";
 export {
   constantLr,
   cosineLr,
@@ -147,13 +166,20 @@ export type {
 export { ArraySource } from "./src/engine/data.ts";
 export type { ArraySourceOptions } from "./src/engine/data.ts";
 export {
+  argmax,
   evaluateClassifier,
   MetricAccumulator,
+  predict,
   SHOT_THRESHOLDS,
   shotGroups,
   withShots,
 } from "./src/engine/metrics.ts";
-export type { EvalMetrics, ShotGroups } from "./src/engine/metrics.ts";
+export type {
+  EvalMetrics,
+  EvaluateOptions,
+  PredictOptions,
+  ShotGroups,
+} from "./src/engine/metrics.ts";
 export {
   confusionClasses,
   confusionRowTotals,
@@ -184,7 +210,7 @@ export { writeFileAtomic } from "./src/checkpoint/atomic.ts";
 
 // Errors, and a script's command line: the error types and reporter and the flag parser of
 // tailgrad's own tasks, for programs that want the same behaviour (examples/ use them).
-export { ConfigError, reportError, UserError } from "./src/errors.ts";
+export { ConfigError, problemOf, reportError, UserError } from "./src/errors.ts";
 export type { UserErrorOptions } from "./src/errors.ts";
 export { parseFlags, UsageError, usageLines } from "./src/cli/flags.ts";
 export type {

@@ -70,6 +70,37 @@ export const sgdExemptKernel = kernel({
 });
 
 /**
+ * The body of the Adam kernels: the WGSL `decays` runs first; `wd` is the coupled decay and
+ * `shrink` the decoupled factor (1 - lr * wd) of element i (expressions).
+ */
+function adamMain(decays: string, wd: string, shrink: string): string {
+  return `
+    let i = flatIndex(gid, nwg);
+    if (i >= p.n) { return; }${decays}
+    let coupled = p.decoupled == 0u;
+    var w = param[i];
+    let gi = select(g[i], g[i] + ${wd} * w, coupled);
+    w = select(w * ${shrink}, w, coupled);
+    let mi = p.beta1 * m[i] + p.omb1 * gi;
+    let vi = p.beta2 * v[i] + p.omb2 * gi * gi;
+    m[i] = mi;
+    v[i] = vi;
+    param[i] = w - hyper[0] * mi / (sqrt(vi) / hyper[1] + p.eps);`;
+}
+
+/** The uniforms of the Adam kernels. */
+const adamUniforms = [
+  ["n", "u32"],
+  ["decoupled", "u32"],
+  ["beta1", "f32"],
+  ["beta2", "f32"],
+  ["omb1", "f32"],
+  ["omb2", "f32"],
+  ["eps", "f32"],
+  ["wd", "f32"],
+] as const;
+
+/**
  * Fused Adam / AdamW (PyTorch semantics), hyper = [lr / (1 - beta1^t), sqrt(1 - beta2^t),
  * 1 - lr * wd]: Adam adds wd * p to the gradient, AdamW (decoupled) scales p by 1 - lr * wd;
  * m = beta1 m + (1 - beta1) g; v = beta2 v + (1 - beta2) g^2 (1 - beta as its own f32, computed
@@ -79,27 +110,41 @@ export const sgdExemptKernel = kernel({
 export const adamKernel = kernel({
   name: "adam",
   storage: [["g", "read"], ["param", "write"], ["m", "write"], ["v", "write"], ["hyper", "read"]],
-  uniforms: [
-    ["n", "u32"],
-    ["decoupled", "u32"],
-    ["beta1", "f32"],
-    ["beta2", "f32"],
-    ["omb1", "f32"],
-    ["omb2", "f32"],
-    ["eps", "f32"],
-    ["wd", "f32"],
-  ],
+  uniforms: adamUniforms,
   workgroupSize: 256,
-  main: `
-    let i = flatIndex(gid, nwg);
-    if (i >= p.n) { return; }
-    let coupled = p.decoupled == 0u;
-    var w = param[i];
-    let gi = select(g[i], g[i] + p.wd * w, coupled);
-    w = select(w * hyper[2], w, coupled);
-    let mi = p.beta1 * m[i] + p.omb1 * gi;
-    let vi = p.beta2 * v[i] + p.omb2 * gi * gi;
-    m[i] = mi;
-    v[i] = vi;
-    param[i] = w - hyper[0] * mi / (sqrt(vi) / hyper[1] + p.eps);`,
+  main: adamMain("", "p.wd", "hyper[2]"),
+});
+
+/**
+ * {@linkcode adamKernel} with parameters exempt from weight decay, as
+ * {@linkcode sgdExemptKernel}: the `ranges` pairs [lo, hi) of flat indices in `exempt` (read
+ * against `base`) take neither the coupled decay nor the decoupled shrink; every other index
+ * computes exactly what adamKernel computes.
+ */
+export const adamExemptKernel = kernel({
+  name: "adam_exempt",
+  storage: [
+    ["g", "read"],
+    ["param", "write"],
+    ["m", "write"],
+    ["v", "write"],
+    ["hyper", "read"],
+    ["exempt", "read", "array<u32>"],
+  ],
+  uniforms: [...adamUniforms, ["ranges", "u32"], ["base", "u32"]],
+  workgroupSize: 256,
+  main: adamMain(
+    `
+    var wd = p.wd;
+    var shrink = hyper[2];
+    let flat = p.base + i;
+    for (var r = 0u; r < p.ranges; r++) {
+      if (flat >= exempt[2u * r] && flat < exempt[2u * r + 1u]) {
+        wd = 0.0;
+        shrink = 1.0;
+      }
+    }`,
+    "wd",
+    "shrink",
+  ),
 });

@@ -68,7 +68,7 @@ gpuTest("model: state dict round-trips through safetensors", async (gpu) => {
   const path = await Deno.makeTempFile({ suffix: ".safetensors" });
   try {
     const a = new Model(gpu, mlp(4, 6, 3), 1);
-    await a.save(path, { metadata: { note: "test" } });
+    await a.save(path, { metadata: { note: "test" }, overwrite: true }); // the temp file is ours
     const b = new Model(gpu, mlp(4, 6, 3), 2);
     assert.notDeepEqual(await b.stateDict(), await a.stateDict());
     const file = await b.load(path);

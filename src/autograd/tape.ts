@@ -6,7 +6,7 @@
  * Jacobian-vector product). The tape is written in execution order, which is a topological
  * order, so backward walks it in reverse (micrograd's idea) and JVP walks it forwards.
  *
- * The tape keeps every forward tensor until {@linkcode Tape.release}, so one forward serves a
+ * The tape keeps every forward tensor until {@linkcode Ctx.release}, so one forward serves a
  * backward, a JVP along any direction, and a second backward with a different seed: exactly
  * what the meta step needs (README, The meta step).
  */
@@ -94,6 +94,15 @@ export class Tape {
    * the same order as without it) and the returned map holds those tensors. Gradient tensors of
    * intermediate values are released as soon as they are consumed. Its dispatches run in the
    * runtime phase "backward" (see `Gpu.inPhase`).
+   *
+   * Ownership of the returned tensors: without `into`, each gradient is a tensor of the pool
+   * that now belongs to the caller, who releases it (`g.release(gpu)`) when done with it; the
+   * context does not track it (`ctx.release()` leaves it alone), and neither does the tape
+   * (a second backward returns new ones). With `into`, the map holds the caller's `into`
+   * tensors themselves: nothing new to release. When `wrt` holds `root` without `into`, its
+   * gradient may be `seed` itself: release the returned tensors that are not `seed`. `seed`
+   * stays the caller's and is never written into. The tape keeps its records for further
+   * passes until `ctx.release()`.
    */
   backward(
     gpu: Gpu,

@@ -7,6 +7,9 @@
  * Reproducibility: every random choice of an epoch comes from the data source, derived from
  * (seed, epoch); the kernels are deterministic; a checkpoint holds the whole state at an epoch
  * end, so a run killed at any point and resumed ends where an uninterrupted run ends, bit for bit.
+ * The checkpoint also records what that needs of the resuming call (the engine's batch, the
+ * steps of the data's epochs, its random state and the run's epochs), and a resume that differs
+ * is refused naming the setting.
  */
 import { dirname, resolve } from "node:path";
 import { Tensor } from "../tensor.ts";
@@ -18,7 +21,11 @@ import type { Schedule } from "../optim/schedule.ts";
 import type { Progress } from "./progress.ts";
 import type { StepEngine } from "./step.ts";
 
-/** The batches of one epoch: `load(step)` writes batch `step` into the engine's inputs. */
+/**
+ * The batches of one epoch: `load(step)` writes batch `step` into the engine's inputs.
+ *
+ * @category Core
+ */
 export interface EpochBatches {
   /** Steps of the epoch. */
   steps: number;
@@ -26,7 +33,13 @@ export interface EpochBatches {
   load(step: number): void | Promise<void>;
 }
 
-/** A data source whose epochs are deterministic functions of (seed, epoch). */
+/**
+ * A data source whose epochs are deterministic functions of (seed, epoch). On a resume,
+ * {@linkcode fit} also asks for the last completed epoch (its `steps` only, no batch is loaded)
+ * to check that the data's epochs have the length the checkpoint recorded.
+ *
+ * @category Core
+ */
 export interface DataSource {
   /** The batches of `epoch`; `rngState` (from {@linkcode DataSource.rngState}) on resume. */
   epoch(epoch: number, rngState?: unknown): EpochBatches;
@@ -34,7 +47,11 @@ export interface DataSource {
   rngState?(epoch: number): unknown;
 }
 
-/** The step an epoch runs: `run(lr, step)` after the batch is loaded. */
+/**
+ * The step an epoch runs: `run(lr, step)` after the batch is loaded.
+ *
+ * @category Core
+ */
 export interface StepKind {
   /** Name in records and progress ("plain", "meta", ...). */
   name: string;
@@ -42,7 +59,11 @@ export interface StepKind {
   run(lr: number, step: number): void | Promise<void>;
 }
 
-/** What the loop knows about a finished epoch. */
+/**
+ * What the loop knows about a finished epoch.
+ *
+ * @category Core
+ */
 export interface EpochEnd<M> {
   /** 0-based epoch. */
   epoch: number;
@@ -62,7 +83,11 @@ export interface EpochEnd<M> {
   metrics: M | null;
 }
 
-/** Where a non-finite loss stopped a run. */
+/**
+ * Where a non-finite loss stopped a run.
+ *
+ * @category Core
+ */
 export interface NonFiniteAt {
   /** Steps done over the run when it was seen (1-based). */
   step: number;
@@ -72,7 +97,11 @@ export interface NonFiniteAt {
   stepInEpoch: number;
 }
 
-/** Hooks of {@linkcode fit}; all optional. */
+/**
+ * Hooks of {@linkcode fit}; all optional.
+ *
+ * @category Core
+ */
 export interface FitHooks<R, M> {
   /** The step of `epoch`; default the engine's plain step. */
   stepKind?(epoch: number): StepKind;
@@ -90,9 +119,19 @@ export interface FitHooks<R, M> {
   saved?(record: R, done: boolean): void | Promise<void>;
   /** Restores the client's state from the checkpoint being resumed. */
   restore?(file: SafetensorsFile): void | Promise<void>;
+  /**
+   * After each completed epoch (its record kept, its checkpoint written, `saved` called): true
+   * ends the call there (early stopping), with status "running" unless it was the last epoch;
+   * with a `checkpoint`, the run can be resumed from that epoch later.
+   */
+  stopAfter?(record: R, epoch: number): boolean | Promise<boolean>;
 }
 
-/** A client's additions to a checkpoint. */
+/**
+ * A client's additions to a checkpoint.
+ *
+ * @category Core
+ */
 export interface CheckpointExtra {
   /** Extra tensors (under a prefix of their own, e.g. `train.`). */
   tensors?: Map<string, SafeTensor>;
@@ -103,6 +142,8 @@ export interface CheckpointExtra {
 /**
  * Options of {@linkcode fit}: the run ({@linkcode FitRunOptions}) and its learning rate, either
  * `lr` or `schedule` ({@linkcode FitRate}).
+ *
+ * @category Core
  */
 export type FitOptions<R, M> = FitRunOptions<R, M> & FitRate;
 
@@ -110,18 +151,29 @@ export type FitOptions<R, M> = FitRunOptions<R, M> & FitRate;
  * The learning rate of {@linkcode fit}, exactly one of: `lr`, a function of (epoch, step within
  * the epoch); or `schedule`, a {@linkcode Schedule} (`cosineLr`, `linearWarmup`, ...), called
  * with the steps of each epoch's data (`stepsPerEpoch`) filled in.
+ *
+ * @category Core
  */
 export type FitRate =
   | { lr: (epoch: number, step: number) => number; schedule?: undefined }
   | { schedule: Schedule; lr?: undefined };
 
-/** Everything of {@linkcode FitOptions} but the learning rate. */
+/**
+ * Everything of {@linkcode FitOptions} but the learning rate.
+ *
+ * @category Core
+ */
 export interface FitRunOptions<R, M> {
   /** The model, loss and optimizer. */
   engine: StepEngine;
   /** The batches of each epoch. */
   data: DataSource;
-  /** Total epochs of the run: an integer >= 1, at least the resumed checkpoint's epoch. */
+  /**
+   * Total epochs of the run: an integer >= 1, at least the resumed checkpoint's epoch. Resuming
+   * the checkpoint being written (`resume` read from `checkpoint.path`) takes the epochs it was
+   * started with (a schedule over the epochs would change); resuming another file forks that
+   * run, and may train it longer.
+   */
   epochs: number;
   /** Evaluation at an epoch's end (default none). */
   evaluate?: (epoch: number) => Promise<M>;
@@ -134,13 +186,17 @@ export interface FitRunOptions<R, M> {
    */
   checkpoint?: { path: string; format: string };
   /**
-   * A checkpoint of this run to continue from (written by `fit` with the same settings,
-   * usually read from `checkpoint.path` with `readCheckpoint`; another file forks that run).
+   * A checkpoint of this run to continue from, as `readCheckpoint` returns it (usually read
+   * from `checkpoint.path`; another file forks that run). It must come from `fit` with the same
+   * engine batch, optimizer, data (its epochs' steps and random state) and format; a mismatch is
+   * refused naming the setting and the file, before any work.
    */
   resume?: SafetensorsFile | null;
   /**
    * Train at most this many epochs in this call: an integer >= 0, or Infinity (the default, all
-   * the epochs left); 0 restores the checkpoint and returns.
+   * the epochs left); 0 restores the checkpoint and returns. Stopping before the last epoch
+   * needs `checkpoint` (the run is continued from it: without one a later call would start
+   * again at epoch 0), and is refused without one.
    */
   maxEpochs?: number;
   /** Progress bar / lines (default none). */
@@ -149,9 +205,16 @@ export interface FitRunOptions<R, M> {
   hooks?: FitHooks<R, M>;
 }
 
-/** What {@linkcode fit} returns. */
+/**
+ * What {@linkcode fit} returns.
+ *
+ * @category Core
+ */
 export interface FitResult<R> {
-  /** "completed", "running" (maxEpochs reached), or "stopped" (non-finite loss). */
+  /**
+   * "completed", "running" (maxEpochs reached, or `hooks.stopAfter` said stop), or "stopped"
+   * (non-finite loss).
+   */
   status: "completed" | "running" | "stopped";
   /** Epochs completed (and checkpointed). */
   epochsDone: number;
@@ -166,6 +229,8 @@ export interface FitResult<R> {
 /**
  * The sentence a stopped run reports: where the non-finite loss appeared and which checkpoint
  * was kept. For a result with status "stopped".
+ *
+ * @category Core
  */
 export function stopMessage(result: FitResult<unknown>): string {
   const at = result.nonFinite!;
@@ -187,15 +252,43 @@ interface LoopState<R> {
 }
 
 /**
- * Trains `engine` over `data` for the epochs left; see the module comment. Throws before any
- * work: a RangeError or TypeError on a bad `epochs`, `maxEpochs`, `evalEvery` or learning rate
- * (naming the option); a {@linkcode UserError} naming the file on a `checkpoint.path` whose
- * folder does not exist or that holds a file this call does not resume; an Error naming the
- * file on a checkpoint this run cannot continue. It throws at an epoch whose data source has
- * no steps.
+ * Trains `engine` over `data` for the epochs left and returns how far it got.
+ *
+ * Each epoch takes its batches from `data.epoch(epoch)`; each step loads its batch and runs the
+ * epoch's step (default the engine's plain step) at the rate of `lr` or `schedule`. At the
+ * epoch's end the mean training loss is read, `evaluate` runs when due, the record joins the
+ * history and, with `checkpoint`, the whole state is written to the file, replaced atomically:
+ * parameters, buffers, optimizer state and scalars, the data's random state, the history, and
+ * what a resume must match (engine batch, steps of the data's epochs, epochs). A run resumed
+ * from that file ends bit for bit where an uninterrupted run ends. A non-finite loss or state
+ * stops the run at that epoch (status "stopped", the last checkpoint kept; see
+ * {@linkcode stopMessage}).
+ *
+ * Throws before any work: a TypeError on an option of the wrong type (a number for `lr`, a
+ * path for `resume`, ...); a RangeError on a bad `epochs`, `maxEpochs`, `evalEvery` or learning
+ * rate, or a `maxEpochs` that stops early without `checkpoint` (naming the option); a
+ * {@linkcode UserError} naming the file on a `checkpoint.path` whose folder does not exist or
+ * that holds a file this call does not resume, and on a resume with another batch, data or
+ * epochs than its checkpoint's; an Error naming the file on a checkpoint of another format or
+ * optimizer. It throws at an epoch whose data source has no steps.
  *
  * Type parameters: M is what `evaluate` returns; R, the history record, is what
  * `hooks.epochEnd` returns, by default the {@linkcode EpochEnd} whose `metrics` are M.
+ *
+ * @example Train 10 epochs, checkpointing each; a second call continues the run
+ * ```ts ignore
+ * const path = "run/checkpoint.safetensors";
+ * const result = await fit({
+ *   engine,
+ *   data: new ArraySource({ engine, inputs, targets, seed: 0 }),
+ *   epochs: 10,
+ *   schedule: cosineLr(0.1, { epochs: 10 }),
+ *   checkpoint: { path, format: "my-run/1" },
+ *   resume: await readCheckpoint(path), // null at first: a new run
+ * });
+ * ```
+ *
+ * @category Core
  */
 export async function fit<M = unknown, R = EpochEnd<M>>(
   o: FitOptions<R, M>,
@@ -214,6 +307,7 @@ export async function fit<M = unknown, R = EpochEnd<M>>(
       if (stopped) {
         return { ...result(state, "stopped"), nonFinite: stopped };
       }
+      if (await o.hooks?.stopAfter?.(state.history.at(-1)!, epoch)) break;
     }
     return result(state, state.epochsDone === o.epochs ? "completed" : "running");
   } finally {
@@ -221,21 +315,80 @@ export async function fit<M = unknown, R = EpochEnd<M>>(
   }
 }
 
-/** The checks of the run length (see {@linkcode fit}). */
+/** The checks of the options before any work (see {@linkcode fit}). */
 function checkFitOptions<R, M>(o: FitOptions<R, M>): void {
+  checkOptionTypes(o);
   const check = (option: string, v: number | undefined, ok: boolean, expected: string) => {
     if (!ok) throw new RangeError(`fit: ${option} = ${v}, expected ${expected}`);
   };
   const isCount = (v: number, min: number) => Number.isInteger(v) && v >= min;
-  if ((o.lr === undefined) === (o.schedule === undefined)) {
-    throw new TypeError("fit: give the learning rate as exactly one of lr and schedule");
-  }
   check("epochs", o.epochs, isCount(o.epochs, 1), "an integer >= 1");
   const max = o.maxEpochs ?? Infinity;
   check("maxEpochs", max, max === Infinity || isCount(max, 0), "an integer >= 0 or Infinity");
   const every = o.evalEvery ?? 1;
   check("evalEvery", every, isCount(every, 1), "an integer >= 1");
+  const left = o.epochs - Number(o.resume?.metadata.epoch ?? 0);
+  if (!o.checkpoint && max > 0 && max < left) {
+    const upTo = o.epochs - left + max;
+    throw new RangeError(
+      `fit: maxEpochs = ${max} stops the run after ${max} of the ${left} epochs left, but ` +
+        `without checkpoint it cannot be continued (another fit would start again at epoch ` +
+        `0); pass checkpoint: { path, format } to resume it later, or epochs: ${upTo}`,
+    );
+  }
   if (o.checkpoint) checkCheckpointPath(o.checkpoint.path, o.resume?.path, !!o.resume);
+}
+
+/**
+ * The types of the options, for a caller in plain JavaScript (or with `any`): each mistake is
+ * a TypeError naming the option, instead of a failure deep in the first step.
+ */
+function checkOptionTypes<R, M>(o: FitOptions<R, M>): void {
+  const what = (v: unknown) => {
+    if (v === null || v === undefined) return String(v);
+    if (typeof v === "string") return JSON.stringify(v);
+    if (typeof v === "object") {
+      const name = v.constructor?.name ?? "Object";
+      return name === "Object" ? "an object" : `${/^[AEIOU]/.test(name) ? "an" : "a"} ${name}`;
+    }
+    return typeof v === "function" ? "a function" : `the ${typeof v} ${String(v)}`;
+  };
+  const need = (option: string, ok: boolean, expected: string, v: unknown, hint = "") => {
+    if (!ok) throw new TypeError(`fit: ${option} must be ${expected}, got ${what(v)}${hint}`);
+  };
+  const fn = (v: unknown) => typeof v === "function";
+  const optional = (v: unknown, ok: (v: unknown) => boolean) => v === undefined || ok(v);
+  need("engine", typeof o.engine?.step === "function", "a StepEngine", o.engine);
+  need(
+    "data",
+    typeof o.data?.epoch === "function",
+    "a DataSource (epoch(e) gives its batches)",
+    o.data,
+  );
+  if ((o.lr === undefined) === (o.schedule === undefined)) {
+    throw new TypeError("fit: give the learning rate as exactly one of lr and schedule");
+  }
+  const lr: unknown = o.lr;
+  const constant = typeof lr === "number" ? `; for a constant rate pass lr: () => ${lr}` : "";
+  need("lr", optional(o.lr, fn), "a function (epoch, step) => rate", o.lr, constant);
+  need("schedule", optional(o.schedule, fn), "a Schedule (e.g. cosineLr(...))", o.schedule);
+  need("evaluate", optional(o.evaluate, fn), "a function (epoch) => metrics", o.evaluate);
+  for (const option of ["epochs", "maxEpochs", "evalEvery"] as const) {
+    need(option, optional(o[option], (v) => typeof v === "number"), "a number", o[option]);
+  }
+  const c: { path?: unknown; format?: unknown } | undefined = o.checkpoint;
+  const isCheckpoint = typeof c?.path === "string" && typeof c.format === "string";
+  need("checkpoint", c === undefined || isCheckpoint, "{ path: string, format: string }", c);
+  const r: unknown = o.resume;
+  const isFile = r === undefined || r === null ||
+    (typeof r === "object" && typeof (r as SafetensorsFile).metadata === "object");
+  const read = typeof r === "string"
+    ? `; read it with resume: await readCheckpoint(${what(r)})`
+    : "";
+  need("resume", isFile, "a checkpoint from readCheckpoint(path), or null", r, read);
+  for (const [name, hook] of Object.entries(o.hooks ?? {})) {
+    need(`hooks.${name}`, optional(hook, fn), "a function", hook);
+  }
 }
 
 /**
@@ -368,7 +521,7 @@ async function runEpoch<R, M>(
   state.history.push(record);
   state.epochsDone = epoch + 1;
   state.rng = o.data.rngState?.(state.epochsDone);
-  if (o.checkpoint) await writeFitCheckpoint(o, state, saved);
+  if (o.checkpoint) await writeFitCheckpoint(o, state, saved, batches.steps);
   await o.hooks?.saved?.(record, state.epochsDone === o.epochs);
   return null;
 }
@@ -441,10 +594,22 @@ function allFinite(s: SavedState): boolean {
   return true;
 }
 
+/** What a resume must match, recorded in a checkpoint's metadata "fit" (JSON). */
+interface ResumeSettings {
+  /** The engine's batch. */
+  batch: number;
+  /** The run's epochs. */
+  epochs: number;
+  /** Steps of the last completed epoch. */
+  epochSteps: number;
+}
+
+/** Writes the checkpoint of the epoch just completed, whose data had `epochSteps` steps. */
 async function writeFitCheckpoint<R, M>(
   o: FitOptions<R, M>,
   state: LoopState<R>,
   saved: SavedState,
+  epochSteps: number,
 ): Promise<void> {
   const { model, optimizer } = o.engine;
   const tensors = new Map<string, SafeTensor>();
@@ -469,6 +634,7 @@ async function writeFitCheckpoint<R, M>(
     optimizer: JSON.stringify({ name: optimizer.name, scalars: optimizer.scalars() }),
     epoch_seconds: JSON.stringify(state.kindSeconds),
     ...extra.metadata,
+    fit: JSON.stringify({ batch: o.engine.batch, epochs: o.epochs, epochSteps } as ResumeSettings),
   });
 }
 
@@ -517,6 +683,17 @@ async function restoreFit<R, M>(
         `epochs >= ${epochsDone}, or start a new run`,
     );
   }
+  const settings = json("fit") as ResumeSettings | null; // null: written before it was recorded
+  if (settings !== null) {
+    const counts = [settings?.batch, settings?.epochs, settings?.epochSteps];
+    if (!counts.every((v) => Number.isInteger(v) && v >= 1)) {
+      throw new Error(
+        `fit: ${where}: metadata "fit" is ${m.fit}, expected {"batch", "epochs", "epochSteps"} ` +
+          `of integers >= 1`,
+      );
+    }
+    checkResumeSettings(o, file, settings, epochsDone);
+  }
   model.loadFile(file);
   for (const [prefix, flat] of optimizer.stateBuffers()) {
     flat.upload(takeF32(file, model.specs.params, prefix));
@@ -530,4 +707,57 @@ async function restoreFit<R, M>(
     kindSeconds: json("epoch_seconds") ?? {},
     rng: json("rng") ?? undefined,
   };
+}
+
+/**
+ * Refuses a resume whose engine batch, data (steps of the last completed epoch, random state
+ * at the next) or epochs differ from the checkpoint's `saved` settings: the run would not go
+ * on as it started. The epochs may differ in a fork (resuming a file other than the one being
+ * written), which may train the run longer.
+ */
+function checkResumeSettings<R, M>(
+  o: FitOptions<R, M>,
+  file: SafetensorsFile,
+  saved: ResumeSettings,
+  epochsDone: number,
+): void {
+  const where = file.path ? `checkpoint ${file.path}` : "the checkpoint";
+  const refuse = (what: string, hint: string) => {
+    throw new UserError(`fit: ${where}: ${what}`, {
+      file: file.path,
+      hint: `${hint}, or start a new run (another checkpoint path)`,
+    });
+  };
+  if (saved.batch !== o.engine.batch) {
+    refuse(
+      `written with batch ${saved.batch}, but this engine's batch is ${o.engine.batch}`,
+      `resume with an engine of batch ${saved.batch}`,
+    );
+  }
+  const continues = o.checkpoint !== undefined &&
+    (file.path === undefined || resolve(file.path) === resolve(o.checkpoint.path));
+  if (continues && saved.epochs !== o.epochs) {
+    refuse(
+      `a run of ${saved.epochs} epochs, but epochs = ${o.epochs}`,
+      `resume with epochs: ${saved.epochs}; to train it longer, fork it (resume from it with ` +
+        `checkpoint.path set to a new file)`,
+    );
+  }
+  if (epochsDone === 0) return;
+  const steps = o.data.epoch(epochsDone - 1).steps;
+  if (steps !== saved.epochSteps) {
+    refuse(
+      `epoch ${epochsDone} of its data had ${saved.epochSteps} steps, but the data source's ` +
+        `has ${steps} (other data?)`,
+      "resume with the data the run was started with",
+    );
+  }
+  const rng = JSON.stringify(o.data.rngState?.(epochsDone) ?? null);
+  if (file.metadata.rng !== undefined && rng !== file.metadata.rng) {
+    refuse(
+      `the data source's random state at epoch ${epochsDone + 1} is not the checkpoint's ` +
+        `(another seed?)`,
+      "resume with the data source (and seed) the run was started with",
+    );
+  }
 }

@@ -16,7 +16,11 @@ import {
   recordedConfusion,
 } from "./confusion.ts";
 
-/** Test metrics of one evaluation. */
+/**
+ * Test metrics of one evaluation.
+ *
+ * @category Core
+ */
 export interface EvalMetrics {
   /** Fractions in [0, 1]. */
   top1Error: number;
@@ -40,7 +44,11 @@ export interface EvalMetrics {
   shots?: ShotGroups;
 }
 
-/** Accuracy by training-set frequency, as the long-tail literature reports it. */
+/**
+ * Accuracy by training-set frequency, as the long-tail literature reports it.
+ *
+ * @category Long-tail
+ */
 export interface ShotGroups {
   /** Mean per-class accuracy of the classes with more than `many` training images. */
   many: number | null;
@@ -54,13 +62,19 @@ export interface ShotGroups {
   thresholds: { many: number; few: number };
 }
 
-/** The literature's thresholds (Liu et al. 2019): > 100 many-shot, < 20 few-shot. */
+/**
+ * The literature's thresholds (Liu et al. 2019): > 100 many-shot, < 20 few-shot.
+ *
+ * @category Long-tail
+ */
 export const SHOT_THRESHOLDS = { many: 100, few: 20 } as const;
 
 /**
  * Many-shot (more than `many` training images), medium-shot (`few` to `many`) and few-shot
  * (fewer than `few`) accuracy: the mean per-class accuracy of each group's classes, over the
  * classes that have test examples (`testCounts`, default all); null for an empty group.
+ *
+ * @category Long-tail
  */
 export function shotGroups(
   perClassAccuracy: ArrayLike<number>,
@@ -92,7 +106,11 @@ export function shotGroups(
   };
 }
 
-/** `m` with its shot groups for classes of `trainCounts` training images. */
+/**
+ * `m` with its shot groups for classes of `trainCounts` training images.
+ *
+ * @category Long-tail
+ */
 export function withShots(m: EvalMetrics, trainCounts: ArrayLike<number>): EvalMetrics {
   const testCounts = confusionRowTotals(m.confusion);
   return { ...m, shots: shotGroups(m.perClassAccuracy, trainCounts, testCounts) };
@@ -101,6 +119,8 @@ export function withShots(m: EvalMetrics, trainCounts: ArrayLike<number>): EvalM
 /**
  * Accumulates metrics from logits batch by batch. The confusion counts are sparse (one map entry
  * per (true, predicted) pair seen), so memory grows with the images evaluated, not with C².
+ *
+ * @category Core
  */
 export class MetricAccumulator {
   /** Number of classes C (logit row length). */
@@ -187,64 +207,216 @@ export function metricsFromJson<M extends EvalMetrics>(v: M | null): M | null {
 }
 
 /**
+ * Options of {@linkcode predict}.
+ *
+ * @category Core
+ */
+export interface PredictOptions {
+  /** Examples per forward: an integer >= 1 (GPU memory grows with it). */
+  batch: number;
+  /** Shape of one example, e.g. `[784]` for an MLP or `[1, 28, 28]` for a CNN. */
+  inputShape: readonly number[];
+}
+
+/**
+ * Options of {@linkcode evaluateClassifier}.
+ *
+ * @category Core
+ */
+export interface EvaluateOptions {
+  /** Examples per forward: an integer >= 1. */
+  batch: number;
+  /**
+   * Shape of one example (default: flat, `[inputs.length / labels.length]`, an MLP's input; a
+   * CNN needs its `[C, H, W]`).
+   */
+  inputShape?: readonly number[];
+  /**
+   * Classes C: the labels must be in [0, C) and the output [n, C] (default: the model's output
+   * width, read at the first batch; the labels are checked then).
+   */
+  numClasses?: number;
+}
+
+/**
+ * Outputs of `model` in eval mode (running batch-norm statistics, no dropout, no tape) for the
+ * examples of `inputs`, held back to back (`count * size of inputShape` floats), `batch` of them
+ * per forward: one Float32Array, row-major [count, ...output shape of one example] (logits
+ * [count, C] for a classifier; {@linkcode argmax} gives the classes). Throws before any work on
+ * a bad size or inputs that are not whole examples, and when the model's output is not one row
+ * per example.
+ *
+ * @category Core
+ */
+export async function predict(
+  model: Model,
+  inputs: Float32Array,
+  o: PredictOptions,
+): Promise<Float32Array> {
+  checkSizes("predict", o.batch, o.inputShape);
+  const per = o.inputShape.reduce((a, b) => a * b, 1);
+  const count = inputs.length / per;
+  if (!Number.isInteger(count) || count < 1) {
+    throw new Error(
+      `predict: ${inputs.length} input values are not a whole number >= 1 of examples of ` +
+        `${per} (inputShape [${o.inputShape}])`,
+    );
+  }
+  let out: Float32Array | null = null, outPer = 0;
+  for await (const b of forwardBatches(model, inputs, o.batch, o.inputShape)) {
+    const rowSize = b.shape.slice(1).reduce((a, d) => a * d, 1);
+    if (!out) [out, outPer] = [new Float32Array(count * rowSize), rowSize];
+    if (b.shape[0] !== b.n || rowSize !== outPer) {
+      throw new Error(
+        `predict: the model's output for ${b.n} examples is [${b.shape}]; expected ` +
+          `${b.n} rows of ${outPer}`,
+      );
+    }
+    out.set(b.values, b.at * outPer);
+  }
+  return out!;
+}
+
+/**
+ * The class of each row of `outputs` (row-major [n, classes]): the index of its largest value,
+ * the first on ties; NaN is never the largest (the prediction {@linkcode evaluateClassifier}
+ * counts). Throws a RangeError when `classes` is not an integer >= 1 dividing the length.
+ *
+ * @category Core
+ */
+export function argmax(outputs: ArrayLike<number>, classes: number): Uint32Array {
+  if (!Number.isInteger(classes) || classes < 1 || outputs.length % classes !== 0) {
+    throw new RangeError(
+      `argmax: classes = ${classes}, expected an integer >= 1 that divides the ` +
+        `${outputs.length} outputs`,
+    );
+  }
+  const rows = new Uint32Array(outputs.length / classes);
+  for (let i = 0; i < rows.length; i++) {
+    let best = 0, mx = -Infinity;
+    for (let j = 0; j < classes; j++) {
+      const z = outputs[i * classes + j];
+      if (z > mx) [mx, best] = [z, j];
+    }
+    rows[i] = best;
+  }
+  return rows;
+}
+
+/** One batch's outputs: examples [at, at + n), of shape `shape` (`[n, ...]`), read back. */
+interface OutputBatch {
+  at: number;
+  n: number;
+  shape: number[];
+  values: Float32Array;
+}
+
+/**
+ * Eval-mode forwards of `model` over the examples of `inputs` (checked by the caller), `batch`
+ * at a time into one input tensor; each batch's output read back.
+ */
+async function* forwardBatches(
+  model: Model,
+  inputs: Float32Array,
+  batch: number,
+  inputShape: readonly number[],
+): AsyncGenerator<OutputBatch> {
+  const gpu = model.gpu;
+  const per = inputShape.reduce((a, b) => a * b, 1);
+  const count = inputs.length / per;
+  const x = Tensor.empty(gpu, [batch, ...inputShape]);
+  try {
+    for (let at = 0; at < count; at += batch) {
+      const n = Math.min(batch, count - at);
+      const xn = n === batch
+        ? x
+        : new Tensor([n, ...inputShape], { ...x.view, size: n * per * 4 }, false);
+      gpu.write(xn.view, inputs.subarray(at * per, (at + n) * per));
+      const ctx = new Ctx(gpu, null);
+      let output: Tensor, values: Float32Array;
+      try {
+        output = model.forward(ctx, xn, EVAL);
+        values = await output.read(gpu);
+      } finally {
+        ctx.release();
+      }
+      yield { at, n, shape: [...output.shape], values };
+    }
+  } finally {
+    x.release(gpu);
+  }
+}
+
+/**
  * Metrics of `model` (eval mode) on `count` examples: `inputs` holds them back to back
- * (`count * exampleSize` floats), `labels` their classes; `batch` examples per forward. Throws
- * before any work on a bad size, on inputs that are not `count` examples, and naming the first
- * label that is not a class of [0, numClasses); and, at the first batch, when the model's
- * output is not [n, numClasses].
+ * (`count * exampleSize` floats), `labels` their classes; `batch` examples per forward (the
+ * forwards of {@linkcode predict}, accumulated batch by batch). Throws before any work on a bad
+ * size, on inputs that are not `count` examples, and, with `numClasses`, naming the first label
+ * that is not a class of [0, numClasses); at the first batch, when the model's output is not
+ * [n, numClasses], and without `numClasses`, naming the first label that is not a class of the
+ * model's output.
+ *
+ * @category Core
  */
 export async function evaluateClassifier(
   model: Model,
   inputs: Float32Array,
   labels: ArrayLike<number>,
-  o: { batch: number; inputShape: readonly number[]; numClasses: number },
+  o: EvaluateOptions,
 ): Promise<EvalMetrics> {
-  const gpu = model.gpu;
-  const per = o.inputShape.reduce((a, b) => a * b, 1);
   const count = labels.length;
-  checkEvaluation(inputs, labels, o);
-  const acc = new MetricAccumulator(o.numClasses);
-  const x = Tensor.empty(gpu, [o.batch, ...o.inputShape]);
-  try {
-    for (let at = 0; at < count; at += o.batch) {
-      const n = Math.min(o.batch, count - at);
-      const xn = n === o.batch
-        ? x
-        : new Tensor([n, ...o.inputShape], { ...x.view, size: n * per * 4 }, false);
-      gpu.write(xn.view, inputs.subarray(at * per, (at + n) * per));
-      const ctx = new Ctx(gpu, null);
-      const output = model.forward(ctx, xn, EVAL);
-      if (output.shape.length !== 2 || output.shape[1] !== o.numClasses) {
-        ctx.release();
-        throw new Error(
-          `evaluateClassifier: numClasses ${o.numClasses}, but the model's output is ` +
-            `[${output.shape}] for ${n} examples; expected [${n}, ${o.numClasses}]`,
-        );
-      }
-      const logits = await output.read(gpu);
-      ctx.release();
-      acc.add(logits, Array.from({ length: n }, (_, i) => labels[at + i]), n);
-    }
-  } finally {
-    x.release(gpu);
+  if (count === 0) throw new Error("evaluateClassifier: no examples (labels is empty)");
+  if (o.inputShape === undefined && inputs.length % count !== 0) {
+    throw new Error(
+      `evaluateClassifier: ${inputs.length} input values for ${count} labels are not ${count} ` +
+        `examples of one size`,
+    );
   }
-  return acc.result();
+  const inputShape = o.inputShape ?? [inputs.length / count];
+  checkEvaluation(inputs, labels, { ...o, inputShape });
+  const given = o.numClasses !== undefined;
+  if (given) checkLabels(labels, o.numClasses!, "");
+  let acc = given ? new MetricAccumulator(o.numClasses!) : null;
+  for await (const b of forwardBatches(model, inputs, o.batch, inputShape)) {
+    const classes = acc?.numClasses ?? b.shape[1];
+    if (b.shape.length !== 2 || b.shape[0] !== b.n || b.shape[1] !== classes) {
+      throw new Error(
+        `evaluateClassifier: ${given ? `numClasses ${classes}, but ` : ""}the model's output ` +
+          `is [${b.shape}] for ${b.n} examples; expected [${b.n}, ${acc ? classes : "C"}]`,
+      );
+    }
+    if (!acc) {
+      checkLabels(labels, classes, " (the model's output width)");
+      acc = new MetricAccumulator(classes);
+    }
+    acc.add(b.values, Array.from({ length: b.n }, (_, i) => labels[b.at + i]), b.n);
+  }
+  return acc!.result();
 }
 
-/** The up-front checks of {@linkcode evaluateClassifier}. */
+/** Throws a RangeError naming `batch` or a dimension of `inputShape` that is not >= 1. */
+function checkSizes(fn: string, batch: number, inputShape: readonly number[]): void {
+  const bad = (what: string, v: unknown) => {
+    throw new RangeError(`${fn}: ${what} = ${v}, expected an integer >= 1`);
+  };
+  if (!Number.isInteger(batch) || batch < 1) bad("batch", batch);
+  inputShape.forEach((d, i) => {
+    if (!Number.isInteger(d) || d < 1) bad(`inputShape[${i}]`, d);
+  });
+}
+
+/** The up-front checks of {@linkcode evaluateClassifier}, but the labels'. */
 function checkEvaluation(
   inputs: Float32Array,
   labels: ArrayLike<number>,
-  o: { batch: number; inputShape: readonly number[]; numClasses: number },
+  o: EvaluateOptions & { inputShape: readonly number[] },
 ): void {
-  const bad = (what: string, v: unknown) => {
-    throw new RangeError(`evaluateClassifier: ${what} = ${v}, expected an integer >= 1`);
-  };
-  if (!Number.isInteger(o.batch) || o.batch < 1) bad("batch", o.batch);
-  if (!Number.isInteger(o.numClasses) || o.numClasses < 1) bad("numClasses", o.numClasses);
-  o.inputShape.forEach((d, i) => {
-    if (!Number.isInteger(d) || d < 1) bad(`inputShape[${i}]`, d);
-  });
+  checkSizes("evaluateClassifier", o.batch, o.inputShape);
+  if (o.numClasses !== undefined && !(Number.isInteger(o.numClasses) && o.numClasses >= 1)) {
+    throw new RangeError(
+      `evaluateClassifier: numClasses = ${o.numClasses}, expected an integer >= 1`,
+    );
+  }
   const per = o.inputShape.reduce((a, b) => a * b, 1);
   if (inputs.length !== labels.length * per) {
     throw new Error(
@@ -252,11 +424,15 @@ function checkEvaluation(
         `expected ${labels.length} examples of ${per} (inputShape [${o.inputShape}])`,
     );
   }
+}
+
+/** Throws naming the first label that is not a class of [0, classes); `why` follows the range. */
+function checkLabels(labels: ArrayLike<number>, classes: number, why: string): void {
   for (let i = 0; i < labels.length; i++) {
     const y = labels[i];
-    if (Number.isInteger(y) && y >= 0 && y < o.numClasses) continue;
+    if (Number.isInteger(y) && y >= 0 && y < classes) continue;
     throw new RangeError(
-      `evaluateClassifier: labels[${i}] = ${y} is not a class in [0, ${o.numClasses})`,
+      `evaluateClassifier: labels[${i}] = ${y} is not a class in [0, ${classes})${why}`,
     );
   }
 }

@@ -13,10 +13,46 @@ import {
   writeCheckpoint,
 } from "../checkpoint/checkpoint.ts";
 import type { SafeTensor, SafetensorsFile } from "../checkpoint/safetensors.ts";
+import { describeError, UserError } from "../errors.ts";
 import { type ForwardMode, type Module, moduleInit, moduleSpecs, ParamScope } from "./module.ts";
 import { FlatLayout, FlatTensors, type ParamSpec } from "./params.ts";
 
-/** A root module and its GPU state. */
+/**
+ * Options of {@linkcode Model.save}.
+ *
+ * @category Core
+ */
+export interface ModelSaveOptions {
+  /** Extra tensors, saved next to the state dict. */
+  tensors?: Map<string, SafeTensor>;
+  /** Extra metadata strings. */
+  metadata?: Record<string, string>;
+  /**
+   * Replace a file already at the path (one this program wrote); default false: an existing
+   * file is refused and left as it is.
+   */
+  overwrite?: boolean;
+}
+
+/**
+ * Options of {@linkcode Model.loadStateDict}.
+ *
+ * @category Core
+ */
+export interface LoadStateDictOptions {
+  /**
+   * Refuse entries that are no parameter or buffer of the model (default true, as PyTorch);
+   * false ignores them. A batch norm's `num_batches_tracked`, which {@linkcode Model.save}
+   * writes for PyTorch, is always accepted. Missing entries are refused either way.
+   */
+  strict?: boolean;
+}
+
+/**
+ * A root module and its GPU state.
+ *
+ * @category Core
+ */
 export class Model<M extends Module = Module> {
   /** The GPU the state lives on. */
   readonly gpu: Gpu;
@@ -32,6 +68,12 @@ export class Model<M extends Module = Module> {
   readonly params: FlatTensors;
   /** The buffers (running statistics). */
   readonly buffers: FlatTensors;
+  /**
+   * Number of trainable parameters (floats): the sum of the parameter shapes' sizes, as
+   * PyTorch's `sum(p.numel() for p in model.parameters())`. `paramLayout.length` is larger: it
+   * counts the alignment gaps between entries of the flat buffer.
+   */
+  readonly numParams: number;
   readonly #scope: ParamScope;
   readonly #scopes = new Map<FlatTensors, ParamScope>();
 
@@ -41,6 +83,7 @@ export class Model<M extends Module = Module> {
     this.root = root;
     this.specs = moduleSpecs(root);
     this.paramLayout = new FlatLayout(this.specs.params, gpu.offsetAlignment);
+    this.numParams = this.paramLayout.count;
     this.bufferLayout = new FlatLayout(this.specs.buffers, gpu.offsetAlignment);
     this.params = new FlatTensors(gpu, this.paramLayout, true);
     this.buffers = new FlatTensors(gpu, this.bufferLayout, false);
@@ -78,25 +121,56 @@ export class Model<M extends Module = Module> {
     return new Map([...p, ...b]);
   }
 
-  /** Uploads every parameter and buffer; throws naming a missing or mis-sized entry. */
-  loadStateDict(values: Map<string, Float32Array>): void {
+  /**
+   * Uploads every parameter and buffer from `values` (by full name, as {@linkcode stateDict}
+   * gives them). Throws before uploading anything when an entry is missing or, with `strict`
+   * (the default), when `values` holds one the model does not have, naming them; and naming a
+   * mis-sized entry.
+   */
+  loadStateDict(values: Map<string, Float32Array>, options: LoadStateDictOptions = {}): void {
+    const specs = [...this.specs.params, ...this.specs.buffers];
+    const names = new Set(specs.map((s) => s.name));
+    const listed = (keys: string[]) =>
+      keys.slice(0, 5).map((k) => JSON.stringify(k)).join(", ") +
+      (keys.length > 5 ? ` and ${keys.length - 5} more` : "");
+    const missing = specs.filter((s) => !values.has(s.name)).map((s) => s.name);
+    if (missing.length) {
+      const values = missing.length > 1 ? "values" : "value";
+      throw new Error(`loadStateDict: no ${values} for the model's ${listed(missing)}`);
+    }
+    const tracked = (k: string) =>
+      k.endsWith(".num_batches_tracked") &&
+      names.has(k.slice(0, -"num_batches_tracked".length) + "running_var");
+    const unexpected = [...values.keys()].filter((k) => !names.has(k) && !tracked(k));
+    if ((options.strict ?? true) && unexpected.length) {
+      throw new Error(
+        `loadStateDict: ${listed(unexpected)} ${unexpected.length > 1 ? "are" : "is"} no ` +
+          `parameter or buffer of the model; pass { strict: false } to ignore ` +
+          (unexpected.length > 1 ? "them" : "it"),
+      );
+    }
     this.params.upload(values);
     if (this.specs.buffers.length) this.buffers.upload(values);
   }
 
   /**
    * Writes the state dict to a safetensors file (plus `num_batches_tracked` per batch norm, so
-   * PyTorch's `load_state_dict` takes it), with optional extra tensors and metadata.
+   * PyTorch's `load_state_dict` takes it), with optional extra tensors and metadata, replaced
+   * atomically. A file already at `path` is refused (a {@linkcode UserError} naming it, the
+   * file left as it is) unless `options.overwrite`; a missing folder is named likewise.
    */
-  async save(
-    path: string,
-    extra: { tensors?: Map<string, SafeTensor>; metadata?: Record<string, string> } = {},
-  ): Promise<void> {
+  async save(path: string, options: ModelSaveOptions = {}): Promise<void> {
     const tensors = new Map<string, SafeTensor>();
     const [p, b] = await Promise.all([this.params.download(), this.buffers.download()]);
     addModelState(tensors, this.specs, p, b, 0);
-    for (const [k, v] of extra.tensors ?? []) tensors.set(k, v);
-    await writeCheckpoint(path, tensors, extra.metadata ?? {});
+    for (const [k, v] of options.tensors ?? []) tensors.set(k, v);
+    const placeholder = options.overwrite ? false : await claimPath(path);
+    try {
+      await writeCheckpoint(path, tensors, options.metadata ?? {});
+    } catch (e) {
+      if (placeholder) await Deno.remove(path).catch(() => {});
+      throw e;
+    }
   }
 
   /** Loads parameters and buffers from a safetensors file; returns the whole file. */
@@ -117,5 +191,31 @@ export class Model<M extends Module = Module> {
   destroy(): void {
     this.params.destroy();
     this.buffers.destroy();
+  }
+}
+
+/**
+ * Creates `path` empty, refusing a file already there, so that {@linkcode Model.save} never
+ * replaces a file it was not told to (the write permission alone suffices, and no other writer
+ * can slip in between). False when the folder does not exist: the writer names it.
+ */
+async function claimPath(path: string): Promise<boolean> {
+  try {
+    (await Deno.open(path, { write: true, createNew: true })).close();
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    if (e instanceof Deno.errors.AlreadyExists) {
+      throw new UserError(`Model.save: ${path} already exists; saving would overwrite it`, {
+        file: path,
+        hint: "pass { overwrite: true } to replace it (a file this program wrote), or choose " +
+          "another path",
+      });
+    }
+    throw new UserError(`Model.save: cannot create ${path} (${describeError(e)})`, {
+      file: path,
+      hint: "let the program write it (deno run --allow-write), or choose another path",
+      cause: e,
+    });
   }
 }

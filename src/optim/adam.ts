@@ -7,11 +7,16 @@ import type { Gpu } from "../gpu/runtime.ts";
 import { grid1d } from "../gpu/runtime.ts";
 import { FlatTensors } from "../nn/params.ts";
 import type { FlatLayout } from "../nn/params.ts";
-import { adamKernel } from "../../shaders/optim.ts";
+import { adamExemptKernel, adamKernel } from "../../shaders/optim.ts";
 import type { Optimizer } from "./optimizer.ts";
+import { type DecayExemption, exemptRanges } from "./sgd.ts";
 import { StepValues } from "./step_values.ts";
 
-/** Options of {@linkcode Adam}; the learning rate comes with each step. */
+/**
+ * Options of {@linkcode Adam}; the learning rate comes with each step.
+ *
+ * @category Core
+ */
 export interface AdamConfig {
   /** Decay of the first-moment average; default 0.9. */
   beta1?: number;
@@ -23,33 +28,62 @@ export interface AdamConfig {
   weightDecay?: number;
   /** AdamW: decay the weights directly (p *= 1 - lr * wd) instead of adding wd * p to g. */
   decoupled?: boolean;
+  /**
+   * Parameters that take no weight decay (PyTorch's param group with `weight_decay: 0`), by
+   * full name, as Sgd's `decayExempt`; default none. Biases and batch-norm weights, the usual
+   * choice, are the parameters of one dimension:
+   * `model.specs.params.filter((s) => s.shape.length === 1).map((s) => s.name)`.
+   */
+  decayExempt?: readonly string[];
 }
 
-function checkConfig(c: Required<AdamConfig>): void {
-  const bad = (what: string, v: number) => {
-    throw new Error(`Adam: ${what} must be ${v}`);
+/**
+ * The options of an {@linkcode Adam}: defaults filled in, `decayExempt` as given.
+ *
+ * @category Core
+ */
+export type AdamSettings =
+  & Readonly<Required<Omit<AdamConfig, "decayExempt">>>
+  & Pick<AdamConfig, "decayExempt">;
+
+/** Throws a RangeError naming the first option of `c` that is out of range. */
+function checkConfig(c: AdamSettings): void {
+  const bad = (what: string, v: unknown, expected: string) => {
+    throw new RangeError(`Adam: ${what} = ${v}, expected ${expected}`);
   };
-  if (!(c.beta1 >= 0 && c.beta1 < 1)) bad(`beta1 in [0, 1), got`, c.beta1);
-  if (!(c.beta2 >= 0 && c.beta2 < 1)) bad(`beta2 in [0, 1), got`, c.beta2);
-  if (!(c.eps >= 0)) bad(`eps >= 0, got`, c.eps);
-  if (!(c.weightDecay >= 0)) bad(`weightDecay >= 0, got`, c.weightDecay);
+  if (!(c.beta1 >= 0 && c.beta1 < 1)) bad("beta1", c.beta1, "a number in [0, 1)");
+  if (!(c.beta2 >= 0 && c.beta2 < 1)) bad("beta2", c.beta2, "a number in [0, 1)");
+  if (!(c.eps >= 0 && Number.isFinite(c.eps))) bad("eps", c.eps, "a finite number >= 0");
+  if (!(c.weightDecay >= 0 && Number.isFinite(c.weightDecay))) {
+    bad("weightDecay", c.weightDecay, "a finite number >= 0");
+  }
+  if (typeof c.decoupled !== "boolean") bad("decoupled", c.decoupled, "true or false");
 }
 
-/** Adam (or AdamW with `decoupled`) over one flat parameter layout. */
+/**
+ * Adam (or AdamW with `decoupled`) over one flat parameter layout.
+ *
+ * @category Core
+ */
 export class Adam implements Optimizer {
   /** "adam" or "adamw". */
   readonly name: string;
-  /** The options with their defaults filled in. */
-  readonly config: Readonly<Required<AdamConfig>>;
+  /** The options with their defaults filled in (`decayExempt` only when given). */
+  readonly config: AdamSettings;
   /** First-moment averages (PyTorch `exp_avg`), zero at construction. */
   readonly expAvg: FlatTensors;
   /** Second-moment averages (PyTorch `exp_avg_sq`), zero at construction. */
   readonly expAvgSq: FlatTensors;
   readonly #gpu: Gpu;
   readonly #hyper: StepValues;
+  readonly #exempt: DecayExemption | undefined;
   #step = 0;
 
-  /** Allocates the two moment buffers for parameters of `layout`. */
+  /**
+   * Allocates the two moment buffers for parameters of `layout` (and the index ranges of
+   * `config.decayExempt`); throws a RangeError naming an option out of range, an Error naming
+   * an unknown parameter.
+   */
   constructor(gpu: Gpu, layout: FlatLayout, config: AdamConfig = {}) {
     const decoupled = config.decoupled ?? false;
     this.config = {
@@ -58,8 +92,10 @@ export class Adam implements Optimizer {
       eps: config.eps ?? 1e-8,
       weightDecay: config.weightDecay ?? (decoupled ? 0.01 : 0),
       decoupled,
+      ...(config.decayExempt ? { decayExempt: config.decayExempt } : {}),
     };
     checkConfig(this.config);
+    this.#exempt = exemptRanges(gpu, layout, this.config.decayExempt ?? [], "Adam");
     this.name = decoupled ? "adamw" : "adam";
     this.#gpu = gpu;
     this.expAvg = new FlatTensors(gpu, layout, false);
@@ -81,27 +117,34 @@ export class Adam implements Optimizer {
     const stepSize = lr / (1 - c.beta1 ** t);
     const bc2Sqrt = Math.sqrt(1 - c.beta2 ** t);
     const n = params.layout.length;
-    adamKernel.dispatch(
-      this.#gpu,
-      [
-        grads.all,
-        params.all,
-        this.expAvg.all,
-        this.expAvgSq.all,
-        this.#hyper.set([stepSize, bc2Sqrt, 1 - lr * c.weightDecay]),
-      ],
-      {
-        n,
-        decoupled: c.decoupled ? 1 : 0,
-        beta1: c.beta1,
-        beta2: c.beta2,
-        omb1: 1 - c.beta1,
-        omb2: 1 - c.beta2,
-        eps: c.eps,
-        wd: c.weightDecay,
-      },
-      grid1d(Math.ceil(n / 256)),
-    );
+    const bound = [
+      grads.all,
+      params.all,
+      this.expAvg.all,
+      this.expAvgSq.all,
+      this.#hyper.set([stepSize, bc2Sqrt, 1 - lr * c.weightDecay]),
+    ];
+    const uniforms = {
+      n,
+      decoupled: c.decoupled ? 1 : 0,
+      beta1: c.beta1,
+      beta2: c.beta2,
+      omb1: 1 - c.beta1,
+      omb2: 1 - c.beta2,
+      eps: c.eps,
+      wd: c.weightDecay,
+    };
+    const grid = grid1d(Math.ceil(n / 256));
+    const exempt = this.#exempt;
+    if (!exempt) adamKernel.dispatch(this.#gpu, bound, uniforms, grid);
+    else {
+      adamExemptKernel.dispatch(
+        this.#gpu,
+        [...bound, exempt.ranges],
+        { ...uniforms, ranges: exempt.count, base: 0 },
+        grid,
+      );
+    }
   }
 
   /** `optimizer.exp_avg.<name>` and `optimizer.exp_avg_sq.<name>`. */
@@ -132,5 +175,6 @@ export class Adam implements Optimizer {
     this.expAvg.destroy();
     this.expAvgSq.destroy();
     this.#hyper.destroy();
+    if (this.#exempt) this.#gpu.release(this.#exempt.ranges.buffer);
   }
 }

@@ -11,11 +11,15 @@
 import type { Gpu } from "../gpu/runtime.ts";
 import { FlatTensors } from "../nn/params.ts";
 import type { FlatLayout } from "../nn/params.ts";
-import { type DecayExemption, sgdStep } from "./sgd.ts";
+import { type DecayExemption, exemptRanges, sgdStep } from "./sgd.ts";
 import { StepValues } from "./step_values.ts";
 import { Adam, type AdamConfig } from "./adam.ts";
 
-/** An optimizer over one flat parameter layout. */
+/**
+ * An optimizer over one flat parameter layout.
+ *
+ * @category Core
+ */
 export interface Optimizer {
   /** Short name for logs and checkpoints ("sgd", "adam", "adamw"). */
   readonly name: string;
@@ -41,6 +45,8 @@ export interface Optimizer {
  * Options of {@linkcode Sgd}: momentum, Nesterov and L2 weight decay (PyTorch semantics and
  * defaults), and the names of parameters exempt from the decay (e.g. `["linear.bias"]`, as Cui
  * et al.'s sigmoid classifier). The learning rate comes with each step.
+ *
+ * @category Core
  */
 export interface SgdConfig {
   /** Momentum factor, a number >= 0 (dampening 0, as PyTorch); default 0. */
@@ -53,7 +59,11 @@ export interface SgdConfig {
   decayExempt?: readonly string[];
 }
 
-/** The options of an {@linkcode Sgd}: defaults filled in, `decayExempt` as given. */
+/**
+ * The options of an {@linkcode Sgd}: defaults filled in, `decayExempt` as given.
+ *
+ * @category Core
+ */
 export type SgdSettings =
   & Readonly<Required<Omit<SgdConfig, "decayExempt">>>
   & Pick<SgdConfig, "decayExempt">;
@@ -72,7 +82,11 @@ function checkSgdConfig(c: SgdSettings): void {
   if (typeof c.nesterov !== "boolean") bad("nesterov", c.nesterov, "true or false");
 }
 
-/** SGD with momentum (dampening 0), optional Nesterov and weight decay, as PyTorch. */
+/**
+ * SGD with momentum (dampening 0), optional Nesterov and weight decay, as PyTorch.
+ *
+ * @category Core
+ */
 export class Sgd implements Optimizer {
   /** "sgd". */
   readonly name = "sgd";
@@ -100,7 +114,7 @@ export class Sgd implements Optimizer {
     this.momentum = new FlatTensors(gpu, layout, false);
     this.momentum.clear();
     this.#lr = new StepValues(gpu, 1);
-    this.#exempt = exemptRanges(gpu, layout, this.config.decayExempt ?? []);
+    this.#exempt = exemptRanges(gpu, layout, this.config.decayExempt ?? [], "Sgd");
   }
 
   /** One fused update of every parameter. */
@@ -160,38 +174,21 @@ export class Sgd implements Optimizer {
   }
 }
 
-/** The flat index ranges [offset, offset + size) of the named parameters, on the GPU. */
-function exemptRanges(
-  gpu: Gpu,
-  layout: FlatLayout,
-  names: readonly string[],
-): DecayExemption | undefined {
-  if (names.length === 0) return undefined;
-  const pairs = new Uint32Array(2 * names.length);
-  names.forEach((name, r) => {
-    const i = layout.byName.get(name);
-    if (i === undefined) {
-      throw new Error(
-        `Sgd: decayExempt names ${JSON.stringify(name)}, which is not a parameter; ` +
-          `parameters: ${layout.specs.map((s) => s.name).join(", ")}`,
-      );
-    }
-    const size = layout.specs[i].shape.reduce((a, b) => a * b, 1);
-    pairs.set([layout.offsets[i], layout.offsets[i] + size], 2 * r);
-  });
-  const bytes = pairs.byteLength;
-  const ranges = { buffer: gpu.alloc(bytes), offset: 0, size: bytes };
-  gpu.write(ranges, pairs);
-  return { ranges, count: names.length };
-}
-
-/** Which optimizer {@linkcode createOptimizer} makes, with its options. */
+/**
+ * Which optimizer {@linkcode createOptimizer} makes, with its options.
+ *
+ * @category Core
+ */
 export type OptimizerSpec =
   | ({ kind: "sgd" } & SgdConfig)
   | ({ kind: "adam" } & Omit<AdamConfig, "decoupled">)
   | ({ kind: "adamw" } & Omit<AdamConfig, "decoupled">);
 
-/** An optimizer over `layout` from a spec: SGD, Adam, or AdamW (Adam with decoupled decay). */
+/**
+ * An optimizer over `layout` from a spec: SGD, Adam, or AdamW (Adam with decoupled decay).
+ *
+ * @category Core
+ */
 export function createOptimizer(gpu: Gpu, layout: FlatLayout, spec: OptimizerSpec): Optimizer {
   switch (spec.kind) {
     case "sgd":

@@ -11,7 +11,11 @@
  * ```
  */
 
-/** Where training is. */
+/**
+ * Where training is.
+ *
+ * @category Core
+ */
 export interface SchedulePoint {
   /** Epoch, from 0. */
   epoch: number;
@@ -21,15 +25,27 @@ export interface SchedulePoint {
   stepsPerEpoch: number;
 }
 
-/** A learning-rate schedule: the rate to use at a point of training. */
+/**
+ * A learning-rate schedule: the rate to use at a point of training.
+ *
+ * @category Core
+ */
 export type Schedule = (at: SchedulePoint) => number;
 
-/** Steps taken before `at` over the whole run: epoch * stepsPerEpoch + step. */
+/**
+ * Steps taken before `at` over the whole run: epoch * stepsPerEpoch + step.
+ *
+ * @category Core
+ */
 export function globalStep(at: SchedulePoint): number {
   return at.epoch * at.stepsPerEpoch + at.step;
 }
 
-/** The point of global step `step` (from 0) with `stepsPerEpoch` steps per epoch. */
+/**
+ * The point of global step `step` (from 0) with `stepsPerEpoch` steps per epoch.
+ *
+ * @category Core
+ */
 export function pointAt(step: number, stepsPerEpoch: number): SchedulePoint {
   return { epoch: Math.floor(step / stepsPerEpoch), step: step % stepsPerEpoch, stepsPerEpoch };
 }
@@ -42,13 +58,21 @@ function checkRate(lr: number): void {
   check("lr", lr, Number.isFinite(lr) && lr >= 0, "a finite number >= 0");
 }
 
-/** The same rate throughout. */
+/**
+ * The same rate throughout.
+ *
+ * @category Core
+ */
 export function constantLr(lr: number): Schedule {
   checkRate(lr);
   return () => lr;
 }
 
-/** lr * gamma^floor(epoch / every) (PyTorch's StepLR, stepped per epoch). */
+/**
+ * lr * gamma^floor(epoch / every) (PyTorch's StepLR, stepped per epoch).
+ *
+ * @category Core
+ */
 export function stepLr(lr: number, o: { every: number; gamma: number }): Schedule {
   checkRate(lr);
   check("every", o.every, Number.isInteger(o.every) && o.every >= 1, "an integer >= 1");
@@ -59,6 +83,8 @@ export function stepLr(lr: number, o: { every: number; gamma: number }): Schedul
 /**
  * lr * gamma^(number of milestones <= epoch) (PyTorch's MultiStepLR, stepped per epoch);
  * milestones are increasing epochs.
+ *
+ * @category Core
  */
 export function multiStepLr(lr: number, o: { milestones: number[]; gamma: number }): Schedule {
   checkRate(lr);
@@ -75,6 +101,8 @@ export function multiStepLr(lr: number, o: { milestones: number[]; gamma: number
  * Cosine decay from lr to `floor` over `epochs` (PyTorch's CosineAnnealingLR with
  * T_max = epochs and eta_min = floor), then `floor`. Per epoch by default; with `perStep` the
  * position is fractional (epoch + step / stepsPerEpoch), so the rate falls smoothly.
+ *
+ * @category Core
  */
 export function cosineLr(
   lr: number,
@@ -95,6 +123,8 @@ export function cosineLr(
  * Linear warm-up in front of any schedule: the rate is multiplied by a factor rising linearly
  * per step from `startFactor` (default 1/3) at step 0 to 1 after `steps` steps, or after
  * `epochs` epochs (PyTorch's LinearLR with total_iters = the warm-up length, composed).
+ *
+ * @category Core
  */
 export function linearWarmup(
   schedule: Schedule,

@@ -3,6 +3,7 @@
  * parameter buffer (every parameter at once, one dispatch per step).
  */
 import type { BufferView, Gpu } from "../gpu/runtime.ts";
+import type { FlatLayout } from "../nn/params.ts";
 import { grid1d } from "../gpu/runtime.ts";
 import { sgdExemptKernel, sgdKernel } from "../../shaders/optim.ts";
 import { StepValues } from "./step_values.ts";
@@ -68,4 +69,34 @@ export function sgdStep(
       grid,
     );
   }
+}
+
+/**
+ * The flat index ranges [offset, offset + size) of the parameters of `layout` named by an
+ * optimizer's `decayExempt`, on the GPU (none: undefined); throws naming an unknown name, for
+ * `owner` ("Sgd", "Adam").
+ */
+export function exemptRanges(
+  gpu: Gpu,
+  layout: FlatLayout,
+  names: readonly string[],
+  owner: string,
+): DecayExemption | undefined {
+  if (names.length === 0) return undefined;
+  const pairs = new Uint32Array(2 * names.length);
+  names.forEach((name, r) => {
+    const i = layout.byName.get(name);
+    if (i === undefined) {
+      throw new Error(
+        `${owner}: decayExempt names ${JSON.stringify(name)}, which is not a parameter; ` +
+          `parameters: ${layout.specs.map((s) => s.name).join(", ")}`,
+      );
+    }
+    const size = layout.specs[i].shape.reduce((a, b) => a * b, 1);
+    pairs.set([layout.offsets[i], layout.offsets[i] + size], 2 * r);
+  });
+  const bytes = pairs.byteLength;
+  const ranges = { buffer: gpu.alloc(bytes), offset: 0, size: bytes };
+  gpu.write(ranges, pairs);
+  return { ranges, count: names.length };
 }
