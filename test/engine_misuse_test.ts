@@ -5,23 +5,33 @@
  * - a forward output used after its Ctx was released (read, written, bound to a kernel), while
  *   `ctx.release([out])` keeps it;
  * - a Gpu used after dispose(), a model or optimizer used after destroy();
+ * - a layer given input of the wrong rank (a map layer after a Linear), named by its prefix;
+ * - custom modules: a child missing from children(), one instance reached twice, two children of
+ *   one name; Dropout's name in its message;
  */
 import assert from "node:assert/strict";
 import {
   ArraySource,
+  BatchNorm2d,
   crossEntropy,
   Ctx,
+  Dropout,
   EVAL,
   fit,
+  GlobalAvgPool,
   Gpu,
   Linear,
+  MaxPool2d,
   Model,
+  Module,
+  type ParamScope,
   ReLU,
   relu,
   Sequential,
   Sgd,
   StepEngine,
   Tensor,
+  TRAIN,
 } from "../mod.ts";
 import { gpuTest } from "./gpu_harness.ts";
 
@@ -146,3 +156,115 @@ gpuTest(
     assert.deepEqual(gpu.errors, []);
   },
 );
+
+gpuTest("layers name themselves when given input of the wrong rank or channels", async (gpu) => {
+  const rows = Tensor.from(gpu, inputs(4), [4, D]);
+  const maps = Tensor.from(gpu, new Float32Array(2 * 3 * 2 * 2), [2, 3, 2, 2]);
+  const ctx = new Ctx(gpu, null);
+  const cases: [Module, Tensor, string][] = [
+    [
+      new Sequential(new Linear(D, 4), new GlobalAvgPool()),
+      rows,
+      'GlobalAvgPool layer "1": expected f32 maps [N, C, H, W], got [4,4] f32; [N, features] ' +
+      "rows (after a Linear or a Flatten) have no H and W: place GlobalAvgPool before them",
+    ],
+    [
+      new Sequential(["features", new Sequential(new ReLU(), new MaxPool2d(2))]),
+      rows,
+      'MaxPool2d layer "features.1": expected f32 maps [N, C, H, W], got [4,6] f32; [N, ' +
+      "features] rows (after a Linear or a Flatten) have no H and W: place MaxPool2d before them",
+    ],
+    [
+      new MaxPool2d(3),
+      maps,
+      "MaxPool2d layer (root): a 3x3 window with pad 0 does not fit maps [2,3,2,2]",
+    ],
+    [
+      new Sequential(new BatchNorm2d(4)),
+      maps,
+      'BatchNorm2d layer "0": expected f32 maps [N, 4, H, W] (channels 4), got [2,3,2,2] f32',
+    ],
+  ];
+  for (const [root, x, message] of cases) {
+    const model = new Model(gpu, root, 0);
+    assert.throws(() => model.forward(ctx, x, EVAL), new Error(message));
+    model.destroy();
+  }
+  // Dropout names itself by its prefix, without a stray dot
+  const drop = new Model(gpu, new Sequential(new Linear(D, 4), new Dropout(0.5)), 0);
+  assert.throws(
+    () => drop.forward(ctx, rows, TRAIN),
+    /^Error: Dropout layer "1": a train-mode forward needs mode\.noise/,
+  );
+  drop.destroy();
+  ctx.release();
+  rows.release(gpu);
+  maps.release(gpu);
+  await gpu.sync();
+  assert.deepEqual(gpu.errors, [], "nothing invalid reached the device");
+});
+
+gpuTest("custom modules: a missing children(), a shared instance, duplicate names", async (gpu) => {
+  class Forgot extends Module {
+    fc = new Linear(D, C);
+    forward(ctx: Ctx, x: Tensor, p: ParamScope) {
+      return this.fc.forward(ctx, x, p.child("fc"));
+    }
+  }
+  const model = new Model(gpu, new Forgot(), 0);
+  const x = Tensor.from(gpu, inputs(4), [4, D]);
+  assert.throws(
+    () => model.forward(new Ctx(gpu, null), x, EVAL),
+    new Error(
+      "no parameter named fc.weight (the model has no parameters): is the child listed in children(), under " +
+        "the name its parent's forward passes to p.child()? A module's parameters and buffers " +
+        "exist only when the model reaches it through children()",
+    ),
+  );
+  model.destroy();
+
+  const shared = new Linear(4, 4);
+  assert.throws(
+    () => new Model(gpu, new Sequential(new Linear(D, 4), shared, new ReLU(), shared), 0),
+    new Error(
+      'the same Linear instance is reached at "1" and "3": each place would get its own ' +
+        "parameters, not shared ones (sharing parameters between places is not supported); " +
+        "give each place its own instance (new Linear(...))",
+    ),
+  );
+  // a module without parameters may be placed twice: nothing is copied
+  const act = new ReLU();
+  const twice = new Model(gpu, new Sequential(new Linear(D, 4), act, new Linear(4, C), act), 0);
+  assert.deepEqual(twice.specs.params.map((s) => s.name), [
+    "0.weight",
+    "0.bias",
+    "2.weight",
+    "2.bias",
+  ]);
+  twice.destroy();
+
+  assert.throws(
+    () => new Sequential(["a", new Linear(D, 4)], ["a", new Linear(4, 3)]),
+    new Error(
+      'Sequential: layers 0 and 1 are both named "a"; give each layer its own name (they prefix ' +
+        "the state_dict keys)",
+    ),
+  );
+  class Twins extends Module {
+    a = new Linear(D, 4);
+    b = new Linear(4, 3);
+    override children(): [string, Module][] {
+      return [["fc", this.a], ["fc", this.b]];
+    }
+    forward(_ctx: Ctx, x: Tensor) {
+      return x;
+    }
+  }
+  assert.throws(
+    () => new Model(gpu, new Twins(), 0),
+    /^Error: two parameters or buffers are named fc\.weight: give the children of one module distinct names/,
+  );
+  x.release(gpu);
+  await gpu.sync();
+  assert.deepEqual(gpu.errors, [], "nothing invalid reached the device");
+});
