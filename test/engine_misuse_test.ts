@@ -8,6 +8,8 @@
  * - a layer given input of the wrong rank (a map layer after a Linear), named by its prefix;
  * - custom modules: a child missing from children(), one instance reached twice, two children of
  *   one name; Dropout's name in its message;
+ * - a regression loss on the engine's default class-label targets;
+ * - an ArraySource with a batch larger than the data set, and the wrap of a partial batch.
  */
 import assert from "node:assert/strict";
 import {
@@ -24,6 +26,7 @@ import {
   MaxPool2d,
   Model,
   Module,
+  mseLoss,
   type ParamScope,
   ReLU,
   relu,
@@ -268,3 +271,86 @@ gpuTest("custom modules: a missing children(), a shared instance, duplicate name
   await gpu.sync();
   assert.deepEqual(gpu.errors, [], "nothing invalid reached the device");
 });
+
+gpuTest(
+  "mseLoss on the default class-label targets says how to ask for f32 targets",
+  async (gpu) => {
+    const model = new Model(gpu, new Sequential(new Linear(D, 1)), 0);
+    const optimizer = new Sgd(gpu, model.paramLayout);
+    const ctx = new Ctx(gpu, null);
+    const pred = model.forward(ctx, Tensor.from(gpu, inputs(4), [4, D]), EVAL);
+    const labels = Tensor.from(gpu, [0, 1, 0, 1], [4], "u32");
+    assert.throws(
+      () => mseLoss(ctx, pred, labels),
+      new Error(
+        "mseLoss: pred and target must be f32 [B, ...] of one shape, got [4,1] f32 and [4] u32; " +
+          "targets are u32 class labels by default; for regression pass target: { shape: [1], " +
+          'dtype: "f32" } to StepEngine',
+      ),
+    );
+    // f32 targets of the wrong shape: the same hint, without the class labels
+    const engine = new StepEngine(model, {
+      loss: mseLoss,
+      optimizer,
+      batch: 4,
+      input: [D],
+      target: { dtype: "f32" },
+    });
+    engine.writeBatch(inputs(4), new Float32Array(4));
+    assert.throws(
+      () => engine.step(0.1),
+      new Error(
+        "mseLoss: pred and target must be f32 [B, ...] of one shape, got [4,1] f32 and [4] f32; " +
+          'for regression pass target: { shape: [1], dtype: "f32" } to StepEngine',
+      ),
+    );
+    ctx.release();
+    labels.release(gpu);
+    engine.destroy();
+    optimizer.destroy();
+    model.destroy();
+    await gpu.sync();
+    assert.deepEqual(gpu.errors, [], "nothing invalid reached the device");
+  },
+);
+
+gpuTest(
+  "ArraySource: a batch larger than the data is refused; a partial batch wraps round",
+  async (gpu) => {
+    const model = mlp(gpu);
+    const optimizer = new Sgd(gpu, model.paramLayout);
+    const engine = new StepEngine(model, { loss: crossEntropy, optimizer, batch: 4, input: [D] });
+    const targets = (n: number) => Uint32Array.from({ length: n }, (_, i) => i % C);
+    assert.throws(
+      () => new ArraySource({ engine, inputs: inputs(3), targets: targets(3), seed: 0 }),
+      new RangeError(
+        "ArraySource: the engine's batch is 4, larger than the 3 examples of the data set: each " +
+          "step would see examples twice; build the StepEngine with batch <= 3",
+      ),
+    );
+    // 10 examples in batches of 4: 3 steps, the last takes examples 8, 9 and wraps to 0, 1
+    const data = new ArraySource({
+      engine,
+      inputs: inputs(10),
+      targets: targets(10),
+      seed: 0,
+      ordered: true,
+    });
+    const epoch = data.epoch(0);
+    assert.equal(epoch.steps, 3);
+    const seen: number[][] = [];
+    for (let s = 0; s < epoch.steps; s++) {
+      epoch.load(s);
+      seen.push(Array.from(data.batchIndices));
+    }
+    assert.deepEqual(seen, [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 0, 1]]);
+    // exactly as many examples as the batch: one step, each example once
+    const whole = new ArraySource({ engine, inputs: inputs(4), targets: targets(4), seed: 3 });
+    assert.equal(whole.epoch(0).steps, 1);
+    engine.destroy();
+    optimizer.destroy();
+    model.destroy();
+    await gpu.sync();
+    assert.deepEqual(gpu.errors, [], "nothing invalid reached the device");
+  },
+);
