@@ -6,7 +6,7 @@
  * H*W runs. A tensor is a view of a buffer: parameters are views into one flat buffer so the
  * optimizer, the look-ahead step and the meta direction are single kernels over all of them.
  */
-import type { BufferView, Gpu } from "./gpu/runtime.ts";
+import { bufferGeneration, type BufferView, DESTROYED, type Gpu } from "./gpu/runtime.ts";
 
 /** Element type of a tensor. */
 export type DType = "f32" | "u32";
@@ -23,8 +23,9 @@ export class Tensor {
   readonly size: number;
   /** Element type; both kinds are 4 bytes per element. */
   readonly dtype: DType;
-  /** The byte range of the GPU buffer holding the data. */
-  readonly view: BufferView;
+  readonly #view: BufferView;
+  /** The generation of the buffer when this tensor was made (see `bufferGeneration`). */
+  readonly #generation: number;
   /** True when the buffer came from the pool and is released with this tensor. */
   readonly pooled: boolean;
   /** True when gradients (or tangents) flow to or through this tensor. */
@@ -37,8 +38,32 @@ export class Tensor {
     this.shape = shape;
     this.size = shape.reduce((a, b) => a * b, 1);
     this.dtype = dtype;
-    this.view = view;
+    this.#view = view;
+    this.#generation = bufferGeneration(view.buffer);
     this.pooled = pooled;
+  }
+
+  /**
+   * The byte range of the GPU buffer holding the data. Throws when the buffer has gone back to
+   * the pool since this tensor was made (its Ctx was released: the buffer may hold another
+   * tensor's values by now) or was destroyed, so a stale tensor is never read, written or bound
+   * to a kernel: one host-side comparison, no GPU work.
+   */
+  get view(): BufferView {
+    const generation = bufferGeneration(this.#view.buffer);
+    if (generation !== this.#generation) throw this.#staleError(generation);
+    return this.#view;
+  }
+
+  #staleError(generation: number): Error {
+    const what = `tensor ${this.name ? `"${this.name}" ` : ""}[${this.shape}]`;
+    return new Error(
+      generation === DESTROYED
+        ? `${what} used after its buffer was destroyed (destroy() of the Model, StepEngine or ` +
+          "optimizer that owns it); use it before destroy()"
+        : `${what} used after its Ctx was released (or its owner destroyed), its buffer back ` +
+          "in the pool; read it before release, or keep it: ctx.release([out])",
+    );
   }
 
   /** A pooled tensor of the given shape with undefined contents. */

@@ -104,7 +104,7 @@ gpuTest("BatchNorm1d and the parameter-free layers: names, init and shapes", asy
   assert.throws(() => bad.forward(ctx, x, EVAL), /BatchNorm1d.*expected \[N, 3\]/);
   const flat = Tensor.from(gpu, new Array(6).fill(1), [2, 3]);
   const drop = new Model(gpu, new Sequential(new Dropout(0.5)), 0);
-  assert.throws(() => drop.forward(ctx, flat, TRAIN_NO_UPDATE), /Dropout 0\.: .*mode\.noise/);
+  assert.throws(() => drop.forward(ctx, flat, TRAIN_NO_UPDATE), /Dropout layer "0": .*mode\.noise/);
   assert.equal(drop.forward(ctx, flat, EVAL), flat, "eval-mode dropout is the identity");
   ctx.release();
   for (const t of [x, flat]) t.release(gpu);

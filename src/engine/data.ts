@@ -1,7 +1,10 @@
 /**
  * An in-memory data source for the fit loop: inputs and targets held on the host, shuffled per
  * epoch from the stream `(seed, "shuffle", epoch)`, each batch uploaded into the engine's inputs.
- * The last batch of an epoch wraps around to the epoch's first examples, so every step is full.
+ * The last batch of an epoch wraps around to the epoch's first examples, so every step is full:
+ * an epoch is ceil(count / batch) steps, and when `count` is not a multiple of the batch it sees
+ * `steps * batch` examples, the first few of the epoch's order twice (600 examples in batches of
+ * 32: 19 steps, 608 examples). A batch larger than the data set is refused.
  *
  * Class labels are checked on the host, never on the GPU (a label >= C would make the loss
  * kernel read outside its row of logits): all of them at construction with `numClasses`, else
@@ -33,7 +36,10 @@ export interface ArraySourceOptions {
   numClasses?: number;
 }
 
-/** Batches of host arrays (see the module comment). */
+/**
+ * Batches of host arrays, shuffled per epoch; the epoch's last batch wraps round to its first
+ * examples (see the module comment), and a batch larger than the data set is refused.
+ */
 export class ArraySource implements DataSource {
   /** Number of examples. */
   readonly count: number;
@@ -50,7 +56,8 @@ export class ArraySource implements DataSource {
 
   /**
    * A source over `o.inputs` and `o.targets` for `o.engine`; throws naming the first target that
-   * is not a class of `o.numClasses`, and on an empty or ragged data set.
+   * is not a class of `o.numClasses`, on an empty or ragged data set, and when the engine's batch
+   * is larger than the data set (every step would repeat examples).
    */
   constructor(o: ArraySourceOptions) {
     const e = o.engine;
@@ -66,6 +73,13 @@ export class ArraySource implements DataSource {
     }
     if (this.count === 0) {
       throw new Error("ArraySource: no examples (inputs and targets are empty)");
+    }
+    if (e.batch > this.count) {
+      throw new RangeError(
+        `ArraySource: the engine's batch is ${e.batch}, larger than the ${this.count} examples ` +
+          `of the data set: each step would see examples twice; build the StepEngine with ` +
+          `batch <= ${this.count}`,
+      );
     }
     if (o.numClasses !== undefined) this.#checkLabels(o.numClasses, "numClasses");
     this.#x = new Float32Array(e.x.size);

@@ -110,6 +110,21 @@ function sizeClass(bytes: number): number {
 
 let nextBufferId = 1;
 const bufferIds = new WeakMap<GPUBuffer, number>();
+/** How many times each pooled buffer went back to the pool; {@linkcode DESTROYED} once destroyed. */
+const generations = new WeakMap<GPUBuffer, number>();
+
+/** The generation of a buffer that has been destroyed (see {@linkcode bufferGeneration}). */
+export const DESTROYED = -1;
+
+/**
+ * The generation of `buffer`: 0 when created, one more each time it goes back to the pool
+ * ({@linkcode Gpu.release}), {@linkcode DESTROYED} once destroyed. A tensor remembers the
+ * generation of its buffer when it is made, so a use after its buffer was released or destroyed
+ * is caught on the host (src/tensor.ts) instead of reading whatever the buffer holds by then.
+ */
+export function bufferGeneration(buffer: GPUBuffer): number {
+  return generations.get(buffer) ?? 0;
+}
 function idOf(buffer: GPUBuffer): number {
   let id = bufferIds.get(buffer);
   if (id === undefined) {
@@ -155,7 +170,7 @@ export class Gpu {
   #uniforms = new Map<string, GPUBuffer>();
   #encoder: GPUCommandEncoder | null = null;
   #pass: GPUComputePassEncoder | null = null;
-  #destroyed = false;
+  #disposed = false;
 
   /** Validation errors reported by the device, oldest first (see {@linkcode Gpu.sync}). */
   readonly errors: string[] = [];
@@ -177,6 +192,21 @@ export class Gpu {
     device.addEventListener("uncapturederror", (event) => {
       this.errors.push((event as GPUUncapturedErrorEvent).error.message);
     });
+  }
+
+  /** Whether {@linkcode Gpu.dispose} has run: then every use but freeing throws. */
+  get disposed(): boolean {
+    return this.#disposed;
+  }
+
+  /** Throws unless the Gpu is usable: the check of each method that creates, records or reads. */
+  #checkUsable(): void {
+    if (this.#disposed) {
+      throw new Error(
+        "Gpu used after dispose(): its device and every buffer on it are gone; create a new " +
+          "Gpu (Gpu.create()) and build the model, engine and tensors on it",
+      );
+    }
   }
 
   /** Throws if the device has reported a validation error since the last check. */
@@ -201,11 +231,12 @@ export class Gpu {
 
   /** Takes a storage buffer of at least `bytes` bytes from the pool. */
   alloc(bytes: number): GPUBuffer {
+    this.#checkUsable();
     const cls = sizeClass(bytes);
     const list = this.#free.get(cls);
     let buffer = list?.pop();
     if (!buffer) {
-      buffer = this.device.createBuffer({ size: cls, usage: STORAGE });
+      buffer = this.device.createBuffer({ label: `pool ${cls} B`, size: cls, usage: STORAGE });
       idOf(buffer); // ids follow creation order (see release)
       this.stats.buffersCreated++;
       this.#live.add(buffer);
@@ -218,18 +249,36 @@ export class Gpu {
     return buffer;
   }
 
+  /**
+   * A long-lived storage buffer of `bytes` bytes outside the pool (flat parameter and optimizer
+   * state), labelled with its owner so the device's validation messages name it; freed by
+   * {@linkcode Gpu.destroy}. Counted in `stats.buffersCreated`, not in the pool's memory.
+   */
+  createStorage(bytes: number, label: string): GPUBuffer {
+    this.#checkUsable();
+    const buffer = this.device.createBuffer({ label, size: bytes, usage: STORAGE });
+    idOf(buffer);
+    this.stats.buffersCreated++;
+    return buffer;
+  }
+
   /** Starts new high-water marks of pool memory from the current values. */
   resetMemoryPeak(): void {
     this.memory.peakInUseBytes = this.memory.inUseBytes;
     this.memory.peakHeldBytes = this.memory.heldBytes;
   }
 
-  /** Returns a buffer from {@linkcode alloc} to the pool. */
+  /**
+   * Returns a buffer from {@linkcode alloc} to the pool (its generation moves on, so tensors
+   * over it are stale). After {@linkcode Gpu.dispose} it does nothing: everything is freed.
+   */
   release(buffer: GPUBuffer): void {
+    if (this.#disposed) return;
     if (!this.#taken.delete(buffer)) {
       throw new Error("Gpu.release: the buffer is not a pooled buffer in use (released twice?)");
     }
     this.memory.inUseBytes -= buffer.size;
+    generations.set(buffer, bufferGeneration(buffer) + 1);
     const cls = buffer.size;
     let list = this.#free.get(cls);
     if (!list) this.#free.set(cls, list = []);
@@ -242,8 +291,13 @@ export class Gpu {
     list.splice(i, 0, buffer);
   }
 
-  /** Destroys every pooled (free) buffer and forgets bind groups that used them. */
+  /**
+   * Destroys every pooled (free) buffer and forgets bind groups that used them. Recorded work is
+   * submitted first: a buffer released after recording may still be bound by it.
+   */
   trim(): void {
+    if (this.#disposed) return;
+    this.submit();
     for (const list of this.#free.values()) {
       for (const b of list) this.#destroyBuffer(b);
     }
@@ -257,12 +311,20 @@ export class Gpu {
     }
     if (this.#live.delete(buffer)) this.memory.heldBytes -= buffer.size;
     if (this.#taken.delete(buffer)) this.memory.inUseBytes -= buffer.size;
+    generations.set(buffer, DESTROYED);
     buffer.destroy();
     this.stats.buffersDestroyed++;
   }
 
-  /** Destroys a buffer now (not back to the pool): for long-lived buffers being replaced. */
+  /**
+   * Destroys a buffer now (not back to the pool): for long-lived buffers being replaced or
+   * freed. Recorded work is submitted first, so work that still binds the buffer runs (a
+   * destroyed buffer would make the device drop the whole command buffer). After
+   * {@linkcode Gpu.dispose} it does nothing: everything is freed.
+   */
   destroy(buffer: GPUBuffer): void {
+    if (this.#disposed) return;
+    this.submit();
     this.#destroyBuffer(buffer);
   }
 
@@ -272,6 +334,7 @@ export class Gpu {
    * work still reads would otherwise be seen by that work.
    */
   write(view: BufferView, data: ArrayBufferView, byteOffset = 0): void {
+    this.#checkUsable();
     this.submit();
     this.device.queue.writeBuffer(
       view.buffer,
@@ -285,6 +348,7 @@ export class Gpu {
   // ---------------------------------------------------------------- kernels
 
   #pipeline(program: Program): CompiledProgram {
+    this.#checkUsable();
     // Keyed on the code itself: equal code compiles once, and no two kernels can share a
     // pipeline because their names collide.
     let entry = this.#pipelines.get(program.code);
@@ -329,6 +393,7 @@ export class Gpu {
    * so steady state creates none.
    */
   uniform(data: ArrayBuffer | ArrayBufferView): BufferView {
+    this.#checkUsable();
     const bytes = data instanceof ArrayBuffer
       ? new Uint8Array(data)
       : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
@@ -338,6 +403,7 @@ export class Gpu {
     if (!buffer) {
       const size = Math.max(16, Math.ceil(bytes.length / 16) * 16);
       buffer = this.device.createBuffer({
+        label: "uniform",
         size,
         usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
       });
@@ -413,6 +479,7 @@ export class Gpu {
 
   /** The open command encoder, with any compute pass closed, for copies. */
   encoder(): GPUCommandEncoder {
+    this.#checkUsable();
     if (this.#pass) {
       this.#pass.end();
       this.#pass = null;
@@ -428,6 +495,7 @@ export class Gpu {
 
   /** Submits everything recorded so far as one command buffer. */
   submit(): void {
+    // nothing is ever pending after dispose() (recording throws), so owners' destroy() may call it
     if (!this.#encoder && !this.#pass) return;
     const encoder = this.encoder();
     this.device.queue.submit([encoder.finish()]);
@@ -437,7 +505,9 @@ export class Gpu {
 
   /** Submits pending work and reads `view` back (the one place the host waits for the GPU). */
   async read(view: BufferView): Promise<ArrayBuffer> {
+    this.#checkUsable();
     const staging = this.device.createBuffer({
+      label: "readback",
       size: Math.ceil(view.size / 4) * 4,
       usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
     });
@@ -454,16 +524,21 @@ export class Gpu {
 
   /** Waits until the GPU has finished all submitted work. */
   async sync(): Promise<void> {
+    this.#checkUsable();
     this.submit();
     await this.device.queue.onSubmittedWorkDone();
     this.throwIfFailed();
   }
 
-  /** Destroys every buffer and the device. */
+  /**
+   * Submits pending work, then destroys every buffer and the device. Afterwards every method
+   * that creates, records, submits or reads throws ("Gpu used after dispose()"); releasing and
+   * destroying do nothing, and a second dispose() is a no-op.
+   */
   dispose(): void {
-    if (this.#destroyed) return;
-    this.#destroyed = true;
+    if (this.#disposed) return;
     this.submit();
+    this.#disposed = true;
     for (const b of this.#live) b.destroy();
     for (const b of this.#uniforms.values()) b.destroy();
     this.#live.clear();

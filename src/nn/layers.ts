@@ -32,6 +32,24 @@ function uniformValues(rng: Rng, size: number, bound: number): Float32Array {
   return v;
 }
 
+/**
+ * Throws naming the layer (its state_dict prefix) unless `x` is f32 maps [N, C, H, W] (with
+ * `channels` channels when given): a host check before anything is dispatched. `hint` follows
+ * for a 2-D input, the usual slip of a map layer placed after a Linear or a Flatten.
+ */
+function checkMaps(kind: string, x: Tensor, p: ParamScope, channels?: number): void {
+  const C = channels ?? "C";
+  if (x.shape.length === 4 && x.dtype === "f32" && (channels ?? x.shape[1]) === x.shape[1]) return;
+  const flat = x.shape.length === 2
+    ? `; [N, features] rows (after a Linear or a Flatten) have no H and W: place ${kind} ` +
+      "before them"
+    : "";
+  throw new Error(
+    `${kind} layer ${layerName(p)}: expected f32 maps [N, ${C}, H, W]` +
+      `${channels ? ` (channels ${channels})` : ""}, got [${x.shape}] ${x.dtype}${flat}`,
+  );
+}
+
 /** Init rule of a weight (and bias) layer. */
 export type WeightInit = "uniform" | "he-normal";
 
@@ -257,8 +275,14 @@ export class BatchNorm2d extends Module {
     ]);
   }
 
-  /** Normalised (and rectified) activations. */
+  /** Normalised (and rectified) activations; `x` must be [N, channels, H, W] (checked). */
   forward(ctx: Ctx, x: Tensor, p: ParamScope, mode: ForwardMode): Tensor {
+    checkMaps("BatchNorm2d", x, p, this.channels);
+    return this.normalize(ctx, x, p, mode);
+  }
+
+  /** The batch norm op over `x` with this layer's parameters and buffers. */
+  protected normalize(ctx: Ctx, x: Tensor, p: ParamScope, mode: ForwardMode): Tensor {
     return batchNorm(
       ctx,
       x,
@@ -281,6 +305,7 @@ export class BatchNorm2d extends Module {
     p: ParamScope,
     mode: ForwardMode,
   ): Tensor {
+    checkMaps("BatchNorm2d", x, p, this.channels);
     return batchNorm(
       ctx,
       x,
@@ -301,12 +326,13 @@ export class BatchNorm2d extends Module {
 export class BatchNorm1d extends BatchNorm2d {
   /** Normalised (and rectified) features; `x` must be [N, C]. */
   override forward(ctx: Ctx, x: Tensor, p: ParamScope, mode: ForwardMode): Tensor {
-    if (x.shape.length !== 2 || x.shape[1] !== this.channels) {
+    if (x.shape.length !== 2 || x.shape[1] !== this.channels || x.dtype !== "f32") {
       throw new Error(
-        `BatchNorm1d ${p.prefix || "(root)"}: expected [N, ${this.channels}], got [${x.shape}]`,
+        `BatchNorm1d layer ${layerName(p)}: expected [N, ${this.channels}] (channels ` +
+          `${this.channels}), got [${x.shape}] ${x.dtype}`,
       );
     }
-    return super.forward(ctx, x, p, mode);
+    return this.normalize(ctx, x, p, mode);
   }
 }
 
@@ -350,20 +376,39 @@ export abstract class Pool2d extends Module {
     checkSize(new.target.name, "pad", o.pad ?? 0, 0);
     this.window = { kernel, stride: o.stride ?? kernel, pad: o.pad ?? 0 };
   }
+
+  /**
+   * Throws naming the layer unless `x` is f32 maps [N, C, H, W] the window fits (H and W
+   * + 2 * pad >= kernel); the op's own checks then never fire for a model's layer.
+   */
+  protected checkInput(x: Tensor, p: ParamScope): void {
+    const kind = this.constructor.name;
+    checkMaps(kind, x, p);
+    const { kernel, pad = 0 } = this.window;
+    const [, , H, W] = x.shape;
+    if (H + 2 * pad < kernel || W + 2 * pad < kernel) {
+      throw new Error(
+        `${kind} layer ${layerName(p)}: a ${kernel}x${kernel} window with pad ${pad} does not ` +
+          `fit maps [${x.shape}]`,
+      );
+    }
+  }
 }
 
 /** Max pooling of [N, C, H, W] (PyTorch semantics; padding never wins). */
 export class MaxPool2d extends Pool2d {
-  /** The pooled maps. */
-  forward(ctx: Ctx, x: Tensor): Tensor {
+  /** The pooled maps; `x` must be [N, C, H, W] (checked, naming the layer). */
+  forward(ctx: Ctx, x: Tensor, p: ParamScope): Tensor {
+    this.checkInput(x, p);
     return maxPool2d(ctx, x, this.window);
   }
 }
 
 /** Average pooling of [N, C, H, W] (padding counts in the average, as PyTorch's default). */
 export class AvgPool2d extends Pool2d {
-  /** The pooled maps. */
-  forward(ctx: Ctx, x: Tensor): Tensor {
+  /** The pooled maps; `x` must be [N, C, H, W] (checked, naming the layer). */
+  forward(ctx: Ctx, x: Tensor, p: ParamScope): Tensor {
+    this.checkInput(x, p);
     return avgPool2d(ctx, x, this.window);
   }
 }
@@ -398,7 +443,7 @@ export class Dropout extends Module {
     if (mode.bn === "eval" || this.p === 0) return x;
     if (!mode.noise) {
       throw new Error(
-        `Dropout ${p.prefix || "(root)"}: a train-mode forward needs mode.noise (the step's ` +
+        `Dropout layer ${layerName(p)}: a train-mode forward needs mode.noise (the step's ` +
           `seed); the StepEngine passes it, a hand-written pass can take engine.noise(stream)`,
       );
     }
@@ -409,8 +454,9 @@ export class Dropout extends Module {
 
 /** Mean over the spatial positions: [N, C, H, W] -> [N, C]. */
 export class GlobalAvgPool extends Module {
-  /** The pooled features. */
-  forward(ctx: Ctx, x: Tensor): Tensor {
+  /** The pooled features; `x` must be [N, C, H, W] (checked, naming the layer). */
+  forward(ctx: Ctx, x: Tensor, p: ParamScope): Tensor {
+    checkMaps("GlobalAvgPool", x, p);
     return globalAvgPool(ctx, x);
   }
 }
@@ -420,10 +466,30 @@ export class Sequential extends Module {
   /** The named layers, in order. */
   readonly layers: [string, Module][];
 
-  /** Layers named by position, or `[name, module]` pairs. */
+  /**
+   * Layers named by position, or `[name, module]` pairs; the names must be distinct non-empty
+   * strings (they prefix the layers' state_dict keys).
+   */
   constructor(...layers: (Module | [string, Module])[]) {
     super();
     this.layers = layers.map((l, i) => (l instanceof Module ? [String(i), l] : l));
+    const at = new Map<string, number>();
+    this.layers.forEach(([name], i) => {
+      if (typeof name !== "string" || name === "") {
+        throw new Error(
+          `Sequential: layer ${i} is named ${JSON.stringify(name)}; a name must be a non-empty ` +
+            "string",
+        );
+      }
+      const first = at.get(name);
+      if (first !== undefined) {
+        throw new Error(
+          `Sequential: layers ${first} and ${i} are both named "${name}"; give each layer its ` +
+            "own name (they prefix the state_dict keys)",
+        );
+      }
+      at.set(name, i);
+    });
   }
 
   /** The layers. */

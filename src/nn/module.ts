@@ -62,15 +62,20 @@ export class ParamScope {
     this.prefix = prefix;
   }
 
-  /** The parameter `prefix + name`. */
+  /** The parameter `prefix + name`; throws naming it, with a hint, when the model has none. */
   param(name: string): Tensor {
-    return this.params.get(this.prefix + name);
+    const full = this.prefix + name;
+    if (!this.params.layout.byName.has(full)) throw missingEntry("parameter", full, this.params);
+    return this.params.get(full);
   }
 
-  /** The buffer `prefix + name`. */
+  /** The buffer `prefix + name`; throws naming it, with a hint, when the model has none. */
   buffer(name: string): Tensor {
-    if (!this.buffers) throw new Error(`no buffers for ${this.prefix + name}`);
-    return this.buffers.get(this.prefix + name);
+    const full = this.prefix + name;
+    if (!this.buffers?.layout.byName.has(full)) {
+      throw missingEntry("buffer", full, this.buffers);
+    }
+    return this.buffers.get(full);
   }
 
   /** The scope of child `name` (cached, so a warm forward allocates nothing new). */
@@ -82,6 +87,24 @@ export class ParamScope {
     }
     return c;
   }
+}
+
+/**
+ * The error of a forward that asks for a parameter or buffer the model does not have: most often
+ * a child module missing from its parent's `children()` (so the model never declared its
+ * parameters), or a `p.child(name)` under another name than `children()` gives it.
+ */
+function missingEntry(kind: string, name: string, flat: FlatTensors | null): Error {
+  const names = flat?.layout.specs.map((s) => s.name) ?? [];
+  const shown = names.length > 8 ? [...names.slice(0, 8), "..."] : names;
+  const has = names.length
+    ? `the model's ${kind}s are ${shown.join(", ")}`
+    : `the model has no ${kind}s`;
+  return new Error(
+    `no ${kind} named ${name} (${has}): is the child listed in children(), under the name ` +
+      "its parent's forward passes to p.child()? A module's parameters and buffers exist only " +
+      "when the model reaches it through children()",
+  );
 }
 
 /** A layer or a network: named parameters, buffers and children, init, and forward. */
@@ -113,15 +136,50 @@ export abstract class Module {
   abstract forward(ctx: Ctx, x: Tensor, p: ParamScope, mode: ForwardMode): Tensor;
 }
 
-/** Every parameter and buffer of `root` with its full (prefixed) name, in state_dict order. */
+/**
+ * Every parameter and buffer of `root` with its full (prefixed) name, in state_dict order.
+ * Refuses a tree where two parameters or buffers get one name (children of one parent with the
+ * same name) and one module instance with parameters or buffers reached at two paths: each
+ * path would get its own copy, silently not the sharing its author meant.
+ */
 export function moduleSpecs(root: Module): { params: ParamSpec[]; buffers: ParamSpec[] } {
   const params: ParamSpec[] = [];
   const buffers: ParamSpec[] = [];
+  const reached = new Map<Module, string>();
   walk(root, "", (m, prefix) => {
+    const path = prefix ? JSON.stringify(prefix.slice(0, -1)) : "(root)";
+    const first = reached.get(m);
+    if (first !== undefined && hasState(m)) throw sharedModuleError(m, first, path);
+    reached.set(m, path);
     for (const s of m.params()) params.push({ name: prefix + s.name, shape: s.shape });
     for (const s of m.buffers()) buffers.push({ name: prefix + s.name, shape: s.shape });
   });
+  const seen = new Set<string>();
+  for (const { name } of [...params, ...buffers]) {
+    if (seen.has(name)) {
+      throw new Error(
+        `two parameters or buffers are named ${name}: give the children of one module ` +
+          "distinct names (in Sequential's [name, module] pairs or in children())",
+      );
+    }
+    seen.add(name);
+  }
   return { params, buffers };
+}
+
+/** Whether `m` or a module below it declares parameters or buffers. */
+function hasState(m: Module): boolean {
+  return m.params().length > 0 || m.buffers().length > 0 ||
+    m.children().some(([, c]) => hasState(c));
+}
+
+function sharedModuleError(m: Module, first: string, second: string): Error {
+  const kind = m.constructor.name;
+  return new Error(
+    `the same ${kind} instance is reached at ${first} and ${second}: each place would get its ` +
+      `own parameters, not shared ones (sharing parameters between places is not supported); ` +
+      `give each place its own instance (new ${kind}(...))`,
+  );
 }
 
 /** Initial values of every parameter and buffer of `root` (full names), drawn from `rng`. */
@@ -133,9 +191,19 @@ export function moduleInit(root: Module, rng: Rng): Map<string, Float32Array> {
   return values;
 }
 
-function walk(m: Module, prefix: string, visit: (m: Module, prefix: string) => void): void {
+function walk(
+  m: Module,
+  prefix: string,
+  visit: (m: Module, prefix: string) => void,
+  above: Module[] = [],
+): void {
+  if (above.includes(m)) {
+    throw new Error(`module ${JSON.stringify(prefix.slice(0, -1))} contains itself (a cycle)`);
+  }
   visit(m, prefix);
-  for (const [name, child] of m.children()) walk(child, `${prefix}${name}.`, visit);
+  above.push(m);
+  for (const [name, child] of m.children()) walk(child, `${prefix}${name}.`, visit, above);
+  above.pop();
 }
 
 /**

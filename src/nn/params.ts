@@ -54,17 +54,27 @@ export class FlatTensors {
   readonly buffer: GPUBuffer;
   /** One named view per entry, in `layout.specs` order. */
   readonly tensors: Tensor[];
+  /** What the buffer holds, e.g. "model parameters": its GPU label and the name in errors. */
+  readonly label: string;
   readonly #gpu: Gpu;
+  #destroyed = false;
 
-  /** Creates the buffer (zero-filled) and its views, each with the given `requiresGrad`. */
-  constructor(gpu: Gpu, layout: FlatLayout, requiresGrad = false) {
+  /**
+   * Creates the buffer (zero-filled) and its views, each with the given `requiresGrad`. `label`
+   * names the buffer in the device's validation messages and in errors (default: the first and
+   * last entry's names).
+   */
+  constructor(gpu: Gpu, layout: FlatLayout, requiresGrad = false, label?: string) {
     this.#gpu = gpu;
     this.layout = layout;
-    this.buffer = gpu.device.createBuffer({
-      size: layout.length * 4,
-      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
-    });
-    gpu.stats.buffersCreated++;
+    const names = layout.specs.map((s) => s.name);
+    this.label = label ??
+      (names.length > 1
+        ? `tensors ${names[0]} ... ${names.at(-1)}`
+        : names.length === 1
+        ? `tensor ${names[0]}`
+        : "empty flat tensors");
+    this.buffer = gpu.createStorage(layout.length * 4, this.label);
     this.tensors = layout.specs.map((s, i) => {
       const size = s.shape.reduce((a, b) => a * b, 1);
       const t = new Tensor(s.shape, {
@@ -78,20 +88,33 @@ export class FlatTensors {
     });
   }
 
+  /** Throws when {@linkcode FlatTensors.destroy} has run: the buffer is gone. */
+  #checkLive(): void {
+    if (this.#destroyed) {
+      throw new Error(
+        `${this.label} used after destroy() (of the Model, StepEngine, optimizer or meta step ` +
+          "that owns them): use them before destroying their owner",
+      );
+    }
+  }
+
   /** The whole buffer as one binding. */
   get all(): BufferView {
+    this.#checkLive();
     return { buffer: this.buffer, offset: 0, size: this.layout.length * 4 };
   }
 
   /** Tensor of a named entry. */
   get(name: string): Tensor {
+    this.#checkLive();
     const i = this.layout.byName.get(name);
-    if (i === undefined) throw new Error(`no parameter named ${name}`);
+    if (i === undefined) throw new Error(`no entry named ${name} in ${this.label}`);
     return this.tensors[i];
   }
 
   /** Uploads host values for every entry, gaps zero. */
   upload(values: Map<string, Float32Array>): void {
+    this.#checkLive();
     const host = new Float32Array(this.layout.length);
     this.layout.specs.forEach((s, i) => {
       const v = values.get(s.name);
@@ -100,12 +123,12 @@ export class FlatTensors {
       if (v.length !== size) throw new Error(`${s.name}: ${v.length} values for [${s.shape}]`);
       host.set(v, this.layout.offsets[i]);
     });
-    this.#gpu.submit();
-    this.#gpu.device.queue.writeBuffer(this.buffer, 0, host);
+    this.#gpu.write(this.all, host);
   }
 
   /** Reads every entry back, by name. */
   async download(): Promise<Map<string, Float32Array>> {
+    this.#checkLive();
     const host = new Float32Array(await this.#gpu.read(this.all));
     const out = new Map<string, Float32Array>();
     this.layout.specs.forEach((s, i) => {
@@ -117,17 +140,23 @@ export class FlatTensors {
 
   /** Sets every value to zero (recorded on the command encoder). */
   clear(): void {
+    this.#checkLive();
     this.#gpu.encoder().clearBuffer(this.buffer);
   }
 
   /** Copies all values from another flat buffer of the same layout (recorded). */
   copyFrom(other: FlatTensors): void {
+    this.#checkLive();
     this.#gpu.copy(other.all, this.all);
   }
 
-  /** Frees the GPU buffer. */
+  /**
+   * Frees the GPU buffer; afterwards every use throws naming `label` (so do the entries' tensors,
+   * see `Tensor.view`). A second call does nothing.
+   */
   destroy(): void {
-    this.buffer.destroy();
-    this.#gpu.stats.buffersDestroyed++;
+    if (this.#destroyed) return;
+    this.#destroyed = true;
+    this.#gpu.destroy(this.buffer);
   }
 }

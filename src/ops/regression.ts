@@ -18,9 +18,11 @@ function regressionLoss(kind: RegressionKind, ctx: Ctx, pred: Tensor, target: Te
   const same = pred.shape.length === target.shape.length &&
     pred.shape.every((d, i) => d === target.shape[i]);
   if (!same || pred.shape.length < 1 || pred.dtype !== "f32" || target.dtype !== "f32") {
+    const labels = target.dtype === "u32" ? "targets are u32 class labels by default; " : "";
     throw new Error(
       `${op}: pred and target must be f32 [B, ...] of one shape, got [${pred.shape}] ` +
-        `${pred.dtype} and [${target.shape}] ${target.dtype}`,
+        `${pred.dtype} and [${target.shape}] ${target.dtype}; ${labels}for regression pass ` +
+        `target: { shape: [${pred.shape.slice(1)}], dtype: "f32" } to StepEngine`,
     );
   }
   if (target.requiresGrad) {
