@@ -4,11 +4,11 @@
  *
  * - a forward output used after its Ctx was released (read, written, bound to a kernel), while
  *   `ctx.release([out])` keeps it;
- * - a Gpu used after dispose(), a model or optimizer used after destroy();
+ * - a Gpu used after dispose(), a model, optimizer or engine used after destroy();
  * - a layer given input of the wrong rank (a map layer after a Linear), named by its prefix;
  * - custom modules: a child missing from children(), one instance reached twice, two children of
  *   one name; Dropout's name in its message;
- * - a regression loss on the engine's default class-label targets;
+ * - a regression loss, or integer targets on a one-output model, with the default label targets;
  * - an ArraySource with a batch larger than the data set, and the wrap of a partial batch.
  */
 import assert from "node:assert/strict";
@@ -149,9 +149,14 @@ gpuTest(
     const optimizer = new Sgd(gpu, m2.paramLayout, { momentum: 0.9 });
     const engine = new StepEngine(m2, { loss: crossEntropy, optimizer, batch: 4, input: [D] });
     engine.destroy();
+    engine.destroy(); // a second destroy does nothing
     assert.throws(
       () => engine.writeBatch(inputs(4), new Uint32Array(4)),
-      /^Error: tensor \[4,6\] used after its Ctx was released \(or its owner destroyed\)/,
+      new Error("StepEngine used after destroy() (writeBatch): create a new StepEngine"),
+    );
+    assert.throws(
+      () => engine.step(0.1),
+      new Error("StepEngine used after destroy() (a step): create a new StepEngine"),
     );
     optimizer.destroy();
     m2.destroy();
@@ -304,6 +309,18 @@ gpuTest(
           'for regression pass target: { shape: [1], dtype: "f32" } to StepEngine',
       ),
     );
+    // integer targets on a one-output model: the label check says it looks like a regression
+    const labelled = new StepEngine(model, { loss: mseLoss, optimizer, batch: 4, input: [D] });
+    labelled.writeBatch(inputs(4), Uint32Array.from([0, 1, 0, 1]));
+    assert.throws(
+      () => labelled.step(0.1),
+      new RangeError(
+        "StepEngine: the label of row 1 of the batch is 1, not a class in [0, 1) (the model " +
+          "outputs 1 class); a model with one output is a regression: pass target: { shape: [1], " +
+          'dtype: "f32" } to StepEngine, or give the last layer one output per class',
+      ),
+    );
+    labelled.destroy();
     ctx.release();
     labels.release(gpu);
     engine.destroy();

@@ -85,6 +85,8 @@ export class StepEngine {
   #classes: number | null = null;
   /** Labels written before the first forward (checked once the output width is known). */
   #pending: PendingLabels | null = null;
+  /** Set by destroy(): a later write or step is refused by name (its buffers are gone). */
+  #destroyed = false;
 
   /**
    * Allocates the step's buffers for `model`. `batch` and every size of `input` and
@@ -132,12 +134,19 @@ export class StepEngine {
     weights?: Float32Array,
     rows?: ArrayLike<number>,
   ): void {
+    this.#checkAlive("writeBatch");
     checkTargetArray("StepEngine", "targets", this.targets, targets);
     if (this.#classes !== null) checkLabels(targets, targets.length, this.#classes, rows);
     else if (isLabels(this.targets)) this.#pending = pendingLabels(targets, rows);
     this.gpu.write(this.x.view, inputs);
     this.gpu.write(this.targets.view, targets);
     if (weights) this.gpu.write(this.weights.view, weights);
+  }
+
+  #checkAlive(what: string): void {
+    if (this.#destroyed) {
+      throw new Error(`StepEngine used after destroy() (${what}): create a new StepEngine`);
+    }
   }
 
   /** A tensor freed with the engine (for components that extend a step). */
@@ -149,6 +158,8 @@ export class StepEngine {
 
   /** Frees the engine's buffers (not the model's or the optimizer's). */
   destroy(): void {
+    if (this.#destroyed) return;
+    this.#destroyed = true;
     this.gpu.submit();
     this.#noise.destroy();
     this.grads.destroy();
@@ -169,6 +180,7 @@ export class StepEngine {
    * parameters, recorded on ctx's tape (real pass).
    */
   forwardLosses(ctx: Ctx, n = this.batch): Tensor {
+    this.#checkAlive("a step");
     const x = leadingRows(this.x, n); // checks n before anything is written
     const targets = leadingRows(this.targets, n);
     const mode = { ...TRAIN, noise: this.noise(0) };
@@ -299,9 +311,14 @@ export function checkLabels(
     const y = labels[k];
     if (Number.isInteger(y) && y >= 0 && y < classes) continue;
     const at = rows ? `${o.example} ${rows[k]}` : `row ${k} of ${o.rows}`;
+    // one output is more likely a regression run with the default (label) targets
+    const regression = classes === 1
+      ? '; a model with one output is a regression: pass target: { shape: [1], dtype: "f32" } ' +
+        "to StepEngine, or give the last layer one output per class"
+      : "";
     throw new RangeError(
       `${o.owner}: the label of ${at} is ${y}, not a class in [0, ${classes}) ` +
-        `(the model outputs ${classes} classes)`,
+        `(the model outputs ${classes} class${classes === 1 ? "" : "es"})${regression}`,
     );
   }
 }
