@@ -705,8 +705,8 @@ gpuTest("partial batch: n examples of a batch-B engine step as a batch-n engine"
     (await full.model.stateDict()).get("2.bias"),
     (await small.model.stateDict()).get("2.bias"),
   );
-  for (const e of [big, small, full]) e.destroy();
   assert.throws(() => small.engine.forwardLosses(null!, 6), /6 rows of a \[5,6\] tensor/);
+  for (const e of [big, small, full]) e.destroy();
 });
 
 gpuTest(
@@ -937,4 +937,14 @@ gpuTest("runs: partial, wrap and drop epochs: steps, images and a finite loss", 
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("config: an unknown preset from a program is refused, not replaced by the default", () => {
+  assert.throws(
+    () => resolveTrainConfig({ preset: "fast" as never }),
+    (e: unknown) =>
+      e instanceof ConfigError && e.flag === "--preset" &&
+      /^invalid --preset "fast": expected one of default, medium, paper-cifar/.test(e.message),
+  );
+  assert.equal(resolveTrainConfig({ preset: "medium" }).maxPerClass, 1000);
 });

@@ -236,7 +236,15 @@ const PRESET_CONFIGS: Record<PresetName, TrainConfig> = {
 
 /** A copy of a preset's settings. */
 export function presetConfig(name: PresetName): TrainConfig {
-  const p = PRESET_CONFIGS[name] ?? DEFAULT_PRESET;
+  const p = PRESET_CONFIGS[name];
+  if (!p) {
+    // an unknown name from a program (the command line checks its flags first)
+    const valid = `one of ${list(PRESETS)}`;
+    throw new ConfigError(`invalid --preset ${JSON.stringify(name)}: expected ${valid}`, {
+      flag: "--preset",
+      hint: settingHint("preset", valid),
+    });
+  }
   return { ...p, lrDecayEpochs: [...p.lrDecayEpochs] };
 }
 
