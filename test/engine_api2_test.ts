@@ -24,7 +24,6 @@ import {
   ArraySource,
   BatchNorm1d,
   createOptimizer,
-  crossEntropy,
   Ctx,
   Dropout,
   type EpochEnd,
@@ -37,56 +36,18 @@ import {
   type Gpu,
   Linear,
   Model,
-  type Optimizer,
   predict,
   problemOf,
   readCheckpoint,
   ReLU,
   Sequential,
-  Sgd,
-  StepEngine,
   Tensor,
   UserError,
 } from "../mod.ts";
+import { C, D, engineOf, examples, withDir } from "./engine_fixtures.ts";
 import { gpuTest } from "./gpu_harness.ts";
 import * as ref from "./reference/mod.ts";
 import { expectClose, randn } from "./op_check.ts";
-
-const D = 6, C = 3;
-
-/** An MLP engine D-8-C with batch `batch` and the optimizer `make` builds. */
-function engineOf(
-  gpu: Gpu,
-  batch: number,
-  make: (m: Model) => Optimizer = (m) => new Sgd(gpu, m.paramLayout, { momentum: 0.9 }),
-) {
-  const model = new Model(gpu, new Sequential(new Linear(D, 8), new ReLU(), new Linear(8, C)), 1);
-  const optimizer = make(model);
-  const engine = new StepEngine(model, { loss: crossEntropy, optimizer, batch, input: [D] });
-  const destroy = () => {
-    engine.destroy();
-    optimizer.destroy();
-    model.destroy();
-  };
-  return { model, optimizer, engine, destroy };
-}
-
-/** `n` examples of D inputs and labels i % C. */
-function examples(n: number) {
-  return {
-    inputs: Float32Array.from({ length: n * D }, (_, i) => Math.sin(i * 0.61)),
-    targets: Uint32Array.from({ length: n }, (_, i) => i % C),
-  };
-}
-
-async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir();
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
 
 /** A predicate for assert.rejects: a UserError about `file` with this message and hint. */
 function userError(file: string, message: string, hint: string) {

@@ -37,7 +37,6 @@ import {
   MaxPool2d,
   MetaReweighter,
   Model,
-  type Optimizer,
   type ParamScope,
   readCheckpoint,
   ReLU,
@@ -48,43 +47,8 @@ import {
   Tensor,
   UserError,
 } from "../mod.ts";
+import { C, D, engineOf, examples, withDir } from "./engine_fixtures.ts";
 import { gpuTest } from "./gpu_harness.ts";
-
-const D = 6, C = 3;
-
-/** An MLP engine D-8-C with batch `batch` and the optimizer `make` builds. */
-function engineOf(
-  gpu: Gpu,
-  batch: number,
-  make: (m: Model) => Optimizer = (m) => new Sgd(gpu, m.paramLayout, { momentum: 0.9 }),
-) {
-  const model = new Model(gpu, new Sequential(new Linear(D, 8), new ReLU(), new Linear(8, C)), 1);
-  const optimizer = make(model);
-  const engine = new StepEngine(model, { loss: crossEntropy, optimizer, batch, input: [D] });
-  const destroy = () => {
-    engine.destroy();
-    optimizer.destroy();
-    model.destroy();
-  };
-  return { model, optimizer, engine, destroy };
-}
-
-/** `n` examples of D inputs and labels i % C. */
-function examples(n: number) {
-  return {
-    inputs: Float32Array.from({ length: n * D }, (_, i) => Math.sin(i * 0.61)),
-    targets: Uint32Array.from({ length: n }, (_, i) => i % C),
-  };
-}
-
-async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir();
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
 
 gpuTest("sizes: zero or fractional sizes are RangeErrors naming the option", async (gpu) => {
   const model = new Model(gpu, new Linear(D, C), 0);
