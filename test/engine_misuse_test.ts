@@ -21,6 +21,7 @@ import {
   EVAL,
   fit,
   GlobalAvgPool,
+  globalAvgPool,
   Gpu,
   Linear,
   MaxPool2d,
@@ -205,6 +206,11 @@ gpuTest("layers name themselves when given input of the wrong rank or channels",
     /^Error: Dropout layer "1": a train-mode forward needs mode\.noise/,
   );
   drop.destroy();
+  // the op itself, called without its layer, checks its input as well
+  assert.throws(
+    () => globalAvgPool(ctx, rows),
+    new Error("globalAvgPool: expected f32 maps [N, C, H, W], got [4,6] f32"),
+  );
   ctx.release();
   rows.release(gpu);
   maps.release(gpu);

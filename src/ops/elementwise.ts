@@ -163,6 +163,11 @@ function runPool(
 
 /** Mean over H and W: [N, C, H, W] -> [N, C]. */
 export function globalAvgPool(ctx: Ctx, x: Tensor): Tensor {
+  if (x.shape.length !== 4 || x.dtype !== "f32") {
+    throw new Error(
+      `globalAvgPool: expected f32 maps [N, C, H, W], got [${x.shape}] ${x.dtype}`,
+    );
+  }
   const [N, C, H, W] = x.shape;
   const y = ctx.empty([N, C]);
   runPool(ctx.gpu, "forward", x, y, N * C, H * W);
