@@ -4,8 +4,7 @@
  * {@linkcode UsageError} that lists what is valid. {@linkcode checkBenchOut} refuses an --out
  * the process may not write, before the benchmark runs rather than after it.
  */
-import { dirname } from "node:path";
-import { type FlagTable, parseFlags, UsageError } from "../src/cli/flags.ts";
+import { checkOutFolder, type FlagTable, parseFlags, UsageError } from "../src/cli/flags.ts";
 
 /** What the benchmark runs and where it writes. */
 export interface BenchFlags {
@@ -122,43 +121,12 @@ export function parseBenchFlags(args: string[]): BenchFlags {
   return f;
 }
 
-/** The kind of `path`: folder, file, or absent. */
-async function kindOf(path: string): Promise<"dir" | "file" | "none"> {
-  try {
-    return (await Deno.stat(path)).isDirectory ? "dir" : "file";
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory) return "none";
-    throw e;
-  }
-}
-
-/**
- * Refuses an output folder the benchmark could not write at its end: one this process may not
- * write (the task may write only under bench/results/), a file, or a path through a file.
- */
 export async function checkBenchOut(out: string): Promise<void> {
-  const fail = (message: string, hint: string): never => {
-    throw new UsageError(message, { flag: "--out", file: out, hint });
-  };
-  const perm = await Deno.permissions.query({ name: "write", path: out });
-  if (perm.state !== "granted") {
-    fail(
-      `--out ${out}: this process may not write there`,
-      "the bench task may write only under bench/results/: choose --out there (e.g. " +
-        "bench/results/mine), or run scripts/bench.ts with a wider --allow-write",
-    );
-  }
-  for (let p = out;; p = dirname(p)) {
-    const kind = await kindOf(p);
-    if (kind === "dir") return;
-    if (kind === "file") {
-      fail(
-        p === out
-          ? `--out ${out} is a file; expected a folder for the results`
-          : `--out ${out}: ${p} is a file, so the folder cannot be created`,
-        "choose another --out",
-      );
-    }
-    if (dirname(p) === p) return;
-  }
+  await checkOutFolder(out, {
+    flag: "--out",
+    purpose: "for the results",
+    scopeHint: "the bench task may write only under bench/results/: choose --out there (e.g. " +
+      "bench/results/mine), or run scripts/bench.ts with a wider --allow-write",
+    error: UsageError,
+  });
 }

@@ -164,17 +164,11 @@ async function openRun(path: string, dataDir: string | null) {
   const cfg = { ...saved, dataDir: dataDir ?? saved.dataDir, download: false };
   const data = await readData(cfg);
   try {
-    checkResumeData(ckpt, path, cfg, data);
+    checkResumeData(ckpt, path, cfg, data, "--checkpoint");
   } catch (e) {
-    // the trainer's wording names --resume and advises another --out
-    if (!(e instanceof UserError)) throw e;
-    const otherData = e.flag === "--resume";
-    throw new UserError(problemOf(e).replace(/^--resume: /, "--checkpoint: "), {
-      file: path,
-      flag: "--checkpoint",
-      cause: e,
-      hint: otherData ? "pass --data-dir with the data the run was trained on" : hint,
-    });
+    // other data is named by --checkpoint already; the rest carry the trainer's hint (--out)
+    if (!(e instanceof UserError) || e.flag === "--checkpoint") throw e;
+    throw new UserError(problemOf(e), { file: path, flag: "--checkpoint", cause: e, hint });
   }
   return { ckpt, cfg, data };
 }

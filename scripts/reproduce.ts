@@ -24,6 +24,7 @@ import {
 import { checkFork, STAGE1_RECIPE } from "../src/train/fork.ts";
 import type { RunSummary } from "../src/train/mod.ts";
 import {
+  checkOutFolder,
   type FlagTable,
   parseFlags,
   shownValue,
@@ -627,24 +628,13 @@ export function planSitting(f: ReproduceFlags): SittingPlan {
  * taken or a cell starts, not when the first file is written.
  */
 export async function checkResultsDir(dir: string): Promise<void> {
-  const perm = await Deno.permissions.query({ name: "write", path: dir });
-  if (perm.state !== "granted") {
-    throw new UsageError(`--results-dir ${dir}: this process may not write there`, {
-      flag: "--results-dir",
-      file: dir,
-      hint: "the reproduce task may write only under results/ and data/: choose a " +
-        "--results-dir there (e.g. results/mine), or run scripts/reproduce.ts with a wider " +
-        "--allow-write",
-    });
-  }
-  const info = await Deno.stat(dir).catch(() => null);
-  if (info && !info.isDirectory) {
-    throw new UsageError(`--results-dir ${dir} is a file; expected a folder`, {
-      flag: "--results-dir",
-      file: dir,
-      hint: "choose another --results-dir",
-    });
-  }
+  await checkOutFolder(dir, {
+    flag: "--results-dir",
+    scopeHint: "the reproduce task may write only under results/ and data/: choose a " +
+      "--results-dir there (e.g. results/mine), or run scripts/reproduce.ts with a wider " +
+      "--allow-write",
+    error: UsageError,
+  });
 }
 
 async function main(): Promise<void> {

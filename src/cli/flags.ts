@@ -4,6 +4,7 @@
  * the arguments into values or a {@linkcode UsageError} that names the flag, says what was
  * expected and lists the valid flags; {@linkcode usageLines} writes the --help entries.
  */
+import { dirname } from "node:path";
 import { parseArgs } from "node:util";
 import { ConfigError } from "../errors.ts";
 import type { UserErrorOptions } from "../errors.ts";
@@ -295,5 +296,56 @@ function convert(
       const parts = v.split(",").map((p) => p.trim());
       return parts.every((p) => /^[0-9]+$/.test(p)) ? parts.map(Number) : bad();
     }
+  }
+}
+
+/** What {@linkcode checkOutFolder} checks: the flag, what the folder holds, who may write. */
+export interface OutFolderCheck {
+  /** The flag that names the folder, e.g. "--out". */
+  flag: string;
+  /** After "expected a folder", e.g. "for the results" (default nothing). */
+  purpose?: string;
+  /** The hint when the process may not write there: the task's write scope. */
+  scopeHint: string;
+  /** The error class (default {@linkcode ConfigError}; a CLI's own flags, UsageError). */
+  error?: typeof ConfigError;
+}
+
+/**
+ * Refuses an output folder before any work, naming the flag: one this process may not write,
+ * a file, or a path that runs through a file (the folder could not be created). Returns
+ * whether the folder exists. Writes nothing.
+ */
+export async function checkOutFolder(out: string, o: OutFolderCheck): Promise<boolean> {
+  const Err = o.error ?? ConfigError;
+  const fail = (message: string, hint: string): never => {
+    throw new Err(message, { flag: o.flag, file: out, hint });
+  };
+  const perm = await Deno.permissions.query({ name: "write", path: out });
+  if (perm.state !== "granted") {
+    fail(`${o.flag} ${out}: this process may not write there`, o.scopeHint);
+  }
+  for (let p = out;; p = dirname(p)) {
+    const kind = await pathKind(p);
+    if (kind === "dir") return p === out;
+    if (kind === "file") {
+      fail(
+        p === out
+          ? `${o.flag} ${out} is a file; expected a folder${o.purpose ? ` ${o.purpose}` : ""}`
+          : `${o.flag} ${out}: ${p} is a file, so the folder cannot be created`,
+        `choose another ${o.flag}`,
+      );
+    }
+    if (dirname(p) === p) return false;
+  }
+}
+
+/** The kind of `path`: folder, file, or absent. */
+export async function pathKind(path: string): Promise<"dir" | "file" | "none"> {
+  try {
+    return (await Deno.stat(path)).isDirectory ? "dir" : "file";
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory) return "none";
+    throw e;
   }
 }

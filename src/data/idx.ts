@@ -5,6 +5,7 @@
  * the data. Only unsigned-byte data (type 0x08) is supported: images are magic 0x00000803
  * (`N x rows x cols`), labels 0x00000801 (`N`).
  */
+import { firstBadLabel } from "../labels.ts";
 import { DAMAGED_FILE_HINT, damagedFile, DataError } from "./errors.ts";
 import { maybeGunzip, readFileBytes } from "./gzip.ts";
 import type { ImageDataset } from "./dataset.ts";
@@ -128,15 +129,13 @@ export async function readIdxLabels(path: string, numClasses?: number): Promise<
 
 /** Throws a {@linkcode DataError} naming `file` if any label is `>= numClasses`. */
 export function checkLabels(labels: Uint8Array, numClasses: number, file: string): void {
-  for (let i = 0; i < labels.length; i++) {
-    if (labels[i] >= numClasses) {
-      throw damagedFile(
-        file,
-        `label ${labels[i]} at index ${i} is out of range [0, ${numClasses}) (the dataset has ` +
-          `${numClasses} classes)`,
-      );
-    }
-  }
+  const i = firstBadLabel(labels, numClasses);
+  if (i < 0) return;
+  throw damagedFile(
+    file,
+    `label ${labels[i]} at index ${i} is out of range [0, ${numClasses}) (the dataset has ` +
+      `${numClasses} classes)`,
+  );
 }
 
 /** Options for {@linkcode loadIdxDataset}. */

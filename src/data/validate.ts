@@ -5,6 +5,7 @@
  * each class for the balanced dev set), and a fingerprint of a split that a checkpoint records so
  * a resumed run can tell it is reading the same data.
  */
+import { firstBadLabel } from "../labels.ts";
 import { imageBytes, type ImageDataset } from "./dataset.ts";
 import { DataError } from "./errors.ts";
 import { sha256Hex } from "./download.ts";
@@ -52,11 +53,10 @@ export function checkSplitContents(d: ImageDataset, name: string): void {
   if (d.labels.length !== d.count) {
     bad(`labels holds ${d.labels.length} labels for ${d.count} images`);
   }
-  for (let i = 0; i < d.count; i++) {
-    const y = d.labels[i];
-    if (Number.isInteger(y) && y >= 0 && y < d.numClasses) continue;
+  const i = firstBadLabel(d.labels, d.numClasses, d.count);
+  if (i >= 0) {
     bad(
-      `label ${y} at index ${i} is out of range: the classes are [0, ${d.numClasses})`,
+      `label ${d.labels[i]} at index ${i} is out of range: the classes are [0, ${d.numClasses})`,
       `every label must be a class index in [0, ${d.numClasses}): correct the label, or give ` +
         "the split the numClasses its labels need",
     );
@@ -64,13 +64,12 @@ export function checkSplitContents(d: ImageDataset, name: string): void {
 }
 
 /**
- * Throws a {@linkcode DataError} naming the files when a split's arrays disagree with it or hold
- * a label outside its classes ({@linkcode checkSplitContents}), a split is empty, has images of
- * size zero, or the two splits' images differ in size, channels or number of classes.
+ * Throws a {@linkcode DataError} naming the files when a split is empty, has images of size
+ * zero, or the two splits' images differ in size, channels or number of classes. (Splits read
+ * from files had their labels checked by their readers; splits given in memory are checked by
+ * {@linkcode checkSplitContents} first.)
  */
 export function checkSplitsAgree(train: ImageDataset, test: ImageDataset, names: SplitNames): void {
-  checkSplitContents(train, names.train);
-  checkSplitContents(test, names.test);
   for (const [d, name] of [[train, names.train], [test, names.test]] as const) {
     if (d.count === 0) {
       throw new DataError(`${name}: the ${d.split} split holds no images`, {

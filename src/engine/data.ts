@@ -11,6 +11,7 @@
  * all of them once the engine knows the model's output width (its first forward), and each
  * batch's through {@linkcode StepEngine.writeBatch}.
  */
+import { firstBadLabel } from "../labels.ts";
 import { Rng, type RngState } from "../random.ts";
 import type { DataSource, EpochBatches } from "./fit.ts";
 import type { StepEngine } from "./step.ts";
@@ -119,8 +120,8 @@ export class ArraySource implements DataSource {
       throw new RangeError(`ArraySource: numClasses = ${classes}, expected an integer >= 1`);
     }
     const t = this.#o.targets;
-    for (let i = 0; i < t.length; i++) {
-      if (Number.isInteger(t[i]) && t[i] >= 0 && t[i] < classes) continue;
+    const i = firstBadLabel(t, classes);
+    if (i >= 0) {
       throw new RangeError(
         `ArraySource: targets[${i}] = ${t[i]} is not a class label in [0, ${classes}) ` +
           `(${source} ${classes})`,

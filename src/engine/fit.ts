@@ -426,7 +426,7 @@ function checkCheckpointPath(path: string, resumed: string | undefined, resuming
       hint: "choose a file path for the checkpoint, e.g. run/checkpoint.safetensors",
     });
   }
-  const continues = resuming && (resumed === undefined || resolve(resumed) === resolve(path));
+  const continues = resuming && isSameFile(resumed, path);
   if (here === "file" && !continues) {
     const why = resuming
       ? `holds a file, and the run resumes another one (${resumed})`
@@ -710,6 +710,14 @@ async function restoreFit<R, M>(
 }
 
 /**
+ * Whether a resumed checkpoint read from `resumed` is the file `path` being written (a run
+ * continued, not forked); one read without a path counts as that file.
+ */
+function isSameFile(resumed: string | undefined, path: string): boolean {
+  return resumed === undefined || resolve(resumed) === resolve(path);
+}
+
+/**
  * Refuses a resume whose engine batch, data (steps of the last completed epoch, random state
  * at the next) or epochs differ from the checkpoint's `saved` settings: the run would not go
  * on as it started. The epochs may differ in a fork (resuming a file other than the one being
@@ -734,8 +742,7 @@ function checkResumeSettings<R, M>(
       `resume with an engine of batch ${saved.batch}`,
     );
   }
-  const continues = o.checkpoint !== undefined &&
-    (file.path === undefined || resolve(file.path) === resolve(o.checkpoint.path));
+  const continues = o.checkpoint !== undefined && isSameFile(file.path, o.checkpoint.path);
   if (continues && saved.epochs !== o.epochs) {
     refuse(
       `a run of ${saved.epochs} epochs, but epochs = ${o.epochs}`,

@@ -33,13 +33,11 @@ import { lookaheadKernel, type MetaWeightRule } from "../../shaders/meta.ts";
 import type { SafetensorsFile } from "../checkpoint/safetensors.ts";
 import type { CheckpointExtra } from "./fit.ts";
 import {
-  checkLabels,
   checkTargetArray,
   isLabels,
+  LabelCheck,
   leadingRows,
   type LossFn,
-  type PendingLabels,
-  pendingLabels,
   type StepEngine,
 } from "./step.ts";
 
@@ -167,7 +165,7 @@ export class MetaReweighter {
   /** Whether the caller gave numClasses (named in the class count's error). */
   readonly #numClassesGiven: boolean;
   /** Dev labels written before the engine knew its classes (checked at the next meta step). */
-  #pending: PendingLabels | null = null;
+  readonly #devLabels = new LabelCheck("dev");
 
   /**
    * Allocates the look-ahead state and the dev batch of `engine`; `devBatch` and `numClasses`
@@ -231,10 +229,7 @@ export class MetaReweighter {
     this.#checkDevSizes(inputs.length, targets.length, rows?.length);
     const t = this.devTargets;
     checkTargetArray("MetaReweighter", "dev targets", t, targets);
-    const classes = this.engine.numClasses;
-    this.#pending = null; // labels written before are overwritten
-    if (classes !== null) checkLabels(targets, targets.length, classes, rows, "dev");
-    else if (isLabels(t)) this.#pending = pendingLabels(targets, rows);
+    if (isLabels(t)) this.#devLabels.written(targets, this.engine.numClasses, rows);
     const gpu = this.engine.gpu;
     gpu.write(this.devX.view, inputs);
     gpu.write(t.view, targets);
@@ -255,10 +250,7 @@ export class MetaReweighter {
   /** Checks dev labels written before the engine knew its classes, once it does. */
   #checkPendingDev(): void {
     const classes = this.engine.numClasses;
-    if (!this.#pending || classes === null) return;
-    const { labels, rows } = this.#pending;
-    this.#pending = null;
-    checkLabels(labels, labels.length, classes, rows, "dev");
+    if (classes !== null) this.#devLabels.known(classes);
   }
 
   /**

@@ -4,6 +4,7 @@
  * as src/engine/confusion.ts says); the many/medium/few-shot accuracies of long-tailed
  * recognition; and the evaluation of a classifier over in-memory inputs.
  */
+import { firstBadLabel } from "../labels.ts";
 import { Ctx } from "../autograd/tape.ts";
 import { Tensor } from "../tensor.ts";
 import type { Model } from "../nn/model.ts";
@@ -144,21 +145,21 @@ export class MetricAccumulator {
   /** Adds `n` rows of logits [n, C] with labels; logits are multiplied by `scale` for the loss. */
   add(logits: Float32Array, labels: ArrayLike<number>, n: number, scale = 1): void {
     const C = this.numClasses;
+    const bad = firstBadLabel(labels, C, n);
+    if (bad >= 0) {
+      throw new Error(
+        `MetricAccumulator: label ${labels[bad]} of row ${bad} is not a class of [0, ${C})`,
+      );
+    }
     for (let i = 0; i < n; i++) {
       const y = labels[i];
-      if (!(Number.isInteger(y) && y >= 0 && y < C)) {
-        throw new Error(`MetricAccumulator: label ${y} of row ${i} is not a class of [0, ${C})`);
-      }
       const row = logits.subarray(i * C, (i + 1) * C);
       const zy = row[y];
-      let rank = 0, pred = 0, mx = -Infinity;
+      const [pred, mx] = rowMax(row);
+      let rank = 0;
       for (let j = 0; j < C; j++) {
         const z = row[j];
         if (z > zy || (z === zy && j < y) || Number.isNaN(z)) rank++;
-        if (z > mx) {
-          mx = z;
-          pred = j;
-        }
       }
       if (rank < 1) this.#hits[0]++;
       if (rank < 3) this.#hits[1]++;
@@ -293,14 +294,30 @@ export function argmax(outputs: ArrayLike<number>, classes: number): Uint32Array
   }
   const rows = new Uint32Array(outputs.length / classes);
   for (let i = 0; i < rows.length; i++) {
-    let best = 0, mx = -Infinity;
-    for (let j = 0; j < classes; j++) {
-      const z = outputs[i * classes + j];
-      if (z > mx) [mx, best] = [z, j];
-    }
-    rows[i] = best;
+    rows[i] = rowMax(outputs, i * classes, classes)[0];
   }
   return rows;
+}
+
+/**
+ * The index (within the row) and value of the largest of `length` values of `values` from
+ * `start` (default the whole array): the first on ties, NaN never; [0, -Infinity] for a row
+ * with nothing above -Infinity. The prediction of {@linkcode argmax} and of the metrics.
+ */
+function rowMax(
+  values: ArrayLike<number>,
+  start = 0,
+  length = values.length,
+): [index: number, max: number] {
+  let best = 0, mx = -Infinity;
+  for (let j = 0; j < length; j++) {
+    const z = values[start + j];
+    if (z > mx) {
+      mx = z;
+      best = j;
+    }
+  }
+  return [best, mx];
 }
 
 /** One batch's outputs: examples [at, at + n), of shape `shape` (`[n, ...]`), read back. */
@@ -428,11 +445,9 @@ function checkEvaluation(
 
 /** Throws naming the first label that is not a class of [0, classes); `why` follows the range. */
 function checkLabels(labels: ArrayLike<number>, classes: number, why: string): void {
-  for (let i = 0; i < labels.length; i++) {
-    const y = labels[i];
-    if (Number.isInteger(y) && y >= 0 && y < classes) continue;
-    throw new RangeError(
-      `evaluateClassifier: labels[${i}] = ${y} is not a class in [0, ${classes})${why}`,
-    );
-  }
+  const i = firstBadLabel(labels, classes);
+  if (i < 0) return;
+  throw new RangeError(
+    `evaluateClassifier: labels[${i}] = ${labels[i]} is not a class in [0, ${classes})${why}`,
+  );
 }

@@ -7,6 +7,7 @@
  * The state a step needs is allocated once (gradients, fixed input tensors), so a warm step
  * creates no GPU objects; losses accumulate in a GPU buffer that is read only when asked.
  */
+import { firstBadLabel } from "../labels.ts";
 import { Ctx, Tape } from "../autograd/tape.ts";
 import type { Gpu } from "../gpu/runtime.ts";
 import { type DType, Tensor } from "../tensor.ts";
@@ -84,7 +85,7 @@ export class StepEngine {
   /** Output width seen at the first forward, when the targets are class labels. */
   #classes: number | null = null;
   /** Labels written before the first forward (checked once the output width is known). */
-  #pending: PendingLabels | null = null;
+  #labels = new LabelCheck("batch");
   /** Set by destroy(): a later write or step is refused by name (its buffers are gone). */
   #destroyed = false;
 
@@ -136,8 +137,7 @@ export class StepEngine {
   ): void {
     this.#checkAlive("writeBatch");
     checkTargetArray("StepEngine", "targets", this.targets, targets);
-    if (this.#classes !== null) checkLabels(targets, targets.length, this.#classes, rows);
-    else if (isLabels(this.targets)) this.#pending = pendingLabels(targets, rows);
+    if (isLabels(this.targets)) this.#labels.written(targets, this.#classes, rows);
     this.gpu.write(this.x.view, inputs);
     this.gpu.write(this.targets.view, targets);
     if (weights) this.gpu.write(this.weights.view, weights);
@@ -198,9 +198,7 @@ export class StepEngine {
   learnClasses(output: Tensor, n: number): void {
     if (this.#classes !== null || !isLabels(this.targets) || output.shape.length !== 2) return;
     this.#classes = output.shape[1];
-    const pending = this.#pending;
-    this.#pending = null;
-    if (pending) checkLabels(pending.labels, n, this.#classes, pending.rows);
+    this.#labels.known(this.#classes, n);
   }
 
   /** Backward of `tape` from `root` with `seed`, writing the gradients of `wrt` into `into`. */
@@ -278,17 +276,6 @@ export function isLabels(t: Tensor): boolean {
   return t.dtype === "u32" && t.shape.length === 1;
 }
 
-/** Labels kept until the class count is known: copies, as callers reuse their arrays. */
-export interface PendingLabels {
-  labels: ArrayLike<number>;
-  rows?: ArrayLike<number>;
-}
-
-/** A copy of `labels` (and `rows`) to check once the class count is known. */
-export function pendingLabels(labels: ArrayLike<number>, rows?: ArrayLike<number>): PendingLabels {
-  return { labels: Array.from(labels), rows: rows && Array.from(rows) };
-}
-
 /** Whose labels {@linkcode checkLabels} checks: the engine's batch or a meta step's dev batch. */
 const LABELS_OF = {
   batch: { owner: "StepEngine", example: "example", rows: "the batch" },
@@ -296,31 +283,56 @@ const LABELS_OF = {
 } as const;
 
 /**
+ * The host-side check of the class labels written to a targets tensor: against the class count
+ * C at once when C is known, else on a copy (callers reuse their arrays) once it is. The engine
+ * keeps one for its batch, a meta step one for its dev batch.
+ */
+export class LabelCheck {
+  #pending: { labels: number[]; rows?: number[] } | null = null;
+
+  /** Whose labels: named in the errors of {@linkcode checkLabels}. */
+  constructor(readonly of: keyof typeof LABELS_OF) {}
+
+  /** Labels just written: checked now with `classes`, or kept while it is null. */
+  written(labels: ArrayLike<number>, classes: number | null, rows?: ArrayLike<number>): void {
+    this.#pending = null; // what was kept is overwritten
+    if (classes !== null) checkLabels(labels, labels.length, classes, rows, this.of);
+    else this.#pending = { labels: Array.from(labels), rows: rows && Array.from(rows) };
+  }
+
+  /** Checks the first `n` (default all) of the labels kept, now that C is `classes`. */
+  known(classes: number, n?: number): void {
+    const p = this.#pending;
+    this.#pending = null;
+    if (p) checkLabels(p.labels, n ?? p.labels.length, classes, p.rows, this.of);
+  }
+}
+
+/**
  * Throws a RangeError naming the first of the first `n` labels that is not an integer in
  * [0, classes), by its row of the (dev) batch or, with `rows`, by the caller's example index.
  */
-export function checkLabels(
+function checkLabels(
   labels: ArrayLike<number>,
   n: number,
   classes: number,
   rows?: ArrayLike<number>,
   of: keyof typeof LABELS_OF = "batch",
 ): void {
+  const k = firstBadLabel(labels, classes, n);
+  if (k < 0) return;
   const o = LABELS_OF[of];
-  for (let k = 0; k < n; k++) {
-    const y = labels[k];
-    if (Number.isInteger(y) && y >= 0 && y < classes) continue;
-    const at = rows ? `${o.example} ${rows[k]}` : `row ${k} of ${o.rows}`;
-    // one output is more likely a regression run with the default (label) targets
-    const regression = classes === 1
-      ? '; a model with one output is a regression: pass target: { shape: [1], dtype: "f32" } ' +
-        "to StepEngine, or give the last layer one output per class"
-      : "";
-    throw new RangeError(
-      `${o.owner}: the label of ${at} is ${y}, not a class in [0, ${classes}) ` +
-        `(the model outputs ${classes} class${classes === 1 ? "" : "es"})${regression}`,
-    );
-  }
+  const y = labels[k];
+  const at = rows ? `${o.example} ${rows[k]}` : `row ${k} of ${o.rows}`;
+  // one output is more likely a regression run with the default (label) targets
+  const regression = classes === 1
+    ? '; a model with one output is a regression: pass target: { shape: [1], dtype: "f32" } ' +
+      "to StepEngine, or give the last layer one output per class"
+    : "";
+  throw new RangeError(
+    `${o.owner}: the label of ${at} is ${y}, not a class in [0, ${classes}) ` +
+      `(the model outputs ${classes} class${classes === 1 ? "" : "es"})${regression}`,
+  );
 }
 
 /**

@@ -4,6 +4,7 @@
  * number of epochs; when the iNaturalist meta stage starts) the choice is said in the preset.
  */
 import { ConfigError } from "../errors.ts";
+import { scaleEpoch } from "../train/config.ts";
 import { TORCHVISION_DEPTHS, type TorchvisionDepth } from "../nn/torchvision.ts";
 
 /** The large presets. */
@@ -162,11 +163,6 @@ export function largePreset(preset: LargePreset): Omit<LargeConfig, "dataRoot" |
 
 /** Settings a command line gives over a preset; what it leaves out is the preset's. */
 export type LargeOverrides = Partial<Omit<LargeConfig, "preset">>;
-
-/** An epoch of a preset's schedule moved to a run of `epochs`: the same fraction of the run. */
-function scaleEpoch(epoch: number, presetEpochs: number, epochs: number): number {
-  return Math.floor((epoch * epochs) / presetEpochs);
-}
 
 /**
  * The settings of a large run: `preset`'s (out: runs/<preset>), then `overrides` (not

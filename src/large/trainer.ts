@@ -38,6 +38,7 @@ import { ConfigError } from "../errors.ts";
 import {
   checkOutDir,
   checkSavedMetrics,
+  completedRunLine,
   completedSummary,
   requireCheckpoint,
 } from "../train/validate.ts";
@@ -176,11 +177,10 @@ export async function trainLarge(
     hint: "move the file away, or choose another --out to start a new run",
   });
   if (ckpt) checkLargeResume(ckpt, ckptPath, cfg, (o.resume ?? false) !== false);
-  const done = ckpt && await completedSummary<LargeSummary>(cfg.out, cfg.epochs, ckpt);
+  const done = ckpt &&
+    await completedSummary<LargeSummary>(join(cfg.out, FILES.summary), cfg.epochs, ckpt);
   if (done) {
-    log(
-      `${cfg.out} holds a completed run (${done.epochsDone} of ${cfg.epochs} epochs): nothing to do`,
-    );
+    log(completedRunLine(cfg.out, done.epochsDone));
     return done;
   }
   await Deno.mkdir(cfg.out, { recursive: true });

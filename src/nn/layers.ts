@@ -281,8 +281,17 @@ export class BatchNorm2d extends Module {
     return this.normalize(ctx, x, p, mode);
   }
 
-  /** The batch norm op over `x` with this layer's parameters and buffers. */
-  protected normalize(ctx: Ctx, x: Tensor, p: ParamScope, mode: ForwardMode): Tensor {
+  /**
+   * The batch norm op over `x` with this layer's parameters and buffers; `tail` fuses a
+   * residual add and sets the ReLU (default: this layer's `relu`, no residual).
+   */
+  protected normalize(
+    ctx: Ctx,
+    x: Tensor,
+    p: ParamScope,
+    mode: ForwardMode,
+    tail: { relu?: boolean; residual?: Tensor } = {},
+  ): Tensor {
     return batchNorm(
       ctx,
       x,
@@ -290,7 +299,12 @@ export class BatchNorm2d extends Module {
       p.param("bias"),
       p.buffer("running_mean"),
       p.buffer("running_var"),
-      { mode: mode.bn, updateRunningStats: mode.updateRunningStats, relu: this.relu },
+      {
+        mode: mode.bn,
+        updateRunningStats: mode.updateRunningStats,
+        relu: tail.relu ?? this.relu,
+        ...(tail.residual ? { residual: tail.residual } : {}),
+      },
     );
   }
 
@@ -306,15 +320,7 @@ export class BatchNorm2d extends Module {
     mode: ForwardMode,
   ): Tensor {
     checkMaps("BatchNorm2d", x, p, this.channels);
-    return batchNorm(
-      ctx,
-      x,
-      p.param("weight"),
-      p.param("bias"),
-      p.buffer("running_mean"),
-      p.buffer("running_var"),
-      { mode: mode.bn, updateRunningStats: mode.updateRunningStats, relu: true, residual },
-    );
+    return this.normalize(ctx, x, p, mode, { relu: true, residual });
   }
 }
 

@@ -160,12 +160,13 @@ export class Model<M extends Module = Module> {
    * file left as it is) unless `options.overwrite`; a missing folder is named likewise.
    */
   async save(path: string, options: ModelSaveOptions = {}): Promise<void> {
-    const tensors = new Map<string, SafeTensor>();
-    const [p, b] = await Promise.all([this.params.download(), this.buffers.download()]);
-    addModelState(tensors, this.specs, p, b, 0);
-    for (const [k, v] of options.tensors ?? []) tensors.set(k, v);
+    // the path first: a refused one costs no readback
     const placeholder = options.overwrite ? false : await claimPath(path);
     try {
+      const tensors = new Map<string, SafeTensor>();
+      const [p, b] = await Promise.all([this.params.download(), this.buffers.download()]);
+      addModelState(tensors, this.specs, p, b, 0);
+      for (const [k, v] of options.tensors ?? []) tensors.set(k, v);
       await writeCheckpoint(path, tensors, options.metadata ?? {});
     } catch (e) {
       if (placeholder) await Deno.remove(path).catch(() => {});

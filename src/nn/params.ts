@@ -3,7 +3,7 @@
  * layout over other flat buffers gives gradients, momentum, look-ahead parameters and tangent
  * directions, so every "for all parameters" operation is a single kernel.
  */
-import type { BufferView, Gpu } from "../gpu/runtime.ts";
+import { bufferGeneration, type BufferView, DESTROYED, type Gpu } from "../gpu/runtime.ts";
 import { Tensor } from "../tensor.ts";
 
 /** Name and shape of one parameter or buffer, in PyTorch state_dict order. */
@@ -54,26 +54,20 @@ export class FlatTensors {
   readonly buffer: GPUBuffer;
   /** One named view per entry, in `layout.specs` order. */
   readonly tensors: Tensor[];
-  /** What the buffer holds, e.g. "model parameters": its GPU label and the name in errors. */
+  /** Its first and last entry's names: the buffer's GPU label and its name in errors. */
   readonly label: string;
   readonly #gpu: Gpu;
-  #destroyed = false;
 
-  /**
-   * Creates the buffer (zero-filled) and its views, each with the given `requiresGrad`. `label`
-   * names the buffer in the device's validation messages and in errors (default: the first and
-   * last entry's names).
-   */
-  constructor(gpu: Gpu, layout: FlatLayout, requiresGrad = false, label?: string) {
+  /** Creates the buffer (zero-filled, labelled) and its views, each with `requiresGrad`. */
+  constructor(gpu: Gpu, layout: FlatLayout, requiresGrad = false) {
     this.#gpu = gpu;
     this.layout = layout;
     const names = layout.specs.map((s) => s.name);
-    this.label = label ??
-      (names.length > 1
-        ? `tensors ${names[0]} ... ${names.at(-1)}`
-        : names.length === 1
-        ? `tensor ${names[0]}`
-        : "empty flat tensors");
+    this.label = names.length > 1
+      ? `tensors ${names[0]} ... ${names.at(-1)}`
+      : names.length === 1
+      ? `tensor ${names[0]}`
+      : "empty flat tensors";
     this.buffer = gpu.createStorage(layout.length * 4, this.label);
     this.tensors = layout.specs.map((s, i) => {
       const size = s.shape.reduce((a, b) => a * b, 1);
@@ -90,7 +84,7 @@ export class FlatTensors {
 
   /** Throws when {@linkcode FlatTensors.destroy} has run: the buffer is gone. */
   #checkLive(): void {
-    if (this.#destroyed) {
+    if (bufferGeneration(this.buffer) === DESTROYED) {
       throw new Error(
         `${this.label} used after destroy() (of the Model, StepEngine, optimizer or meta step ` +
           "that owns them): use them before destroying their owner",
@@ -155,8 +149,7 @@ export class FlatTensors {
    * see `Tensor.view`). A second call does nothing.
    */
   destroy(): void {
-    if (this.#destroyed) return;
-    this.#destroyed = true;
+    if (bufferGeneration(this.buffer) === DESTROYED) return;
     this.#gpu.destroy(this.buffer);
   }
 }

@@ -13,11 +13,12 @@ import type { Ctx } from "../autograd/tape.ts";
 import type { Rng } from "../random.ts";
 import type { Tensor } from "../tensor.ts";
 import { addRelu } from "../ops/elementwise.ts";
-import { UserError } from "../errors.ts";
+import { describeError, UserError } from "../errors.ts";
 import { decodeSafetensors, type SafetensorsFile } from "../checkpoint/safetensors.ts";
 import { BatchNorm2d, Conv2d, GlobalAvgPool, Linear, MaxPool2d, Sequential } from "./layers.ts";
 import { type ForwardMode, Module, moduleSpecs, type ParamScope } from "./module.ts";
 import type { Model } from "./model.ts";
+import type { ParamSpec } from "./params.ts";
 
 /** The depths torchvision builds, plus ResNet-10. */
 export const TORCHVISION_DEPTHS = [10, 18, 34, 50, 101, 152] as const;
@@ -163,7 +164,8 @@ export class TorchvisionResNet extends Module {
       );
     }
     const width = config.width ?? 64;
-    this.config = { width, inChannels: 3, ...config };
+    // defaults for fields left out or given as undefined
+    this.config = { ...config, width, inChannels: config.inChannels ?? 3 };
     const Block = layout.block === "basic" ? TvBasicBlock : TvBottleneck;
     const body: [string, Module][] = [
       ["conv1", new TvConv(this.config.inChannels, width, 7, 2, 3)],
@@ -222,13 +224,16 @@ export interface PretrainedLoad {
  * the names and shapes come from the module tree of `arch`.
  */
 export function pretrainedProblems(file: SafetensorsFile, arch: TorchvisionConfig): string[] {
-  const root = new TorchvisionResNet({
-    depth: arch.depth,
-    numClasses: arch.numClasses,
-    width: arch.width ?? 64,
-    inChannels: arch.inChannels ?? 3,
-  });
-  const specs = moduleSpecs(root);
+  const root = new TorchvisionResNet(arch);
+  return problemsFor(file, root, moduleSpecs(root));
+}
+
+/** {@linkcode pretrainedProblems} against a module tree `root` with its `specs`. */
+function problemsFor(
+  file: SafetensorsFile,
+  root: TorchvisionResNet,
+  specs: { params: ParamSpec[]; buffers: ParamSpec[] },
+): string[] {
   const want = [...specs.params, ...specs.buffers];
   const known = new Set(want.map((s) => s.name));
   const problems: string[] = [];
@@ -260,18 +265,21 @@ export function checkPretrained(
   path: string,
   arch: TorchvisionConfig,
 ): void {
-  const problems = pretrainedProblems(file, arch);
+  throwIfProblems(pretrainedProblems(file, arch), path, arch.depth, arch.width ?? 64);
+}
+
+/** The error of {@linkcode checkPretrained}: none when `problems` is empty. */
+function throwIfProblems(problems: string[], path: string, depth: number, width: number): void {
   if (!problems.length) return;
-  const width = arch.width ?? 64;
   const shown = problems.slice(0, 6).map((p) => `\n  - ${p}`).join("");
   const more = problems.length > 6 ? `\n  - ... and ${problems.length - 6} more` : "";
   throw new UserError(
-    `--pretrained ${path} does not fit this run's ResNet-${arch.depth} (width ${width}):` +
+    `--pretrained ${path} does not fit this run's ResNet-${depth} (width ${width}):` +
       shown + more,
     {
       file: path,
       flag: "--pretrained",
-      hint: `pass a checkpoint of torchvision's resnet${arch.depth} (width ${width}), or ` +
+      hint: `pass a checkpoint of torchvision's resnet${depth} (width ${width}), or ` +
         "train from scratch without --pretrained",
     },
   );
@@ -295,21 +303,34 @@ export async function loadPretrained(
   model: Model<TorchvisionResNet>,
   path: string,
 ): Promise<PretrainedLoad> {
-  let file: SafetensorsFile;
-  try {
-    file = decodeSafetensors(await Deno.readFile(path));
-  } catch (e) {
-    const why = e instanceof Deno.errors.NotFound
-      ? "does not exist"
-      : `is not a readable safetensors file (${e instanceof Error ? e.message : String(e)})`;
-    throw new UserError(`--pretrained ${path} ${why}`, {
+  return await applyPretrained(model, await readPretrainedFile(path), path);
+}
+
+/**
+ * The decoded safetensors file `path` of `--pretrained`: a {@linkcode UserError} naming it when
+ * it does not exist, cannot be read or is not a safetensors file. Checks nothing else.
+ */
+export async function readPretrainedFile(path: string): Promise<SafetensorsFile> {
+  const fail = (what: string, cause: unknown): never => {
+    throw new UserError(`--pretrained ${path} ${what}`, {
       file: path,
       flag: "--pretrained",
       hint: "pass a torchvision ResNet state_dict saved with safetensors.torch.save_file",
-      cause: e,
+      cause,
     });
+  };
+  let bytes: Uint8Array;
+  try {
+    bytes = await Deno.readFile(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) fail("does not exist", e);
+    return fail(`cannot be read (${describeError(e)})`, e);
   }
-  return await applyPretrained(model, file, path);
+  try {
+    return decodeSafetensors(bytes);
+  } catch (e) {
+    return fail(`is not a readable safetensors file (${(e as Error).message})`, e);
+  }
 }
 
 /**
@@ -321,12 +342,17 @@ export async function applyPretrained(
   file: SafetensorsFile,
   path: string,
 ): Promise<PretrainedLoad> {
-  checkPretrained(file, path, model.root.config);
-  const reset = keepsOwnFc(file, model.root);
-  const values = await model.stateDict(); // the model's own values stay where none is loaded
+  const { root } = model;
+  throwIfProblems(problemsFor(file, root, model.specs), path, root.config.depth, root.config.width);
+  const reset = keepsOwnFc(file, root);
+  const values = new Map<string, Float32Array>();
   let loaded = 0;
   for (const s of [...model.specs.params, ...model.specs.buffers]) {
-    if (reset && (s.name === "fc.weight" || s.name === "fc.bias")) continue;
+    if (reset && (s.name === "fc.weight" || s.name === "fc.bias")) {
+      // the model keeps its own classifier: read back just these two
+      values.set(s.name, await model.params.get(s.name).read(model.gpu));
+      continue;
+    }
     const t = file.tensors.get(s.name)!; // present, of this shape, F32 or F64: checked above
     values.set(s.name, Float32Array.from(t.data as Float32Array | Float64Array));
     loaded++;

@@ -378,7 +378,7 @@ export type ConfigOverrides = Partial<TrainConfig>;
 const CONFIG_KEYS = Object.keys(DEFAULT_PRESET) as (keyof TrainConfig)[];
 
 /** An epoch of a preset's schedule moved to a run of `epochs`: the same fraction of the run. */
-function scaleEpoch(epoch: number, presetEpochs: number, epochs: number): number {
+export function scaleEpoch(epoch: number, presetEpochs: number, epochs: number): number {
   return Math.floor((epoch * epochs) / presetEpochs);
 }
 

@@ -9,6 +9,7 @@ import { loadDataset } from "../data/load.ts";
 import { longTailSplit } from "../data/split.ts";
 import {
   checkClassCounts,
+  checkSplitContents,
   checkSplitsAgree,
   splitFingerprint,
   type SplitNames,
@@ -81,6 +82,8 @@ export async function prepareData(
     ({ train, test } = supplied);
     source = "memory";
     names = { train: "data.train (in memory)", test: "data.test (in memory)" };
+    checkSplitContents(train, names.train);
+    checkSplitContents(test, names.test);
     checkSplitsAgree(train, test, names);
     const known = DATASET_STATS[cfg.dataset];
     mean = supplied.mean ??

@@ -35,6 +35,7 @@ import {
 import { type Phase, phaseOf } from "./methods.ts";
 import { MetaWeightNet } from "./mwn.ts";
 import { LongTailSource } from "./source.ts";
+import { CLASS_WEIGHTS_KEY } from "./validate.ts";
 import {
   addSums,
   emptySums,
@@ -55,9 +56,6 @@ export const OUTPUT_FILES = {
   summary: "summary.json",
   report: "report.html",
 } as const;
-
-/** The name of the reweighter's class weights in the run's checkpoint. */
-const CLASS_WEIGHTS = "train.class_weights";
 
 /** LDAM margins C / n_y^(1/4), scaled so the largest is 0.5. */
 export function ldamMargins(counts: number[]): number[] {
@@ -412,7 +410,7 @@ export class LongTailRun {
 
   async #checkpointState(): Promise<CheckpointExtra> {
     const tensors = new Map<string, SafeTensor>(
-      (await this.parts.meta.checkpointState(CLASS_WEIGHTS)).tensors,
+      (await this.parts.meta.checkpointState(CLASS_WEIGHTS_KEY)).tensors,
     );
     if (this.mwn) { for (const [k, v] of await this.mwn.state()) tensors.set(k, v); }
     return {
@@ -437,7 +435,7 @@ export class LongTailRun {
   restore(file: SafetensorsFile): void {
     const m = file.metadata;
     const json = (k: string) => JSON.parse(m[k] ?? "null");
-    this.parts.meta.restore(file, CLASS_WEIGHTS);
+    this.parts.meta.restore(file, CLASS_WEIGHTS_KEY);
     this.mwn?.load(file.tensors);
     this.epochsDone = Number(m.epoch);
     this.steps = Number(m.steps);

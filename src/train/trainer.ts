@@ -30,6 +30,7 @@ import {
   checkOutDir,
   checkResumeData,
   checkResumeMetadata,
+  completedRunLine,
   completedSummary,
   requireCheckpoint,
 } from "./validate.ts";
@@ -111,10 +112,7 @@ export async function train(options: TrainOptions = {}): Promise<RunSummary> {
   }
   if (done) {
     // checked like any resume (settings, data), then left as it is
-    log(
-      `${cfg.out} holds a completed run (${done.epochsDone} of ${cfg.epochs} epochs): nothing ` +
-        "to train, and its files are left as they are (choose another --out for a new run)",
-    );
+    log(completedRunLine(cfg.out, done.epochsDone));
     return done;
   }
   await Deno.mkdir(cfg.out, { recursive: true });
@@ -191,7 +189,11 @@ async function openResume(
   const cfg = { ...saved, dataDir: options.dataDir ?? saved.dataDir, out: fresh.out };
   if (options.download !== undefined) cfg.download = options.download;
   validateConfig(cfg);
-  const done = await completedSummary<RunSummary>(cfg.out, cfg.epochs, ckpt);
+  const done = await completedSummary<RunSummary>(
+    join(cfg.out, OUTPUT_FILES.summary),
+    cfg.epochs,
+    ckpt,
+  );
   if (done) return { cfg, ckpt, forking: null, done };
   log(`resuming ${cfg.out} after epoch ${ckpt.metadata.epoch} (${ckpt.metadata.steps} steps)`);
   return { cfg, ckpt, forking: null };

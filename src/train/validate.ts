@@ -6,6 +6,7 @@
  * flag, what was expected and what to do.
  */
 import { join } from "node:path";
+import { checkOutFolder, pathKind } from "../cli/flags.ts";
 import { problemOf, UserError } from "../errors.ts";
 import { ConfigError, methodLoss, modelDepth, type TrainConfig, validateConfig } from "./config.ts";
 import type { SafeDType, SafetensorsFile } from "../checkpoint/safetensors.ts";
@@ -15,17 +16,11 @@ import { MetaWeightNet } from "./mwn.ts";
 import { LEGACY_RECIPE } from "./recipe.ts";
 import { type EvalMetrics, metricsFromJson } from "../engine/metrics.ts";
 
+/** The name of the meta step's class weights in a run's checkpoint. */
+export const CLASS_WEIGHTS_KEY = "train.class_weights";
+
 /** Output files of a run that a new run would overwrite. */
 const RUN_OUTPUTS = ["metrics.jsonl", "summary.json", "report.html"];
-
-async function kindOf(path: string): Promise<"file" | "dir" | "none"> {
-  try {
-    return (await Deno.lstat(path)).isDirectory ? "dir" : "file";
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory) return "none";
-    throw e;
-  }
-}
 
 function outError(message: string, hint: string, out: string): UserError {
   return new ConfigError(message, { flag: "--out", file: out, hint });
@@ -38,32 +33,17 @@ function outError(message: string, hint: string, out: string): UserError {
  * removed at once.
  */
 export async function checkOutDir(out: string, checkpointName: string): Promise<void> {
-  const perm = await Deno.permissions.query({ name: "write", path: out });
-  if (perm.state !== "granted") {
-    throw outError(
-      `--out ${out}: this process may not write there`,
-      "the train task may write only under runs/ and data/: choose --out there (e.g. " +
-        "runs/my-run), or run scripts/train.ts with a wider --allow-write",
-      out,
-    );
-  }
-  const kind = await kindOf(out);
-  if (kind === "file") {
-    throw outError(
-      `--out ${out} is a file; expected a folder for the run's outputs (created if absent)`,
-      "choose another --out",
-      out,
-    );
-  }
-  if (kind === "none") {
-    // created later by the run itself (creating it proves it writable); here only check that
-    // no file stands in the way (its parent may lie outside what this process may write)
-    await nearestExisting(out);
-    return;
-  }
+  const exists = await checkOutFolder(out, {
+    flag: "--out",
+    purpose: "for the run's outputs (created if absent)",
+    scopeHint: "the train task may write only under runs/ and data/: choose --out there (e.g. " +
+      "runs/my-run), or run scripts/train.ts with a wider --allow-write",
+  });
+  // an absent folder is created later by the run itself (creating it proves it writable)
+  if (!exists) return;
   const present = [];
-  for (const f of RUN_OUTPUTS) if ((await kindOf(join(out, f))) !== "none") present.push(f);
-  if (present.length && (await kindOf(join(out, checkpointName))) === "none") {
+  for (const f of RUN_OUTPUTS) if ((await pathKind(join(out, f))) !== "none") present.push(f);
+  if (present.length && (await pathKind(join(out, checkpointName))) === "none") {
     throw outError(
       `--out ${out} holds ${present.join(", ")} but no ${checkpointName}: a new run would ` +
         `overwrite those files, and there is no checkpoint to resume`,
@@ -90,54 +70,41 @@ export async function checkOutDir(out: string, checkpointName: string): Promise<
  */
 export async function requireCheckpoint(out: string, checkpointName: string): Promise<void> {
   const path = join(out, checkpointName);
-  if ((await kindOf(path)) !== "none") return;
+  if ((await pathKind(path)) !== "none") return;
   const why = { none: " (the folder does not exist)", file: " (it is a file)", dir: "" };
-  throw new ConfigError(`--resume: ${out} holds no ${checkpointName}${why[await kindOf(out)]}`, {
+  throw new ConfigError(`--resume: ${out} holds no ${checkpointName}${why[await pathKind(out)]}`, {
     flag: "--resume",
     file: path,
     hint: "drop --resume to start a new run, or check --out",
   });
 }
 
-/** The nearest existing ancestor of `path`, which must be a folder. */
-async function nearestExisting(path: string): Promise<string> {
-  let dir = join(path, "..");
-  for (;;) {
-    const k = await kindOf(dir);
-    if (k === "dir") return dir;
-    if (k === "file") {
-      throw outError(
-        `--out ${path}: ${dir} is a file, so the folder cannot be created`,
-        "choose another --out",
-        path,
-      );
-    }
-    const up = join(dir, "..");
-    if (up === dir) return dir;
-    dir = up;
-  }
-}
-
 /**
- * The summary of a finished run in `out`: its checkpoint holds all `epochs` and its
- * summary.json says "completed". Resuming it trains nothing and rewrites nothing. Null when
- * there is more to do, including a run killed between its last checkpoint and its outputs (the
- * resume writes them).
+ * The summary of a finished run (its summary file at `summaryPath`): its checkpoint holds all
+ * `epochs` and the summary says "completed". Resuming it trains nothing and rewrites nothing.
+ * Null when there is more to do, including a run killed between its last checkpoint and its
+ * outputs (the resume writes them).
  */
 export async function completedSummary<S extends { status: string; epochsDone: number }>(
-  out: string,
+  summaryPath: string,
   epochs: number,
   ckpt: SafetensorsFile,
 ): Promise<S | null> {
   if (Number(ckpt.metadata.epoch) < epochs) return null;
   let summary: S;
   try {
-    summary = JSON.parse(await Deno.readTextFile(join(out, "summary.json")));
+    summary = JSON.parse(await Deno.readTextFile(summaryPath));
   } catch (e) {
     if (e instanceof Deno.errors.NotFound || e instanceof SyntaxError) return null;
     throw e;
   }
   return summary.status === "completed" && summary.epochsDone === epochs ? summary : null;
+}
+
+/** The line a trainer prints for a completed run it was asked to resume. */
+export function completedRunLine(out: string, epochsDone: number): string {
+  return `${out} holds a completed run (${epochsDone} of ${epochsDone} epochs): nothing ` +
+    "to train, and its files are left as they are (choose another --out for a new run)";
 }
 
 /** The checked metadata of a training checkpoint. */
@@ -282,7 +249,7 @@ export function checkResumeData(
   path: string,
   cfg: TrainConfig,
   data: ResumeData,
-  flag: "--resume" | "--init-from" = "--resume",
+  flag: "--resume" | "--init-from" | "--checkpoint" = "--resume",
 ): void {
   const raw = ckpt.metadata.data_fingerprint;
   if (raw === undefined) {
@@ -310,14 +277,22 @@ export function checkResumeData(
         {
           file: path,
           flag,
-          hint: `${flag === "--resume" ? "resume" : "fork"} with the data of the original run ` +
-            "(its --data-dir), or choose another --out to start a new run on this data",
+          hint: OTHER_DATA_HINT[flag],
         },
       );
     }
   }
   checkTensors(ckpt, path, expectedTensors(cfg, data), cfg.model);
 }
+
+/** What to do about a checkpoint trained on other data, by the flag that gave it. */
+const OTHER_DATA_HINT = {
+  "--resume": "resume with the data of the original run (its --data-dir), or choose another " +
+    "--out to start a new run on this data",
+  "--init-from": "fork with the data of the original run (its --data-dir), or choose another " +
+    "--out to start a new run on this data",
+  "--checkpoint": "pass --data-dir with the data the run was trained on",
+};
 
 /** name -> "DTYPE [shape]" of every tensor a checkpoint of this run holds. */
 export function expectedTensors(cfg: TrainConfig, data: ResumeData): Map<string, string> {
@@ -341,7 +316,7 @@ export function expectedTensors(cfg: TrainConfig, data: ResumeData): Map<string,
       put(`${s.name.slice(0, -".running_var".length)}.num_batches_tracked`, "I64", []);
     }
   }
-  put("train.class_weights", "F32", [data.numClasses]);
+  put(CLASS_WEIGHTS_KEY, "F32", [data.numClasses]);
   if (cfg.method === "mwn") {
     for (const [name, dtype, shape] of MetaWeightNet.stateSpecs({ recipe: cfg.mwnRecipe })) {
       put(name, dtype, shape);
