@@ -71,7 +71,10 @@ export interface EpochEnd<M> {
   kind: string;
   /** Learning rate at the epoch's first step. */
   lr: number;
-  /** Mean unweighted per-example training loss. */
+  /**
+   * Mean unweighted per-example training loss over every step of the epoch (a hook that takes
+   * the running loss with `engine.takeMeanLoss()` does not change it).
+   */
   trainLoss: number;
   /** Steps of the epoch. */
   steps: number;
@@ -496,7 +499,7 @@ async function runEpoch<R, M>(
   engine.stepIndex = state.steps; // the dropout seeds continue the run's sequence on resume
   const stopped = await runSteps(o, epoch, kind, batches, monitor);
   if (stopped) return stopped;
-  const trainLoss = await engine.takeMeanLoss();
+  const trainLoss = await engine.takeStepsLoss(); // every step's, whatever a hook drained
   const evalEvery = o.evalEvery ?? 1;
   const evalDue = o.evaluate && ((epoch + 1) % evalEvery === 0 || epoch === o.epochs - 1);
   const metrics = evalDue ? await o.evaluate!(epoch) : null;
@@ -540,8 +543,9 @@ async function runSteps<R, M>(
     await batches.load(s);
     await o.hooks?.beforeStep?.(epoch, s);
     await kind.run(rateAt(o, epoch, s, batches.steps), s);
-    await o.hooks?.afterStep?.(epoch, s);
+    // before the hook, which may drain the running loss (takeMeanLoss): a NaN is still seen
     monitorStep(engine.gpu, engine.lossSum, monitor);
+    await o.hooks?.afterStep?.(epoch, s);
     sinceSync++;
     if (sinceSync < syncEvery && s < batches.steps - 1) continue;
     const mon = await monitor.read(engine.gpu);
