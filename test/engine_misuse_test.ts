@@ -9,7 +9,9 @@
  * - custom modules: a child missing from children(), one instance reached twice, two children of
  *   one name; Dropout's name in its message;
  * - a regression loss, or integer targets on a one-output model, with the default label targets;
- * - an ArraySource with a batch larger than the data set, and the wrap of a partial batch.
+ * - an ArraySource with a batch larger than the data set, and the wrap of a partial batch (fit
+ *   reports the epoch's distinct examples, not its rows); a source's examples its steps cannot
+ *   hold.
  */
 import assert from "node:assert/strict";
 import {
@@ -367,9 +369,27 @@ gpuTest(
       seen.push(Array.from(data.batchIndices));
     }
     assert.deepEqual(seen, [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 0, 1]]);
+    assert.equal(epoch.examples, 10, "10 distinct examples in 12 rows");
+    const run = await fit({ engine, data, epochs: 1, lr: () => 0.1 });
+    assert.deepEqual([run.history[0].steps, run.history[0].examples], [3, 10]);
     // exactly as many examples as the batch: one step, each example once
     const whole = new ArraySource({ engine, inputs: inputs(4), targets: targets(4), seed: 3 });
     assert.equal(whole.epoch(0).steps, 1);
+    // a source that says nothing: every step a batch of new examples; one that says too many
+    const source = (examples?: number) => ({
+      epoch: () => ({ steps: 2, examples, load: (s: number) => whole.epoch(0).load(s % 1) }),
+    });
+    const own = await fit({ engine, data: source(), epochs: 1, lr: () => 0.1 });
+    assert.equal(own.history[0].examples, 8);
+    for (const bad of [9, 0, 7.5]) {
+      await assert.rejects(
+        () => fit({ engine, data: source(bad), epochs: 1, lr: () => 0.1 }),
+        new Error(
+          `fit: epoch 0 of the data source has ${bad} examples, expected an integer in [1, 8] ` +
+            "(its 2 steps of 4 examples)",
+        ),
+      );
+    }
     engine.destroy();
     optimizer.destroy();
     model.destroy();
