@@ -223,14 +223,18 @@ export class StepEngine {
   step(lr: number, rule?: SeedRule, n = this.batch): void {
     const tape = new Tape();
     const ctx = new Ctx(this.gpu, tape);
-    const l = this.forwardLosses(ctx, n);
-    const seed = rule ? rule(ctx, tape, l) : this.scaledWeights(ctx, 1 / n, n);
-    this.#update(ctx, tape, l, seed, lr);
+    // refused (a bad label, a loss of the wrong shape): nothing of it runs, the engine is as it was
+    const l = refusable(this.gpu, [ctx], () => {
+      const l = this.forwardLosses(ctx, n);
+      const seed = rule ? rule(ctx, tape, l) : this.scaledWeights(ctx, 1 / n, n);
+      this.gradients(tape, l, seed, this.model.params, this.grads);
+      return l;
+    });
+    this.#update(ctx, l, lr);
   }
 
-  /** Backward with `seed`, one optimizer update, loss bookkeeping; submits. */
-  #update(ctx: Ctx, tape: Tape, l: Tensor, seed: Tensor, lr: number): void {
-    this.gradients(tape, l, seed, this.model.params, this.grads);
+  /** One optimizer update from the gradients, loss bookkeeping; submits. */
+  #update(ctx: Ctx, l: Tensor, lr: number): void {
     this.optimizer.step(this.model.params, this.grads, lr);
     accumulateLoss(this.gpu, l, this.lossSum);
     ctx.release();
@@ -288,6 +292,24 @@ export class StepEngine {
   async readLossSum(): Promise<[sum: number, count: number]> {
     const [sum, count] = await this.lossSum.read(this.gpu);
     return [sum, count];
+  }
+}
+
+/**
+ * Runs `record`, the part of a step that records work and may refuse it, after submitting what
+ * was recorded before it. When it throws, the work it recorded is dropped unrun
+ * ({@linkcode Gpu.discard}) and `ctxs` are released, so a refused step (a bad label seen at the
+ * first forward, a loss of the wrong shape) leaves parameters, running statistics, gradients
+ * and the buffer pool as they were, and the next step computes what it would on a fresh engine.
+ */
+export function refusable<T>(gpu: Gpu, ctxs: readonly Ctx[], record: () => T): T {
+  gpu.submit();
+  try {
+    return record();
+  } catch (e) {
+    gpu.discard();
+    for (const ctx of ctxs) ctx.release();
+    throw e;
   }
 }
 
