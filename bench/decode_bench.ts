@@ -4,7 +4,7 @@
  * loader (decode on workers, upload, GPU random-resized-crop to 224, flip, normalise) in
  * training batches of 64.
  *
- *   deno run --allow-read --allow-write=/tmp --allow-env bench/decode_bench.ts \
+ *   deno run --allow-read --allow-write=/tmp bench/decode_bench.ts \
  *     [--dir=FOLDER] [--native] [--jpeg-js] [--no-gpu] [--seconds=S]
  *
  * --dir also times the JPEGs of FOLDER (e.g. real ImageNet files); --native times Deno's own

@@ -9,7 +9,6 @@
 import {
   type FlagSpec,
   type FlagTable,
-  GpuUnavailableError,
   parseFlags,
   reportError,
   usageLines,
@@ -48,9 +47,11 @@ export function reportErrors(): void {
   globalThis.addEventListener("error", (e) => end(e, e.error));
 }
 
-/** Errors of the environment that the user can fix, worded as such; anything else unchanged. */
+/**
+ * Permission errors, which the user can fix, worded as such; anything else unchanged (a missing
+ * GPU is a UserError already).
+ */
 function asUserError(e: unknown): unknown {
-  if (e instanceof GpuUnavailableError) return new UserError(e.message, { cause: e });
   if (e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied) {
     return new UserError(e.message, {
       cause: e,

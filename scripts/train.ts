@@ -8,7 +8,6 @@
 import { parseTrainArgs, usage } from "../src/train/cli.ts";
 import { train } from "../src/train/trainer.ts";
 import { reportError, UserError } from "../src/errors.ts";
-import { GpuUnavailableError } from "../src/gpu/device.ts";
 import { largeMain, wantsLargePreset } from "../src/large/cli.ts";
 
 async function main(args: string[]): Promise<number> {
@@ -30,9 +29,11 @@ async function main(args: string[]): Promise<number> {
   }
 }
 
-/** Errors of the environment the user can fix, worded as such; anything else unchanged. */
+/**
+ * Permission errors, which the user can fix, worded as such; anything else unchanged (a missing
+ * GPU is a UserError already).
+ */
 function asUserError(e: unknown): unknown {
-  if (e instanceof GpuUnavailableError) return new UserError(e.message, { cause: e });
   if (e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied) {
     return new UserError(e.message, {
       cause: e,

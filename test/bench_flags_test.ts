@@ -13,6 +13,31 @@ import { UserError } from "../src/errors.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 
+/**
+ * The environment the bench task may read: the backend named in its results, the ResNet-50
+ * batch of --large, and the debug switch of its error lines. TF.js reads none (a permission
+ * audit of its import, init, kernels and a training step found no read).
+ */
+const BENCH_ENV = "--allow-env=DENO_WEBGPU_BACKEND,TAILGRAD_BENCH_R50_BATCH,TAILGRAD_DEBUG";
+
+Deno.test("bench tasks: the variables they read are named; the decode benchmark reads none", async () => {
+  const tasks = JSON.parse(await Deno.readTextFile(join(ROOT, "deno.json"))).tasks;
+  const env = (task: string) => task.split(/\s+/).filter((w) => w.startsWith("--allow-env"));
+  assert.deepEqual(env(tasks.bench), [BENCH_ENV]);
+  assert.deepEqual(env(tasks["bench:decode"]), []);
+  for (const [name, task] of [["bench", tasks.bench], ["bench:decode", tasks["bench:decode"]]]) {
+    assert.doesNotMatch(task, /--allow-(env|net|write|run|ffi)( |$)|\s-A\s/, name);
+  }
+  // each variable named is one the benchmark's code reads
+  const sources = ["scripts/bench.ts", "bench/lib.ts", "bench/large_bench.ts", "src/errors.ts"];
+  const read = new Set<string>();
+  for (const file of sources) {
+    const text = await Deno.readTextFile(join(ROOT, file));
+    for (const m of text.matchAll(/Deno\.env\.get\("(\w+)"\)/g)) read.add(m[1]);
+  }
+  assert.deepEqual([...read].sort(), BENCH_ENV.split("=")[1].split(","));
+});
+
 Deno.test("bench:deno names exactly the bench/ files that declare Deno.bench cases", async () => {
   const tasks = JSON.parse(await Deno.readTextFile(join(ROOT, "deno.json"))).tasks;
   const task = tasks["bench:deno"] as string;
@@ -103,7 +128,7 @@ async function bench(args: string[], writeRoot: string) {
       "--frozen",
       "--allow-read",
       `--allow-write=${writeRoot}`,
-      "--allow-env",
+      BENCH_ENV,
       "--allow-sys=loadavg",
       "scripts/bench.ts",
       ...args,

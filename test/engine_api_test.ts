@@ -8,8 +8,8 @@
  *   through the full or the classifier-only meta step), dev batches of the wrong size or array;
  * - class weights of "meta-update-wy" that are not one per class of the model (numClasses), or
  *   targets that are not class labels; a checkpoint without the reweighter's class weights;
- * - a hook that drains fit's running loss (takeMeanLoss inside fit), named instead of a false
- *   non-finite stop;
+ * - a hook that drains the running loss (takeMeanLoss inside fit): the epoch's loss still counts
+ *   every step;
  * - inputs of the wrong width for a Linear or Conv2d layer;
  * - run lengths (fractional epochs, a checkpoint of more epochs, an epoch with no steps);
  * - resuming the wrong file: another optimizer's checkpoint, a weights file, a missing tensor;
@@ -675,33 +675,67 @@ gpuTest(
 );
 
 gpuTest(
-  "fit: a hook that drains the running loss (takeMeanLoss) is named, not a non-finite stop",
+  "fit: a hook that drains the running loss (takeMeanLoss) leaves each epoch's loss whole",
   async (gpu) => {
-    const { engine, destroy } = engineOf(gpu, 8);
-    const { inputs, targets } = examples(20);
-    const data = new ArraySource({ engine, inputs, targets, seed: 0 });
-    const per: number[] = [];
-    await assert.rejects(
-      () =>
-        fit({
-          engine,
-          data,
-          epochs: 1,
-          lr: () => 0.1,
-          hooks: { afterStep: async () => void per.push(await engine.takeMeanLoss()) },
-        }),
-      new Error(
-        "StepEngine.takeMeanLoss: no loss was recorded since its last call. Inside fit, fit " +
-          "takes the running loss at each epoch's end: a hook that calls takeMeanLoss drains " +
-          "the epoch's; read per-step losses with engine.readLossSum() instead, which resets " +
-          "nothing",
-      ),
-    );
-    assert.equal(per.length, 3);
-    assert.ok(per.every(Number.isFinite), `${per}`);
-    destroy();
+    const { inputs, targets } = examples(20); // 3 steps of 8 an epoch
+    /** Two epochs; `drainAt(epoch, step)` says whether the hook drains after that step. */
+    const run = async (drainAt: (epoch: number, step: number) => boolean) => {
+      const { engine, model, destroy } = engineOf(gpu, 8);
+      const data = new ArraySource({ engine, inputs, targets, seed: 0 });
+      const drained: number[][] = [[], []];
+      const r = await fit({
+        engine,
+        data,
+        epochs: 2,
+        lr: () => 0.1,
+        hooks: {
+          afterStep: async (e, s) => {
+            if (drainAt(e, s)) drained[e].push(await engine.takeMeanLoss());
+          },
+        },
+      });
+      const params = await model.stateDict();
+      destroy();
+      return { losses: r.history.map((h) => h.trainLoss), drained, params };
+    };
+    const plain = await run(() => false);
+    const every = await run(() => true); // each step's mean loss, drained as it is made
+    const once = await run((_, s) => s === 0); // the first step's, in the middle of the epoch
+    for (const [e, steps] of every.drained.entries()) {
+      assert.equal(steps.length, 3);
+      const mean = (steps[0] + steps[1] + steps[2]) / 3; // equal steps of 8
+      const close = (got: number, want: number, tol: number, what: string) =>
+        assert.ok(Math.abs(got - want) <= tol * want, `epoch ${e} ${what}: ${got} vs ${want}`);
+      close(every.losses[e], mean, 1e-12, "drained every step");
+      // the step sums add in f64 on the host, the undrained ones in f32 on the GPU
+      close(plain.losses[e], mean, 1e-6, "no hook");
+      close(once.losses[e], mean, 1e-6, "drained after step 0");
+      assert.equal(once.drained[e][0], steps[0], "the same first step");
+      // only what was left after the drain: the loss the epoch used to report
+      const rest = (steps[1] + steps[2]) / 2;
+      assert.ok(Math.abs(once.losses[e] - rest) > 1e-4, `epoch ${e}: ${once.losses[e]} ${rest}`);
+    }
+    assert.deepEqual(every.params, plain.params, "draining changes no training bit");
+    assert.deepEqual(once.params, plain.params);
   },
 );
+
+gpuTest("takeMeanLoss with nothing recorded since its last call says so", async (gpu) => {
+  const { engine, destroy } = engineOf(gpu, 8);
+  const { inputs, targets } = examples(8);
+  engine.writeBatch(inputs, targets);
+  engine.step(0.1);
+  assert.ok(Number.isFinite(await engine.takeMeanLoss()));
+  await assert.rejects(
+    () => engine.takeMeanLoss(),
+    new Error(
+      "StepEngine.takeMeanLoss: no loss was recorded since its last call (or since fit took " +
+        "the epoch's loss at its end); call it after a step, or read the running sums with " +
+        "engine.readLossSum(), which resets nothing",
+    ),
+  );
+  destroy();
+});
 
 gpuTest(
   "fit: a checkpoint path that would overwrite a file or has no folder is refused first",

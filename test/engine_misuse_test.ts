@@ -9,11 +9,16 @@
  * - custom modules: a child missing from children(), one instance reached twice, two children of
  *   one name; Dropout's name in its message;
  * - a regression loss, or integer targets on a one-output model, with the default label targets;
- * - an ArraySource with a batch larger than the data set, and the wrap of a partial batch.
+ * - a step refused after its forward was recorded (a bad batch or dev label): nothing of it runs,
+ *   and the next good step is bit for bit a fresh engine's;
+ * - an ArraySource with a batch larger than the data set, and the wrap of a partial batch (fit
+ *   reports the epoch's distinct examples, not its rows); a source's examples its steps cannot
+ *   hold.
  */
 import assert from "node:assert/strict";
 import {
   ArraySource,
+  BatchNorm1d,
   BatchNorm2d,
   crossEntropy,
   Ctx,
@@ -25,6 +30,7 @@ import {
   Gpu,
   Linear,
   MaxPool2d,
+  MetaReweighter,
   Model,
   Module,
   mseLoss,
@@ -367,12 +373,121 @@ gpuTest(
       seen.push(Array.from(data.batchIndices));
     }
     assert.deepEqual(seen, [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 0, 1]]);
+    assert.equal(epoch.examples, 10, "10 distinct examples in 12 rows");
+    const run = await fit({ engine, data, epochs: 1, lr: () => 0.1 });
+    assert.deepEqual([run.history[0].steps, run.history[0].examples], [3, 10]);
     // exactly as many examples as the batch: one step, each example once
     const whole = new ArraySource({ engine, inputs: inputs(4), targets: targets(4), seed: 3 });
     assert.equal(whole.epoch(0).steps, 1);
+    // a source that says nothing: every step a batch of new examples; one that says too many
+    const source = (examples?: number) => ({
+      epoch: () => ({ steps: 2, examples, load: (s: number) => whole.epoch(0).load(s % 1) }),
+    });
+    const own = await fit({ engine, data: source(), epochs: 1, lr: () => 0.1 });
+    assert.equal(own.history[0].examples, 8);
+    for (const bad of [9, 0, 7.5]) {
+      await assert.rejects(
+        () => fit({ engine, data: source(bad), epochs: 1, lr: () => 0.1 }),
+        new Error(
+          `fit: epoch 0 of the data source has ${bad} examples, expected an integer in [1, 8] ` +
+            "(its 2 steps of 4 examples)",
+        ),
+      );
+    }
     engine.destroy();
     optimizer.destroy();
     model.destroy();
+    await gpu.sync();
+    assert.deepEqual(gpu.errors, [], "nothing invalid reached the device");
+  },
+);
+
+gpuTest(
+  "a step refused after its forward leaves the engine as it was: the next is a fresh engine's",
+  async (gpu) => {
+    // batch norm (running statistics a forward updates) and dropout (masks drawn per step)
+    const build = () => {
+      const root = new Sequential(
+        new Linear(D, 8),
+        new BatchNorm1d(8),
+        new ReLU(),
+        new Dropout(0.25),
+        new Linear(8, C),
+      );
+      const model = new Model(gpu, root, 1);
+      const optimizer = new Sgd(gpu, model.paramLayout, { momentum: 0.9 });
+      const engine = new StepEngine(model, { loss: crossEntropy, optimizer, batch: 8, input: [D] });
+      const meta = new MetaReweighter(engine, { devBatch: 4, params: "all" });
+      const state = async () => ({
+        model: await model.stateDict(),
+        loss: await engine.readLossSum(),
+        eps: await meta.eps.read(gpu),
+        stepIndex: engine.stepIndex,
+      });
+      const destroy = () => {
+        meta.destroy();
+        engine.destroy();
+        optimizer.destroy();
+        model.destroy();
+      };
+      return { engine, meta, state, destroy };
+    };
+    const META = {
+      eta: 0.1,
+      tau: 1,
+      lookahead: "mean",
+      rule: "meta",
+      lookaheadWeights: "w",
+    } as const;
+    const x = inputs(8), y = Uint32Array.from({ length: 8 }, (_, i) => i % C);
+    const devX = inputs(4, 1), devY = Uint32Array.of(0, 1, 2, 0);
+    const good = async (b: ReturnType<typeof build>) => {
+      b.engine.writeBatch(x, y);
+      b.engine.step(0.1);
+      b.meta.writeDevBatch(devX, devY);
+      b.meta.step(0.1, META);
+      return await b.state();
+    };
+    const fresh = build();
+    const { eps: _, ...initial } = await fresh.state();
+    const want = await good(fresh);
+    fresh.destroy();
+
+    // each refusal comes before the first forward has given C (later a label is refused when
+    // written): a bad batch label, and a bad dev label of the meta step, seen after its forward
+    const refusals = [
+      (b: ReturnType<typeof build>) => {
+        b.engine.writeBatch(x, Uint32Array.from(y, (v, i) => i === 2 ? 7 : v));
+        assert.throws(
+          () => b.engine.step(0.1),
+          new RangeError(
+            "StepEngine: the label of row 2 of the batch is 7, not a class in [0, 3) (the " +
+              "model outputs 3 classes)",
+          ),
+        );
+      },
+      (b: ReturnType<typeof build>) => {
+        b.engine.writeBatch(x, y);
+        b.meta.writeDevBatch(devX, Uint32Array.of(0, 5, 2, 0));
+        assert.throws(
+          () => b.meta.step(0.1, META),
+          new RangeError(
+            "MetaReweighter: the label of row 1 of the dev batch is 5, not a class in [0, 3) " +
+              "(the model outputs 3 classes)",
+          ),
+        );
+      },
+    ];
+    for (const refuse of refusals) {
+      const b = build();
+      const inUse = gpu.memory.inUseBytes;
+      refuse(b);
+      assert.equal(gpu.memory.inUseBytes, inUse, "its tensors went back to the pool");
+      const { eps: _, ...now } = await b.state(); // eps: whatever its pooled buffer held
+      assert.deepEqual(now, initial, "nothing of the refused step ran");
+      assert.deepEqual(await good(b), want, "bit for bit a fresh engine's steps");
+      b.destroy();
+    }
     await gpu.sync();
     assert.deepEqual(gpu.errors, [], "nothing invalid reached the device");
   },

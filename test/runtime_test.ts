@@ -10,6 +10,8 @@ import {
 import { Gpu, grid1d } from "../src/gpu/runtime.ts";
 import { Tensor } from "../src/tensor.ts";
 import { runMap } from "../src/ops/elementwise.ts";
+import { reportError, UserError } from "../src/errors.ts";
+import { tinyArgs, writeSyntheticIdx } from "./train_fixtures.ts";
 
 const gpu = await Gpu.create();
 
@@ -246,5 +248,66 @@ Deno.test("a dispatch observer sees each dispatch with its phase and can time it
     querySet?.destroy();
     x.release(gpu);
     y.release(gpu);
+  }
+});
+
+Deno.test("no GPU is a user's mistake: one error line and exit status 1, from the CLIs too", async () => {
+  const realGpu = navigator.gpu;
+  const fake = { requestAdapter: () => Promise.resolve(null) };
+  Object.defineProperty(navigator, "gpu", { value: fake, configurable: true });
+  let error: unknown;
+  try {
+    error = await acquireDevice().then(() => null, (e) => e);
+  } finally {
+    Object.defineProperty(navigator, "gpu", { value: realGpu, configurable: true });
+    delete (navigator as unknown as Record<string, unknown>).gpu;
+  }
+  assert.ok(error instanceof GpuUnavailableError && error instanceof UserError, String(error));
+  assert.equal(error.exitCode, 1);
+  assert.equal(error.problem, error.message, "no hint line: the message says what to try");
+  const printed: unknown[][] = [];
+  const consoleError = console.error;
+  console.error = (...args: unknown[]) => void printed.push(args);
+  try {
+    assert.equal(reportError(error), 1);
+  } finally {
+    console.error = consoleError;
+  }
+  assert.deepEqual(printed, [[`error: ${error.message}`]], "the message alone, no stack trace");
+  // the train CLI's ordinary user-error path prints it so (WebGPU removed before it starts)
+  const root = await Deno.makeTempDir({ prefix: "tg-no-gpu-" });
+  try {
+    await writeSyntheticIdx(root);
+    const preload = `${root}/no_gpu.ts`;
+    await Deno.writeTextFile(
+      preload,
+      'Object.defineProperty(navigator, "gpu", { value: undefined, configurable: true });\n',
+    );
+    const script = new URL("../scripts/train.ts", import.meta.url).pathname;
+    const r = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--quiet",
+        "--no-lock",
+        "--allow-read",
+        `--allow-write=${root}`,
+        "--allow-env=TAILGRAD_DATA",
+        `--preload=${preload}`,
+        script,
+        ...tinyArgs(root, `${root}/run`),
+      ],
+      env: { DENO_WEBGPU_BACKEND: "vulkan", NO_COLOR: "1" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stderr = new TextDecoder().decode(r.stderr);
+    assert.equal(r.code, 1, stderr);
+    assert.equal(
+      stderr,
+      "error: WebGPU is not available: navigator.gpu is undefined. Run with Deno 2 or later " +
+        "(WebGPU is built in), not Node.js.\n",
+    );
+  } finally {
+    await Deno.remove(root, { recursive: true });
   }
 });

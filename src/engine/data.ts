@@ -2,9 +2,10 @@
  * An in-memory data source for the fit loop: inputs and targets held on the host, shuffled per
  * epoch from the stream `(seed, "shuffle", epoch)`, each batch uploaded into the engine's inputs.
  * The last batch of an epoch wraps around to the epoch's first examples, so every step is full:
- * an epoch is ceil(count / batch) steps, and when `count` is not a multiple of the batch it sees
- * `steps * batch` examples, the first few of the epoch's order twice (600 examples in batches of
- * 32: 19 steps, 608 examples). A batch larger than the data set is refused.
+ * an epoch is ceil(count / batch) steps, and when `count` is not a multiple of the batch its
+ * steps train on `steps * batch` rows, the first few of the epoch's order twice (600 examples in
+ * batches of 32: 19 steps, 608 rows). Its epochs give `count` as their examples, which `fit`
+ * reports (600). A batch larger than the data set is refused.
  *
  * Class labels are checked on the host, never on the GPU (a label >= C would make the loss
  * kernel read outside its row of logits): all of them at construction with `numClasses`, else
@@ -96,7 +97,11 @@ export class ArraySource implements DataSource {
     const order = Int32Array.from({ length: this.count }, (_, i) => i);
     if (!this.#o.ordered) new Rng(this.#o.seed, "shuffle", epoch).shuffle(order);
     const B = this.#o.engine.batch;
-    return { steps: Math.ceil(this.count / B), load: (step) => this.#load(order, step) };
+    return {
+      steps: Math.ceil(this.count / B),
+      examples: this.count, // the wrapped rows of the last batch are repeats
+      load: (step) => this.#load(order, step),
+    };
   }
 
   /** The generator state at the start of `epoch` (the shuffle stream). */

@@ -29,6 +29,14 @@ import type { StepEngine } from "./step.ts";
 export interface EpochBatches {
   /** Steps of the epoch. */
   steps: number;
+  /**
+   * Distinct examples the epoch's steps visit, an integer in [1, steps * batch]; default
+   * `steps * batch` (each step a batch of examples not seen before in the epoch). A source
+   * whose last batch wraps round to the epoch's first examples gives its size here
+   * (`ArraySource`: 600 examples in batches of 32 are 19 steps and 608 rows, 600
+   * examples).
+   */
+  examples?: number;
   /** Writes the inputs of step `step` (in order 0, 1, ...). */
   load(step: number): void | Promise<void>;
 }
@@ -71,11 +79,18 @@ export interface EpochEnd<M> {
   kind: string;
   /** Learning rate at the epoch's first step. */
   lr: number;
-  /** Mean unweighted per-example training loss. */
+  /**
+   * Mean unweighted per-example training loss over every step of the epoch (a hook that takes
+   * the running loss with `engine.takeMeanLoss()` does not change it).
+   */
   trainLoss: number;
   /** Steps of the epoch. */
   steps: number;
-  /** Examples of the epoch (`steps * batch`). */
+  /**
+   * Distinct examples the epoch trained on: the data source's
+   * {@linkcode EpochBatches.examples}, else `steps * batch`. Steps whose last batch wraps round
+   * see a few of them twice, which `trainLoss` counts (its mean is over `steps * batch` rows).
+   */
   examples: number;
   /** Wall seconds of the epoch (training and evaluation). */
   seconds: number;
@@ -270,7 +285,8 @@ interface LoopState<R> {
  * {@linkcode UserError} naming the file on a `checkpoint.path` whose folder does not exist or
  * that holds a file this call does not resume, and on a resume with another batch, data or
  * epochs than its checkpoint's; an Error naming the file on a checkpoint of another format or
- * optimizer. It throws at an epoch whose data source has no steps.
+ * optimizer. It throws at an epoch whose data source has no steps, or more examples than its
+ * steps hold.
  *
  * Type parameters: M is what `evaluate` returns; R, the history record, is what
  * `hooks.epochEnd` returns, by default the {@linkcode EpochEnd} whose `metrics` are M.
@@ -484,6 +500,7 @@ async function runEpoch<R, M>(
         `partial batch has none); use a smaller batch or more examples`,
     );
   }
+  const examples = epochExamples(batches, engine.batch, epoch);
   await o.hooks?.epochStart?.(epoch, kind);
   monitor.upload(engine.gpu, [state.steps, -1, 0, 0]);
   o.progress?.epochStart(
@@ -496,7 +513,7 @@ async function runEpoch<R, M>(
   engine.stepIndex = state.steps; // the dropout seeds continue the run's sequence on resume
   const stopped = await runSteps(o, epoch, kind, batches, monitor);
   if (stopped) return stopped;
-  const trainLoss = await engine.takeMeanLoss();
+  const trainLoss = await engine.takeStepsLoss(); // every step's, whatever a hook drained
   const evalEvery = o.evalEvery ?? 1;
   const evalDue = o.evaluate && ((epoch + 1) % evalEvery === 0 || epoch === o.epochs - 1);
   const metrics = evalDue ? await o.evaluate!(epoch) : null;
@@ -513,7 +530,7 @@ async function runEpoch<R, M>(
     lr: rateAt(o, epoch, 0, batches.steps),
     trainLoss,
     steps: batches.steps,
-    examples: batches.steps * engine.batch,
+    examples,
     seconds,
     metrics,
   };
@@ -524,6 +541,22 @@ async function runEpoch<R, M>(
   if (o.checkpoint) await writeFitCheckpoint(o, state, saved, batches.steps);
   await o.hooks?.saved?.(record, state.epochsDone === o.epochs);
   return null;
+}
+
+/**
+ * The distinct examples of an epoch's batches (see {@linkcode EpochBatches.examples}); throws
+ * naming the epoch when the source gives a count its steps cannot hold.
+ */
+function epochExamples(batches: EpochBatches, batch: number, epoch: number): number {
+  const rows = batches.steps * batch;
+  const n = batches.examples ?? rows;
+  if (!Number.isInteger(n) || n < 1 || n > rows) {
+    throw new Error(
+      `fit: epoch ${epoch} of the data source has ${n} examples, expected an integer in ` +
+        `[1, ${rows}] (its ${batches.steps} steps of ${batch} examples)`,
+    );
+  }
+  return n;
 }
 
 /** The steps of an epoch, synchronising with the GPU about twice a second for progress. */
@@ -540,8 +573,9 @@ async function runSteps<R, M>(
     await batches.load(s);
     await o.hooks?.beforeStep?.(epoch, s);
     await kind.run(rateAt(o, epoch, s, batches.steps), s);
-    await o.hooks?.afterStep?.(epoch, s);
+    // before the hook, which may drain the running loss (takeMeanLoss): a NaN is still seen
     monitorStep(engine.gpu, engine.lossSum, monitor);
+    await o.hooks?.afterStep?.(epoch, s);
     sinceSync++;
     if (sinceSync < syncEvery && s < batches.steps - 1) continue;
     const mon = await monitor.read(engine.gpu);

@@ -38,6 +38,7 @@ import {
   LabelCheck,
   leadingRows,
   type LossFn,
+  refusable,
   type StepEngine,
 } from "./step.ts";
 
@@ -391,17 +392,20 @@ export class MetaReweighter {
       .map(pick);
     const tapeT = frozen ? null : new Tape();
     const ctxT = new Ctx(gpu, tapeT);
-    const backboneMode = frozen ? EVAL : { ...TRAIN, noise: e.noise(0) };
-    const f = root.features(ctxT, e.x, model.scope(), backboneMode);
-    const fHead = new Tensor(f.shape, f.view, false); // the head's input, its own tape's leaf
-    fHead.requiresGrad = !frozen;
     const tapeH = new Tape(), ctxH = new Ctx(gpu, tapeH);
-    const headMode = { ...TRAIN, noise: e.noise(0) };
-    const out = root.head.forward(ctxH, fHead, model.scope().child(root.headName), headMode);
-    e.learnClasses(out, B);
-    this.#checkPendingDev();
-    this.#checkClassWeights(meta.rule);
-    const l = e.loss(ctxH, out, e.targets);
+    // refused after the forwards (a bad label): they never run, as in the engine's step
+    const { f, fHead, l } = refusable(gpu, [ctxT, ctxH], () => {
+      const backboneMode = frozen ? EVAL : { ...TRAIN, noise: e.noise(0) };
+      const f = root.features(ctxT, e.x, model.scope(), backboneMode);
+      const fHead = new Tensor(f.shape, f.view, false); // the head's input, its own tape's leaf
+      fHead.requiresGrad = !frozen;
+      const headMode = { ...TRAIN, noise: e.noise(0) };
+      const out = root.head.forward(ctxH, fHead, model.scope().child(root.headName), headMode);
+      e.learnClasses(out, B);
+      this.#checkPendingDev();
+      this.#checkClassWeights(meta.rule);
+      return { f, fHead, l: e.loss(ctxH, out, e.targets) };
+    });
     if (meta.lookaheadWeights === "w") {
       tapeH.backward(gpu, l, e.scaledWeights(ctxH, lookScale), params, grads);
       lookaheadKernel.dispatch(

@@ -70,7 +70,8 @@ export class StepEngine {
   readonly weights: Tensor;
   /**
    * Running sums for logging: [0] sum of (unweighted) losses, [1] count of examples; read with
-   * {@linkcode StepEngine.readLossSum}, read and reset with {@linkcode StepEngine.takeMeanLoss}.
+   * {@linkcode StepEngine.readLossSum}, read and reset with {@linkcode StepEngine.takeMeanLoss}
+   * (and by `fit` at each epoch's end, {@linkcode StepEngine.takeStepsLoss}).
    */
   readonly lossSum: Tensor;
   /** Seed of random layers: each step's dropout seed derives from (seed, stepIndex). */
@@ -88,6 +89,8 @@ export class StepEngine {
   #labels = new LabelCheck("batch");
   /** Set by destroy(): a later write or step is refused by name (its buffers are gone). */
   #destroyed = false;
+  /** [sum, count] that takeMeanLoss drained since the last takeStepsLoss (host doubles). */
+  #drained: [number, number] = [0, 0];
 
   /**
    * Allocates the step's buffers for `model`. `batch` and every size of `input` and
@@ -220,14 +223,18 @@ export class StepEngine {
   step(lr: number, rule?: SeedRule, n = this.batch): void {
     const tape = new Tape();
     const ctx = new Ctx(this.gpu, tape);
-    const l = this.forwardLosses(ctx, n);
-    const seed = rule ? rule(ctx, tape, l) : this.scaledWeights(ctx, 1 / n, n);
-    this.#update(ctx, tape, l, seed, lr);
+    // refused (a bad label, a loss of the wrong shape): nothing of it runs, the engine is as it was
+    const l = refusable(this.gpu, [ctx], () => {
+      const l = this.forwardLosses(ctx, n);
+      const seed = rule ? rule(ctx, tape, l) : this.scaledWeights(ctx, 1 / n, n);
+      this.gradients(tape, l, seed, this.model.params, this.grads);
+      return l;
+    });
+    this.#update(ctx, l, lr);
   }
 
-  /** Backward with `seed`, one optimizer update, loss bookkeeping; submits. */
-  #update(ctx: Ctx, tape: Tape, l: Tensor, seed: Tensor, lr: number): void {
-    this.gradients(tape, l, seed, this.model.params, this.grads);
+  /** One optimizer update from the gradients, loss bookkeeping; submits. */
+  #update(ctx: Ctx, l: Tensor, lr: number): void {
     this.optimizer.step(this.model.params, this.grads, lr);
     accumulateLoss(this.gpu, l, this.lossSum);
     ctx.release();
@@ -237,30 +244,47 @@ export class StepEngine {
 
   /**
    * Reads and resets the running loss: the mean per-example (unweighted) loss since the last
-   * call. Inside `fit` it is fit's: fit takes it at each epoch's end for the epoch's
-   * `trainLoss`, so a hook that calls it drains the epoch's sum (read per-step losses with
-   * {@linkcode StepEngine.readLossSum}, which resets nothing). Throws an Error when no loss was
-   * recorded since the last call (such as a hook's call leaves fit), rather than returning 0/0,
-   * which fit would report as a non-finite loss; a NaN or infinite loss is returned as it is.
+   * call. Within `fit` a hook may call it (per-step or per-k-step losses): the epoch's
+   * `trainLoss` still counts every step ({@linkcode StepEngine.takeStepsLoss}). Throws an Error
+   * when no loss was recorded since the last call, rather than returning 0/0; a NaN or infinite
+   * loss is returned as it is.
    */
   async takeMeanLoss(): Promise<number> {
     const [sum, count] = await this.readLossSum();
     if (count === 0) {
       throw new Error(
-        "StepEngine.takeMeanLoss: no loss was recorded since its last call. Inside fit, fit " +
-          "takes the running loss at each epoch's end: a hook that calls takeMeanLoss drains " +
-          "the epoch's; read per-step losses with engine.readLossSum() instead, which resets " +
-          "nothing",
+        "StepEngine.takeMeanLoss: no loss was recorded since its last call (or since fit took " +
+          "the epoch's loss at its end); call it after a step, or read the running sums with " +
+          "engine.readLossSum(), which resets nothing",
       );
     }
     zero(this.gpu, this.lossSum);
+    this.#drained[0] += sum;
+    this.#drained[1] += count;
     return sum / count;
   }
 
   /**
+   * The mean per-example (unweighted) loss of every step since the last call: the running loss
+   * plus what {@linkcode StepEngine.takeMeanLoss} took from it meanwhile, so a caller's reads do
+   * not change it. Resets both. `fit` takes each epoch's `trainLoss` with it. Without a drain
+   * it is the running sum over its count, as takeMeanLoss would return; NaN when no step was
+   * recorded.
+   */
+  async takeStepsLoss(): Promise<number> {
+    const [sum, count] = await this.readLossSum();
+    const [drainedSum, drainedCount] = this.#drained;
+    this.#drained = [0, 0];
+    zero(this.gpu, this.lossSum);
+    // adding 0 leaves the sum's bits as they are: an epoch without drains reports what it did
+    return (sum + drainedSum) / (count + drainedCount);
+  }
+
+  /**
    * The running loss without resetting it: [sum of per-example (unweighted) losses, count of
-   * examples] since the last {@linkcode StepEngine.takeMeanLoss} (within `fit`, since
-   * the epoch's start). Two reads around a step give its mean loss: (sum1 - sum0) /
+   * examples] since the last {@linkcode StepEngine.takeMeanLoss} or
+   * {@linkcode StepEngine.takeStepsLoss} (within `fit`, since the epoch's start or a hook's
+   * takeMeanLoss). Two reads around a step give its mean loss: (sum1 - sum0) /
    * (count1 - count0). Each call is one readback: a staging buffer, a submit, and a wait until
    * the GPU has finished every step recorded so far, so reading after every step makes each step
    * wait for the last; read every k steps to keep the GPU busy.
@@ -268,6 +292,24 @@ export class StepEngine {
   async readLossSum(): Promise<[sum: number, count: number]> {
     const [sum, count] = await this.lossSum.read(this.gpu);
     return [sum, count];
+  }
+}
+
+/**
+ * Runs `record`, the part of a step that records work and may refuse it, after submitting what
+ * was recorded before it. When it throws, the work it recorded is dropped unrun
+ * ({@linkcode Gpu.discard}) and `ctxs` are released, so a refused step (a bad label seen at the
+ * first forward, a loss of the wrong shape) leaves parameters, running statistics, gradients
+ * and the buffer pool as they were, and the next step computes what it would on a fresh engine.
+ */
+export function refusable<T>(gpu: Gpu, ctxs: readonly Ctx[], record: () => T): T {
+  gpu.submit();
+  try {
+    return record();
+  } catch (e) {
+    gpu.discard();
+    for (const ctx of ctxs) ctx.release();
+    throw e;
   }
 }
 

@@ -9,6 +9,8 @@
  * ({@linkcode OPTIONAL_FEATURES}) are requested when offered.
  */
 
+import { UserError } from "../errors.ts";
+
 /** What the adapter says about itself, for logs, benchmarks and reports. */
 export interface AdapterSummary {
   /** Human-readable device name, e.g. "llvmpipe (LLVM 15.0.6, 256 bits)". */
@@ -27,8 +29,11 @@ export interface AdapterSummary {
   limits: Record<string, number>;
 }
 
-/** Thrown when WebGPU is unavailable; the message says what to try. */
-export class GpuUnavailableError extends Error {
+/**
+ * Thrown when WebGPU is unavailable; the message says what to try. A {@linkcode UserError}
+ * (exit status 1): the scripts print it as one `error:` line, without a stack trace.
+ */
+export class GpuUnavailableError extends UserError {
   /** Always "GpuUnavailableError". */
   override name = "GpuUnavailableError";
 }

@@ -493,6 +493,20 @@ export class Gpu {
     this.encoder().copyBufferToBuffer(src.buffer, src.offset, dst.buffer, dst.offset, bytes);
   }
 
+  /**
+   * Drops the work recorded since the last submit without running it: how a step refused after
+   * it began recording (a bad label seen at its first forward) leaves every buffer as it was.
+   * Work recorded before the step must be submitted first (see `refusable` in
+   * src/engine/step.ts); work already submitted cannot be taken back.
+   */
+  discard(): void {
+    if (this.#pass) {
+      this.#pass.end();
+      this.#pass = null;
+    }
+    this.#encoder = null; // never finished: its commands never reach the queue
+  }
+
   /** Submits everything recorded so far as one command buffer. */
   submit(): void {
     // nothing is ever pending after dispose() (recording throws), so owners' destroy() may call it

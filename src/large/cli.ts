@@ -2,8 +2,7 @@
  * `deno task train --preset imagenet-lt|places-lt|inat2017|inat2018 --data-root DIR [flags]`:
  * the large-scale runs' command line (scripts/train.ts routes these presets here).
  */
-import { ConfigError, reportError, UserError } from "../errors.ts";
-import { GpuUnavailableError } from "../gpu/device.ts";
+import { ConfigError, reportError } from "../errors.ts";
 import { type FlagTable, parseFlags, shownValue, UsageError, usageLines } from "../cli/flags.ts";
 import {
   isLargePreset,
@@ -176,9 +175,6 @@ export async function largeMain(args: string[]): Promise<number> {
     });
     return summary.status === "stopped" ? 1 : 0;
   } catch (e) {
-    if (e instanceof GpuUnavailableError) {
-      return reportError(new UserError(e.message, { cause: e }));
-    }
-    return reportError(e);
+    return reportError(e); // a missing GPU (GpuUnavailableError) is a UserError: one line
   }
 }
