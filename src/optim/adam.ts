@@ -141,7 +141,7 @@ export class Adam implements Optimizer {
       adamExemptKernel.dispatch(
         this.#gpu,
         [...bound, exempt.ranges],
-        { ...uniforms, ranges: exempt.count, base: 0 },
+        { ...uniforms, ranges: exempt.count },
         grid,
       );
     }
