@@ -175,6 +175,6 @@ export class Adam implements Optimizer {
     this.expAvg.destroy();
     this.expAvgSq.destroy();
     this.#hyper.destroy();
-    if (this.#exempt) this.#gpu.release(this.#exempt.ranges.buffer);
+    if (this.#exempt) this.#gpu.destroy(this.#exempt.ranges.buffer);
   }
 }
