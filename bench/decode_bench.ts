@@ -16,8 +16,7 @@ import { decodeJpeg } from "../src/data/jpeg/decode.ts";
 import { DecodePool } from "../src/data/jpeg/pool.ts";
 import { JpegLoader } from "../src/data/jpeg/loader.ts";
 import { Gpu } from "../src/gpu/runtime.ts";
-import { encodeJpeg } from "../test/support/jpeg_encoder.ts";
-import { testImage } from "../test/support/images.ts";
+import { callsPerSecond, writeTestJpegs } from "./lib.ts";
 
 const args = new Map(Deno.args.map((a) => {
   const [k, v] = a.replace(/^--/, "").split("=");
@@ -26,27 +25,9 @@ const args = new Map(Deno.args.map((a) => {
 const seconds = Number(args.get("seconds") ?? 3);
 const cores = navigator.hardwareConcurrency ?? 1;
 
-/** Calls `fn` repeatedly for about `seconds`; returns calls per second. */
-async function rate(fn: () => unknown | Promise<unknown>, minCalls = 3): Promise<number> {
-  await fn();
-  let n = 0;
-  const t0 = performance.now();
-  while (n < minCalls || performance.now() - t0 < seconds * 1000) {
-    await fn();
-    n++;
-  }
-  return (n * 1000) / (performance.now() - t0);
-}
-
-async function makeFiles(dir: string, count: number): Promise<string[]> {
-  const files: string[] = [];
-  for (let i = 0; i < count; i++) {
-    const path = join(dir, `img${i}.jpg`);
-    const rgb = testImage(500, 375, i + 1);
-    await Deno.writeFile(path, encodeJpeg(rgb, 500, 375, { quality: 90, sampling: [2, 2] }).bytes);
-    files.push(path);
-  }
-  return files;
+/** Calls per second of `fn` for about `seconds` (at least `minCalls` calls). */
+function rate(fn: () => unknown, minCalls = 3): Promise<number> {
+  return callsPerSecond(fn, minCalls, seconds);
 }
 
 async function filesOf(dir: string): Promise<string[]> {
@@ -65,7 +46,10 @@ function report(name: string, value: string): void {
 
 const tmp = await Deno.makeTempDir({ prefix: "tailgrad-decode-bench-" });
 try {
-  const sets: [string, string[]][] = [["synthetic 500x375 q90 4:2:0", await makeFiles(tmp, 16)]];
+  const sets: [string, string[]][] = [[
+    "synthetic 500x375 q90 4:2:0",
+    await writeTestJpegs(tmp, 16),
+  ]];
   if (args.has("dir")) sets.push([`folder ${args.get("dir")}`, await filesOf(args.get("dir")!)]);
   console.log(`cores: ${cores}, load average: ${Deno.loadavg?.().join(" ") ?? "?"}`);
   for (const [name, files] of sets) {

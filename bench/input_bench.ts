@@ -4,7 +4,7 @@
  * crop, flip, normalise), next to images/s of a ResNet-8 plain step on the same 1x28x28 batch.
  * The pipeline must not be the bottleneck: the ratio printed at the end should be far above 1.
  *
- *   DENO_WEBGPU_BACKEND=vulkan deno bench --allow-read --allow-env bench/input_bench.ts
+ *   DENO_WEBGPU_BACKEND=vulkan deno bench --allow-read --allow-env=TAILGRAD_DATA bench/input_bench.ts
  */
 import { Gpu } from "../src/gpu/runtime.ts";
 import { Tensor } from "../src/tensor.ts";

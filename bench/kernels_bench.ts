@@ -4,7 +4,7 @@
  * GFLOP/s of each case (useful FLOPs / mean time) is printed at the end. `deno task bench`
  * (scripts/bench.ts) measures the same cases with medians and writes the results files.
  *
- *   DENO_WEBGPU_BACKEND=vulkan deno bench --allow-read --allow-env bench/kernels_bench.ts
+ *   DENO_WEBGPU_BACKEND=vulkan deno bench --allow-read bench/kernels_bench.ts
  */
 import { Gpu } from "../src/gpu/runtime.ts";
 import { gemmCases, type PreparedCase } from "./lib.ts";

@@ -19,8 +19,7 @@ import { type TorchvisionDepth, TorchvisionResNet } from "../src/nn/torchvision.
 import { Sgd } from "../src/optim/optimizer.ts";
 import { StepEngine } from "../src/engine/step.ts";
 import { crossEntropy, MetaReweighter } from "../src/engine/meta.ts";
-import { encodeJpeg } from "../test/support/jpeg_encoder.ts";
-import { testImage } from "../test/support/images.ts";
+import { callsPerSecond, writeTestJpegs } from "./lib.ts";
 
 const rows: [string, string][] = [];
 function report(name: string, value: string): void {
@@ -28,32 +27,14 @@ function report(name: string, value: string): void {
   console.log(`${name.padEnd(72)} ${value}`);
 }
 
-/** Calls per second of `fn` over at least `minCalls` calls and `seconds` (after one warm call). */
-async function rate(fn: () => unknown, minCalls: number, seconds: number): Promise<number> {
-  await fn();
-  let n = 0;
-  const t0 = performance.now();
-  while (n < minCalls || performance.now() - t0 < seconds * 1000) {
-    await fn();
-    n++;
-  }
-  return (n * 1000) / (performance.now() - t0);
-}
-
 async function decodeRates(gpu: Gpu, dir: string): Promise<void> {
-  const files: string[] = [];
-  for (let i = 0; i < 32; i++) {
-    const path = join(dir, `img${i}.jpg`);
-    const rgb = testImage(500, 375, i + 1);
-    await Deno.writeFile(path, encodeJpeg(rgb, 500, 375, { quality: 90, sampling: [2, 2] }).bytes);
-    files.push(path);
-  }
+  const files = await writeTestJpegs(dir, 32);
   const bytes = await Promise.all(files.map((f) => Deno.readFile(f)));
   let k = 0;
-  const one = await rate(() => decodeJpeg(bytes[k++ % bytes.length]), 16, 3);
+  const one = await callsPerSecond(() => decodeJpeg(bytes[k++ % bytes.length]), 16, 3);
   report("JPEG decode, one core (500x375, 4:2:0)", `${one.toFixed(1)} images/s`);
   const pool = new DecodePool();
-  const perRound = await rate(() => Promise.all(files.map((f) => pool.decode(f))), 2, 3);
+  const perRound = await callsPerSecond(() => Promise.all(files.map((f) => pool.decode(f))), 2, 3);
   report(
     `JPEG decode, worker pool (${pool.workers} workers)`,
     `${(perRound * 32).toFixed(1)} images/s`,
@@ -68,7 +49,7 @@ async function decodeRates(gpu: Gpu, dir: string): Promise<void> {
   };
   const loader = new JpegLoader(gpu, pool, list, { batchSize: 64, mode: "train" });
   let epoch = 0;
-  const loaderRate = await rate(
+  const loaderRate = await callsPerSecond(
     async () => {
       for await (const _ of loader.epoch(epoch++)) await gpu.sync();
     },
@@ -128,7 +109,7 @@ async function stepSeconds(
     else engine.step(0.01);
     await gpu.sync();
   };
-  const perSecond = await rate(step, 2, 5);
+  const perSecond = await callsPerSecond(step, 2, 5);
   meta?.destroy();
   engine.destroy();
   optimizer.destroy();

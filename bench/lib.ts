@@ -1,7 +1,7 @@
 /**
  * Shared pieces of the benchmarks (bench/*_bench.ts and scripts/bench.ts): the GEMM-family
  * cases (matmul 1024^3 and conv forward / dX / dW at every ResNet-32 shape), the training-step
- * harness, timing helpers, and a pipeline-compile timer.
+ * harness, timing helpers, a pipeline-compile timer, and the JPEG benchmarks' test files.
  *
  * FLOP counts are the useful work of the operation, 2 * M * N * K of the mathematical product:
  * for a convolution 2 * batch * Cout * OH * OW * Cin * KH * KW, the same for forward, dX and dW.
@@ -9,6 +9,7 @@
  * multiply-adds, three quarters of them on structural zeros; the useful rate shows that cost.)
  */
 import process from "node:process";
+import { join } from "node:path";
 import type { Gpu } from "../src/gpu/runtime.ts";
 import { Tensor } from "../src/tensor.ts";
 import { matmulInto } from "../src/ops/linear.ts";
@@ -24,6 +25,8 @@ import { Sgd } from "../src/optim/optimizer.ts";
 import { StepEngine } from "../src/engine/step.ts";
 import { crossEntropy, type MetaOptions, MetaReweighter } from "../src/engine/meta.ts";
 import type { SgdOptions } from "../src/optim/sgd.ts";
+import { encodeJpeg } from "../test/support/jpeg_encoder.ts";
+import { testImage } from "../test/support/images.ts";
 
 // ------------------------------------------------------------------ data
 
@@ -36,6 +39,21 @@ export function randomArray(n: number, seed = 1): Float32Array {
     out[i] = s / 2147483648 - 1;
   }
   return out;
+}
+
+/**
+ * Writes `count` ImageNet-like JPEGs (500x375 test images, quality 90, 4:2:0) into `dir` as
+ * img0.jpg, img1.jpg, ... (the JPEG benchmarks' input); returns their paths.
+ */
+export async function writeTestJpegs(dir: string, count: number): Promise<string[]> {
+  const files: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const path = join(dir, `img${i}.jpg`);
+    const rgb = testImage(500, 375, i + 1);
+    await Deno.writeFile(path, encodeJpeg(rgb, 500, 375, { quality: 90, sampling: [2, 2] }).bytes);
+    files.push(path);
+  }
+  return files;
 }
 
 // ------------------------------------------------------------------ GEMM-family cases
@@ -385,6 +403,25 @@ export async function timeCalls(
     cpu.push((processCpuMs() - c) / reps);
   }
   return { firstMs, samplesMs, medianMs: median(samplesMs), cpuMs: median(cpu), reps };
+}
+
+/**
+ * Calls per second of `fn` (awaited) over at least `minCalls` calls and `seconds` seconds,
+ * after one warm call.
+ */
+export async function callsPerSecond(
+  fn: () => unknown,
+  minCalls: number,
+  seconds: number,
+): Promise<number> {
+  await fn();
+  let n = 0;
+  const t0 = performance.now();
+  while (n < minCalls || performance.now() - t0 < seconds * 1000) {
+    await fn();
+    n++;
+  }
+  return (n * 1000) / (performance.now() - t0);
 }
 
 /** {@linkcode timeCalls} with the engine's `gpu.sync()` as the wait. */

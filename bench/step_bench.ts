@@ -5,7 +5,7 @@
  * step's cost over a plain step are printed at the end; `deno task bench` (scripts/bench.ts)
  * measures the same with medians and writes the results files.
  *
- *   DENO_WEBGPU_BACKEND=vulkan deno bench --allow-read --allow-env bench/step_bench.ts
+ *   DENO_WEBGPU_BACKEND=vulkan deno bench --allow-read bench/step_bench.ts
  */
 import { Gpu } from "../src/gpu/runtime.ts";
 import { type StepHarness, stepHarness } from "./lib.ts";

@@ -95,20 +95,22 @@ export function tfMatmul(n: number): { run(): void; dispose(): void } {
   };
 }
 
+/** The padding of a 3x3 convolution in NHWC: 1 on each side of H and W. */
+const PAD_3X3: [[number, number], [number, number], [number, number], [number, number]] = [
+  [0, 0],
+  [1, 1],
+  [1, 1],
+  [0, 0],
+];
+
 /** conv2d forward, NHWC input [batch, H, H, C], HWIO filter [3, 3, C, O], pad 1. */
 export function tfConvForward(
   c: { batch: number; C: number; O: number; H: number; stride: number },
 ): { run(): void; dispose(): void } {
   const x = tf.tensor4d(randomArray(c.batch * c.H * c.H * c.C, 3), [c.batch, c.H, c.H, c.C]);
   const w = tf.tensor4d(randomArray(9 * c.C * c.O, 4), [3, 3, c.C, c.O]);
-  const pad: [[number, number], [number, number], [number, number], [number, number]] = [
-    [0, 0],
-    [1, 1],
-    [1, 1],
-    [0, 0],
-  ];
   return {
-    run: () => tf.conv2d(x, w, c.stride, pad).dispose(),
+    run: () => tf.conv2d(x, w, c.stride, PAD_3X3).dispose(),
     dispose: () => {
       x.dispose();
       w.dispose();
@@ -116,17 +118,38 @@ export function tfConvForward(
   };
 }
 
-/**
- * A CIFAR ResNet-(depth) training step in tfjs-core ops: conv (no bias) / batch norm in train
- * mode (batch statistics, running statistics updated) / relu, option-A shortcuts, global
- * average pooling, linear, mean softmax cross-entropy; gradients by tf.variableGrads; SGD with
- * Nesterov momentum 0.9 and weight decay 5e-4, as the engine's plain step.
- */
-export function tfResnetStep(
-  depth: number,
-  batch: number,
-  classes = 10,
-): { run(): void; loss(): Promise<number>; dispose(): void } {
+/** A batch norm's weight and bias (trained) and running statistics (updated in train mode). */
+interface TfBatchNorm {
+  g: tf.Variable;
+  b: tf.Variable;
+  rm: tf.Variable;
+  rv: tf.Variable;
+}
+
+/** One basic block: two 3x3 convs with their batch norms, and the shape it maps. */
+interface TfBlock {
+  w1: tf.Variable;
+  b1: TfBatchNorm;
+  w2: tf.Variable;
+  b2: TfBatchNorm;
+  stride: number;
+  inPlanes: number;
+  planes: number;
+}
+
+/** The weights of a CIFAR ResNet: `vars` are the trained ones, in the update's order. */
+interface TfResnet {
+  vars: tf.Variable[];
+  running: tf.Variable[];
+  conv1: tf.Variable;
+  bn1: TfBatchNorm;
+  blocks: TfBlock[];
+  fcW: tf.Variable;
+  fcB: tf.Variable;
+}
+
+/** A CIFAR ResNet-(depth)'s weights: He-like conv and small linear weights, unit batch norms. */
+function tfResnetWeights(depth: number, classes: number): TfResnet {
   const n = (depth - 2) / 6;
   const vars: tf.Variable[] = [];
   const running: tf.Variable[] = [];
@@ -139,7 +162,7 @@ export function tfResnetStep(
     vars.push(v);
     return v;
   };
-  const bnP = (c: number) => {
+  const bnP = (c: number): TfBatchNorm => {
     const g = tf.variable(tf.ones([c]));
     const b = tf.variable(tf.zeros([c]));
     vars.push(g, b);
@@ -150,15 +173,7 @@ export function tfResnetStep(
   };
   const conv1 = convW(3, 16);
   const bn1 = bnP(16);
-  const blocks: {
-    w1: tf.Variable;
-    b1: ReturnType<typeof bnP>;
-    w2: tf.Variable;
-    b2: ReturnType<typeof bnP>;
-    stride: number;
-    inPlanes: number;
-    planes: number;
-  }[] = [];
+  const blocks: TfBlock[] = [];
   let inPlanes = 16;
   [16, 32, 64].forEach((planes, stage) => {
     for (let b = 0; b < n; b++) {
@@ -181,20 +196,44 @@ export function tfResnetStep(
   ]));
   const fcB = tf.variable(tf.zeros([classes]));
   vars.push(fcW, fcB);
+  return { vars, running, conv1, bn1, blocks, fcW, fcB };
+}
+
+/**
+ * The option-A shortcut of a block that halves the size: h[:, ::2, ::2, :] (through reshape +
+ * slice: tfjs has no StridedSlice gradient), its channels zero-padded from `inPlanes` to `planes`.
+ */
+function optionAShortcut(h: tf.Tensor4D, inPlanes: number, planes: number): tf.Tensor4D {
+  const [N, H, W, C] = h.shape;
+  const pairs = tf.reshape(h, [N * (H / 2), 2, W / 2, 2 * C]);
+  const sub = tf.reshape(
+    tf.slice(pairs, [0, 0, 0, 0], [N * (H / 2), 1, W / 2, C]),
+    [N, H / 2, W / 2, C],
+  ) as tf.Tensor4D;
+  const p = (planes - inPlanes) / 2;
+  return tf.pad(sub, [[0, 0], [0, 0], [0, 0], [p, p]]);
+}
+
+/**
+ * A CIFAR ResNet-(depth) training step in tfjs-core ops: conv (no bias) / batch norm in train
+ * mode (batch statistics, running statistics updated) / relu, option-A shortcuts, global
+ * average pooling, linear, mean softmax cross-entropy; gradients by tf.variableGrads; SGD with
+ * Nesterov momentum 0.9 and weight decay 5e-4, as the engine's plain step.
+ */
+export function tfResnetStep(
+  depth: number,
+  batch: number,
+  classes = 10,
+): { run(): void; loss(): Promise<number>; dispose(): void } {
+  const { vars, running, conv1, bn1, blocks, fcW, fcB } = tfResnetWeights(depth, classes);
   const momentum = vars.map((v) => tf.variable(tf.zerosLike(v), false));
   const x = tf.tensor4d(randomArray(batch * 32 * 32 * 3, 11), [batch, 32, 32, 3]);
   const labels = tf.oneHot(
     tf.tensor1d(Array.from({ length: batch }, (_, i) => (i * 7 + 3) % classes), "int32"),
     classes,
   );
-  const pad: [[number, number], [number, number], [number, number], [number, number]] = [
-    [0, 0],
-    [1, 1],
-    [1, 1],
-    [0, 0],
-  ];
   const updates: [tf.Variable, tf.Tensor][] = [];
-  const bn = (h: tf.Tensor4D, p: ReturnType<typeof bnP>, relu: boolean) => {
+  const bn = (h: tf.Tensor4D, p: TfBatchNorm, relu: boolean) => {
     const { mean, variance } = tf.moments(h, [0, 1, 2]);
     const count = h.shape[0] * h.shape[1] * h.shape[2];
     // kept: variableGrads disposes what the forward does not return
@@ -206,23 +245,12 @@ export function tfResnetStep(
     return relu ? tf.relu(y) : y;
   };
   const forward = () => {
-    let h = bn(tf.conv2d(x, conv1 as tf.Tensor4D, 1, pad), bn1, true);
+    let h = bn(tf.conv2d(x, conv1 as tf.Tensor4D, 1, PAD_3X3), bn1, true);
     for (const b of blocks) {
-      const o = bn(tf.conv2d(h, b.w1 as tf.Tensor4D, b.stride, pad), b.b1, true);
-      const o2 = bn(tf.conv2d(o, b.w2 as tf.Tensor4D, 1, pad), b.b2, false);
-      let sc: tf.Tensor4D = h;
-      if (b.stride !== 1 || b.inPlanes !== b.planes) {
-        // h[:, ::2, ::2, :] through reshape + slice (tfjs has no StridedSlice gradient)
-        const [N, H, W, C] = h.shape;
-        const pairs = tf.reshape(h, [N * (H / 2), 2, W / 2, 2 * C]);
-        const sub = tf.reshape(
-          tf.slice(pairs, [0, 0, 0, 0], [N * (H / 2), 1, W / 2, C]),
-          [N, H / 2, W / 2, C],
-        ) as tf.Tensor4D;
-        const p = (b.planes - b.inPlanes) / 2;
-        sc = tf.pad(sub, [[0, 0], [0, 0], [0, 0], [p, p]]);
-      }
-      h = tf.relu(tf.add(o2, sc));
+      const o = bn(tf.conv2d(h, b.w1 as tf.Tensor4D, b.stride, PAD_3X3), b.b1, true);
+      const o2 = bn(tf.conv2d(o, b.w2 as tf.Tensor4D, 1, PAD_3X3), b.b2, false);
+      const shapeChanges = b.stride !== 1 || b.inPlanes !== b.planes;
+      h = tf.relu(tf.add(o2, shapeChanges ? optionAShortcut(h, b.inPlanes, b.planes) : h));
     }
     const feat = tf.mean(h, [1, 2]) as tf.Tensor2D;
     const logits = tf.add(tf.matMul(feat, fcW), fcB);

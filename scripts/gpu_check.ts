@@ -10,7 +10,9 @@
  *
  * Flags (`--out FILE` or `--out=FILE`; `--help` lists them): --quick, --out FILE (default
  * bench/results/gpu-check-<adapter>.json), --budget-s N (whole run; default 480), --no-tests.
- * A bad flag or an --out this process may not write is refused before the GPU is taken.
+ * A bad flag or an --out this process may not write is refused before the GPU is taken. Only a
+ * result of this command is ever replaced, at --out or at the default path (checked as soon as
+ * the adapter names it, before any phase).
  */
 import { dirname } from "node:path";
 import { Gpu } from "../src/gpu/runtime.ts";
@@ -107,29 +109,44 @@ async function checkOut(out: string | null): Promise<void> {
       },
     );
   }
+  if (out !== null) await checkReplaceable(out, flag);
   const folder = out === null ? target : dirname(out);
-  const kind = async (p: string) => (await Deno.stat(p).catch(() => null))?.isDirectory;
-  if (out !== null && (await kind(out)) === true) {
-    throw new UsageError(`--out ${out} is a folder; expected the JSON file to write`, {
-      flag,
-      file: out,
-      hint: "name a file, e.g. --out /tmp/gpu-check.json",
-    });
-  }
-  if (out !== null && (await kind(out)) === false && !(await isOurResult(out))) {
-    throw new UsageError(`--out ${out} exists and is not a gpu-check result; it is left alone`, {
-      flag,
-      file: out,
-      hint: "move the file away, or choose another --out",
-    });
-  }
-  if ((await kind(folder)) !== true) {
+  if ((await Deno.stat(folder).catch(() => null))?.isDirectory !== true) {
     throw new UsageError(`${flag ? `--out ${out}` : target}: the folder ${folder} does not exist`, {
       flag,
       file: folder,
       hint: flag
         ? "create the folder first, or choose another --out"
         : "run from the repository root",
+    });
+  }
+}
+
+/**
+ * Refuses to write the result over a folder or over a file this command did not write: it only
+ * ever replaces its own results. `flag` is "--out" when the path came from it; the default path
+ * is named after the adapter, so it is checked once the adapter is known, before any phase.
+ */
+async function checkReplaceable(path: string, flag?: "--out"): Promise<void> {
+  const stat = await Deno.stat(path).catch(() => null);
+  if (stat === null) return;
+  const named = flag ? `--out ${path}` : path;
+  if (stat.isDirectory) {
+    throw new UsageError(`${named} is a folder; expected the JSON file to write`, {
+      flag,
+      file: path,
+      hint: flag
+        ? "name a file, e.g. --out /tmp/gpu-check.json"
+        : "move the folder away, or name a file with --out FILE",
+    });
+  }
+  if (!(await isOurResult(path))) {
+    throw new UsageError(`${named} exists and is not a gpu-check result; it is left alone`, {
+      flag,
+      file: path,
+      hint: flag
+        ? "move the file away, or choose another --out"
+        : "move the file away, or name another file with --out FILE",
     });
   }
 }
@@ -243,7 +260,13 @@ async function phase(
 // ------------------------------------------------------------------ phases
 
 const gpu = await Gpu.create();
-outPath ||= `bench/results/gpu-check-${adapterSlug(gpu)}${flags.quick ? "-quick" : ""}.json`;
+if (!outPath) {
+  outPath = `bench/results/gpu-check-${adapterSlug(gpu)}${flags.quick ? "-quick" : ""}.json`;
+  await checkReplaceable(outPath).catch((e) => {
+    gpu.dispose();
+    Deno.exit(reportError(e));
+  });
+}
 
 await phase("adapter", 30, () => {
   const limits = gpu.device.limits as unknown as Record<string, number>;

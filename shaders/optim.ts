@@ -7,66 +7,80 @@
 import { kernel } from "../src/gpu/kernel.ts";
 
 /**
+ * The WGSL helper of the exempt kernels: whether flat index `flat` lies in one of the
+ * `p.ranges` pairs [lo, hi) of `exempt`, the parameters that take no weight decay (Cui et al.
+ * do not decay the sigmoid classifier's bias).
+ */
+const DECAY_EXEMPT = `
+fn decayExempt(flat: u32) -> bool {
+  for (var r = 0u; r < p.ranges; r++) {
+    if (flat >= exempt[2u * r] && flat < exempt[2u * r + 1u]) { return true; }
+  }
+  return false;
+}`;
+
+/** The storage binding of the exempt ranges, bound after the kernel's own. */
+const EXEMPT_STORAGE = ["exempt", "read", "array<u32>"] as const;
+
+/**
+ * The body of the SGD kernels: the WGSL `decays` runs first; `wd` is the weight decay of
+ * element i (an expression).
+ */
+function sgdMain(decays: string, wd: string): string {
+  return `
+    let i = flatIndex(gid, nwg);
+    if (i >= p.n) { return; }${decays}
+    let lr = hyper[0];
+    let gi = g[i] + ${wd} * param[i];
+    let b = p.momentum * buf[i] + gi;
+    buf[i] = b;
+    let d = select(b, gi + p.momentum * b, p.nesterov == 1u);
+    param[i] = param[i] - lr * d;`;
+}
+
+/** The storage bindings of the SGD kernels (the exempt one adds its ranges). */
+const sgdStorage = [["g", "read"], ["param", "write"], ["buf", "write"], [
+  "hyper",
+  "read",
+]] as const;
+
+/** The uniforms of the SGD kernels (the exempt one adds its ranges and base). */
+const sgdUniforms = [["n", "u32"], ["nesterov", "u32"], ["momentum", "f32"], [
+  "wd",
+  "f32",
+]] as const;
+
+/**
  * Fused SGD (PyTorch semantics, dampening 0), hyper = [lr]:
  * g' = g + wd * p; buf = momentum * buf + g'; d = nesterov ? g' + momentum * buf : buf;
  * p -= lr * d.
  */
 export const sgdKernel = kernel({
   name: "sgd",
-  storage: [["g", "read"], ["param", "write"], ["buf", "write"], ["hyper", "read"]],
-  uniforms: [["n", "u32"], ["nesterov", "u32"], ["momentum", "f32"], ["wd", "f32"]],
+  storage: sgdStorage,
+  uniforms: sgdUniforms,
   workgroupSize: 256,
-  main: `
-    let i = flatIndex(gid, nwg);
-    if (i >= p.n) { return; }
-    let lr = hyper[0];
-    let gi = g[i] + p.wd * param[i];
-    let b = p.momentum * buf[i] + gi;
-    buf[i] = b;
-    let d = select(b, gi + p.momentum * b, p.nesterov == 1u);
-    param[i] = param[i] - lr * d;`,
+  main: sgdMain("", "p.wd"),
 });
 
 /**
- * {@linkcode sgdKernel} with parameters exempt from weight decay (Cui et al. do not decay the
- * sigmoid classifier's bias): `exempt` holds `ranges` pairs [lo, hi) of flat indices whose
- * decay is 0; every other index computes exactly what sgdKernel computes. `base` is the flat
- * index of the bound views' first float (0 for the whole buffer; a sub-range's start when only
- * part of the parameters is updated). A variant of its own, so runs without exemptions keep
- * sgdKernel's code and bits.
+ * {@linkcode sgdKernel} with parameters exempt from weight decay: `exempt` holds `ranges` pairs
+ * [lo, hi) of flat indices whose decay is 0; every other index computes exactly what sgdKernel
+ * computes. `base` is the flat index of the bound views' first float (0 for the whole buffer;
+ * a sub-range's start when only part of the parameters is updated). A variant of its own, so
+ * runs without exemptions keep sgdKernel's code and bits.
  */
 export const sgdExemptKernel = kernel({
   name: "sgd_exempt",
-  storage: [
-    ["g", "read"],
-    ["param", "write"],
-    ["buf", "write"],
-    ["hyper", "read"],
-    ["exempt", "read", "array<u32>"],
-  ],
-  uniforms: [
-    ["n", "u32"],
-    ["nesterov", "u32"],
-    ["momentum", "f32"],
-    ["wd", "f32"],
-    ["ranges", "u32"],
-    ["base", "u32"],
-  ],
+  storage: [...sgdStorage, EXEMPT_STORAGE],
+  uniforms: [...sgdUniforms, ["ranges", "u32"], ["base", "u32"]],
   workgroupSize: 256,
-  main: `
-    let i = flatIndex(gid, nwg);
-    if (i >= p.n) { return; }
-    var wd = p.wd;
-    let flat = p.base + i;
-    for (var r = 0u; r < p.ranges; r++) {
-      if (flat >= exempt[2u * r] && flat < exempt[2u * r + 1u]) { wd = 0.0; }
-    }
-    let lr = hyper[0];
-    let gi = g[i] + wd * param[i];
-    let b = p.momentum * buf[i] + gi;
-    buf[i] = b;
-    let d = select(b, gi + p.momentum * b, p.nesterov == 1u);
-    param[i] = param[i] - lr * d;`,
+  helpers: DECAY_EXEMPT,
+  main: sgdMain(
+    `
+    let wd = select(p.wd, 0.0, decayExempt(p.base + i));`,
+    "wd",
+  ),
 });
 
 /**
@@ -87,6 +101,15 @@ function adamMain(decays: string, wd: string, shrink: string): string {
     v[i] = vi;
     param[i] = w - hyper[0] * mi / (sqrt(vi) / hyper[1] + p.eps);`;
 }
+
+/** The storage bindings of the Adam kernels (the exempt one adds its ranges). */
+const adamStorage = [
+  ["g", "read"],
+  ["param", "write"],
+  ["m", "write"],
+  ["v", "write"],
+  ["hyper", "read"],
+] as const;
 
 /** The uniforms of the Adam kernels. */
 const adamUniforms = [
@@ -109,7 +132,7 @@ const adamUniforms = [
  */
 export const adamKernel = kernel({
   name: "adam",
-  storage: [["g", "read"], ["param", "write"], ["m", "write"], ["v", "write"], ["hyper", "read"]],
+  storage: adamStorage,
   uniforms: adamUniforms,
   workgroupSize: 256,
   main: adamMain("", "p.wd", "hyper[2]"),
@@ -117,33 +140,22 @@ export const adamKernel = kernel({
 
 /**
  * {@linkcode adamKernel} with parameters exempt from weight decay, as
- * {@linkcode sgdExemptKernel}: the `ranges` pairs [lo, hi) of flat indices in `exempt` (read
- * against `base`) take neither the coupled decay nor the decoupled shrink; every other index
- * computes exactly what adamKernel computes.
+ * {@linkcode sgdExemptKernel}: the `ranges` pairs [lo, hi) of flat indices in `exempt` take
+ * neither the coupled decay nor the decoupled shrink; every other index computes exactly what
+ * adamKernel computes. Adam always updates the whole buffer, so the ranges are read against
+ * index 0.
  */
 export const adamExemptKernel = kernel({
   name: "adam_exempt",
-  storage: [
-    ["g", "read"],
-    ["param", "write"],
-    ["m", "write"],
-    ["v", "write"],
-    ["hyper", "read"],
-    ["exempt", "read", "array<u32>"],
-  ],
-  uniforms: [...adamUniforms, ["ranges", "u32"], ["base", "u32"]],
+  storage: [...adamStorage, EXEMPT_STORAGE],
+  uniforms: [...adamUniforms, ["ranges", "u32"]],
   workgroupSize: 256,
+  helpers: DECAY_EXEMPT,
   main: adamMain(
     `
-    var wd = p.wd;
-    var shrink = hyper[2];
-    let flat = p.base + i;
-    for (var r = 0u; r < p.ranges; r++) {
-      if (flat >= exempt[2u * r] && flat < exempt[2u * r + 1u]) {
-        wd = 0.0;
-        shrink = 1.0;
-      }
-    }`,
+    let exempted = decayExempt(i);
+    let wd = select(p.wd, 0.0, exempted);
+    let shrink = select(hyper[2], 1.0, exempted);`,
     "wd",
     "shrink",
   ),

@@ -38,6 +38,35 @@ Deno.test("bench tasks: the variables they read are named; the decode benchmark 
   assert.deepEqual([...read].sort(), BENCH_ENV.split("=")[1].split(","));
 });
 
+/**
+ * The environment `deno task bench:deno` may read: loadDataset's TAILGRAD_DATA (input_bench's
+ * Fashion-MNIST). The other readers its files import (adapterSlug in bench/lib.ts, reportError's
+ * TAILGRAD_DEBUG) run only when called, which the test below checks they are not.
+ */
+const DENO_BENCH_ENV = "--allow-env=TAILGRAD_DATA";
+
+Deno.test("bench:deno: the one variable its benchmarks read is named", async () => {
+  const tasks = JSON.parse(await Deno.readTextFile(join(ROOT, "deno.json"))).tasks;
+  const task = tasks["bench:deno"] as string;
+  assert.deepEqual(task.split(/\s+/).filter((w) => w.startsWith("--allow-env")), [DENO_BENCH_ENV]);
+  assert.doesNotMatch(task, /--allow-(env|net|write|run|ffi)( |$)|\s-A\s/);
+  const read = new Set<string>();
+  const reads = (text: string) => {
+    for (const m of text.matchAll(/(?:Deno\.env\.get|envValue)\((?:\w+, )?"(\w+)"\)/g)) {
+      read.add(m[1]);
+    }
+  };
+  for (const file of task.split(/\s+/).filter((w) => w.startsWith("bench/"))) {
+    const text = await Deno.readTextFile(join(ROOT, file));
+    assert.doesNotMatch(text, /\b(adapterSlug|reportError|debugEnabled)\(/, file);
+    reads(text);
+    if (/\bloadDataset\(/.test(text)) {
+      reads(await Deno.readTextFile(join(ROOT, "src/data/load.ts")));
+    }
+  }
+  assert.deepEqual([...read].sort(), DENO_BENCH_ENV.split("=")[1].split(","));
+});
+
 Deno.test("bench:deno names exactly the bench/ files that declare Deno.bench cases", async () => {
   const tasks = JSON.parse(await Deno.readTextFile(join(ROOT, "deno.json"))).tasks;
   const task = tasks["bench:deno"] as string;

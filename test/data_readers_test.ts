@@ -153,6 +153,7 @@ Deno.test("IDX: corrupt inputs give DataErrors naming the file and the fault", a
       "4 images",
       "3 labels",
       /to fix: the two files belong to different splits or datasets: replace them with the matching pair/,
+      /: delete both files and run again with --download .* verified copies in their place, or point --data-dir at a good copy/,
     );
     // Label out of range.
     const bad = await write("labbad", idxBytes(0x801, [n], new Uint8Array([1, 2, 10, 4])));

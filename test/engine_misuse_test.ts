@@ -132,6 +132,9 @@ gpuTest(
     const model = mlp(gpu);
     const x = Tensor.from(gpu, inputs(4), [4, D]);
     const weight = model.params.get("0.weight");
+    assert.equal(model.params.find("0.weight"), weight);
+    assert.equal(model.params.find("0.nothing"), undefined);
+    assert.throws(() => model.params.get("0.nothing"), /^Error: no entry named 0\.nothing in /);
     // work recorded before destroy() still runs: the buffer goes after it is submitted
     const ctx = new Ctx(gpu, null);
     const out = model.forward(ctx, x, EVAL);
@@ -139,6 +142,10 @@ gpuTest(
     assert.equal((await out.read(gpu)).length, 4 * C);
     ctx.release();
     model.destroy(); // a second destroy does nothing
+    assert.throws(
+      () => model.params.find("0.weight"),
+      /0\.weight \.\.\. 2\.bias used after destroy/,
+    );
     assert.throws(
       () => model.forward(new Ctx(gpu, null), x, EVAL),
       /^Error: tensors 0\.weight \.\.\. 2\.bias used after destroy\(\) \(of the Model, StepEngine/,

@@ -3,9 +3,17 @@
  * runs, the JSON result holds what each measured, and the figures are sane.
  */
 import assert from "node:assert/strict";
+import { join } from "node:path";
+import { Gpu } from "../src/gpu/runtime.ts";
+import { adapterSlug } from "../bench/lib.ts";
 
-/** Runs gpu_check.ts with the task's permissions (writes under /tmp only here). */
-async function gpuCheck(args: string[]) {
+const SCRIPT = new URL("../scripts/gpu_check.ts", import.meta.url).pathname;
+
+/**
+ * Runs gpu_check.ts with the task's permissions (writes under /tmp only here), from `cwd`
+ * (default: the repository root, as the task does).
+ */
+async function gpuCheck(args: string[], cwd?: string) {
   const r = await new Deno.Command(Deno.execPath(), {
     args: [
       "run",
@@ -14,9 +22,10 @@ async function gpuCheck(args: string[]) {
       "--allow-env=DENO_WEBGPU_BACKEND,TAILGRAD_DATA,TAILGRAD_DEBUG",
       "--allow-run",
       "--allow-sys=loadavg",
-      "scripts/gpu_check.ts",
+      SCRIPT,
       ...args,
     ],
+    cwd,
     env: { NO_COLOR: "1" },
     stdout: "piped",
     stderr: "piped",
@@ -96,6 +105,63 @@ Deno.test("gpu-check flags: --help, both flag forms, and bad flags or --out refu
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test({
+  name: "gpu-check without --out: the default file is replaced only when it is a gpu-check result",
+  sanitizeResources: false,
+  fn: async () => {
+    const gpu = await Gpu.create();
+    const slug = adapterSlug(gpu);
+    gpu.dispose();
+    // run from a folder of its own: the default path is bench/results/ under the working folder
+    const root = await Deno.makeTempDir({ prefix: "tailgrad-gpu-check-default-" });
+    try {
+      await Deno.mkdir(join(root, "bench", "results"), { recursive: true });
+      const path = `bench/results/gpu-check-${slug}-quick.json`;
+      const file = join(root, path);
+      // a budget spent before the first phase: every phase is skipped, the result still written
+      const args = ["--quick", "--no-tests", "--budget-s", "0.001"];
+      const refused = async (problem: RegExp, fix: RegExp) => {
+        const r = await gpuCheck(args, root);
+        const what = `${r.stdout}${r.stderr}`;
+        assert.equal(r.code, 2, what);
+        assert.match(r.stderr, problem, what);
+        assert.match(r.stderr, fix, what);
+        assert.equal(r.stderr.match(/to fix: /g)?.length, 1, what);
+        assert.doesNotMatch(r.stderr, /^\s+at /m, `no stack trace: ${what}`);
+        assert.doesNotMatch(r.stdout, /==|wrote/, `no phase started: ${what}`);
+      };
+      const escaped = path.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+      await Deno.writeTextFile(file, '{"the user\'s": true}');
+      await refused(
+        new RegExp(
+          `^error: ${escaped} exists and is not a gpu-check result; it is left alone$`,
+          "m",
+        ),
+        /^ {2}to fix: move the file away, or name another file with --out FILE$/m,
+      );
+      assert.equal(await Deno.readTextFile(file), '{"the user\'s": true}', "the user's file kept");
+      await Deno.remove(file);
+      await Deno.mkdir(file);
+      await refused(
+        new RegExp(`^error: ${escaped} is a folder; expected the JSON file to write$`, "m"),
+        /^ {2}to fix: move the folder away, or name a file with --out FILE$/m,
+      );
+      await Deno.remove(file);
+      // an earlier result of this command is replaced
+      await Deno.writeTextFile(file, JSON.stringify({ tool: "tailgrad-gpu-check", date: "then" }));
+      const ok = await gpuCheck(args, root);
+      assert.equal(ok.code, 0, `${ok.stdout}${ok.stderr}`);
+      const r = JSON.parse(await Deno.readTextFile(file));
+      assert.equal(r.tool, "tailgrad-gpu-check");
+      assert.notEqual(r.date, "then");
+      assert.equal(r.phases.adapter.status, "skipped");
+      assert.match(ok.stdout, new RegExp(`wrote ${escaped}$`, "m"));
+    } finally {
+      await Deno.remove(root, { recursive: true });
+    }
+  },
 });
 
 Deno.test({

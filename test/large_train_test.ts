@@ -284,6 +284,10 @@ gpuTest(
         lines.some((l) => /many\/medium\/few-shot accuracy – \/ – \/ \d/.test(l)),
         lines.join("\n"),
       );
+      assert.match(
+        lines.join("\n"),
+        /^tailgrad large: imagenet-lt, ResNet-10 \(width 4\), 3 classes, train 16 \(IF 2\.7\), dev 3, eval 6; 3 epochs, meta \(all\) from 1; batch 4; 1 decode workers; \S/m,
+      );
       // stopped after 2 epochs and resumed: bit-identical to the uninterrupted run
       const cfg2 = { ...cfg, out: join(root, "run2") };
       const part = await trainLarge(cfg2, { gpu, progress: null, maxEpochs: 2 });

@@ -21,13 +21,20 @@ export class DataError extends UserError {
 }
 
 /**
- * What to do about a dataset file that is damaged, truncated or not the file its name says (a
- * reader cannot tell which): put a verified copy in its place. Deleting is left to the user, who
- * knows whether it is theirs.
+ * What to do about dataset files that are damaged, truncated or not the files their names say
+ * (a reader cannot tell which): put verified copies in their place. `files` says which ("the
+ * file", "both files"). Deleting is left to the user, who knows whether they are theirs.
  */
-export const DAMAGED_FILE_HINT = "delete the file and run again with --download (option " +
-  "allowDownload) to fetch a verified copy in its place, or point --data-dir at a good copy of " +
-  "the dataset";
+export function refetchHint(files: "the file" | "both files"): string {
+  const copies = files === "the file"
+    ? "a verified copy in its place"
+    : "verified copies in their place";
+  return `delete ${files} and run again with --download (option allowDownload) to fetch ` +
+    `${copies}, or point --data-dir at a good copy of the dataset`;
+}
+
+/** {@linkcode refetchHint} for one file: the hint of {@linkcode damagedFile}. */
+export const DAMAGED_FILE_HINT = refetchHint("the file");
 
 /**
  * A {@linkcode DataError} for a dataset file whose contents are wrong: the message is

@@ -6,7 +6,7 @@
  * (`N x rows x cols`), labels 0x00000801 (`N`).
  */
 import { firstBadLabel } from "../labels.ts";
-import { DAMAGED_FILE_HINT, damagedFile, DataError } from "./errors.ts";
+import { DAMAGED_FILE_HINT, damagedFile, DataError, refetchHint } from "./errors.ts";
 import { maybeGunzip, readFileBytes } from "./gzip.ts";
 import type { ImageDataset } from "./dataset.ts";
 
@@ -169,8 +169,7 @@ export async function loadIdxDataset(
       {
         file: imagesPath,
         hint: "the two files belong to different splits or datasets: replace them with the " +
-          `matching pair (delete both and run again with --download to fetch verified copies, ` +
-          "or point --data-dir at a good copy of the dataset)",
+          `matching pair: ${refetchHint("both files")}`,
       },
     );
   }

@@ -8,7 +8,7 @@
  * missing or mistyped fields, duplicate image ids, annotations of unknown images or unknown
  * categories, images without an annotation or with more than one.
  */
-import { DataError, unreadableFile } from "./errors.ts";
+import { damagedFile, DataError, unreadableFile } from "./errors.ts";
 import type { ImageList } from "./lists.ts";
 
 /** Category ids and names in dense-label order. */
@@ -65,22 +65,17 @@ export async function readInat(
 const INAT_HINT = "use the official iNaturalist 2017/2018 annotation JSON (images, annotations " +
   'and categories; README: "Laying out the datasets"), or correct the entry';
 
-/** A {@linkcode DataError} about annotation file `file`: `file: problem`. */
-function bad(file: string, problem: string, hint = INAT_HINT): DataError {
-  return new DataError(`${file}: ${problem}`, { file, hint });
-}
-
 type Row = Record<string, unknown>;
 
 /** An array field of the top-level object, each entry an object. */
 function rows(json: Row, key: string, file: string): Row[] {
   const v = json[key];
   if (!Array.isArray(v)) {
-    throw bad(file, `missing the "${key}" array of an iNaturalist file`);
+    throw damagedFile(file, `missing the "${key}" array of an iNaturalist file`, INAT_HINT);
   }
   v.forEach((r, i) => {
     if (typeof r !== "object" || r === null || Array.isArray(r)) {
-      throw bad(file, `${key}[${i}] is not an object`);
+      throw damagedFile(file, `${key}[${i}] is not an object`, INAT_HINT);
     }
   });
   return v as Row[];
@@ -99,7 +94,7 @@ function field<T extends "integer" | "string">(
   if (!ok) {
     const got = v === undefined ? "it is missing" : `got ${JSON.stringify(v)}`;
     const want = type === "integer" ? "an integer" : "a non-empty string";
-    throw bad(file, `${at} needs "${name}" as ${want}; ${got}`);
+    throw damagedFile(file, `${at} needs "${name}" as ${want}; ${got}`, INAT_HINT);
   }
   return v as T extends "integer" ? number : string;
 }
@@ -110,11 +105,11 @@ export function categoryMap(json: Record<string, unknown>, file: string): Catego
     id: field(c, "id", "integer", `categories[${i}]`, file),
     name: typeof c.name === "string" ? c.name : "",
   }));
-  if (cats.length === 0) throw bad(file, `"categories" is empty`);
+  if (cats.length === 0) throw damagedFile(file, `"categories" is empty`, INAT_HINT);
   cats.sort((a, b) => a.id - b.id);
   cats.forEach((c, i) => {
     if (i > 0 && cats[i - 1].id === c.id) {
-      throw bad(file, `category id ${c.id} appears twice in "categories"`);
+      throw damagedFile(file, `category id ${c.id} appears twice in "categories"`, INAT_HINT);
     }
   });
   return { ids: cats.map((c) => c.id), names: cats.map((c) => c.name) };
@@ -128,7 +123,11 @@ export function parseInat(
   options: InatOptions = {},
 ): InatList {
   if (typeof json !== "object" || json === null || Array.isArray(json)) {
-    throw bad(file, `expected a JSON object with images, annotations and categories`);
+    throw damagedFile(
+      file,
+      `expected a JSON object with images, annotations and categories`,
+      INAT_HINT,
+    );
   }
   const obj = json as Row;
   const categories = options.categories ?? categoryMap(obj, file);
@@ -138,7 +137,7 @@ export function parseInat(
   const paths = images.map((r, i) => {
     const id = field(r, "id", "integer", `images[${i}]`, file);
     if (indexOf.has(id)) {
-      throw bad(file, `images[${i}] repeats image id ${id}`);
+      throw damagedFile(file, `images[${i}] repeats image id ${id}`, INAT_HINT);
     }
     indexOf.set(id, i);
     return field(r, "file_name", "string", `images[${i}]`, file);
@@ -150,11 +149,11 @@ export function parseInat(
     const categoryId = field(a, "category_id", "integer", at, file);
     const k = indexOf.get(imageId);
     if (k === undefined) {
-      throw bad(file, `${at} refers to image id ${imageId}, not in "images"`);
+      throw damagedFile(file, `${at} refers to image id ${imageId}, not in "images"`, INAT_HINT);
     }
     const label = labelOf.get(categoryId);
     if (label === undefined) {
-      throw bad(
+      throw damagedFile(
         file,
         `${at} has category id ${categoryId}, not among the ${categories.ids.length} ` +
           `categories${options.categories ? " of the training file" : ""}`,
@@ -164,13 +163,17 @@ export function parseInat(
       );
     }
     if (labels[k] >= 0) {
-      throw bad(file, `image id ${imageId} has more than one annotation (${at})`);
+      throw damagedFile(
+        file,
+        `image id ${imageId} has more than one annotation (${at})`,
+        INAT_HINT,
+      );
     }
     labels[k] = label;
   });
   const missing = labels.indexOf(-1);
   if (missing >= 0) {
-    throw bad(
+    throw damagedFile(
       file,
       `images[${missing}] (id ${images[missing].id}, ${paths[missing]}) has no ` +
         "annotation; unlabelled (test) files cannot be used for training or evaluation",
@@ -178,7 +181,7 @@ export function parseInat(
         "annotate the image",
     );
   }
-  if (paths.length === 0) throw bad(file, `"images" is empty`);
+  if (paths.length === 0) throw damagedFile(file, `"images" is empty`, INAT_HINT);
   return {
     source: file,
     root,

@@ -153,6 +153,27 @@ function build(gpu: Gpu, cfg: LargeConfig, data: LargeData): Parts {
   return { model, optimizer, engine, meta, stats };
 }
 
+/** Frees what {@linkcode build} made (after the work recorded on it is submitted). */
+function destroyParts(gpu: Gpu, parts: Parts): void {
+  parts.meta.destroy();
+  parts.engine.destroy();
+  parts.optimizer.destroy();
+  parts.model.destroy();
+  parts.stats.release(gpu);
+}
+
+/** The run's first progress line: what it trains, on what, for how long, on which adapter. */
+function startLine(cfg: LargeConfig, data: LargeData, workers: number, adapter: string): string {
+  const width = cfg.width !== 64 ? ` (width ${cfg.width})` : "";
+  const frozen = cfg.freezeBackbone ? ", backbone frozen" : "";
+  const imbalance = cfg.imbalance.toFixed(1);
+  return `tailgrad large: ${cfg.preset}, ResNet-${cfg.depth}${width}, ` +
+    `${data.numClasses} classes, train ${data.split.train.length} (IF ${imbalance}), ` +
+    `dev ${data.split.dev.length}, eval ${data.eval.paths.length}; ${cfg.epochs} epochs, ` +
+    `meta (${cfg.metaParams}${frozen}) from ${cfg.metaStart}; batch ${cfg.batch}; ` +
+    `${workers} decode workers; ${adapter}`;
+}
+
 /** Trains a large run (see the module doc) and returns its summary. */
 export async function trainLarge(
   cfg: LargeConfig,
@@ -211,17 +232,7 @@ export async function trainLarge(
       isMeta: (e) => e >= cfg.metaStart,
     });
     const r = run = new LargeRun(gpu, cfg, data, p, pool, log, o.inspect);
-    log(
-      `tailgrad large: ${cfg.preset}, ResNet-${cfg.depth}${
-        cfg.width !== 64 ? ` (width ${cfg.width})` : ""
-      }, ` +
-        `${data.numClasses} classes, train ${data.split.train.length} (IF ${
-          cfg.imbalance.toFixed(1)
-        }), ` +
-        `dev ${data.split.dev.length}, eval ${data.eval.paths.length}; ${cfg.epochs} epochs, ` +
-        `meta (${cfg.metaParams}${cfg.freezeBackbone ? ", backbone frozen" : ""}) from ` +
-        `${cfg.metaStart}; batch ${cfg.batch}; ${pool.workers} decode workers; ${gpu.adapter.description}`,
-    );
+    log(startLine(cfg, data, pool.workers, gpu.adapter.description));
     const result = await fit({
       engine: p.engine,
       data: source,
@@ -245,13 +256,7 @@ export async function trainLarge(
     source?.dispose();
     run?.dispose();
     pool.close();
-    if (parts) {
-      parts.meta.destroy();
-      parts.engine.destroy();
-      parts.optimizer.destroy();
-      parts.model.destroy();
-      parts.stats.release(gpu);
-    }
+    if (parts) destroyParts(gpu, parts);
     if (!o.gpu) gpu.dispose();
   }
 }

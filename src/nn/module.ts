@@ -65,17 +65,17 @@ export class ParamScope {
   /** The parameter `prefix + name`; throws naming it, with a hint, when the model has none. */
   param(name: string): Tensor {
     const full = this.prefix + name;
-    if (!this.params.layout.byName.has(full)) throw missingEntry("parameter", full, this.params);
-    return this.params.get(full);
+    const t = this.params.find(full);
+    if (!t) throw missingEntry("parameter", full, this.params);
+    return t;
   }
 
   /** The buffer `prefix + name`; throws naming it, with a hint, when the model has none. */
   buffer(name: string): Tensor {
     const full = this.prefix + name;
-    if (!this.buffers?.layout.byName.has(full)) {
-      throw missingEntry("buffer", full, this.buffers);
-    }
-    return this.buffers.get(full);
+    const t = this.buffers?.find(full);
+    if (!t) throw missingEntry("buffer", full, this.buffers);
+    return t;
   }
 
   /** The scope of child `name` (cached, so a warm forward allocates nothing new). */

@@ -98,12 +98,18 @@ export class FlatTensors {
     return { buffer: this.buffer, offset: 0, size: this.layout.length * 4 };
   }
 
-  /** Tensor of a named entry. */
+  /** Tensor of a named entry; throws when there is none. */
   get(name: string): Tensor {
+    const t = this.find(name);
+    if (!t) throw new Error(`no entry named ${name} in ${this.label}`);
+    return t;
+  }
+
+  /** Tensor of a named entry, or undefined when there is none (for the caller's own error). */
+  find(name: string): Tensor | undefined {
     this.#checkLive();
     const i = this.layout.byName.get(name);
-    if (i === undefined) throw new Error(`no entry named ${name} in ${this.label}`);
-    return this.tensors[i];
+    return i === undefined ? undefined : this.tensors[i];
   }
 
   /** Uploads host values for every entry, gaps zero. */

@@ -141,7 +141,7 @@ export class Adam implements Optimizer {
       adamExemptKernel.dispatch(
         this.#gpu,
         [...bound, exempt.ranges],
-        { ...uniforms, ranges: exempt.count, base: 0 },
+        { ...uniforms, ranges: exempt.count },
         grid,
       );
     }
@@ -175,6 +175,6 @@ export class Adam implements Optimizer {
     this.expAvg.destroy();
     this.expAvgSq.destroy();
     this.#hyper.destroy();
-    if (this.#exempt) this.#gpu.release(this.#exempt.ranges.buffer);
+    if (this.#exempt) this.#gpu.destroy(this.#exempt.ranges.buffer);
   }
 }

@@ -170,7 +170,7 @@ export class Sgd implements Optimizer {
     this.#gpu.submit();
     this.momentum.destroy();
     this.#lr.destroy();
-    if (this.#exempt) this.#gpu.release(this.#exempt.ranges.buffer);
+    if (this.#exempt) this.#gpu.destroy(this.#exempt.ranges.buffer);
   }
 }
 

@@ -73,8 +73,8 @@ export function sgdStep(
 
 /**
  * The flat index ranges [offset, offset + size) of the parameters of `layout` named by an
- * optimizer's `decayExempt`, on the GPU (none: undefined); throws naming an unknown name, for
- * `owner` ("Sgd", "Adam").
+ * optimizer's `decayExempt`, on the GPU (none: undefined; the owner frees the buffer with
+ * `gpu.destroy`); throws naming an unknown name, for `owner` ("Sgd", "Adam").
  */
 export function exemptRanges(
   gpu: Gpu,
@@ -96,7 +96,8 @@ export function exemptRanges(
     pairs.set([layout.offsets[i], layout.offsets[i] + size], 2 * r);
   });
   const bytes = pairs.byteLength;
-  const ranges = { buffer: gpu.alloc(bytes), offset: 0, size: bytes };
+  const buffer = gpu.createStorage(bytes, `${owner} decay-exempt ranges`);
+  const ranges = { buffer, offset: 0, size: bytes };
   gpu.write(ranges, pairs);
   return { ranges, count: names.length };
 }

@@ -21,11 +21,7 @@ export class StepValues {
     this.#host = type === "u32" ? new Uint32Array(count) : new Float32Array(count);
     // Its own buffer, not one from the pool: a pooled buffer may still be bound by recorded,
     // unsubmitted work, which the first queue write would then overtake.
-    this.#buffer = gpu.device.createBuffer({
-      size: Math.max(16, count * 4),
-      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
-    });
-    gpu.stats.buffersCreated++;
+    this.#buffer = gpu.createStorage(Math.max(16, count * 4), "step values");
   }
 
   /**
@@ -52,9 +48,8 @@ export class StepValues {
     return { buffer: this.#buffer, offset: 0, size: this.#host.length * 4 };
   }
 
-  /** Frees the buffer. */
+  /** Frees the buffer (after submitting recorded work, which may still bind it). */
   destroy(): void {
-    this.#buffer.destroy();
-    this.#gpu.stats.buffersDestroyed++;
+    this.#gpu.destroy(this.#buffer);
   }
 }

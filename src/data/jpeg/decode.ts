@@ -157,17 +157,9 @@ interface ParseState {
   eobrun: number;
 }
 
-function u16(b: Uint8Array, p: number): number {
-  if (p + 1 >= b.length) throw new JpegError("truncated segment");
-  return (b[p] << 8) | b[p + 1];
-}
-
-/** Parses markers and decodes every scan into quantised coefficients. */
-export function parseJpeg(bytes: Uint8Array): JpegFrame {
-  if (bytes.length < 4 || bytes[0] !== 0xff || bytes[1] !== 0xd8) {
-    throw new JpegError("not a JPEG file (no SOI marker at the start)");
-  }
-  const s: ParseState = {
+/** The state before the first segment of `bytes`. */
+function newParseState(bytes: Uint8Array): ParseState {
+  return {
     bytes,
     quant: [],
     dc: [],
@@ -177,6 +169,24 @@ export function parseJpeg(bytes: Uint8Array): JpegFrame {
     adobeTransform: -1,
     eobrun: 0,
   };
+}
+
+/** Throws {@linkcode JpegError} unless `bytes` start with the SOI marker. */
+function checkSoi(bytes: Uint8Array): void {
+  if (bytes.length < 4 || bytes[0] !== 0xff || bytes[1] !== 0xd8) {
+    throw new JpegError("not a JPEG file (no SOI marker at the start)");
+  }
+}
+
+function u16(b: Uint8Array, p: number): number {
+  if (p + 1 >= b.length) throw new JpegError("truncated segment");
+  return (b[p] << 8) | b[p + 1];
+}
+
+/** Parses markers and decodes every scan into quantised coefficients. */
+export function parseJpeg(bytes: Uint8Array): JpegFrame {
+  checkSoi(bytes);
+  const s = newParseState(bytes);
   let pos = 2;
   let scans = 0;
   for (;;) {
@@ -582,25 +592,14 @@ export interface JpegInfo {
  * supports it. Throws {@linkcode JpegError} otherwise.
  */
 export function readJpegInfo(bytes: Uint8Array): JpegInfo {
-  if (bytes.length < 4 || bytes[0] !== 0xff || bytes[1] !== 0xd8) {
-    throw new JpegError("not a JPEG file (no SOI marker at the start)");
-  }
+  checkSoi(bytes);
   let pos = 2;
   while (pos + 4 <= bytes.length) {
     while (pos < bytes.length && bytes[pos] === 0xff) pos++;
     const marker = bytes[pos++];
     const end = pos + u16(bytes, pos);
     if (marker === 0xc0 || marker === 0xc1 || marker === 0xc2) {
-      const s: ParseState = {
-        bytes,
-        quant: [],
-        dc: [],
-        ac: [],
-        restartInterval: 0,
-        frame: null,
-        adobeTransform: -1,
-        eobrun: 0,
-      };
+      const s = newParseState(bytes);
       readFrame(s, bytes.subarray(pos + 2, Math.min(end, bytes.length)), marker);
       const f = s.frame!;
       return {

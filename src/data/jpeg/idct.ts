@@ -114,6 +114,8 @@ export function idctBlock(
     const e0 = (ws[r] + ws[r + 4]) * 8192;
     const e1 = (ws[r] - ws[r + 4]) * 8192;
     const t10 = e0 + e3, t13 = e0 - e3, t11 = e1 + e2, t12 = e1 - e2;
+    // the odd part is pass 1's, written out again: a shared function would put a call (and its
+    // four results) in the decoder's innermost loop
     let o0 = ws[r + 7], o1 = ws[r + 5], o2 = ws[r + 3], o3 = ws[r + 1];
     z1 = o0 + o3;
     z2 = o1 + o2;
