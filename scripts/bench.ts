@@ -524,7 +524,7 @@ async function timeTfjsStep(
 const started = performance.now();
 const cpu0 = processCpuMs();
 const load0 = loadAverage();
-const gpu = await Gpu.create();
+const gpu = await Gpu.create().catch((e) => Deno.exit(reportError(e))); // no GPU: one line
 const pipes = pipelineTimer(gpu);
 const slug = adapterSlug(gpu);
 const hasTimestamps = KernelProfiler.supported(gpu);

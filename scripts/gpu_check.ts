@@ -259,7 +259,8 @@ async function phase(
 
 // ------------------------------------------------------------------ phases
 
-const gpu = await Gpu.create();
+// no adapter, or one without the engine's limits: one line naming what is missing, no stack trace
+const gpu = await Gpu.create().catch((e) => Deno.exit(reportError(e)));
 if (!outPath) {
   outPath = `bench/results/gpu-check-${adapterSlug(gpu)}${flags.quick ? "-quick" : ""}.json`;
   await checkReplaceable(outPath).catch((e) => {

@@ -283,30 +283,40 @@ Deno.test("no GPU is a user's mistake: one error line and exit status 1, from th
       preload,
       'Object.defineProperty(navigator, "gpu", { value: undefined, configurable: true });\n',
     );
-    const script = new URL("../scripts/train.ts", import.meta.url).pathname;
-    const r = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "--quiet",
-        "--no-lock",
-        "--allow-read",
-        `--allow-write=${root}`,
-        "--allow-env=TAILGRAD_DATA",
-        `--preload=${preload}`,
-        script,
-        ...tinyArgs(root, `${root}/run`),
-      ],
-      env: { DENO_WEBGPU_BACKEND: "vulkan", NO_COLOR: "1" },
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const stderr = new TextDecoder().decode(r.stderr);
-    assert.equal(r.code, 1, stderr);
-    assert.equal(
-      stderr,
-      "error: WebGPU is not available: navigator.gpu is undefined. Run with Deno 2 or later " +
-        "(WebGPU is built in), not Node.js.\n",
-    );
+    // the train CLI, gpu-check and the bench, each started with WebGPU removed
+    const runs = [
+      ["train.ts", `--allow-write=${root}`, ...tinyArgs(root, `${root}/run`)],
+      ["gpu_check.ts", `--allow-write=${root}`, "--quick", "--out", `${root}/check.json`],
+      ["bench.ts", `--allow-write=${root}`, "--out", root],
+    ];
+    for (const [name, write, ...args] of runs) {
+      const script = new URL(`../scripts/${name}`, import.meta.url).pathname;
+      const r = await new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "--quiet",
+          "--no-lock",
+          "--allow-read",
+          write,
+          "--allow-env=DENO_WEBGPU_BACKEND,TAILGRAD_DATA,TAILGRAD_DEBUG", // gpu-check's task list
+          "--allow-sys=loadavg",
+          `--preload=${preload}`,
+          script,
+          ...args,
+        ],
+        env: { DENO_WEBGPU_BACKEND: "vulkan", NO_COLOR: "1" },
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const stderr = new TextDecoder().decode(r.stderr);
+      assert.equal(r.code, 1, `${name}: ${stderr}`);
+      assert.equal(
+        stderr,
+        "error: WebGPU is not available: navigator.gpu is undefined. Run with Deno 2 or later " +
+          "(WebGPU is built in), not Node.js.\n",
+        name,
+      );
+    }
   } finally {
     await Deno.remove(root, { recursive: true });
   }
