@@ -39,8 +39,10 @@ export interface ArraySourceOptions {
 }
 
 /**
- * Batches of host arrays, shuffled per epoch; the epoch's last batch wraps round to its first
- * examples (see the module comment), and a batch larger than the data set is refused.
+ * Batches of host arrays, shuffled per epoch. The epoch's last batch wraps round to the epoch's
+ * first examples, so every step is full: 600 examples in batches of 32 are 19 steps of 608 rows,
+ * the first 8 twice, and `fit` reports 600 examples. A batch larger than the data set is refused.
+ * Class labels are checked on the host before they reach the GPU.
  */
 export class ArraySource implements DataSource {
   /** Number of examples. */

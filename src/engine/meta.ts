@@ -1,17 +1,4 @@
-/**
- * The paper's meta re-weighting as a component of any {@linkcode StepEngine}: every example's
- * loss is weighted by `w_i + eps_i`, with eps_i the exact meta-gradient of a dev batch's loss
- * computed with one JVP instead of a double backward:
- *
- *   1. forward batch B at theta (tape T, running stats updated: the real pass);
- *      backward with the look-ahead weights -> g
- *   2. theta' = theta - eta * g                                (one kernel over all params)
- *   3. forward + backward of a dev batch at theta' (batch statistics, running stats untouched)
- *      -> v
- *   4. ldot = J v: the JVP of B's per-example losses along v, replayed on tape T;
- *      d L_dev(theta') / d eps_i = -eta * ldot_i (times 1/|B| for a mean look-ahead)
- *   5. per-example weights from ldot (the rule); backward of the SAME tape T with them; update.
- */
+/** The paper's meta re-weighting as a component of any step engine: {@linkcode MetaReweighter}. */
 import { Ctx, Tape } from "../autograd/tape.ts";
 import { Tensor } from "../tensor.ts";
 import {
@@ -119,7 +106,20 @@ interface HeadRange {
   length: number;
 }
 
-/** The meta step over any model and loss of a {@linkcode StepEngine}. */
+/**
+ * The meta step over any model and loss of a {@linkcode StepEngine}, the paper's re-weighting:
+ * every example's loss is weighted by `w_i + eps_i`, with eps_i the exact meta-gradient of a dev
+ * batch's loss computed with one JVP instead of a double backward:
+ *
+ *   1. forward batch B at theta (tape T, running stats updated: the real pass);
+ *      backward with the look-ahead weights -> g
+ *   2. theta' = theta - eta * g                                (one kernel over all params)
+ *   3. forward + backward of a dev batch at theta' (batch statistics, running stats untouched)
+ *      -> v
+ *   4. ldot = J v: the JVP of B's per-example losses along v, replayed on tape T;
+ *      d L_dev(theta') / d eps_i = -eta * ldot_i (times 1/|B| for a mean look-ahead)
+ *   5. per-example weights from ldot (the rule); backward of the SAME tape T with them; update.
+ */
 export class MetaReweighter {
   /** The engine whose batch is re-weighted. */
   readonly engine: StepEngine;
@@ -328,7 +328,7 @@ export class MetaReweighter {
   }
 
   /**
-   * One meta step (see the module comment) with update learning rate `lr`, over the first `n`
+   * One meta step (the five passes above) with update learning rate `lr`, over the first `n`
    * examples of the batch (default all B; a partial last batch): look-ahead and final losses
    * over those n; `eps` and `finalWeights` hold n values.
    */
