@@ -10,7 +10,8 @@
  *   one name; Dropout's name in its message;
  * - a regression loss, or integer targets on a one-output model, with the default label targets;
  * - a step refused after its forward was recorded (a bad batch or dev label): nothing of it runs,
- *   and the next good step is bit for bit a fresh engine's;
+ *   the same step again is refused again (the labels are still on the GPU), and the next good
+ *   step is bit for bit a fresh engine's;
  * - an ArraySource with a batch larger than the data set, and the wrap of a partial batch (fit
  *   reports the epoch's distinct examples, not its rows); a source's examples its steps cannot
  *   hold.
@@ -463,35 +464,43 @@ gpuTest(
     // each refusal comes before the first forward has given C (later a label is refused when
     // written): a bad batch label, and a bad dev label of the meta step, seen after its forward
     const refusals = [
-      (b: ReturnType<typeof build>) => {
-        b.engine.writeBatch(x, Uint32Array.from(y, (v, i) => i === 2 ? 7 : v));
-        assert.throws(
-          () => b.engine.step(0.1),
+      {
+        write: (b: ReturnType<typeof build>, label: number) =>
+          b.engine.writeBatch(x, Uint32Array.from(y, (v, i) => i === 2 ? label : v)),
+        step: (b: ReturnType<typeof build>) => b.engine.step(0.1),
+        error: (label: number) =>
           new RangeError(
-            "StepEngine: the label of row 2 of the batch is 7, not a class in [0, 3) (the " +
-              "model outputs 3 classes)",
-          ),
-        );
-      },
-      (b: ReturnType<typeof build>) => {
-        b.engine.writeBatch(x, y);
-        b.meta.writeDevBatch(devX, Uint32Array.of(0, 5, 2, 0));
-        assert.throws(
-          () => b.meta.step(0.1, META),
-          new RangeError(
-            "MetaReweighter: the label of row 1 of the dev batch is 5, not a class in [0, 3) " +
+            `StepEngine: the label of row 2 of the batch is ${label}, not a class in [0, 3) ` +
               "(the model outputs 3 classes)",
           ),
-        );
+      },
+      {
+        write: (b: ReturnType<typeof build>, label: number) => {
+          b.engine.writeBatch(x, y);
+          b.meta.writeDevBatch(devX, Uint32Array.of(0, label, 2, 0));
+        },
+        step: (b: ReturnType<typeof build>) => b.meta.step(0.1, META),
+        error: (label: number) =>
+          new RangeError(
+            `MetaReweighter: the label of row 1 of the dev batch is ${label}, not a class in ` +
+              "[0, 3) (the model outputs 3 classes)",
+          ),
       },
     ];
-    for (const refuse of refusals) {
+    for (const { write, step, error } of refusals) {
       const b = build();
       const inUse = gpu.memory.inUseBytes;
-      refuse(b);
+      write(b, 7);
+      assert.throws(() => step(b), error(7));
       assert.equal(gpu.memory.inUseBytes, inUse, "its tensors went back to the pool");
+      // the refused labels are still the ones written: the same step again is refused again
+      assert.throws(() => step(b), error(7), "a retry without a new batch");
+      // another bad batch, refused when written now that C is known, leaves them in place
+      assert.throws(() => write(b, 5), error(5));
+      assert.throws(() => step(b), error(7), "the labels still written");
+      assert.equal(gpu.memory.inUseBytes, inUse);
       const { eps: _, ...now } = await b.state(); // eps: whatever its pooled buffer held
-      assert.deepEqual(now, initial, "nothing of the refused step ran");
+      assert.deepEqual(now, initial, "nothing of the refused steps ran");
       assert.deepEqual(await good(b), want, "bit for bit a fresh engine's steps");
       b.destroy();
     }

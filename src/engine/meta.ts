@@ -217,7 +217,8 @@ export class MetaReweighter {
    * Writes a whole dev batch from host arrays into `devX` and `devTargets`. Class labels are
    * checked against the engine's {@linkcode StepEngine.numClasses} (integers in [0, C)); labels
    * written before the engine's first forward are checked by the next meta step, once C is
-   * known and before the dev loss is recorded. `rows` are the examples' indices in the caller's
+   * known and before the dev loss is recorded (refused, by every meta step until a new dev batch
+   * is written). `rows` are the examples' indices in the caller's
    * dev set, named in the error instead of dev batch rows. Other targets are written unchecked.
    * The arrays must hold exactly one dev batch (a RangeError otherwise), `targets` in the typed
    * array of the targets' dtype (a TypeError otherwise); a refused batch writes nothing.

@@ -194,13 +194,14 @@ export class StepEngine {
 
   /**
    * Records the output width C of class-label targets from the batch's output [n, C] (once;
-   * host-side) and checks the labels written before it. Every forward of the batch calls it
-   * before its loss is recorded: {@linkcode StepEngine.forwardLosses}, and components that run
-   * the batch's forward themselves (the classifier-only meta step).
+   * host-side) and checks the first `n` labels written before it: every step until they pass,
+   * so a refused batch is refused again until a new one is written. Every forward of the batch
+   * calls it before its loss is recorded: {@linkcode StepEngine.forwardLosses}, and components
+   * that run the batch's forward themselves (the classifier-only meta step).
    */
   learnClasses(output: Tensor, n: number): void {
-    if (this.#classes !== null || !isLabels(this.targets) || output.shape.length !== 2) return;
-    this.#classes = output.shape[1];
+    if (!isLabels(this.targets) || output.shape.length !== 2) return;
+    this.#classes ??= output.shape[1];
     this.#labels.known(this.#classes, n);
   }
 
@@ -327,7 +328,8 @@ const LABELS_OF = {
 /**
  * The host-side check of the class labels written to a targets tensor: against the class count
  * C at once when C is known, else on a copy (callers reuse their arrays) once it is. The engine
- * keeps one for its batch, a meta step one for its dev batch.
+ * keeps one for its batch, a meta step one for its dev batch. Labels kept are dropped only when
+ * they pass or are overwritten: while refused labels are on the GPU, every step is refused.
  */
 export class LabelCheck {
   #pending: { labels: number[]; rows?: number[] } | null = null;
@@ -335,18 +337,27 @@ export class LabelCheck {
   /** Whose labels: named in the errors of {@linkcode checkLabels}. */
   constructor(readonly of: keyof typeof LABELS_OF) {}
 
-  /** Labels just written: checked now with `classes`, or kept while it is null. */
+  /**
+   * Labels about to be written: checked now with `classes`, or kept while it is null. Refused,
+   * they are not written, so what was kept stays kept.
+   */
   written(labels: ArrayLike<number>, classes: number | null, rows?: ArrayLike<number>): void {
-    this.#pending = null; // what was kept is overwritten
-    if (classes !== null) checkLabels(labels, labels.length, classes, rows, this.of);
-    else this.#pending = { labels: Array.from(labels), rows: rows && Array.from(rows) };
+    if (classes !== null) {
+      checkLabels(labels, labels.length, classes, rows, this.of);
+      this.#pending = null; // what was kept is overwritten
+    } else this.#pending = { labels: Array.from(labels), rows: rows && Array.from(rows) };
   }
 
-  /** Checks the first `n` (default all) of the labels kept, now that C is `classes`. */
+  /**
+   * Checks the first `n` (default all) of the labels kept, now that C is `classes`; they stay
+   * kept when refused, and when the rows after `n` are still unchecked (a partial step).
+   */
   known(classes: number, n?: number): void {
     const p = this.#pending;
-    this.#pending = null;
-    if (p) checkLabels(p.labels, n ?? p.labels.length, classes, p.rows, this.of);
+    if (!p) return;
+    const count = n ?? p.labels.length;
+    checkLabels(p.labels, count, classes, p.rows, this.of);
+    if (count >= p.labels.length) this.#pending = null;
   }
 }
 
