@@ -71,7 +71,8 @@ export class StepEngine {
   /**
    * Running sums for logging: [0] sum of (unweighted) losses, [1] count of examples; read with
    * {@linkcode StepEngine.readLossSum}, read and reset with {@linkcode StepEngine.takeMeanLoss}
-   * (and by `fit` at each epoch's end, {@linkcode StepEngine.takeStepsLoss}).
+   * (and by `fit` at each epoch's end, {@linkcode StepEngine.takeStepsLoss}), reset with
+   * {@linkcode StepEngine.resetLoss} (by `fit` before each epoch's steps).
    */
   readonly lossSum: Tensor;
   /** Seed of random layers: each step's dropout seed derives from (seed, stepIndex). */
@@ -279,6 +280,19 @@ export class StepEngine {
     zero(this.gpu, this.lossSum);
     // adding 0 leaves the sum's bits as they are: an epoch without drains reports what it did
     return (sum + drainedSum) / (count + drainedCount);
+  }
+
+  /**
+   * Forgets the running loss: zeroes {@linkcode StepEngine.lossSum} and what
+   * {@linkcode StepEngine.takeMeanLoss} took from it, so {@linkcode StepEngine.takeStepsLoss}
+   * counts only the steps after this call. `fit` calls it before each epoch's steps, so the
+   * epoch's `trainLoss` counts neither a loss left before the call (a caller's own steps,
+   * taken or not) nor an aborted epoch's.
+   */
+  resetLoss(): void {
+    this.#checkAlive("resetLoss");
+    zero(this.gpu, this.lossSum);
+    this.#drained = [0, 0];
   }
 
   /**
