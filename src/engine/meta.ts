@@ -249,8 +249,14 @@ export class MetaReweighter {
     );
   }
 
-  /** Checks dev labels written before the engine knew its classes, once it does. */
-  #checkPendingDev(): void {
+  /**
+   * Checks the dev labels written before the engine knew its classes, once it does (a
+   * RangeError naming the first bad one; refused again at every call until a new dev batch is
+   * written); does nothing before. {@linkcode MetaReweighter.signal} calls it before it records
+   * anything; a seed rule that records work of its own before calling `signal` calls it first,
+   * so that a refused step leaves nothing of that work behind.
+   */
+  checkDevLabels(): void {
     const classes = this.engine.numClasses;
     if (classes !== null) this.#devLabels.known(classes);
   }
@@ -403,7 +409,7 @@ export class MetaReweighter {
       const headMode = { ...TRAIN, noise: e.noise(0) };
       const out = root.head.forward(ctxH, fHead, model.scope().child(root.headName), headMode);
       e.learnClasses(out, B);
-      this.#checkPendingDev();
+      this.checkDevLabels();
       this.#checkClassWeights(meta.rule);
       return { f, fHead, l: e.loss(ctxH, out, e.targets) };
     });
@@ -489,7 +495,7 @@ export class MetaReweighter {
    * of the per-example losses `l` along v (a fresh tensor the caller releases).
    */
   signal(tape: Tape, l: Tensor, lookaheadSeed: Tensor | null, eta: number): Tensor {
-    this.#checkPendingDev();
+    this.checkDevLabels();
     const e = this.engine;
     const gpu = e.gpu;
     const params = e.model.params;
