@@ -7,6 +7,7 @@
  * The state a step needs is allocated once (gradients, fixed input tensors), so a warm step
  * creates no GPU objects; losses accumulate in a GPU buffer that is read only when asked.
  */
+import { describeError } from "../errors.ts";
 import { firstBadLabel } from "../labels.ts";
 import { Ctx, Tape } from "../autograd/tape.ts";
 import type { Gpu } from "../gpu/runtime.ts";
@@ -20,12 +21,20 @@ import { StepValues } from "../optim/step_values.ts";
 import { Rng } from "../random.ts";
 import { accumulateLoss } from "./kernels.ts";
 
-/** Per-example losses [B] of a batch's outputs and targets. */
+/**
+ * Per-example losses [B] of a batch's outputs and targets. It may throw to refuse the step
+ * (the engine drops the step's recorded work unrun) as long as it records only: one that submits
+ * (uploads, writes or reads a buffer: `Tensor.from`, `tensor.upload`) runs the work recorded
+ * before it, and a refusal after that is reported as leaving the engine partly updated.
+ * Upload its constants once, before the steps.
+ */
 export type LossFn = (ctx: Ctx, output: Tensor, targets: Tensor) => Tensor;
 
 /**
  * The seed [B] of the final backward (each loss_i's multiplier), allocated from `ctx`, computed
- * from the batch's tape and its per-example losses.
+ * from the batch's tape and its per-example losses. Like a {@linkcode LossFn}, it may refuse
+ * the step by throwing; work it submits (an upload, a write, a read) cannot be taken back, and
+ * a refusal after it is reported as leaving the engine partly updated.
  */
 export type SeedRule = (ctx: Ctx, tape: Tape, losses: Tensor) => Tensor;
 
@@ -220,7 +229,9 @@ export class StepEngine {
    * One step at learning rate `lr`: loss = sum_i seed_i * loss_i, with seed = weights / n, or
    * the seed of `rule` (re-weighting from the same tape). `n` (default B) trains on the first n
    * examples of the inputs only (a partial last batch): kernels see [n, ...] views of the
-   * fixed buffers, so a second batch size costs its pipelines and bind groups once.
+   * fixed buffers, so a second batch size costs its pipelines and bind groups once. A step
+   * that throws (a bad label, a loss of the wrong shape) runs nothing of itself, unless its
+   * loss or rule submitted work (see {@linkcode LossFn}): the error then says so.
    */
   step(lr: number, rule?: SeedRule, n = this.batch): void {
     const tape = new Tape();
@@ -316,15 +327,28 @@ export class StepEngine {
  * ({@linkcode Gpu.discard}) and `ctxs` are released, so a refused step (a bad label seen at the
  * first forward, a loss of the wrong shape) leaves parameters, running statistics, gradients
  * and the buffer pool as they were, and the next step computes what it would on a fresh engine.
+ * Only work not yet submitted can be dropped: when something in `record` submitted (a loss or
+ * seed rule that uploads), the error is an Error saying the engine may be partly updated and
+ * what to do, with the refusal as its `cause`.
  */
 export function refusable<T>(gpu: Gpu, ctxs: readonly Ctx[], record: () => T): T {
   gpu.submit();
+  const submits = gpu.stats.submits;
   try {
     return record();
   } catch (e) {
     gpu.discard();
     for (const ctx of ctxs) ctx.release();
-    throw e;
+    if (gpu.stats.submits === submits) throw e;
+    throw new Error(
+      `StepEngine: a step was refused (${describeError(e)}) after part of it had run: ` +
+        "something it recorded submitted the work recorded before (a loss or seed rule that " +
+        "uploads, writes or reads a buffer, e.g. Tensor.from or tensor.upload), so the engine " +
+        "may be partly updated (a forward's running statistics, state the seed rule keeps); " +
+        "rebuild the model, optimizer and StepEngine, or reload a checkpoint, before training " +
+        "on, and upload such constants once, before the steps",
+      { cause: e },
+    );
   }
 }
 
