@@ -121,6 +121,7 @@ export function parseBenchFlags(args: string[]): BenchFlags {
   return f;
 }
 
+/** Refuses an --out the benchmark could not write at its end (a UsageError naming --out). */
 export async function checkBenchOut(out: string): Promise<void> {
   await checkOutFolder(out, {
     flag: "--out",

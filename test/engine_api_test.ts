@@ -9,7 +9,7 @@
  * - class weights of "meta-update-wy" that are not one per class of the model (numClasses), or
  *   targets that are not class labels; a checkpoint without the reweighter's class weights;
  * - a hook that drains the running loss (takeMeanLoss inside fit): the epoch's loss still counts
- *   every step;
+ *   every step; a loss left before fit (taken by the caller, or an aborted epoch's) is not counted;
  * - inputs of the wrong width for a Linear or Conv2d layer;
  * - run lengths (fractional epochs, a checkpoint of more epochs, an epoch with no steps);
  * - resuming the wrong file: another optimizer's checkpoint, a weights file, a missing tensor;
@@ -717,6 +717,52 @@ gpuTest(
     }
     assert.deepEqual(every.params, plain.params, "draining changes no training bit");
     assert.deepEqual(once.params, plain.params);
+  },
+);
+
+gpuTest(
+  "fit: an epoch's loss is its own steps', not a loss taken before fit or an aborted epoch's",
+  async (gpu) => {
+    const { inputs, targets } = examples(20); // 3 steps of 8
+    const epochLoss = async (engine: StepEngine) => {
+      const data = new ArraySource({ engine, inputs, targets, seed: 0 });
+      return (await fit({ engine, data, epochs: 1, lr: () => 0 })).history[0].trainLoss;
+    };
+    const fresh = engineOf(gpu, 8);
+    const want = await epochLoss(fresh.engine);
+    fresh.destroy();
+    // a batch unlike the data's (large inputs, one class), trained at lr 0: nothing is learnt
+    const other = (engine: StepEngine) =>
+      engine.writeBatch(new Float32Array(8 * D).fill(50), new Uint32Array(8).fill(2));
+
+    // the caller's own step before fit, its loss taken with takeMeanLoss
+    const warm = engineOf(gpu, 8);
+    other(warm.engine);
+    warm.engine.step(0);
+    const warmLoss = await warm.engine.takeMeanLoss();
+    assert.ok(Math.abs(warmLoss - want) > 1, `a loss unlike the epoch's: ${warmLoss} ${want}`);
+    assert.equal(await epochLoss(warm.engine), want);
+    warm.destroy();
+
+    // an epoch that threw after its first step (its data source failed): that step's loss stays
+    // in the running sum, but is not the next epoch's
+    const aborted = engineOf(gpu, 8);
+    const failing = {
+      epoch: () => ({
+        steps: 2,
+        load: (s: number) => {
+          if (s === 1) throw new Error("the disk is gone");
+          other(aborted.engine);
+        },
+      }),
+    };
+    await assert.rejects(
+      () => fit({ engine: aborted.engine, data: failing, epochs: 1, lr: () => 0 }),
+      new Error("the disk is gone"),
+    );
+    assert.deepEqual(await aborted.engine.readLossSum(), [warmLoss * 8, 8]);
+    assert.equal(await epochLoss(aborted.engine), want);
+    aborted.destroy();
   },
 );
 

@@ -10,7 +10,9 @@
  *   one name; Dropout's name in its message;
  * - a regression loss, or integer targets on a one-output model, with the default label targets;
  * - a step refused after its forward was recorded (a bad batch or dev label): nothing of it runs,
- *   and the next good step is bit for bit a fresh engine's;
+ *   the same step again is refused again (the labels are still on the GPU), and the next good
+ *   step is bit for bit a fresh engine's; a refusal after a loss submitted work (an upload)
+ *   says the engine may be partly updated and what to do;
  * - an ArraySource with a batch larger than the data set, and the wrap of a partial batch (fit
  *   reports the epoch's distinct examples, not its rows); a source's examples its steps cannot
  *   hold.
@@ -29,6 +31,7 @@ import {
   globalAvgPool,
   Gpu,
   Linear,
+  type LossFn,
   MaxPool2d,
   MetaReweighter,
   Model,
@@ -463,38 +466,107 @@ gpuTest(
     // each refusal comes before the first forward has given C (later a label is refused when
     // written): a bad batch label, and a bad dev label of the meta step, seen after its forward
     const refusals = [
-      (b: ReturnType<typeof build>) => {
-        b.engine.writeBatch(x, Uint32Array.from(y, (v, i) => i === 2 ? 7 : v));
-        assert.throws(
-          () => b.engine.step(0.1),
+      {
+        write: (b: ReturnType<typeof build>, label: number) =>
+          b.engine.writeBatch(x, Uint32Array.from(y, (v, i) => i === 2 ? label : v)),
+        step: (b: ReturnType<typeof build>) => b.engine.step(0.1),
+        error: (label: number) =>
           new RangeError(
-            "StepEngine: the label of row 2 of the batch is 7, not a class in [0, 3) (the " +
-              "model outputs 3 classes)",
-          ),
-        );
-      },
-      (b: ReturnType<typeof build>) => {
-        b.engine.writeBatch(x, y);
-        b.meta.writeDevBatch(devX, Uint32Array.of(0, 5, 2, 0));
-        assert.throws(
-          () => b.meta.step(0.1, META),
-          new RangeError(
-            "MetaReweighter: the label of row 1 of the dev batch is 5, not a class in [0, 3) " +
+            `StepEngine: the label of row 2 of the batch is ${label}, not a class in [0, 3) ` +
               "(the model outputs 3 classes)",
           ),
-        );
+      },
+      {
+        write: (b: ReturnType<typeof build>, label: number) => {
+          b.engine.writeBatch(x, y);
+          b.meta.writeDevBatch(devX, Uint32Array.of(0, label, 2, 0));
+        },
+        step: (b: ReturnType<typeof build>) => b.meta.step(0.1, META),
+        error: (label: number) =>
+          new RangeError(
+            `MetaReweighter: the label of row 1 of the dev batch is ${label}, not a class in ` +
+              "[0, 3) (the model outputs 3 classes)",
+          ),
       },
     ];
-    for (const refuse of refusals) {
+    for (const { write, step, error } of refusals) {
       const b = build();
       const inUse = gpu.memory.inUseBytes;
-      refuse(b);
+      write(b, 7);
+      assert.throws(() => step(b), error(7));
       assert.equal(gpu.memory.inUseBytes, inUse, "its tensors went back to the pool");
+      // the refused labels are still the ones written: the same step again is refused again
+      assert.throws(() => step(b), error(7), "a retry without a new batch");
+      // another bad batch, refused when written now that C is known, leaves them in place
+      assert.throws(() => write(b, 5), error(5));
+      assert.throws(() => step(b), error(7), "the labels still written");
+      assert.equal(gpu.memory.inUseBytes, inUse);
       const { eps: _, ...now } = await b.state(); // eps: whatever its pooled buffer held
-      assert.deepEqual(now, initial, "nothing of the refused step ran");
+      assert.deepEqual(now, initial, "nothing of the refused steps ran");
       assert.deepEqual(await good(b), want, "bit for bit a fresh engine's steps");
       b.destroy();
     }
+    await gpu.sync();
+    assert.deepEqual(gpu.errors, [], "nothing invalid reached the device");
+  },
+);
+
+gpuTest(
+  "a step refused after something in it submitted says the engine may be partly updated",
+  async (gpu) => {
+    const build = (loss: LossFn) => {
+      const model = new Model(gpu, new Sequential(new Linear(D, 8), new BatchNorm1d(8)), 1);
+      const optimizer = new Sgd(gpu, model.paramLayout);
+      const engine = new StepEngine(model, { loss, optimizer, batch: 4, input: [D] });
+      engine.writeBatch(inputs(4), new Uint32Array(4));
+      const destroy = () => {
+        engine.destroy();
+        optimizer.destroy();
+        model.destroy();
+      };
+      return { model, engine, destroy };
+    };
+    const refusal = new Error("my loss: the batch is not what I expected");
+    // a loss that uploads a constant (a submit: the forward recorded before it runs), then throws
+    const uploads: LossFn = (ctx) => {
+      ctx.empty([2]).upload(gpu, [1, 2]);
+      throw refusal;
+    };
+    const a = build(uploads);
+    const before = await a.model.stateDict();
+    const inUse = gpu.memory.inUseBytes;
+    assert.throws(
+      () => a.engine.step(0.1),
+      (e) => {
+        assert.ok(e instanceof Error);
+        assert.equal(
+          e.message,
+          "StepEngine: a step was refused (Error: my loss: the batch is not what I expected) " +
+            "after part of it had run: something it recorded submitted the work recorded before " +
+            "(a loss or seed rule that uploads, writes or reads a buffer, e.g. Tensor.from or " +
+            "tensor.upload), so the engine may be partly updated (a forward's running " +
+            "statistics, state the seed rule keeps); rebuild the model, optimizer and " +
+            "StepEngine, or reload a checkpoint, before training on, and upload such constants " +
+            "once, before the steps",
+        );
+        assert.equal(e.cause, refusal);
+        return true;
+      },
+    );
+    assert.equal(gpu.memory.inUseBytes, inUse, "its tensors went back to the pool");
+    const after = await a.model.stateDict();
+    // what the message warns of: the forward's batch statistics reached the running mean
+    assert.notDeepEqual(after.get("1.running_mean"), before.get("1.running_mean"));
+    assert.deepEqual(after.get("0.weight"), before.get("0.weight"), "no update ran");
+    a.destroy();
+    // the same refusal without a submit: the error as it was, nothing ran
+    const b = build(() => {
+      throw refusal;
+    });
+    const bBefore = await b.model.stateDict();
+    assert.throws(() => b.engine.step(0.1), (e) => e === refusal);
+    assert.deepEqual(await b.model.stateDict(), bBefore);
+    b.destroy();
     await gpu.sync();
     assert.deepEqual(gpu.errors, [], "nothing invalid reached the device");
   },

@@ -7,7 +7,9 @@
  *   the MLP's undetached loss input, is the central difference of the dev loss; GPU steps with a
  *   changing lr and a partial batch match it step by step (look-ahead parameters, the MLP's
  *   gradient, its SGD step, the final weights, the model);
- * - for both: the checkpoint state round-trips; a warm step creates no GPU objects.
+ * - for both: the checkpoint state round-trips; a warm step creates no GPU objects; a step
+ *   refused for a dev label (seen once the first forward gives the classes) leaves the buffer
+ *   pool, the model and the MLP as they were, and is refused again until a good dev batch.
  */
 import assert from "node:assert/strict";
 import {
@@ -319,3 +321,43 @@ gpuTest("MWN: checkpoint state round-trips; warm steps create no GPU objects", a
     b.destroy();
   }
 });
+
+gpuTest(
+  "MWN: a step refused for a dev label leaves the pool, the model and the MLP as they were",
+  async (gpu) => {
+    for (const recipe of ["noisy-label", "class-imbalance"] as const) {
+      const state = async (s: ReturnType<typeof setup>) => ({
+        model: await s.model.stateDict(),
+        mwn: await s.mwn.state(),
+        loss: await s.engine.readLossSum(),
+      });
+      const fresh = setup(gpu, { hidden: H, recipe });
+      const initial = await state(fresh);
+      fresh.mwn.step(0.1);
+      const want = await state(fresh);
+      fresh.destroy();
+
+      const s = setup(gpu, { hidden: H, recipe });
+      const { x, y, devX, devY } = s.data;
+      s.engine.writeBatch(x, y);
+      // written before the first forward: the step finds the bad label once C is known
+      s.meta.writeDevBatch(devX, Uint32Array.from(devY, (v, i) => i === 1 ? 9 : v));
+      const inUse = gpu.memory.inUseBytes;
+      const refused = new RangeError(
+        "MetaReweighter: the label of row 1 of the dev batch is 9, not a class in [0, 4) " +
+          "(the model outputs 4 classes)",
+      );
+      assert.throws(() => s.mwn.step(0.1), refused, recipe);
+      assert.equal(gpu.memory.inUseBytes, inUse, `${recipe}: its tensors went back to the pool`);
+      assert.throws(() => s.mwn.step(0.1), refused, `${recipe}: refused again`);
+      assert.equal(gpu.memory.inUseBytes, inUse, recipe);
+      assert.deepEqual(await state(s), initial, `${recipe}: nothing of the refused steps ran`);
+      s.meta.writeDevBatch(devX, devY);
+      s.mwn.step(0.1);
+      assert.deepEqual(await state(s), want, `${recipe}: bit for bit a fresh MWN's step`);
+      s.destroy();
+    }
+    await gpu.sync();
+    assert.deepEqual(gpu.errors, []);
+  },
+);

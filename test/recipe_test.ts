@@ -911,33 +911,48 @@ gpuTest("runs: LDAM-DRW's first step is the weighted mean's, sum w l / sum w", a
   }
 });
 
-gpuTest("runs: partial, wrap and drop epochs: steps, images and a finite loss", async (gpu) => {
-  const dir = await Deno.makeTempDir({ prefix: "tg-recipe-" });
-  try {
-    const base = { ...tiny, gpu, method: "meta" as const, epochs: 2, metaStart: 1, batch: 32 };
-    const got: Record<string, [number, number][]> = {};
-    let N = 0;
-    for (const lastBatch of ["partial", "wrap", "drop"] as const) {
-      const s = await train({ ...base, lastBatch, out: join(dir, lastBatch) });
-      N = s.data.trainTotal;
-      const lines = (await Deno.readTextFile(join(dir, lastBatch, "metrics.jsonl"))).trim()
-        .split("\n").map((l) => JSON.parse(l));
-      got[lastBatch] = lines.map((r) => [r.steps, r.images]);
-      assert.ok(lines.every((r) => Number.isFinite(r.trainLoss)), lastBatch);
+gpuTest(
+  "runs: partial, wrap and drop epochs: steps, images, fit's distinct examples, a finite loss",
+  async (gpu) => {
+    const dir = await Deno.makeTempDir({ prefix: "tg-recipe-" });
+    try {
+      const base = { ...tiny, gpu, method: "meta" as const, epochs: 2, metaStart: 1, batch: 32 };
+      const got: Record<string, [number, number][]> = {};
+      const distinct: Record<string, (number | undefined)[]> = {};
+      let N = 0;
+      for (const lastBatch of ["partial", "wrap", "drop"] as const) {
+        const s = await train({ ...base, lastBatch, out: join(dir, lastBatch) });
+        N = s.data.trainTotal;
+        const lines = (await Deno.readTextFile(join(dir, lastBatch, "metrics.jsonl"))).trim()
+          .split("\n").map((l) => JSON.parse(l));
+        got[lastBatch] = lines.map((r) => [r.steps, r.images]);
+        assert.ok(lines.every((r) => Number.isFinite(r.trainLoss)), lastBatch);
+        // what the source tells fit (EpochEnd.examples): each image once, wrapped or not
+        const cfg = resolveConfig({ ...base, lastBatch });
+        const run = new LongTailRun(gpu, cfg, await prepareData(cfg, tiny.data));
+        distinct[lastBatch] = [0, 1].map((e) => run.source.epoch(e).examples);
+        run.destroy();
+      }
+      assert.ok(N % 32 !== 0, `N = ${N} is a multiple of the batch`);
+      const steps = Math.ceil(N / 32);
+      // metrics.jsonl's images: the rows trained on (wrap counts its refill twice)
+      assert.deepEqual(got.partial, [[steps, N], [steps, N]]);
+      assert.deepEqual(got.wrap, [[steps, steps * 32], [steps, steps * 32]]);
+      assert.deepEqual(got.drop, [[steps - 1, (steps - 1) * 32], [steps - 1, (steps - 1) * 32]]);
+      assert.deepEqual(distinct, {
+        partial: [N, N],
+        wrap: [N, N],
+        drop: [(steps - 1) * 32, (steps - 1) * 32],
+      });
+      await assert.rejects(
+        () => train({ ...base, batch: 400, lastBatch: "drop", out: join(dir, "none") }),
+        /--last-batch drop with --batch 400: the long-tailed training set has \d+ images/,
+      );
+    } finally {
+      await Deno.remove(dir, { recursive: true });
     }
-    assert.ok(N % 32 !== 0, `N = ${N} is a multiple of the batch`);
-    const steps = Math.ceil(N / 32);
-    assert.deepEqual(got.partial, [[steps, N], [steps, N]]);
-    assert.deepEqual(got.wrap, [[steps, steps * 32], [steps, steps * 32]]);
-    assert.deepEqual(got.drop, [[steps - 1, (steps - 1) * 32], [steps - 1, (steps - 1) * 32]]);
-    await assert.rejects(
-      () => train({ ...base, batch: 400, lastBatch: "drop", out: join(dir, "none") }),
-      /--last-batch drop with --batch 400: the long-tailed training set has \d+ images/,
-    );
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  },
+);
 
 Deno.test("config: an unknown preset from a program is refused, not replaced by the default", () => {
   assert.throws(

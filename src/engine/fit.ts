@@ -80,8 +80,9 @@ export interface EpochEnd<M> {
   /** Learning rate at the epoch's first step. */
   lr: number;
   /**
-   * Mean unweighted per-example training loss over every step of the epoch (a hook that takes
-   * the running loss with `engine.takeMeanLoss()` does not change it).
+   * Mean unweighted per-example training loss over every step of the epoch and no other (a
+   * hook that takes the running loss with `engine.takeMeanLoss()` does not change it; a loss
+   * left before the epoch is reset, {@linkcode StepEngine.resetLoss}).
    */
   trainLoss: number;
   /** Steps of the epoch. */
@@ -511,6 +512,7 @@ async function runEpoch<R, M>(
     laterSeconds(o, state, epoch),
   );
   engine.stepIndex = state.steps; // the dropout seeds continue the run's sequence on resume
+  engine.resetLoss(); // the epoch's loss is its steps' only (not a caller's, an aborted epoch's)
   const stopped = await runSteps(o, epoch, kind, batches, monitor);
   if (stopped) return stopped;
   const trainLoss = await engine.takeStepsLoss(); // every step's, whatever a hook drained

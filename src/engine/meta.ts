@@ -217,7 +217,8 @@ export class MetaReweighter {
    * Writes a whole dev batch from host arrays into `devX` and `devTargets`. Class labels are
    * checked against the engine's {@linkcode StepEngine.numClasses} (integers in [0, C)); labels
    * written before the engine's first forward are checked by the next meta step, once C is
-   * known and before the dev loss is recorded. `rows` are the examples' indices in the caller's
+   * known and before the dev loss is recorded (refused, by every meta step until a new dev batch
+   * is written). `rows` are the examples' indices in the caller's
    * dev set, named in the error instead of dev batch rows. Other targets are written unchecked.
    * The arrays must hold exactly one dev batch (a RangeError otherwise), `targets` in the typed
    * array of the targets' dtype (a TypeError otherwise); a refused batch writes nothing.
@@ -248,8 +249,14 @@ export class MetaReweighter {
     );
   }
 
-  /** Checks dev labels written before the engine knew its classes, once it does. */
-  #checkPendingDev(): void {
+  /**
+   * Checks the dev labels written before the engine knew its classes, once it does (a
+   * RangeError naming the first bad one; refused again at every call until a new dev batch is
+   * written); does nothing before. {@linkcode MetaReweighter.signal} calls it before it records
+   * anything; a seed rule that records work of its own before calling `signal` calls it first,
+   * so that a refused step leaves nothing of that work behind.
+   */
+  checkDevLabels(): void {
     const classes = this.engine.numClasses;
     if (classes !== null) this.#devLabels.known(classes);
   }
@@ -402,7 +409,7 @@ export class MetaReweighter {
       const headMode = { ...TRAIN, noise: e.noise(0) };
       const out = root.head.forward(ctxH, fHead, model.scope().child(root.headName), headMode);
       e.learnClasses(out, B);
-      this.#checkPendingDev();
+      this.checkDevLabels();
       this.#checkClassWeights(meta.rule);
       return { f, fHead, l: e.loss(ctxH, out, e.targets) };
     });
@@ -488,7 +495,7 @@ export class MetaReweighter {
    * of the per-example losses `l` along v (a fresh tensor the caller releases).
    */
   signal(tape: Tape, l: Tensor, lookaheadSeed: Tensor | null, eta: number): Tensor {
-    this.#checkPendingDev();
+    this.checkDevLabels();
     const e = this.engine;
     const gpu = e.gpu;
     const params = e.model.params;

@@ -7,6 +7,7 @@
  * The state a step needs is allocated once (gradients, fixed input tensors), so a warm step
  * creates no GPU objects; losses accumulate in a GPU buffer that is read only when asked.
  */
+import { describeError } from "../errors.ts";
 import { firstBadLabel } from "../labels.ts";
 import { Ctx, Tape } from "../autograd/tape.ts";
 import type { Gpu } from "../gpu/runtime.ts";
@@ -20,12 +21,20 @@ import { StepValues } from "../optim/step_values.ts";
 import { Rng } from "../random.ts";
 import { accumulateLoss } from "./kernels.ts";
 
-/** Per-example losses [B] of a batch's outputs and targets. */
+/**
+ * Per-example losses [B] of a batch's outputs and targets. It may throw to refuse the step
+ * (the engine drops the step's recorded work unrun) as long as it records only: one that submits
+ * (uploads, writes or reads a buffer: `Tensor.from`, `tensor.upload`) runs the work recorded
+ * before it, and a refusal after that is reported as leaving the engine partly updated.
+ * Upload its constants once, before the steps.
+ */
 export type LossFn = (ctx: Ctx, output: Tensor, targets: Tensor) => Tensor;
 
 /**
  * The seed [B] of the final backward (each loss_i's multiplier), allocated from `ctx`, computed
- * from the batch's tape and its per-example losses.
+ * from the batch's tape and its per-example losses. Like a {@linkcode LossFn}, it may refuse
+ * the step by throwing; work it submits (an upload, a write, a read) cannot be taken back, and
+ * a refusal after it is reported as leaving the engine partly updated.
  */
 export type SeedRule = (ctx: Ctx, tape: Tape, losses: Tensor) => Tensor;
 
@@ -71,7 +80,8 @@ export class StepEngine {
   /**
    * Running sums for logging: [0] sum of (unweighted) losses, [1] count of examples; read with
    * {@linkcode StepEngine.readLossSum}, read and reset with {@linkcode StepEngine.takeMeanLoss}
-   * (and by `fit` at each epoch's end, {@linkcode StepEngine.takeStepsLoss}).
+   * (and by `fit` at each epoch's end, {@linkcode StepEngine.takeStepsLoss}), reset with
+   * {@linkcode StepEngine.resetLoss} (by `fit` before each epoch's steps).
    */
   readonly lossSum: Tensor;
   /** Seed of random layers: each step's dropout seed derives from (seed, stepIndex). */
@@ -194,13 +204,14 @@ export class StepEngine {
 
   /**
    * Records the output width C of class-label targets from the batch's output [n, C] (once;
-   * host-side) and checks the labels written before it. Every forward of the batch calls it
-   * before its loss is recorded: {@linkcode StepEngine.forwardLosses}, and components that run
-   * the batch's forward themselves (the classifier-only meta step).
+   * host-side) and checks the first `n` labels written before it: every step until they pass,
+   * so a refused batch is refused again until a new one is written. Every forward of the batch
+   * calls it before its loss is recorded: {@linkcode StepEngine.forwardLosses}, and components
+   * that run the batch's forward themselves (the classifier-only meta step).
    */
   learnClasses(output: Tensor, n: number): void {
-    if (this.#classes !== null || !isLabels(this.targets) || output.shape.length !== 2) return;
-    this.#classes = output.shape[1];
+    if (!isLabels(this.targets) || output.shape.length !== 2) return;
+    this.#classes ??= output.shape[1];
     this.#labels.known(this.#classes, n);
   }
 
@@ -218,7 +229,9 @@ export class StepEngine {
    * One step at learning rate `lr`: loss = sum_i seed_i * loss_i, with seed = weights / n, or
    * the seed of `rule` (re-weighting from the same tape). `n` (default B) trains on the first n
    * examples of the inputs only (a partial last batch): kernels see [n, ...] views of the
-   * fixed buffers, so a second batch size costs its pipelines and bind groups once.
+   * fixed buffers, so a second batch size costs its pipelines and bind groups once. A step
+   * that throws (a bad label, a loss of the wrong shape) runs nothing of itself, unless its
+   * loss or rule submitted work (see {@linkcode LossFn}): the error then says so.
    */
   step(lr: number, rule?: SeedRule, n = this.batch): void {
     const tape = new Tape();
@@ -281,6 +294,19 @@ export class StepEngine {
   }
 
   /**
+   * Forgets the running loss: zeroes {@linkcode StepEngine.lossSum} and what
+   * {@linkcode StepEngine.takeMeanLoss} took from it, so {@linkcode StepEngine.takeStepsLoss}
+   * counts only the steps after this call. `fit` calls it before each epoch's steps, so the
+   * epoch's `trainLoss` counts neither a loss left before the call (a caller's own steps,
+   * taken or not) nor an aborted epoch's.
+   */
+  resetLoss(): void {
+    this.#checkAlive("resetLoss");
+    zero(this.gpu, this.lossSum);
+    this.#drained = [0, 0];
+  }
+
+  /**
    * The running loss without resetting it: [sum of per-example (unweighted) losses, count of
    * examples] since the last {@linkcode StepEngine.takeMeanLoss} or
    * {@linkcode StepEngine.takeStepsLoss} (within `fit`, since the epoch's start or a hook's
@@ -301,15 +327,28 @@ export class StepEngine {
  * ({@linkcode Gpu.discard}) and `ctxs` are released, so a refused step (a bad label seen at the
  * first forward, a loss of the wrong shape) leaves parameters, running statistics, gradients
  * and the buffer pool as they were, and the next step computes what it would on a fresh engine.
+ * Only work not yet submitted can be dropped: when something in `record` submitted (a loss or
+ * seed rule that uploads), the error is an Error saying the engine may be partly updated and
+ * what to do, with the refusal as its `cause`.
  */
 export function refusable<T>(gpu: Gpu, ctxs: readonly Ctx[], record: () => T): T {
   gpu.submit();
+  const submits = gpu.stats.submits;
   try {
     return record();
   } catch (e) {
     gpu.discard();
     for (const ctx of ctxs) ctx.release();
-    throw e;
+    if (gpu.stats.submits === submits) throw e;
+    throw new Error(
+      `StepEngine: a step was refused (${describeError(e)}) after part of it had run: ` +
+        "something it recorded submitted the work recorded before (a loss or seed rule that " +
+        "uploads, writes or reads a buffer, e.g. Tensor.from or tensor.upload), so the engine " +
+        "may be partly updated (a forward's running statistics, state the seed rule keeps); " +
+        "rebuild the model, optimizer and StepEngine, or reload a checkpoint, before training " +
+        "on, and upload such constants once, before the steps",
+      { cause: e },
+    );
   }
 }
 
@@ -327,7 +366,8 @@ const LABELS_OF = {
 /**
  * The host-side check of the class labels written to a targets tensor: against the class count
  * C at once when C is known, else on a copy (callers reuse their arrays) once it is. The engine
- * keeps one for its batch, a meta step one for its dev batch.
+ * keeps one for its batch, a meta step one for its dev batch. Labels kept are dropped only when
+ * they pass or are overwritten: while refused labels are on the GPU, every step is refused.
  */
 export class LabelCheck {
   #pending: { labels: number[]; rows?: number[] } | null = null;
@@ -335,18 +375,27 @@ export class LabelCheck {
   /** Whose labels: named in the errors of {@linkcode checkLabels}. */
   constructor(readonly of: keyof typeof LABELS_OF) {}
 
-  /** Labels just written: checked now with `classes`, or kept while it is null. */
+  /**
+   * Labels about to be written: checked now with `classes`, or kept while it is null. Refused,
+   * they are not written, so what was kept stays kept.
+   */
   written(labels: ArrayLike<number>, classes: number | null, rows?: ArrayLike<number>): void {
-    this.#pending = null; // what was kept is overwritten
-    if (classes !== null) checkLabels(labels, labels.length, classes, rows, this.of);
-    else this.#pending = { labels: Array.from(labels), rows: rows && Array.from(rows) };
+    if (classes !== null) {
+      checkLabels(labels, labels.length, classes, rows, this.of);
+      this.#pending = null; // what was kept is overwritten
+    } else this.#pending = { labels: Array.from(labels), rows: rows && Array.from(rows) };
   }
 
-  /** Checks the first `n` (default all) of the labels kept, now that C is `classes`. */
+  /**
+   * Checks the first `n` (default all) of the labels kept, now that C is `classes`; they stay
+   * kept when refused, and when the rows after `n` are still unchecked (a partial step).
+   */
   known(classes: number, n?: number): void {
     const p = this.#pending;
-    this.#pending = null;
-    if (p) checkLabels(p.labels, n ?? p.labels.length, classes, p.rows, this.of);
+    if (!p) return;
+    const count = n ?? p.labels.length;
+    checkLabels(p.labels, count, classes, p.rows, this.of);
+    if (count >= p.labels.length) this.#pending = null;
   }
 }
 

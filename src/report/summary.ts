@@ -37,7 +37,7 @@ export interface EpochRecord {
   trainLoss: number;
   /** Training steps of the epoch. */
   steps: number;
-  /** Training images of the epoch (`steps * batch`). */
+  /** Training images of the epoch: rows trained on (with --last-batch wrap, its refill twice). */
   images: number;
   /** Test metrics, or null when the epoch was not evaluated. */
   test: EpochTest | null;

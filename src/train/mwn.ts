@@ -154,6 +154,7 @@ export class MetaWeightNet {
     const e = this.#meta.engine;
     const gpu = e.gpu;
     e.step(lr, (ctx, tape, l) => {
+      this.#meta.checkDevLabels(); // a refusal before the MLP records anything of its own
       const losses = leadingRows(this.#losses, n);
       const weights = leadingRows(this.lastWeights, n);
       gpu.copy(l.view, losses.view, n * 4);
@@ -171,18 +172,21 @@ export class MetaWeightNet {
   #noisyLabelGradient(ctx: Ctx, tape: Tape, l: Tensor, losses: Tensor, eta: number, n: number) {
     const gpu = ctx.gpu;
     const mlpCtx = new Ctx(gpu, new Tape());
-    const v = this.model.forward(mlpCtx, losses, EVAL);
-    const ldot = this.#meta.signal(tape, l, scale(gpu, v, 1 / n, ctx.empty([n])), eta);
-    const dv = mlpCtx.empty([n, 1]); // d L_dev / d V_i = -eta / n * ldot_i
-    scaleBySlotKernel.dispatch(
-      gpu,
-      [bind(ldot), this.#factor.set([-eta / n]), bind(dv)],
-      { n },
-      grid1d(Math.ceil(n / 256)),
-    );
-    ldot.release(gpu);
-    mlpCtx.tape!.backward(gpu, v, dv, this.model.params.tensors, this.grads.tensors);
-    mlpCtx.release();
+    try { // the step's refusable releases only its own ctx: a throw here gives mlpCtx's back too
+      const v = this.model.forward(mlpCtx, losses, EVAL);
+      const ldot = this.#meta.signal(tape, l, scale(gpu, v, 1 / n, ctx.empty([n])), eta);
+      const dv = mlpCtx.empty([n, 1]); // d L_dev / d V_i = -eta / n * ldot_i
+      scaleBySlotKernel.dispatch(
+        gpu,
+        [bind(ldot), this.#factor.set([-eta / n]), bind(dv)],
+        { n },
+        grid1d(Math.ceil(n / 256)),
+      );
+      ldot.release(gpu);
+      mlpCtx.tape!.backward(gpu, v, dv, this.model.params.tensors, this.grads.tensors);
+    } finally {
+      mlpCtx.release();
+    }
   }
 
   /**

@@ -390,7 +390,7 @@ export class LongTailRun {
       }
     }
     const { confusion: _, ...epochTest } = test ?? { confusion: null };
-    const images = this.source.examples(this.source.imagesOf(end.epoch));
+    const images = this.source.rows(this.source.imagesOf(end.epoch));
     const record: EpochRecord = {
       epoch: end.epoch,
       phase: phase.kind,

@@ -83,6 +83,7 @@ export class LongTailSource implements DataSource {
       : new Array(C).fill(phase.weights === "zero" ? 0 : 1);
     return {
       steps: this.steps(order.length),
+      examples: this.examples(order.length),
       load: (step) => this.#load(step, order, rnd, phase, classW),
     };
   }
@@ -93,8 +94,20 @@ export class LongTailSource implements DataSource {
     return this.#o.lastBatch === "drop" ? Math.floor(images / B) : Math.ceil(images / B);
   }
 
-  /** Examples the steps of an epoch over `images` images train on. */
+  /**
+   * Distinct images the steps of an epoch over `images` images train on (fit's
+   * `EpochEnd.examples`): all of them, but for "drop", which leaves out the last partial batch.
+   */
   examples(images: number): number {
+    return Math.min(images, this.steps(images) * this.#o.batch);
+  }
+
+  /**
+   * Rows the steps of an epoch over `images` images train on (the `images` of metrics.jsonl):
+   * {@linkcode LongTailSource.examples}, and with "wrap" the images that refill the last batch
+   * once more.
+   */
+  rows(images: number): number {
     const o = this.#o;
     return o.lastBatch === "partial" ? images : this.steps(images) * o.batch;
   }
