@@ -139,6 +139,20 @@ Deno.test("flags: bad values name the flag and what was expected", () => {
   refused(["--mode", "c"], 'invalid --mode "c": expected one of a, b', "--mode");
   refused(["--name", ""], 'invalid --name "": expected a non-empty value', "--name");
   refused(["--name="], 'invalid --name "": expected a non-empty value', "--name");
+  // past 2^53 the number parsed is not the integer typed (it reached the trainer as 1e20)
+  const tooLarge = "too large (an integer flag holds at most 9007199254740991)";
+  refused(
+    ["--count", "99999999999999999999"],
+    `invalid --count 99999999999999999999: ${tooLarge}`,
+    "--count",
+  );
+  refused(["--cap", "9007199254740992"], `invalid --cap 9007199254740992: ${tooLarge}`, "--cap");
+  refused(
+    ["--epochs", "160,99999999999999999999"],
+    `invalid --epochs 99999999999999999999: ${tooLarge}`,
+    "--epochs",
+  );
+  assert.equal(parseFlags(["--count", "9007199254740991"], TABLE).values.count, 2 ** 53 - 1);
 });
 
 Deno.test("flags: unknown flags, stray arguments, missing and surplus values", () => {

@@ -36,6 +36,14 @@ Deno.test("cli: unknown flags and bad values list what is valid, without a stack
       [["--lr", "abc"], [/invalid --lr "abc": expected a number/]],
       [["--epochs", "-3"], [/invalid --epochs/]],
       [["--epochs", "0"], [/invalid --epochs 0: expected an integer >= 1/]],
+      // a RangeError's stack trace before: a 1e20 or 2^32-long array of epochs
+      [["--epochs", "99999999999999999999"], [
+        /^error: invalid --epochs 99999999999999999999: too large \(an integer flag holds at most 9007199254740991\)$/m,
+      ]],
+      [["--epochs", "5000000000"], [
+        /^error: invalid --epochs 5000000000: expected an integer in \[1, 100000\]$/m,
+        /to fix: give --epochs an integer in \[1, 100000\]/,
+      ]],
       [["--beta", "1.5"], [/invalid --beta 1.5: expected a number in \[0, 1\)/]],
       [["--lr-decay-epochs", "160,x"], [/comma-separated integers/]],
       [["--lr-decay-epochs", "180,160"], [/increasing epochs/]],
