@@ -79,6 +79,33 @@ Deno.test("cli: unknown flags and bad values list what is valid, without a stack
   }
 });
 
+Deno.test("cli: a batch larger than the training set exits 2 before the GPU or --out", async () => {
+  const root = await Deno.makeTempDir({ prefix: "tg-cli-batch-" });
+  try {
+    await writeSyntheticIdx(root);
+    const out = join(root, "x");
+    // tinyArgs with its --batch 16 replaced
+    const withBatch = (b: number) =>
+      tinyArgs(root, out).map((a, i, all) => all[i - 1] === "--batch" ? String(b) : a);
+    const r = await runTrain(withBatch(100000), root);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(
+      r.stderr,
+      /^error: --batch 100000 is larger than the long-tailed training set \((\d+) images\): no step could fill a batch$/m,
+    );
+    const n = Number(/training set \((\d+) images\)/.exec(r.stderr)![1]);
+    assert.match(r.stderr, new RegExp(`^ {2}to fix: give --batch at most ${n}, or more`, "m"));
+    assert.doesNotMatch(r.stderr, NO_STACK);
+    await assert.rejects(() => Deno.stat(out), Deno.errors.NotFound, "nothing written");
+    // one past the set is refused too
+    const over = await runTrain(withBatch(n + 1), root);
+    assert.equal(over.code, 2, over.stderr);
+    assert.match(over.stderr, new RegExp(`--batch ${n + 1} is larger than`));
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
 Deno.test("cli: a flag the method never reads exits 2 before any work, naming the fix", async () => {
   const root = await Deno.makeTempDir({ prefix: "tg-cli-noeffect-" });
   try {
