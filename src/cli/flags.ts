@@ -342,6 +342,14 @@ export async function checkOutFolder(out: string, o: OutFolderCheck): Promise<bo
   }
   for (let p = out;; p = dirname(p)) {
     const kind = await pathKind(p);
+    if (kind === "none" && await isLink(p)) {
+      // mkdir would fail on it with AlreadyExists, after the data was loaded
+      fail(
+        `${o.flag} ${out}: ${p} is a symbolic link to ${await Deno.readLink(p)}, which does ` +
+          "not exist, so the folder cannot be created",
+        `create the link's target, remove the link, or choose another ${o.flag}`,
+      );
+    }
     if (kind === "dir") return p === out;
     if (kind === "file") {
       fail(
@@ -352,6 +360,15 @@ export async function checkOutFolder(out: string, o: OutFolderCheck): Promise<bo
       );
     }
     if (dirname(p) === p) return false;
+  }
+}
+
+/** Whether `path` itself is a symbolic link (its target may be absent). */
+async function isLink(path: string): Promise<boolean> {
+  try {
+    return (await Deno.lstat(path)).isSymlink;
+  } catch {
+    return false;
   }
 }
 
