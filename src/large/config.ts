@@ -213,6 +213,9 @@ function orDefault(c: LargeConfig, key: keyof LargeConfig): string {
   return `, or leave it out for ${c.preset}'s ${preset[key]}`;
 }
 
+/** The most epochs a run may have (the presets have 30 to 90). */
+const MAX_EPOCHS = 100_000;
+
 /** The most decode workers a run may start (each is a thread with its own decoder). */
 const MAX_WORKERS = 256;
 
@@ -265,6 +268,14 @@ function checkCounts(c: LargeConfig): void {
     }
   };
   posInt("epochs", "epochs");
+  // as the small datasets' trainer: a runaway count (a typo) is refused, not started
+  if (c.epochs > MAX_EPOCHS) {
+    bad(
+      "epochs",
+      `expected at most ${MAX_EPOCHS}, got ${c.epochs}`,
+      `pass --epochs from 1 to ${MAX_EPOCHS}${orDefault(c, "epochs")}`,
+    );
+  }
   posInt("batch", "batch");
   posInt("width", "width");
   posInt("dev-per-class", "devPerClass");
