@@ -50,7 +50,13 @@ import { CHECKPOINT_FORMAT } from "../src/train/trainer.ts";
 import { LARGE_PRESETS } from "../src/large/config.ts";
 import { LARGE_CHECKPOINT_FORMAT } from "../src/large/trainer.ts";
 import { checkResumeData, checkResumeMetadata } from "../src/train/validate.ts";
-import { type FlagTable, parseFlags, UsageError, usageLines } from "../src/cli/flags.ts";
+import {
+  checkOutFolder,
+  type FlagTable,
+  parseFlags,
+  UsageError,
+  usageLines,
+} from "../src/cli/flags.ts";
 import { problemOf, reportError, UserError } from "../src/errors.ts";
 
 const FLAGS: FlagTable<"checkpoint" | "out" | "dataDir" | "help"> = {
@@ -119,6 +125,13 @@ async function checkOut(out: string): Promise<void> {
       hint: "choose an --out folder under runs/ or /tmp",
     });
   }
+  // a file, or a path through one: named as such, not as a foreign meta_step.safetensors
+  await checkOutFolder(out, {
+    flag: "--out",
+    purpose: `for ${OUT_FILE}`,
+    scopeHint: "choose an --out folder under runs/ or /tmp",
+    error: UsageError,
+  });
   // an earlier export is replaced; any other file of that name is the user's and is kept
   const path = join(out, OUT_FILE);
   const hint = "move the file away, or choose another --out folder";

@@ -14,6 +14,7 @@
  */
 import { dirname, join } from "node:path";
 import { Gpu } from "../src/gpu/runtime.ts";
+import { findDataset } from "../src/data/load.ts";
 import { train, type TrainOptions } from "../src/train/mod.ts";
 import {
   type Method,
@@ -647,6 +648,9 @@ async function main(): Promise<void> {
   const resultsDir = values.resultsDir;
   await checkResultsDir(resultsDir);
   if (!values.aggregate) {
+    // a --data-dir that is a file or holds a damaged copy is refused here, not by the first
+    // cell after the GPU is taken (an absent copy is still downloaded by that cell)
+    await findDataset("fashion-mnist", values.dataDir ? { dataDir: values.dataDir } : {});
     const gpu = await Gpu.create();
     const sitting: Sitting = {
       gpu,

@@ -234,6 +234,35 @@ Deno.test("download: MNIST-style and CIFAR-10 datasets fetched, verified and loa
   }
 });
 
+Deno.test("download: a folder this process may not write is refused before anything is fetched", async () => {
+  // /var exists and lies outside the tests' --allow-write=/tmp; before, "downloading ..." was
+  // logged and the error blamed a failed mkdir of the data directory
+  const logged: string[] = [];
+  const fetched: string[] = [];
+  const err = await ensureDataset("fashion-mnist", {
+    dataDir: "/var",
+    env: {},
+    allowDownload: true,
+    log: (m) => logged.push(m),
+    fetch: (url) => {
+      fetched.push(String(url));
+      return Promise.reject(new Error("no network in this test"));
+    },
+  }).then(() => assert.fail("accepted"), (e) => e);
+  assert.ok(err instanceof DataError, String(err));
+  assert.equal(
+    err.message.split("\n")[0],
+    "Fashion-MNIST was not found (looked in: /var/fashion-mnist, /var) and this process may " +
+      "not write /var/fashion-mnist to download it there",
+  );
+  assert.match(
+    err.message,
+    /\n {2}to fix: point --data-dir \(or \$TAILGRAD_DATA\) at a folder this process may write; or get it another way:\n/,
+  );
+  assert.equal(err.exitCode, 1);
+  assert.deepEqual([logged, fetched], [[], []]);
+});
+
 Deno.test("pinned Fashion-MNIST digests reproduce from Debian's files", {
   ignore: !(() => {
     try {

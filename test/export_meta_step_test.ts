@@ -379,6 +379,8 @@ Deno.test({
 
 Deno.test("export-meta-step: a bad command line names the flag, lists the valid ones, exits 2", async () => {
   const root = await Deno.makeTempDir({ prefix: "tg-export-flags-" });
+  const file = join(root, "a-file");
+  await Deno.writeTextFile(file, "the user's");
   try {
     for (
       const [args, re] of [
@@ -388,6 +390,22 @@ Deno.test("export-meta-step: a bad command line names the flag, lists the valid 
         [["--out", join(root, "x")], /error: --checkpoint FILE is required/],
         [["--checkpoint", "a"], /error: --out DIR is required/],
         [["--checkpoint", "a", "--out", "/proc/x"], /--out \/proc\/x: no permission to write/],
+        // was "<file>/meta_step.safetensors exists and is not an export of this command"
+        [
+          ["--checkpoint", "a", "--out", file],
+          new RegExp(
+            `^error: --out ${file} is a file; expected a folder for meta_step\\.safetensors\\n` +
+              " {2}to fix: choose another --out$",
+            "m",
+          ),
+        ],
+        [
+          ["--checkpoint", "a", "--out", join(file, "x")],
+          new RegExp(
+            `^error: --out ${file}/x: ${file} is a file, so the folder cannot be created$`,
+            "m",
+          ),
+        ],
       ] as [string[], RegExp][]
     ) {
       const r = await exportStep(root, args);

@@ -3,7 +3,9 @@
  * UsageError (exit status 2) whose message names the flag and what was expected.
  */
 import assert from "node:assert/strict";
+import { join } from "node:path";
 import {
+  checkOutFolder,
   type FlagTable,
   parseFlags,
   type ParseFlagsOptions,
@@ -139,6 +141,20 @@ Deno.test("flags: bad values name the flag and what was expected", () => {
   refused(["--mode", "c"], 'invalid --mode "c": expected one of a, b', "--mode");
   refused(["--name", ""], 'invalid --name "": expected a non-empty value', "--name");
   refused(["--name="], 'invalid --name "": expected a non-empty value', "--name");
+  // past 2^53 the number parsed is not the integer typed (it reached the trainer as 1e20)
+  const tooLarge = "too large (an integer flag holds at most 9007199254740991)";
+  refused(
+    ["--count", "99999999999999999999"],
+    `invalid --count 99999999999999999999: ${tooLarge}`,
+    "--count",
+  );
+  refused(["--cap", "9007199254740992"], `invalid --cap 9007199254740992: ${tooLarge}`, "--cap");
+  refused(
+    ["--epochs", "160,99999999999999999999"],
+    `invalid --epochs 99999999999999999999: ${tooLarge}`,
+    "--epochs",
+  );
+  assert.equal(parseFlags(["--count", "9007199254740991"], TABLE).values.count, 2 ** 53 - 1);
 });
 
 Deno.test("flags: unknown flags, stray arguments, missing and surplus values", () => {
@@ -240,4 +256,33 @@ Deno.test("flags: usage lines show the argument, the help and the default", () =
     "0.5",
     "x",
   ]);
+});
+
+Deno.test("flags: an output folder behind a dangling symbolic link is refused, naming the link", async () => {
+  // before: no check caught it and the run's mkdir failed with AlreadyExists (a stack trace)
+  const dir = await Deno.makeTempDir({ prefix: "tg-flags-link-" });
+  try {
+    const link = join(dir, "out");
+    // Deno.symlink needs unscoped --allow-write; the tests have --allow-run
+    const ln = await new Deno.Command("ln", { args: ["-s", join(dir, "gone"), link] }).output();
+    assert.equal(ln.code, 0, new TextDecoder().decode(ln.stderr));
+    const check = { flag: "--out", scopeHint: "unused: /tmp is writable" };
+    for (const out of [link, join(link, "sub")]) {
+      const err = await checkOutFolder(out, check).then(() => assert.fail(out), (e) => e);
+      assert.ok(err instanceof ConfigError, String(err));
+      assert.equal(err.flag, "--out");
+      assert.equal(
+        err.message,
+        `--out ${out}: ${link} is a symbolic link to ${join(dir, "gone")}, which does not ` +
+          "exist, so the folder cannot be created\n  to fix: create the link's target, remove " +
+          "the link, or choose another --out",
+      );
+    }
+    // a link to a folder is that folder
+    await Deno.mkdir(join(dir, "gone"));
+    assert.equal(await checkOutFolder(link, check), true);
+    assert.equal(await checkOutFolder(join(link, "sub"), check), false);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

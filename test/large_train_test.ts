@@ -709,7 +709,20 @@ Deno.test("large command line: numbers out of range are refused, naming the flag
     /up to --epochs$/,
   );
   refused(["--epochs", "0"], /^--epochs: expected a positive integer, got 0$/, /imagenet-lt's 90$/);
+  // was taken: 99999999999 epochs, meta from epoch 38888888888
+  refused(
+    ["--epochs", "99999999999"],
+    /^--epochs: expected at most 100000, got 99999999999$/,
+    /^pass --epochs from 1 to 100000, or leave it out for imagenet-lt's 90$/,
+  );
   refused(["--seed", "4294967296"], /^--seed: expected an integer in \[0, 4294967295\]/, /--seed/);
+  // 9999 threads were started (and hung the run) before
+  refused(
+    ["--workers", "9999"],
+    /^--workers: expected an integer in \[0, 256\] \(0: decode on the main thread\) or none, got 9999$/,
+    /^pass --workers from 0 to 256 \(at most the cores: more only add memory\), or none for all cores but one$/,
+  );
+  assert.equal(parseLargeArgs([...base, "--workers", "256"]).cfg.workers, 256);
   // 0 decode threads is a choice (decode on the main thread), none all cores but one
   assert.equal(parseLargeArgs([...base, "--workers", "0"]).cfg.workers, 0);
   // the valid ends of the ranges pass

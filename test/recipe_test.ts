@@ -867,18 +867,21 @@ gpuTest(
 gpuTest("runs: LDAM-DRW's first step is the weighted mean's, sum w l / sum w", async (gpu) => {
   const dir = await Deno.makeTempDir({ prefix: "tg-recipe-" });
   try {
-    // one step over every image with CB weights (DRW from epoch 0), no decay or momentum yet
-    const base = {
+    // one step over every image with CB weights (DRW from epoch 0), no decay or momentum yet:
+    // a batch of the whole training set (a larger one is refused)
+    const settings = {
       ...tiny,
       gpu,
       method: "ldam-drw" as const,
       epochs: 1,
       metaStart: 0,
       lrDecayEpochs: [],
-      batch: 512,
       weightDecay: 0,
       evalEvery: 1,
     };
+    const cfg = resolveConfig(settings);
+    const batch = (await prepareData(cfg, tiny.data)).trainIndices.length;
+    const base = { ...settings, batch };
     const paramsOf = async (out: string) => {
       const f = (await readCheckpoint(join(out, "checkpoint.safetensors")))!;
       return new Map(

@@ -163,6 +163,24 @@ Deno.test("grid command line: refused before the GPU is taken or a file written"
     );
     assert.deepEqual(await Array.fromAsync(Deno.readDir(dir)), [], "nothing written");
     await assert.rejects(() => Deno.stat(outside), Deno.errors.NotFound);
+    // a --data-dir that is a file: refused before the GPU is taken and the first cell starts
+    const file = join(dir, "not-a-folder");
+    await Deno.writeTextFile(file, "x");
+    const results = join(dir, "results");
+    const r = await run(["--scale", "tiny", "--data-dir", file, "--results-dir", results]);
+    const what = `${r.stdout}${r.stderr}`;
+    assert.equal(r.code, 1, what);
+    assert.match(
+      r.stderr,
+      new RegExp(
+        `^error: --data-dir ${file} is a file; expected a folder that holds ` +
+          "Fashion-MNIST \\(or its parent\\)$\\n {2}to fix: point --data-dir at a folder$",
+        "m",
+      ),
+    );
+    assert.doesNotMatch(r.stderr, /^\s+at /m, what);
+    assert.equal(r.stdout, "", `no cell started: ${what}`);
+    await assert.rejects(() => Deno.stat(results), Deno.errors.NotFound);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -21,6 +21,8 @@ import {
   writeFileAtomic,
 } from "../src/checkpoint/mod.ts";
 import { resnetInit, resnetSpecs } from "../src/nn/resnet.ts";
+import { openFork } from "../src/train/fork.ts";
+import { CHECKPOINT_FORMAT, resolveConfig } from "../src/train/trainer.ts";
 
 Deno.test("safetensors: round trip of every dtype, scalars and metadata", () => {
   const tensors = new Map<string, SafeTensor>([
@@ -231,6 +233,41 @@ for (let i = 1; ; i++) {
       assert.ok(x.every((v) => v === epoch), "data consistent with its metadata");
       await removeStaleTemps(path);
     }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("checkpoint: a folder given as a checkpoint is named as a folder, with the file inside", async () => {
+  // before: "cannot be read (IsADirectory: Is a directory (os error 21) ...)"
+  const dir = await Deno.makeTempDir({ prefix: "tg-ckpt-folder-" });
+  try {
+    const refusal = (path: string) =>
+      readCheckpoint(path, { hint: "the caller's hint" }).then(() => assert.fail(path), (e) => e);
+    let e = await refusal(dir);
+    assert.ok(e instanceof SafetensorsError);
+    assert.equal(
+      e.message,
+      `checkpoint ${dir} is a folder; expected a checkpoint file\n  to fix: the caller's hint`,
+    );
+    await writeCheckpoint(join(dir, "checkpoint.safetensors"), new Map(), { epoch: "1" });
+    e = await refusal(`${dir}/`);
+    assert.equal(
+      e.message,
+      `checkpoint ${dir}/ is a folder; expected a checkpoint file\n  to fix: give the checkpoint ` +
+        `inside it, ${join(dir, "checkpoint.safetensors")}`,
+    );
+    // --init-from says the same (its own "damaged" hint before)
+    const fork = await openFork(resolveConfig({ initFrom: dir }), CHECKPOINT_FORMAT)
+      .then(() => assert.fail("accepted"), (e) => e);
+    assert.equal(fork.flag, "--init-from");
+    assert.match(
+      fork.message,
+      new RegExp(
+        `is a folder; expected a checkpoint file\\n {2}to fix: give the checkpoint inside it, ` +
+          `${join(dir, "checkpoint.safetensors")}$`,
+      ),
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -36,6 +36,14 @@ Deno.test("cli: unknown flags and bad values list what is valid, without a stack
       [["--lr", "abc"], [/invalid --lr "abc": expected a number/]],
       [["--epochs", "-3"], [/invalid --epochs/]],
       [["--epochs", "0"], [/invalid --epochs 0: expected an integer >= 1/]],
+      // a RangeError's stack trace before: a 1e20 or 2^32-long array of epochs
+      [["--epochs", "99999999999999999999"], [
+        /^error: invalid --epochs 99999999999999999999: too large \(an integer flag holds at most 9007199254740991\)$/m,
+      ]],
+      [["--epochs", "5000000000"], [
+        /^error: invalid --epochs 5000000000: expected an integer in \[1, 100000\]$/m,
+        /to fix: give --epochs an integer in \[1, 100000\]/,
+      ]],
       [["--beta", "1.5"], [/invalid --beta 1.5: expected a number in \[0, 1\)/]],
       [["--lr-decay-epochs", "160,x"], [/comma-separated integers/]],
       [["--lr-decay-epochs", "180,160"], [/increasing epochs/]],
@@ -66,6 +74,33 @@ Deno.test("cli: unknown flags and bad values list what is valid, without a stack
     // in-process parsing
     const p = parseTrainArgs(["--lr", "1e-2", "--no-nesterov", "--max-per-class", "none"]);
     assert.deepEqual(p.options, { lr: 0.01, nesterov: false, maxPerClass: null });
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("cli: a batch larger than the training set exits 2 before the GPU or --out", async () => {
+  const root = await Deno.makeTempDir({ prefix: "tg-cli-batch-" });
+  try {
+    await writeSyntheticIdx(root);
+    const out = join(root, "x");
+    // tinyArgs with its --batch 16 replaced
+    const withBatch = (b: number) =>
+      tinyArgs(root, out).map((a, i, all) => all[i - 1] === "--batch" ? String(b) : a);
+    const r = await runTrain(withBatch(100000), root);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(
+      r.stderr,
+      /^error: --batch 100000 is larger than the long-tailed training set \((\d+) images\): no step could fill a batch$/m,
+    );
+    const n = Number(/training set \((\d+) images\)/.exec(r.stderr)![1]);
+    assert.match(r.stderr, new RegExp(`^ {2}to fix: give --batch at most ${n}, or more`, "m"));
+    assert.doesNotMatch(r.stderr, NO_STACK);
+    await assert.rejects(() => Deno.stat(out), Deno.errors.NotFound, "nothing written");
+    // one past the set is refused too
+    const over = await runTrain(withBatch(n + 1), root);
+    assert.equal(over.code, 2, over.stderr);
+    assert.match(over.stderr, new RegExp(`--batch ${n + 1} is larger than`));
   } finally {
     await Deno.remove(root, { recursive: true });
   }

@@ -59,6 +59,16 @@ export async function readCheckpoint(
     bytes = await Deno.readFile(path);
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) return null;
+    if (e instanceof Deno.errors.IsADirectory) {
+      // a run's folder given where its checkpoint is meant: name the file inside, if any
+      const inside = `${path.replace(/\/+$/, "")}/checkpoint.safetensors`;
+      const has = await Deno.stat(inside).then((s) => s.isFile, () => false);
+      throw new SafetensorsError(`checkpoint ${path} is a folder; expected a checkpoint file`, {
+        file: path,
+        hint: has ? `give the checkpoint inside it, ${inside}` : hint,
+        cause: e,
+      });
+    }
     throw new SafetensorsError(`checkpoint ${path}: cannot be read (${describeError(e)})`, {
       file: path,
       hint,

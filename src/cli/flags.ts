@@ -285,7 +285,7 @@ function convert(
     case "enum":
       return f.values!.includes(v) ? v : bad();
     case "int":
-      return /^[0-9]+$/.test(v) ? Number(v) : bad();
+      return /^[0-9]+$/.test(v) ? safeInt(name, v, options) : bad();
     case "number": {
       if (!/^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/.test(v)) bad();
       const n = Number(v);
@@ -294,9 +294,24 @@ function convert(
     case "list": {
       if (v === "" || v === "none") return [];
       const parts = v.split(",").map((p) => p.trim());
-      return parts.every((p) => /^[0-9]+$/.test(p)) ? parts.map(Number) : bad();
+      if (!parts.every((p) => /^[0-9]+$/.test(p))) bad();
+      return parts.map((p) => safeInt(name, p, options));
     }
   }
+}
+
+/**
+ * The integer `digits` spell, refused past 2^53 - 1, where a number no longer holds it exactly
+ * (--epochs 99999999999999999999 would reach the trainer as 1e20).
+ */
+function safeInt(name: string, digits: string, options: ParseFlagsOptions): number {
+  const n = Number(digits);
+  if (Number.isSafeInteger(n)) return n;
+  return failWith(options)(
+    `invalid --${name} ${digits}: too large (an integer flag holds at most ` +
+      `${Number.MAX_SAFE_INTEGER})`,
+    `--${name}`,
+  );
 }
 
 /** What {@linkcode checkOutFolder} checks: the flag, what the folder holds, who may write. */
@@ -327,6 +342,14 @@ export async function checkOutFolder(out: string, o: OutFolderCheck): Promise<bo
   }
   for (let p = out;; p = dirname(p)) {
     const kind = await pathKind(p);
+    if (kind === "none" && await isLink(p)) {
+      // mkdir would fail on it with AlreadyExists, after the data was loaded
+      fail(
+        `${o.flag} ${out}: ${p} is a symbolic link to ${await Deno.readLink(p)}, which does ` +
+          "not exist, so the folder cannot be created",
+        `create the link's target, remove the link, or choose another ${o.flag}`,
+      );
+    }
     if (kind === "dir") return p === out;
     if (kind === "file") {
       fail(
@@ -337,6 +360,15 @@ export async function checkOutFolder(out: string, o: OutFolderCheck): Promise<bo
       );
     }
     if (dirname(p) === p) return false;
+  }
+}
+
+/** Whether `path` itself is a symbolic link (its target may be absent). */
+async function isLink(path: string): Promise<boolean> {
+  try {
+    return (await Deno.lstat(path)).isSymlink;
+  } catch {
+    return false;
   }
 }
 

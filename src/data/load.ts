@@ -517,6 +517,19 @@ async function ensureState(name: DatasetName, options: LoadOptions): Promise<Dir
       );
     }
   }
+  // refused before "downloading ..." is logged, and not worded as a failed mkdir of a folder
+  // that may well exist
+  if ((await Deno.permissions.query({ name: "write", path: target })).state !== "granted") {
+    throw new DataError(
+      `${source.title} was not found (looked in: ${looked}) and this process may not write ` +
+        `${target} to download it there`,
+      {
+        file: target,
+        hint: "point --data-dir (or $TAILGRAD_DATA) at a folder this process may write; or " +
+          `get it another way:\n${howToGet(name, options)}`,
+      },
+    );
+  }
   try {
     await downloadDataset(name, options, target);
     return await completeOrThrow(target, source, target);

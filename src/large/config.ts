@@ -213,6 +213,12 @@ function orDefault(c: LargeConfig, key: keyof LargeConfig): string {
   return `, or leave it out for ${c.preset}'s ${preset[key]}`;
 }
 
+/** The most epochs a run may have (the presets have 30 to 90). */
+const MAX_EPOCHS = 100_000;
+
+/** The most decode workers a run may start (each is a thread with its own decoder). */
+const MAX_WORKERS = 256;
+
 /** Throws a {@linkcode ConfigError} naming the first bad setting and what to pass instead. */
 export function validateLargeConfig(c: LargeConfig): void {
   if (!c.dataRoot) {
@@ -262,6 +268,14 @@ function checkCounts(c: LargeConfig): void {
     }
   };
   posInt("epochs", "epochs");
+  // as the small datasets' trainer: a runaway count (a typo) is refused, not started
+  if (c.epochs > MAX_EPOCHS) {
+    bad(
+      "epochs",
+      `expected at most ${MAX_EPOCHS}, got ${c.epochs}`,
+      `pass --epochs from 1 to ${MAX_EPOCHS}${orDefault(c, "epochs")}`,
+    );
+  }
   posInt("batch", "batch");
   posInt("width", "width");
   posInt("dev-per-class", "devPerClass");
@@ -281,11 +295,15 @@ function checkCounts(c: LargeConfig): void {
       `pass --seed in [0, 4294967295]${orDefault(c, "seed")}`,
     );
   }
-  if (c.workers !== null && !(Number.isInteger(c.workers) && c.workers >= 0)) {
+  // --workers 9999 started 9999 decode workers and hung before the first log line
+  const okWorkers = Number.isInteger(c.workers) && c.workers! >= 0 && c.workers! <= MAX_WORKERS;
+  if (c.workers !== null && !okWorkers) {
     bad(
       "workers",
-      `expected an integer >= 0 (0: decode on the main thread) or none, got ${c.workers}`,
-      "pass --workers N >= 0, or none for all cores but one",
+      `expected an integer in [0, ${MAX_WORKERS}] (0: decode on the main thread) or none, ` +
+        `got ${c.workers}`,
+      `pass --workers from 0 to ${MAX_WORKERS} (at most the cores: more only add memory), or ` +
+        "none for all cores but one",
     );
   }
 }

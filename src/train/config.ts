@@ -283,6 +283,9 @@ function settingHint(flag: string, valid: string): string {
   return `give --${flag} ${valid}, or leave it out for the preset's value (--help lists them)`;
 }
 
+/** The most epochs a run may have (the paper's longest is 200). */
+const MAX_EPOCHS = 100_000;
+
 /** Checks every setting; throws {@linkcode ConfigError} naming the setting and valid values. */
 export function validateConfig(c: TrainConfig): void {
   const bad = (flag: string, value: unknown, valid: string) => {
@@ -313,6 +316,8 @@ export function validateConfig(c: TrainConfig): void {
   if (c.testPerClass !== null) int("test-per-class", c.testPerClass, 1);
   num("focal-gamma", c.focalGamma, (x) => x >= 0, "a number >= 0");
   int("epochs", c.epochs, 1);
+  // the trainer plans every epoch up front: a runaway count is refused, not a RangeError
+  if (c.epochs > MAX_EPOCHS) bad("epochs", c.epochs, `an integer in [1, ${MAX_EPOCHS}]`);
   int("meta-start", c.metaStart, 0);
   int("batch", c.batch, 2);
   num("lr", c.lr, (x) => x > 0, "a positive number");

@@ -64,10 +64,16 @@ export async function openFork(cfg: TrainConfig, format: string): Promise<Safete
   const give = "give the checkpoint.safetensors of a tailgrad training run";
   let ckpt: SafetensorsFile | null;
   try {
-    ckpt = await readCheckpoint(path);
+    ckpt = await readCheckpoint(path, { hint: give });
   } catch (e) {
     if (!(e instanceof UserError)) throw e;
-    throw forkError(path, problemOf(e), `the file is damaged or is not a checkpoint; ${give}`);
+    // a run's folder: readCheckpoint's hint names the checkpoint inside it
+    const folder = e.cause instanceof Deno.errors.IsADirectory && e.hint;
+    throw forkError(
+      path,
+      problemOf(e),
+      folder || `the file is damaged or is not a checkpoint; ${give}`,
+    );
   }
   if (!ckpt) {
     throw forkError(

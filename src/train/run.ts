@@ -592,6 +592,25 @@ export function classifierInit(
 }
 
 /**
+ * Refuses a --batch larger than the long-tailed training set, before the GPU is taken: the
+ * engine's buffers are sized for a whole batch (--batch 100000 on 492 images allocated for
+ * 100000 and stalled), while every step could hold at most `count` images.
+ */
+export function checkBatchFits(cfg: TrainConfig, count: number): void {
+  if (cfg.batch <= count) return;
+  throw new ConfigError(
+    `--batch ${cfg.batch} is larger than the long-tailed training set (${count} ` +
+      `image${count === 1 ? "" : "s"}): ` +
+      "no step could fill a batch",
+    {
+      flag: "--batch",
+      hint: `give --batch at most ${count}, or more training images (--imbalance, ` +
+        "--max-per-class)",
+    },
+  );
+}
+
+/**
  * Refuses settings that leave an epoch without a step (`--last-batch drop` with fewer images
  * than a batch), before any work starts.
  */

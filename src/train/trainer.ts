@@ -23,7 +23,7 @@ import {
   validateConfig,
 } from "./config.ts";
 import { fineTuneSubset, prepareData, type SuppliedData } from "./data.ts";
-import { checkEpochSteps, LongTailRun, OUTPUT_FILES } from "./run.ts";
+import { checkBatchFits, checkEpochSteps, LongTailRun, OUTPUT_FILES } from "./run.ts";
 import { phaseOf } from "./methods.ts";
 import type { RunSummary } from "./summary.ts";
 import {
@@ -106,6 +106,7 @@ export async function train(options: TrainOptions = {}): Promise<RunSummary> {
       ? [{ label: "the fine-tuning subset", count: fineTuneSubset(data, cfg.seed).length }]
       : []),
   ]);
+  checkBatchFits(cfg, data.trainIndices.length);
   const ckptPath = join(cfg.out, OUTPUT_FILES.checkpoint);
   if (ckpt) {
     checkResumeData(ckpt, forking ?? ckptPath, cfg, data, forking ? "--init-from" : "--resume");
